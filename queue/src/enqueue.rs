@@ -1,0 +1,111 @@
+//! Enqueue, idempotent on the interaction id.
+//!
+//! Claim order is `(sort_key, id)`, a virtual clock per user and tier
+//! ("VirtualClock" fair queueing): a user's next job gets
+//! `max(now, that user's latest active sort_key in the tier + fair_slot)`,
+//! and relax jobs are shifted by `relax_aging` on top. So one user's 500 jobs
+//! are spread one slot apart and a second user's job slots in next to the
+//! first user's head; and a relax job sorts after the fast jobs of the next
+//! `relax_aging`, and once its sort key has passed the claim takes it first
+//! (see `claim.rs`), so a stream of fast jobs cannot starve it.
+//! A single indexed column keeps the claim an index scan whatever the backlog.
+
+use crate::error::Result;
+use crate::model::{Enqueued, JobId, NewJob};
+use crate::{Queue, secs};
+
+const INSERT_JOBS: &str = r#"
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::text[], $7::text[], $8::jsonb[], $9::jsonb[], $10::text[])
+        WITH ORDINALITY AS t(idempotency_key, tier, platform, workspace_id, channel_id,
+                             thread_id, user_id, reply, request, batch_key, ord)
+), numbered AS (
+    SELECT input.*,
+           row_number() OVER (PARTITION BY platform, user_id, tier ORDER BY ord) - 1 AS nth
+    FROM input
+)
+INSERT INTO jobs (idempotency_key, tier, platform, workspace_id, channel_id, thread_id,
+                  user_id, reply, request, batch_key, max_attempts, sort_key)
+SELECT n.idempotency_key, n.tier, n.platform, n.workspace_id, n.channel_id, n.thread_id,
+       n.user_id, n.reply, n.request, n.batch_key, $11,
+       GREATEST(
+           now() + make_interval(secs => CASE n.tier WHEN 'relax' THEN $13 ELSE 0 END),
+           (SELECT max(j.sort_key) FROM jobs j
+             WHERE j.platform = n.platform AND j.user_id = n.user_id AND j.tier = n.tier
+               AND j.state IN ('queued', 'running')) + make_interval(secs => $12)
+       ) + make_interval(secs => $12 * n.nth)
+FROM numbered n
+ORDER BY n.ord
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING id, idempotency_key
+"#;
+
+impl Queue {
+    /// Enqueues one job. When its idempotency key already names a job, that
+    /// job's id comes back with `created: false` and nothing is inserted.
+    pub async fn enqueue(&self, job: &NewJob) -> Result<Enqueued> {
+        if let Some(id) = self.enqueue_many(std::slice::from_ref(job)).await?.first() {
+            return Ok(Enqueued {
+                id: *id,
+                created: true,
+            });
+        }
+        // A conflict: the key exists (and is committed, or the insert above
+        // would have waited for it).
+        let id: i64 = sqlx::query_scalar("SELECT id FROM jobs WHERE idempotency_key = $1")
+            .bind(&job.idempotency_key)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Enqueued {
+            id: JobId(id),
+            created: false,
+        })
+    }
+
+    /// Enqueues many jobs in one statement, in order; returns the ids of the
+    /// jobs created (duplicates of existing idempotency keys are skipped).
+    pub async fn enqueue_many(&self, jobs: &[NewJob]) -> Result<Vec<JobId>> {
+        let mut keys = Vec::with_capacity(jobs.len());
+        let mut tiers = Vec::with_capacity(jobs.len());
+        let mut platforms = Vec::with_capacity(jobs.len());
+        let mut workspaces = Vec::with_capacity(jobs.len());
+        let mut channels = Vec::with_capacity(jobs.len());
+        let mut threads = Vec::with_capacity(jobs.len());
+        let mut users = Vec::with_capacity(jobs.len());
+        let mut replies = Vec::with_capacity(jobs.len());
+        let mut requests = Vec::with_capacity(jobs.len());
+        let mut batch_keys = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            keys.push(job.idempotency_key.clone());
+            tiers.push(job.tier.as_str());
+            platforms.push(job.origin.platform.as_str());
+            workspaces.push(job.origin.workspace_id.as_str());
+            channels.push(job.origin.channel_id.as_str());
+            threads.push(job.origin.thread_id.clone());
+            users.push(job.origin.user_id.as_str());
+            replies.push(job.reply.clone());
+            requests.push(serde_json::to_value(&job.request).unwrap_or_default());
+            batch_keys.push(job.batch_key.as_str());
+        }
+        let rows: Vec<(i64, Option<String>)> = sqlx::query_as(INSERT_JOBS)
+            .bind(keys)
+            .bind(tiers)
+            .bind(platforms)
+            .bind(workspaces)
+            .bind(channels)
+            .bind(threads)
+            .bind(users)
+            .bind(replies)
+            .bind(requests)
+            .bind(batch_keys)
+            .bind(self.config.max_attempts)
+            .bind(secs(self.config.fair_slot))
+            .bind(secs(self.config.relax_aging))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut ids: Vec<JobId> = rows.into_iter().map(|(id, _)| JobId(id)).collect();
+        ids.sort();
+        Ok(ids)
+    }
+}

@@ -1,0 +1,102 @@
+//! wordup-queue: the job model and the Postgres-backed job queue.
+//!
+//! This is the only crate that writes SQL. It knows nothing about Discord,
+//! Slack or candle: jobs carry platform-neutral requests and an origin.
+//!
+//! Life of a job: [`Queue::enqueue`] → `queued` → [`Queue::claim`] →
+//! `running` under a lease that [`Queue::heartbeat`] extends → settled by
+//! [`Queue::complete`], [`Queue::fail`] (back to `queued` with a backoff
+//! until attempts run out) or [`Queue::acknowledge_cancel`]. A lease that
+//! expires is returned to `queued` by [`Queue::rescue_expired`]. Every
+//! settlement is fenced by (job id, attempt).
+
+mod backoff;
+mod cancel;
+mod claim;
+mod config;
+mod enqueue;
+mod error;
+mod lease;
+mod model;
+mod outputs;
+mod progress;
+mod retention;
+mod row;
+mod stats;
+mod waker;
+
+pub use backoff::BackoffPolicy;
+pub use cancel::CancelOutcome;
+pub use config::QueueConfig;
+pub use error::{QueueError, Result};
+pub use lease::{FailOutcome, Failure, Heartbeat};
+pub use model::{
+    AspectRatio, ClaimedJob, Enqueued, ImagineRequest, Job, JobId, JobState, NewJob, Origin,
+    Progress, Request, Tier, UpscaleMode, VaryStrength,
+};
+pub use outputs::{JobImage, JobPost};
+pub use progress::{ProgressEvent, ProgressListener};
+pub use stats::{QueueDepth, UserCounts};
+pub use waker::{Wake, Waker};
+
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+/// Channel that enqueues and rescues notify, so idle workers look again.
+pub const JOBS_CHANNEL: &str = "wordup_jobs";
+/// Channel that carries [`ProgressEvent`]s as JSON.
+pub const PROGRESS_CHANNEL: &str = "wordup_progress";
+/// Channel that carries the id of a running job whose cancellation was asked for.
+pub const CANCEL_CHANNEL: &str = "wordup_cancel";
+
+/// The queue: a connection pool and the tunables.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    pool: PgPool,
+    config: QueueConfig,
+}
+
+impl Queue {
+    /// Connects with a pool of at most `max_connections`.
+    pub async fn connect(url: &str, max_connections: u32, config: QueueConfig) -> Result<Queue> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .connect(url)
+            .await?;
+        Ok(Queue::from_pool(pool, config))
+    }
+
+    pub async fn connect_with(
+        options: PgConnectOptions,
+        max_connections: u32,
+        config: QueueConfig,
+    ) -> Result<Queue> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .connect_with(options)
+            .await?;
+        Ok(Queue::from_pool(pool, config))
+    }
+
+    pub fn from_pool(pool: PgPool, config: QueueConfig) -> Queue {
+        Queue { pool, config }
+    }
+
+    /// Applies the embedded migrations; safe to run from several processes at once.
+    pub async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("../migrations").run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn config(&self) -> &QueueConfig {
+        &self.config
+    }
+}
+
+fn secs(duration: std::time::Duration) -> f64 {
+    duration.as_secs_f64()
+}

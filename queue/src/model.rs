@@ -1,0 +1,253 @@
+//! The job model: platform-neutral requests and where they came from.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(pub i64);
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Fast jobs are claimed before relax jobs; relax jobs age into fast ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    Fast,
+    Relax,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Fast => "fast",
+            Tier::Relax => "relax",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Tier> {
+        match s {
+            "fast" => Some(Tier::Fast),
+            "relax" => Some(Tier::Relax),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobState> {
+        [
+            JobState::Queued,
+            JobState::Running,
+            JobState::Succeeded,
+            JobState::Failed,
+            JobState::Cancelled,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == s)
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
+    }
+}
+
+/// Where a request came from and where its results go. Ids are the
+/// platform's own, as text; `workspace_id` is a Discord guild or a Slack team.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub platform: String,
+    pub workspace_id: String,
+    pub channel_id: String,
+    pub thread_id: Option<String>,
+    pub user_id: String,
+}
+
+/// Width and height ratio as the user typed it (`--ar 16:9`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AspectRatio {
+    pub width: u32,
+    pub height: u32,
+}
+
+impl AspectRatio {
+    pub const SQUARE: AspectRatio = AspectRatio {
+        width: 1,
+        height: 1,
+    };
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImagineRequest {
+    pub prompt: String,
+    pub negative_prompt: Option<String>,
+    pub aspect: AspectRatio,
+    pub seed: u64,
+    pub steps: Option<u32>,
+    pub guidance: Option<f32>,
+    pub style: Option<String>,
+    pub images: u32,
+    /// Model id or directory; `None` means the engine's default.
+    pub model: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpscaleMode {
+    /// The GAN upscaler alone.
+    Plain,
+    /// GAN ×2, then img2img at low strength.
+    Subtle,
+    /// GAN ×2, then img2img at higher strength.
+    Creative,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VaryStrength {
+    Subtle,
+    Strong,
+}
+
+/// What a job asks the engine to do. Follow-ups name their parent job and,
+/// where one image is meant, its index in the parent's output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Request {
+    Imagine(ImagineRequest),
+    Upscale {
+        parent: JobId,
+        index: u8,
+        mode: UpscaleMode,
+    },
+    Vary {
+        parent: JobId,
+        index: u8,
+        strength: VaryStrength,
+    },
+    Reroll {
+        parent: JobId,
+    },
+}
+
+impl Request {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::Imagine(_) => "imagine",
+            Request::Upscale { .. } => "upscale",
+            Request::Vary { .. } => "vary",
+            Request::Reroll { .. } => "reroll",
+        }
+    }
+
+    pub fn parent(&self) -> Option<JobId> {
+        match self {
+            Request::Imagine(_) => None,
+            Request::Upscale { parent, .. }
+            | Request::Vary { parent, .. }
+            | Request::Reroll { parent } => Some(*parent),
+        }
+    }
+}
+
+/// A job to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// The platform's interaction id, prefixed by the platform; the same key
+    /// enqueued twice yields the first job.
+    pub idempotency_key: Option<String>,
+    pub tier: Tier,
+    pub origin: Origin,
+    pub request: Request,
+    /// Jobs with equal batch keys may be claimed together and run as one GPU batch.
+    pub batch_key: String,
+    /// Adapter data kept with the job and never read by the queue.
+    pub reply: serde_json::Value,
+}
+
+/// The outcome of an enqueue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enqueued {
+    pub id: JobId,
+    /// False when the idempotency key already named a job.
+    pub created: bool,
+}
+
+/// Progress of a running job, as stored on it and published to listeners.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub stage: String,
+    pub step: u32,
+    pub total: u32,
+}
+
+/// A job as stored.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: JobId,
+    pub idempotency_key: Option<String>,
+    pub tier: Tier,
+    pub state: JobState,
+    pub origin: Origin,
+    pub reply: serde_json::Value,
+    pub request: Request,
+    pub batch_key: String,
+    /// Claim order: jobs are claimed by ascending `(sort_key, id)`.
+    pub sort_key: DateTime<Utc>,
+    pub attempt: i32,
+    pub max_attempts: i32,
+    pub run_at: DateTime<Utc>,
+    pub enqueued_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub cancel_requested: bool,
+    pub last_error: Option<String>,
+    pub progress: Option<Progress>,
+}
+
+/// A job held under a lease by one worker. `attempt` fences every write the
+/// worker makes: once the lease is lost, its writes are refused.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub job: Job,
+}
+
+impl ClaimedJob {
+    pub fn id(&self) -> JobId {
+        self.job.id
+    }
+
+    pub fn attempt(&self) -> i32 {
+        self.job.attempt
+    }
+}

@@ -1,0 +1,135 @@
+//! Job outputs: the images a job produced and the chat messages they were
+//! posted as, so that buttons and redeliveries can find them.
+
+use chrono::{DateTime, Utc};
+
+use crate::Queue;
+use crate::error::{QueueError, Result};
+use crate::model::JobId;
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct JobImage {
+    pub idx: i32,
+    pub png: Vec<u8>,
+    pub width: i32,
+    pub height: i32,
+    pub seed: i64,
+    pub score: Option<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct JobPost {
+    pub job_id: i64,
+    pub post_key: String,
+    pub platform: String,
+    pub channel_id: String,
+    pub message_id: String,
+    pub posted_at: DateTime<Utc>,
+}
+
+impl Queue {
+    /// Stores an image of a running attempt (replacing one a previous attempt
+    /// stored at the same index). Refused when the attempt is stale.
+    pub async fn store_image(&self, job: JobId, attempt: i32, image: &JobImage) -> Result<()> {
+        let stored = sqlx::query(
+            "INSERT INTO job_images (job_id, idx, png, width, height, seed, score)
+             SELECT id, $3, $4, $5, $6, $7, $8 FROM jobs
+             WHERE id = $1 AND attempt = $2 AND state = 'running'
+             ON CONFLICT (job_id, idx) DO UPDATE SET
+                 png = excluded.png, width = excluded.width, height = excluded.height,
+                 seed = excluded.seed, score = excluded.score, created_at = now()",
+        )
+        .bind(job.0)
+        .bind(attempt)
+        .bind(image.idx)
+        .bind(&image.png)
+        .bind(image.width)
+        .bind(image.height)
+        .bind(image.seed)
+        .bind(image.score)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if stored == 1 {
+            Ok(())
+        } else {
+            Err(QueueError::Stale { job, attempt })
+        }
+    }
+
+    pub async fn images(&self, job: JobId) -> Result<Vec<JobImage>> {
+        Ok(sqlx::query_as(
+            "SELECT idx, png, width, height, seed, score FROM job_images
+             WHERE job_id = $1 ORDER BY idx",
+        )
+        .bind(job.0)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn image(&self, job: JobId, idx: i32) -> Result<Option<JobImage>> {
+        Ok(sqlx::query_as(
+            "SELECT idx, png, width, height, seed, score FROM job_images
+             WHERE job_id = $1 AND idx = $2",
+        )
+        .bind(job.0)
+        .bind(idx)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Records that a job's result was posted as a chat message. Returns the
+    /// post on record: an earlier one with the same key wins, so a delivery
+    /// retried after a crash sees that it already posted.
+    pub async fn record_post(
+        &self,
+        job: JobId,
+        post_key: &str,
+        platform: &str,
+        channel_id: &str,
+        message_id: &str,
+    ) -> Result<JobPost> {
+        sqlx::query(
+            "INSERT INTO job_posts (job_id, post_key, platform, channel_id, message_id)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (job_id, post_key) DO NOTHING",
+        )
+        .bind(job.0)
+        .bind(post_key)
+        .bind(platform)
+        .bind(channel_id)
+        .bind(message_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(self
+            .post(job, post_key)
+            .await?
+            .ok_or(QueueError::Database(sqlx::Error::RowNotFound))?)
+    }
+
+    pub async fn post(&self, job: JobId, post_key: &str) -> Result<Option<JobPost>> {
+        Ok(sqlx::query_as(
+            "SELECT job_id, post_key, platform, channel_id, message_id, posted_at
+             FROM job_posts WHERE job_id = $1 AND post_key = $2",
+        )
+        .bind(job.0)
+        .bind(post_key)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The post a chat message id belongs to, for buttons on that message.
+    pub async fn post_by_message(
+        &self,
+        platform: &str,
+        message_id: &str,
+    ) -> Result<Option<JobPost>> {
+        Ok(sqlx::query_as(
+            "SELECT job_id, post_key, platform, channel_id, message_id, posted_at
+             FROM job_posts WHERE platform = $1 AND message_id = $2",
+        )
+        .bind(platform)
+        .bind(message_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+}

@@ -1,0 +1,34 @@
+//! Retention: finished jobs (and their images and posts, by cascade) are
+//! deleted after a configurable age, in chunks so no statement runs long.
+
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::{Queue, secs};
+
+const CHUNK: i64 = 5_000;
+
+impl Queue {
+    /// Deletes jobs that finished more than `older_than` ago; returns how many.
+    pub async fn prune_finished(&self, older_than: Duration) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let deleted = sqlx::query(
+                "DELETE FROM jobs WHERE id IN (
+                     SELECT id FROM jobs
+                     WHERE finished_at < now() - make_interval(secs => $1)
+                       AND state IN ('succeeded', 'failed', 'cancelled')
+                     LIMIT $2)",
+            )
+            .bind(secs(older_than))
+            .bind(CHUNK)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            total += deleted;
+            if deleted < CHUNK as u64 {
+                return Ok(total);
+            }
+        }
+    }
+}
