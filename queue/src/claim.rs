@@ -85,14 +85,16 @@ impl Queue {
         Ok(jobs.into_iter().map(|job| ClaimedJob { job }).collect())
     }
 
-    /// EXPLAIN of the claim statement, for benchmarks and the plan noted above.
+    /// EXPLAIN ANALYZE of one claim, rolled back: for benchmarks and the
+    /// plan noted above.
     pub async fn explain_claim(&self, limit: u32) -> Result<String> {
         let mut tx = self.pool.begin().await?;
-        let lines: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {}", claim_sql()))
-            .bind(i64::from(limit.max(1)))
-            .bind(secs(self.config.lease))
-            .fetch_all(&mut *tx)
-            .await?;
+        let lines: Vec<String> =
+            sqlx::query_scalar(&format!("EXPLAIN (ANALYZE, COSTS OFF) {}", claim_sql()))
+                .bind(i64::from(limit.max(1)))
+                .bind(secs(self.config.lease))
+                .fetch_all(&mut *tx)
+                .await?;
         tx.rollback().await?;
         Ok(lines.join("\n"))
     }

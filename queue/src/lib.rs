@@ -17,6 +17,7 @@ mod config;
 mod enqueue;
 mod error;
 mod lease;
+mod maintenance;
 mod model;
 mod outputs;
 mod progress;
@@ -30,6 +31,7 @@ pub use cancel::CancelOutcome;
 pub use config::QueueConfig;
 pub use error::{QueueError, Result};
 pub use lease::{FailOutcome, Failure, Heartbeat};
+pub use maintenance::Maintenance;
 pub use model::{
     AspectRatio, ClaimedJob, Enqueued, ImagineRequest, Job, JobId, JobState, NewJob, Origin,
     Progress, Request, Tier, UpscaleMode, VaryStrength,
@@ -57,10 +59,17 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// Connects with a pool of at most `max_connections`.
-    pub async fn connect(url: &str, max_connections: u32, config: QueueConfig) -> Result<Queue> {
+    /// Connects with a pool of at most `max_connections`; waiting for a
+    /// connection (at start or later) fails after `acquire_timeout`.
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: std::time::Duration,
+        config: QueueConfig,
+    ) -> Result<Queue> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
+            .acquire_timeout(acquire_timeout)
             .connect(url)
             .await?;
         Ok(Queue::from_pool(pool, config))

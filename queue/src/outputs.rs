@@ -100,10 +100,9 @@ impl Queue {
         .bind(message_id)
         .execute(&self.pool)
         .await?;
-        Ok(self
-            .post(job, post_key)
+        self.post(job, post_key)
             .await?
-            .ok_or(QueueError::Database(sqlx::Error::RowNotFound))?)
+            .ok_or(QueueError::Database(sqlx::Error::RowNotFound))
     }
 
     pub async fn post(&self, job: JobId, post_key: &str) -> Result<Option<JobPost>> {

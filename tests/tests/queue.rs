@@ -1,4 +1,5 @@
 //! The queue against a real Postgres, each test in a database of its own.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -70,11 +71,11 @@ async fn eight_claimers_complete_ten_thousand_jobs_exactly_once() {
         claimer.await.unwrap();
     }
 
-    let seen = seen.lock().unwrap();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
     let mut times: HashMap<i64, usize> = HashMap::new();
-    for (id, attempt) in seen.iter() {
-        assert_eq!(*attempt, 1);
-        *times.entry(*id).or_default() += 1;
+    for (id, attempt) in seen {
+        assert_eq!(attempt, 1);
+        *times.entry(id).or_default() += 1;
     }
     assert_eq!(times.len(), 10_000, "every job claimed");
     assert!(times.values().all(|n| *n == 1), "no job claimed twice");

@@ -1,13 +1,15 @@
 #!/usr/bin/env node
-// graphile-worker side of scripts/bench-queue.sh. It runs the same workloads as
-// our Rust `queue-bench` (the wordup-tests crate's bin) so the two can be put
-// side by side, measured on the same Postgres in one run:
+// graphile-worker side of scripts/bench-queue.sh. It mirrors our Rust
+// queue-bench (tests/src/bin/queue-bench.rs) so the two can be put side by side,
+// measured on the same Postgres in one run:
 //
-//   burn-down  N no-op jobs enqueued up front (untimed), then a runner with
-//              `workers` concurrency drains them; wall time from runner start
-//              until every job row is gone.
-//   latency    an idle runner (concurrency 1); time from "addJob resolved"
-//              (i.e. committed) to "task function entered", one job at a time.
+//   burn-down  N no-op jobs enqueued up front (untimed; table truncated,
+//              vacuumed and analyzed around the fill, as queue-bench does), then
+//              a runner with `workers` concurrency drains them; wall time from
+//              starting the runner until every job row is gone.
+//   latency    an idle runner (concurrency 1) woken by NOTIFY; time from
+//              "addJob resolved" (committed) to "task function entered", one
+//              job at a time. Same percentile rule as queue-bench.
 //
 // Usage: DATABASE_URL=postgres://... node bench.mjs [--jobs N] [--latency-jobs N]
 // It drops and recreates its own database, wordup_bench_graphile, on the server
@@ -35,11 +37,11 @@ const DB_NAME = "wordup_bench_graphile";
 const SCHEMA = "graphile_worker";
 const WORKERS = [1, 4, 16];
 const BATCHES = [1, 10];
-// Graphile's default is 2s. LISTEN/NOTIFY drives pickup; the poll is the fallback
-// (and the local queue's refetch timer), so keep it short like ours.
+// Graphile's default is 2s. LISTEN/NOTIFY drives pickup; the poll is only the
+// fallback (and the local queue's refetch timer), kept short so no run can sit
+// out a 2s timer.
 const POLL_INTERVAL_MS = 100;
-const ENQUEUE_CHUNK = 5000;
-const LATENCY_WARMUP = 10;
+const ENQUEUE_CHUNK = 5000; // queue-bench's enqueue_many chunk
 
 const { values: args } = parseArgs({
     options: {
@@ -77,12 +79,17 @@ function workerPreset(connectionString, extra = {}) {
     return { worker: { connectionString, logger: silentLogger, pollInterval: POLL_INTERVAL_MS, ...extra } };
 }
 
-// What `batch` maps to. Our queue claims up to `batch` jobs per round trip and
-// acks them together; graphile-worker's equivalents (its "batching" features)
-// are the local queue (the pool locks and fetches `size` jobs per query and
-// hands them to its workers) plus completeJobBatchDelay (completions issued in
-// the same window go out as one query; 0 = same tick, no added wait). batch=1
-// leaves both at their defaults (off): one get_job and one complete_job per job.
+// What `batch` maps to. In queue-bench each worker claims up to `batch` jobs in
+// one query and settles them with one complete_many. graphile-worker has no
+// per-worker claim size; its batching features (docs: "Performance > Batching")
+// are the local queue (the pool locks and fetches `size` jobs in one query and
+// hands them out to its workers) plus completeJobBatchDelay (completions issued
+// within the window go out as one query; 0 = same tick, no added wait).
+// batch=10 turns both on with size 10, i.e. the same jobs per fetch query;
+// batch=1 leaves both off (graphile's defaults): one get_job and one
+// complete_job query per job. The local queue is per pool, not per worker, so
+// with 16 workers graphile warns that size < concurrency; we keep 10 anyway so
+// the knob matches the row label.
 function batchOptions(batch) {
     return batch > 1 ? { localQueue: { size: batch }, completeJobBatchDelay: 0 } : {};
 }
@@ -102,13 +109,29 @@ async function startRunner({ connectionString, concurrency, batch, taskList, eve
     });
 }
 
-function percentile(sorted, p) {
-    // nearest-rank
-    const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-    return sorted[idx];
+// queue-bench's rule: the sample at rank round(q * (n - 1)).
+function percentile(sorted, q) {
+    return sorted[Math.min(sorted.length - 1, Math.round(q * (sorted.length - 1)))];
 }
 
-const fmt = (x, digits = 2) => x.toFixed(digits);
+const fmt = (x, digits = 3) => x.toFixed(digits);
+
+// Rejects if `promise` takes longer than `ms`; the timer is cancelled either way
+// so it neither holds the process open nor fires late.
+async function withTimeout(promise, ms, what) {
+    const ac = new AbortController();
+    const timeout = sleep(ms, undefined, { signal: ac.signal }).then(
+        () => {
+            throw new Error(`${what} within ${ms / 1000}s`);
+        },
+        () => {},
+    );
+    try {
+        return await Promise.race([promise, timeout]);
+    } finally {
+        ac.abort();
+    }
+}
 
 async function main() {
     const connectionString = await recreateDatabase(process.env.DATABASE_URL);
@@ -122,7 +145,10 @@ async function main() {
     const remaining = async () =>
         Number((await db.query(`SELECT count(*) AS n FROM ${SCHEMA}._private_jobs`)).rows[0].n);
     // Fresh table files each run so one run's dead tuples don't slow the next.
-    const reset = () => db.query(`TRUNCATE ${SCHEMA}._private_jobs, ${SCHEMA}._private_job_queues`);
+    const reset = async () => {
+        await db.query(`TRUNCATE ${SCHEMA}._private_jobs, ${SCHEMA}._private_job_queues`);
+        await db.query(`VACUUM ANALYZE ${SCHEMA}._private_jobs`);
+    };
 
     try {
         for (const workers of WORKERS) {
@@ -149,6 +175,8 @@ async function main() {
 
                 let seconds;
                 const t0 = performance.now();
+                // Counted: graphile opens its pool and checks migrations here,
+                // tens of ms (logged below), against seconds of draining.
                 const runner = await startRunner({
                     connectionString,
                     concurrency: workers,
@@ -156,6 +184,7 @@ async function main() {
                     taskList: { noop: () => {} },
                     events,
                 });
+                const startupMs = performance.now() - t0;
                 try {
                     await Promise.race([
                         allCompletedP,
@@ -166,13 +195,18 @@ async function main() {
                     // job:complete fires before the completion is committed (and with
                     // completeJobBatchDelay it is deferred), so the clock stops when the
                     // rows are actually gone.
-                    while ((await remaining()) > 0) await sleep(1);
+                    const deadline = performance.now() + 30_000;
+                    while ((await remaining()) > 0) {
+                        if (performance.now() > deadline) throw new Error("completed jobs were not deleted within 30s");
+                        await sleep(1);
+                    }
                     seconds = (performance.now() - t0) / 1000;
                 } finally {
                     await runner.stop();
-                    await runner.promise.catch(() => {});
+                    await runner.promise.catch((e) => log("runner stopped with error:", e));
                 }
                 if (failed > 0) throw new Error(`${failed} no-op jobs failed`);
+                log(`burn workers=${workers} batch=${batch}: runner start took ${fmt(startupMs, 1)}ms`);
                 writeResult(
                     `RESULT graphile burn workers=${workers} batch=${batch} jobs=${JOBS} ` +
                         `seconds=${fmt(seconds)} jobs_per_s=${fmt(JOBS / seconds, 1)}`,
@@ -193,16 +227,19 @@ async function main() {
             events,
         });
         try {
-            await listening;
+            await withTimeout(listening, 30_000, "runner did not start listening");
+            // As queue-bench: let the worker reach its wait before the first enqueue.
+            await sleep(200);
             const samples = [];
             let clamped = 0;
-            // A few unrecorded jobs first so connections and prepared statements are warm.
-            for (let i = 0; i < LATENCY_WARMUP + LATENCY_JOBS; i++) {
+            for (let i = 0; i < LATENCY_JOBS; i++) {
                 const started = new Promise((resolve) => (onStart = resolve));
                 await utils.addJob("ping", {});
                 const enqueued = performance.now();
                 const start = await started;
-                if (i < LATENCY_WARMUP) continue;
+                // queue-bench's worker completes each job before the next enqueue;
+                // graphile completes in the background, so wait for the commit too.
+                while ((await remaining()) > 0) await sleep(1);
                 // The worker can enter the task before addJob's reply is processed
                 // on our side of the event loop; count it as zero wait.
                 if (start < enqueued) clamped++;
@@ -211,12 +248,12 @@ async function main() {
             if (clamped > 0) log(`latency: ${clamped} samples picked before addJob resolved (counted as 0)`);
             samples.sort((a, b) => a - b);
             writeResult(
-                `RESULT graphile latency n=${LATENCY_JOBS} p50_ms=${fmt(percentile(samples, 50))} ` +
-                    `p95_ms=${fmt(percentile(samples, 95))} p99_ms=${fmt(percentile(samples, 99))}`,
+                `RESULT graphile latency n=${LATENCY_JOBS} p50_ms=${fmt(percentile(samples, 0.5))} ` +
+                    `p95_ms=${fmt(percentile(samples, 0.95))} p99_ms=${fmt(percentile(samples, 0.99))}`,
             );
         } finally {
             await runner.stop();
-            await runner.promise.catch(() => {});
+            await runner.promise.catch((e) => log("runner stopped with error:", e));
         }
     } finally {
         await utils.release();

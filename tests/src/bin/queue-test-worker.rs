@@ -17,7 +17,7 @@ async fn main() -> Result<()> {
         lease: Duration::from_secs_f64(lease_secs),
         ..QueueConfig::default()
     };
-    let queue = Queue::connect(&url, 2, config).await?;
+    let queue = Queue::connect(&url, 2, Duration::from_secs(10), config).await?;
     let mut waker = queue.waker(Duration::from_millis(200)).await?;
     let job = queue
         .claim_next(&mut waker, 1)
