@@ -1,2 +1,19 @@
-//! wordup-engine: the image engine. It knows nothing about Discord or Slack;
-//! the `wordup-engine` binary wires delivery from wordup-bot into the worker.
+//! wordup-engine: Stable Diffusion in candle, built from diffusers model
+//! files. It knows nothing about Discord or Slack; the `wordup-engine`
+//! binary wires delivery from wordup-bot into the worker.
+
+pub mod device;
+pub mod error;
+pub mod images;
+pub mod noise;
+pub mod pipeline;
+pub mod scheduler;
+pub mod size;
+pub mod source;
+pub mod text_encoder;
+pub mod tokenizer;
+pub mod unet;
+pub mod vae;
+
+pub use error::{EngineError, Result};
+pub use pipeline::{Generation, PipelineOptions, StableDiffusion, Stage};

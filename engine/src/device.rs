@@ -1,0 +1,38 @@
+//! Device and precision: f16 on CUDA (the fp16 weight variants where a
+//! model has them), f32 on CPU, where half precision is slow.
+
+use candle_core::{DType, Device};
+
+use crate::error::Result;
+use crate::source::Variant;
+
+/// The best device this build can use: CUDA or Metal when compiled in and
+/// present, else the CPU.
+pub fn best_device(force_cpu: bool) -> Result<Device> {
+    if force_cpu {
+        return Ok(Device::Cpu);
+    }
+    if candle_core::utils::cuda_is_available() {
+        return Ok(Device::new_cuda(0)?);
+    }
+    if candle_core::utils::metal_is_available() {
+        return Ok(Device::new_metal(0)?);
+    }
+    Ok(Device::Cpu)
+}
+
+pub fn default_dtype(device: &Device) -> DType {
+    if device.is_cpu() {
+        DType::F32
+    } else {
+        DType::F16
+    }
+}
+
+/// Which weight files fit a dtype.
+pub fn variant_for(dtype: DType) -> Variant {
+    match dtype {
+        DType::F16 | DType::BF16 => Variant::PreferFp16,
+        _ => Variant::Full,
+    }
+}

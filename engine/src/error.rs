@@ -1,0 +1,36 @@
+use std::path::PathBuf;
+
+/// Everything the engine library can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("model computation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("malformed {path}: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("model files missing: {0}")]
+    MissingFile(String),
+    #[error("unsupported model: {0}")]
+    UnsupportedModel(String),
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("download failed: {0}")]
+    Download(String),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("cancelled")]
+    Cancelled,
+    #[error("image: {0}")]
+    Image(String),
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

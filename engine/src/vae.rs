@@ -1,0 +1,240 @@
+//! The KL autoencoder (diffusers' `AutoencoderKL`) built from
+//! `vae/config.json` out of candle's public blocks. We own the encoder so
+//! that img2img can sample the latent distribution with our seeded noise.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, VarBuilder};
+use candle_transformers::models::stable_diffusion::unet_2d_blocks::{
+    DownEncoderBlock2D, DownEncoderBlock2DConfig, UNetMidBlock2D, UNetMidBlock2DConfig,
+    UpDecoderBlock2D, UpDecoderBlock2DConfig,
+};
+use serde::Deserialize;
+
+fn default_scaling_factor() -> f64 {
+    0.18215
+}
+fn default_true() -> bool {
+    true
+}
+fn default_channels() -> usize {
+    3
+}
+
+/// `vae/config.json`, the fields we use.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub block_out_channels: Vec<usize>,
+    pub layers_per_block: usize,
+    pub latent_channels: usize,
+    pub norm_num_groups: usize,
+    #[serde(default = "default_channels")]
+    pub in_channels: usize,
+    #[serde(default = "default_channels")]
+    pub out_channels: usize,
+    #[serde(default = "default_scaling_factor")]
+    pub scaling_factor: f64,
+    #[serde(default = "default_true")]
+    pub use_quant_conv: bool,
+    #[serde(default = "default_true")]
+    pub use_post_quant_conv: bool,
+}
+
+impl Config {
+    /// Pixels per latent along each side.
+    pub fn scale_factor(&self) -> usize {
+        1 << (self.block_out_channels.len().saturating_sub(1))
+    }
+}
+
+fn conv3x3(i: usize, o: usize, vb: VarBuilder) -> Result<Conv2d> {
+    let cfg = Conv2dConfig {
+        padding: 1,
+        ..Default::default()
+    };
+    candle_nn::conv2d(i, o, 3, cfg, vb)
+}
+
+fn mid_block(cfg: &Config, vb: VarBuilder) -> Result<UNetMidBlock2D> {
+    let channels = *cfg.block_out_channels.last().unwrap_or(&0);
+    let mid = UNetMidBlock2DConfig {
+        resnet_eps: 1e-6,
+        output_scale_factor: 1.0,
+        attn_num_head_channels: None,
+        resnet_groups: Some(cfg.norm_num_groups),
+        ..Default::default()
+    };
+    UNetMidBlock2D::new(vb, channels, None, mid)
+}
+
+#[derive(Debug)]
+struct Encoder {
+    conv_in: Conv2d,
+    down_blocks: Vec<DownEncoderBlock2D>,
+    mid_block: UNetMidBlock2D,
+    conv_norm_out: GroupNorm,
+    conv_out: Conv2d,
+}
+
+impl Encoder {
+    fn new(cfg: &Config, vb: VarBuilder) -> Result<Encoder> {
+        let channels = &cfg.block_out_channels;
+        let last = *channels.last().unwrap_or(&0);
+        let down_blocks = channels
+            .iter()
+            .enumerate()
+            .map(|(i, &out)| {
+                let block = DownEncoderBlock2DConfig {
+                    num_layers: cfg.layers_per_block,
+                    resnet_eps: 1e-6,
+                    resnet_groups: cfg.norm_num_groups,
+                    add_downsample: i + 1 != channels.len(),
+                    downsample_padding: 0,
+                    ..Default::default()
+                };
+                let input = if i == 0 { channels[0] } else { channels[i - 1] };
+                DownEncoderBlock2D::new(vb.pp("down_blocks").pp(i), input, out, block)
+            })
+            .collect::<Result<_>>()?;
+        Ok(Encoder {
+            conv_in: conv3x3(cfg.in_channels, channels[0], vb.pp("conv_in"))?,
+            down_blocks,
+            mid_block: mid_block(cfg, vb.pp("mid_block"))?,
+            conv_norm_out: candle_nn::group_norm(
+                cfg.norm_num_groups,
+                last,
+                1e-6,
+                vb.pp("conv_norm_out"),
+            )?,
+            conv_out: conv3x3(last, 2 * cfg.latent_channels, vb.pp("conv_out"))?,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let mut xs = self.conv_in.forward(xs)?;
+        for block in &self.down_blocks {
+            xs = block.forward(&xs)?;
+        }
+        let xs = self.mid_block.forward(&xs, None)?;
+        let xs = candle_nn::ops::silu(&self.conv_norm_out.forward(&xs)?)?;
+        self.conv_out.forward(&xs)
+    }
+}
+
+#[derive(Debug)]
+struct Decoder {
+    conv_in: Conv2d,
+    mid_block: UNetMidBlock2D,
+    up_blocks: Vec<UpDecoderBlock2D>,
+    conv_norm_out: GroupNorm,
+    conv_out: Conv2d,
+}
+
+impl Decoder {
+    fn new(cfg: &Config, vb: VarBuilder) -> Result<Decoder> {
+        let reversed: Vec<usize> = cfg.block_out_channels.iter().rev().copied().collect();
+        let up_blocks = reversed
+            .iter()
+            .enumerate()
+            .map(|(i, &out)| {
+                let block = UpDecoderBlock2DConfig {
+                    num_layers: cfg.layers_per_block + 1,
+                    resnet_eps: 1e-6,
+                    resnet_groups: cfg.norm_num_groups,
+                    add_upsample: i + 1 != reversed.len(),
+                    ..Default::default()
+                };
+                let input = if i == 0 { reversed[0] } else { reversed[i - 1] };
+                UpDecoderBlock2D::new(vb.pp("up_blocks").pp(i), input, out, block)
+            })
+            .collect::<Result<_>>()?;
+        let first = cfg.block_out_channels[0];
+        Ok(Decoder {
+            conv_in: conv3x3(cfg.latent_channels, reversed[0], vb.pp("conv_in"))?,
+            mid_block: mid_block(cfg, vb.pp("mid_block"))?,
+            up_blocks,
+            conv_norm_out: candle_nn::group_norm(
+                cfg.norm_num_groups,
+                first,
+                1e-6,
+                vb.pp("conv_norm_out"),
+            )?,
+            conv_out: conv3x3(first, cfg.out_channels, vb.pp("conv_out"))?,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let mut xs = self.mid_block.forward(&self.conv_in.forward(xs)?, None)?;
+        for block in &self.up_blocks {
+            xs = block.forward(&xs)?;
+        }
+        let xs = candle_nn::ops::silu(&self.conv_norm_out.forward(&xs)?)?;
+        self.conv_out.forward(&xs)
+    }
+}
+
+/// The latent distribution an image encodes to.
+#[derive(Debug)]
+pub struct LatentDistribution {
+    pub mean: Tensor,
+    pub std: Tensor,
+}
+
+impl LatentDistribution {
+    /// `mean + std · noise`, with the caller's noise (same shape as mean).
+    pub fn sample_with(&self, noise: &Tensor) -> Result<Tensor> {
+        &self.mean + (&self.std * noise)?
+    }
+}
+
+#[derive(Debug)]
+pub struct AutoEncoder {
+    encoder: Encoder,
+    decoder: Decoder,
+    quant_conv: Option<Conv2d>,
+    post_quant_conv: Option<Conv2d>,
+    pub config: Config,
+}
+
+impl AutoEncoder {
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<AutoEncoder> {
+        let latent = cfg.latent_channels;
+        let one = Conv2dConfig::default();
+        Ok(AutoEncoder {
+            encoder: Encoder::new(cfg, vb.pp("encoder"))?,
+            decoder: Decoder::new(cfg, vb.pp("decoder"))?,
+            quant_conv: cfg
+                .use_quant_conv
+                .then(|| candle_nn::conv2d(2 * latent, 2 * latent, 1, one, vb.pp("quant_conv")))
+                .transpose()?,
+            post_quant_conv: cfg
+                .use_post_quant_conv
+                .then(|| candle_nn::conv2d(latent, latent, 1, one, vb.pp("post_quant_conv")))
+                .transpose()?,
+            config: cfg.clone(),
+        })
+    }
+
+    /// Images in [-1, 1], NCHW → the latent distribution (unscaled).
+    pub fn encode(&self, images: &Tensor) -> Result<LatentDistribution> {
+        let xs = self.encoder.forward(images)?;
+        let xs = match &self.quant_conv {
+            Some(conv) => conv.forward(&xs)?,
+            None => xs,
+        };
+        let halves = xs.chunk(2, 1)?;
+        let logvar = halves[1].clamp(-30.0, 20.0)?;
+        Ok(LatentDistribution {
+            mean: halves[0].clone(),
+            std: (logvar * 0.5)?.exp()?,
+        })
+    }
+
+    /// Latents (already divided by the scaling factor) → images in about [-1, 1].
+    pub fn decode(&self, latents: &Tensor) -> Result<Tensor> {
+        let xs = match &self.post_quant_conv {
+            Some(conv) => conv.forward(latents)?,
+            None => latents.clone(),
+        };
+        self.decoder.forward(&xs)
+    }
+}
