@@ -11,6 +11,7 @@ pub mod scheduler;
 pub mod size;
 pub mod source;
 pub mod text_encoder;
+pub mod tiny;
 pub mod tokenizer;
 pub mod unet;
 pub mod vae;

@@ -42,10 +42,11 @@ pub enum ModelSource {
 }
 
 impl ModelSource {
-    /// An existing directory is a local model; anything else a hub id.
+    /// An existing directory, or anything written as a path (absolute, or
+    /// starting with `.` or `~`), is a local model; anything else a hub id.
     pub fn parse(spec: &str, revision: Option<&str>) -> ModelSource {
         let path = Path::new(spec);
-        if path.is_dir() {
+        if path.is_dir() || path.is_absolute() || spec.starts_with('.') || spec.starts_with('~') {
             ModelSource::Dir(path.to_path_buf())
         } else {
             ModelSource::Hub {

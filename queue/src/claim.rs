@@ -21,17 +21,73 @@
 //! Both scans read only the first rows of a partial index on queued jobs, so
 //! the claim costs the same with 10 or 100,000 jobs waiting.
 
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
 use crate::error::Result;
-use crate::model::ClaimedJob;
+use crate::model::{ClaimedJob, Job, JobId};
 use crate::row::{JOB_COLUMNS, JobRow, jobs_from_rows};
 use crate::{Queue, secs};
 
-pub(crate) fn claim_sql() -> String {
+/// What [`Queue::settle_and_claim`] did.
+#[derive(Debug, Clone)]
+pub struct Settled {
+    /// Jobs whose attempt was no longer current: their completion was refused.
+    pub stale: Vec<JobId>,
+    /// The next batch, in claim order; empty when nothing was claimable.
+    pub claimed: Vec<ClaimedJob>,
+}
+
+/// The limit is written into the statement rather than bound: with a bound
+/// LIMIT, Postgres's cached generic plan assumes a tenth of the table and
+/// the claim gets several times slower. Each batch size gets its own
+/// prepared statement.
+pub(crate) fn claim_sql(limit: u32) -> String {
+    format!("{}\nRETURNING {JOB_COLUMNS}", claim_ctes(limit, ""))
+}
+
+fn claim_ctes(limit: u32, gate: &str) -> String {
+    CLAIM_CTES
+        .replace("{fill_limit}", &(limit.max(1) - 1).to_string())
+        .replace("{gate}", gate)
+}
+
+/// Completes the caller's finished jobs (each fenced by its attempt) and
+/// claims the next batch in the same statement: one commit per batch instead
+/// of two. Always returns at least one row: `completed` (the ids completed)
+/// on every row, and the claimed jobs' columns, NULL when none was claimed.
+///
+/// The gate makes the completions run before the claim takes any row lock.
+/// A claim can hold a lock on a row it then skips (a stale index entry of a
+/// job just claimed elsewhere), so a worker completing that job waits for
+/// it; with completions first, a waiting statement holds no claim locks and
+/// two workers cannot wait on each other.
+fn settle_and_claim_sql(limit: u32) -> String {
+    let ctes = claim_ctes(limit, "AND (SELECT count(*) FROM done) >= 0");
+    let claim = ctes.trim_start().trim_start_matches("WITH ");
     format!(
         r#"
+WITH done AS (
+    UPDATE jobs SET state = 'succeeded', finished_at = now(), lease_expires_at = NULL
+    FROM unnest($2::bigint[], $3::int[]) AS settled(id, attempt)
+    WHERE jobs.id = settled.id AND jobs.attempt = settled.attempt AND jobs.state = 'running'
+    RETURNING jobs.id
+), {claim_ctes}
+RETURNING {JOB_COLUMNS}
+)
+SELECT (SELECT coalesce(array_agg(id), '{{}}') FROM done) AS completed, claimed.*
+FROM (SELECT 1) AS one LEFT JOIN claimed ON true
+"#,
+        claim_ctes = claim.replacen("UPDATE jobs\nSET", ", claimed AS (\nUPDATE jobs\nSET", 1),
+    )
+}
+
+/// The claim: pick CTEs and the UPDATE, without its RETURNING.
+const CLAIM_CTES: &str = r#"
 WITH aged AS (
     SELECT id, batch_key FROM jobs
     WHERE state = 'queued' AND tier = 'relax' AND sort_key <= now() AND run_at <= now()
+      {gate}
     ORDER BY sort_key, id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
@@ -50,7 +106,7 @@ WITH aged AS (
     WHERE j.state = 'queued' AND j.run_at <= now() AND j.batch_key = head.batch_key
       AND j.id <> head.id
     ORDER BY j.sort_key, j.id
-    LIMIT $1 - 1
+    LIMIT {fill_limit}
     FOR UPDATE OF j SKIP LOCKED
 ), pick AS (
     SELECT id FROM head
@@ -61,21 +117,16 @@ UPDATE jobs
 SET state = 'running',
     attempt = jobs.attempt + 1,
     started_at = now(),
-    lease_expires_at = now() + make_interval(secs => $2),
+    lease_expires_at = now() + make_interval(secs => $1),
     progress = NULL
 FROM pick
-WHERE jobs.id = pick.id
-RETURNING {JOB_COLUMNS}
-"#
-    )
-}
+WHERE jobs.id = pick.id"#;
 
 impl Queue {
     /// Claims up to `limit` jobs that share one batch key, fairly ordered, and
     /// leases them. Returns them in claim order; empty when nothing is claimable.
     pub async fn claim(&self, limit: u32) -> Result<Vec<ClaimedJob>> {
-        let rows: Vec<JobRow> = sqlx::query_as(&claim_sql())
-            .bind(i64::from(limit.max(1)))
+        let rows: Vec<JobRow> = sqlx::query_as(&claim_sql(limit))
             .bind(secs(self.config.lease))
             .fetch_all(&self.pool)
             .await?;
@@ -85,13 +136,44 @@ impl Queue {
         Ok(jobs.into_iter().map(|job| ClaimedJob { job }).collect())
     }
 
+    /// Completes `done` (each fenced by its attempt) and claims up to
+    /// `limit` jobs, in one statement and one commit: a worker's loop.
+    pub async fn settle_and_claim(&self, done: &[(JobId, i32)], limit: u32) -> Result<Settled> {
+        let ids: Vec<i64> = done.iter().map(|(id, _)| id.0).collect();
+        let attempts: Vec<i32> = done.iter().map(|(_, attempt)| *attempt).collect();
+        let rows: Vec<PgRow> = sqlx::query(&settle_and_claim_sql(limit))
+            .bind(secs(self.config.lease))
+            .bind(&ids)
+            .bind(&attempts)
+            .fetch_all(&self.pool)
+            .await?;
+        let completed: Vec<i64> = match rows.first() {
+            Some(row) => row.try_get("completed")?,
+            None => Vec::new(),
+        };
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if row.try_get::<Option<i64>, _>("id")?.is_some() {
+                jobs.push(Job::try_from(<JobRow as sqlx::FromRow<PgRow>>::from_row(row)?)?);
+            }
+        }
+        jobs.sort_by_key(|job| (job.sort_key, job.id));
+        Ok(Settled {
+            stale: ids
+                .iter()
+                .filter(|id| !completed.contains(id))
+                .map(|id| JobId(*id))
+                .collect(),
+            claimed: jobs.into_iter().map(|job| ClaimedJob { job }).collect(),
+        })
+    }
+
     /// EXPLAIN ANALYZE of one claim, rolled back: for benchmarks and the
     /// plan noted above.
     pub async fn explain_claim(&self, limit: u32) -> Result<String> {
         let mut tx = self.pool.begin().await?;
         let lines: Vec<String> =
-            sqlx::query_scalar(&format!("EXPLAIN (ANALYZE, COSTS OFF) {}", claim_sql()))
-                .bind(i64::from(limit.max(1)))
+            sqlx::query_scalar(&format!("EXPLAIN (ANALYZE, COSTS OFF) {}", claim_sql(limit)))
                 .bind(secs(self.config.lease))
                 .fetch_all(&mut *tx)
                 .await?;

@@ -24,7 +24,7 @@ WITH input AS (
     SELECT input.*,
            row_number() OVER (PARTITION BY platform, user_id, tier ORDER BY ord) - 1 AS nth
     FROM input
-)
+), inserted AS (
 INSERT INTO jobs (idempotency_key, tier, platform, workspace_id, channel_id, thread_id,
                   user_id, reply, request, batch_key, max_attempts, sort_key)
 SELECT n.idempotency_key, n.tier, n.platform, n.workspace_id, n.channel_id, n.thread_id,
@@ -37,8 +37,15 @@ SELECT n.idempotency_key, n.tier, n.platform, n.workspace_id, n.channel_id, n.th
        ) + make_interval(secs => $12 * n.nth)
 FROM numbered n
 ORDER BY n.ord
-ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING id, idempotency_key
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id, platform, user_id
+), usage AS (
+    INSERT INTO user_usage (platform, user_id, day, jobs)
+    SELECT platform, user_id, (now() AT TIME ZONE 'UTC')::date, count(*)
+    FROM inserted GROUP BY platform, user_id
+    ON CONFLICT (platform, user_id, day) DO UPDATE SET jobs = user_usage.jobs + excluded.jobs
+)
+SELECT id FROM inserted
 "#;
 
 impl Queue {
@@ -88,7 +95,7 @@ impl Queue {
             requests.push(serde_json::to_value(&job.request).unwrap_or_default());
             batch_keys.push(job.batch_key.as_str());
         }
-        let rows: Vec<(i64, Option<String>)> = sqlx::query_as(INSERT_JOBS)
+        let rows: Vec<i64> = sqlx::query_scalar(INSERT_JOBS)
             .bind(keys)
             .bind(tiers)
             .bind(platforms)
@@ -104,7 +111,7 @@ impl Queue {
             .bind(secs(self.config.relax_aging))
             .fetch_all(&self.pool)
             .await?;
-        let mut ids: Vec<JobId> = rows.into_iter().map(|(id, _)| JobId(id)).collect();
+        let mut ids: Vec<JobId> = rows.into_iter().map(JobId).collect();
         ids.sort();
         Ok(ids)
     }

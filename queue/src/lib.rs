@@ -28,6 +28,7 @@ mod waker;
 
 pub use backoff::BackoffPolicy;
 pub use cancel::CancelOutcome;
+pub use claim::Settled;
 pub use config::QueueConfig;
 pub use error::{QueueError, Result};
 pub use lease::{FailOutcome, Failure, Heartbeat};
@@ -69,6 +70,9 @@ impl Queue {
     ) -> Result<Queue> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
+            // A ping per acquire doubles the round trips of a claim; a dead
+            // connection fails the query instead, which callers retry.
+            .test_before_acquire(false)
             .acquire_timeout(acquire_timeout)
             .connect(url)
             .await?;
@@ -82,6 +86,9 @@ impl Queue {
     ) -> Result<Queue> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
+            // A ping per acquire doubles the round trips of a claim; a dead
+            // connection fails the query instead, which callers retry.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         Ok(Queue::from_pool(pool, config))

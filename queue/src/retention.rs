@@ -9,7 +9,8 @@ use crate::{Queue, secs};
 const CHUNK: i64 = 5_000;
 
 impl Queue {
-    /// Deletes jobs that finished more than `older_than` ago; returns how many.
+    /// Deletes jobs that finished more than `older_than` ago, and usage
+    /// counts of days before yesterday; returns how many jobs.
     pub async fn prune_finished(&self, older_than: Duration) -> Result<u64> {
         let mut total = 0;
         loop {
@@ -27,8 +28,12 @@ impl Queue {
             .rows_affected();
             total += deleted;
             if deleted < CHUNK as u64 {
-                return Ok(total);
+                break;
             }
         }
+        sqlx::query("DELETE FROM user_usage WHERE day < (now() AT TIME ZONE 'UTC')::date - 1")
+            .execute(&self.pool)
+            .await?;
+        Ok(total)
     }
 }

@@ -10,8 +10,8 @@ use crate::row::{JOB_COLUMNS, JobRow, jobs_from_rows};
 pub struct UserCounts {
     pub queued: i64,
     pub running: i64,
-    /// Jobs enqueued in the last 24 hours, in any state.
-    pub last_day: i64,
+    /// Jobs enqueued today (UTC), in any state.
+    pub today: i64,
 }
 
 /// Queue depth by tier, for health and metrics.
@@ -66,12 +66,13 @@ impl Queue {
     }
 
     pub async fn user_counts(&self, platform: &str, user_id: &str) -> Result<UserCounts> {
-        let (queued, running, last_day): (i64, i64, i64) = sqlx::query_as(
+        let (queued, running, today): (i64, i64, i64) = sqlx::query_as(
             "SELECT
                  count(*) FILTER (WHERE state = 'queued'),
                  count(*) FILTER (WHERE state = 'running'),
-                 (SELECT count(*) FROM jobs
-                  WHERE platform = $1 AND user_id = $2 AND enqueued_at > now() - interval '1 day')
+                 coalesce((SELECT jobs FROM user_usage
+                           WHERE platform = $1 AND user_id = $2
+                             AND day = (now() AT TIME ZONE 'UTC')::date), 0)::bigint
              FROM jobs
              WHERE platform = $1 AND user_id = $2 AND state IN ('queued', 'running')",
         )
@@ -82,7 +83,7 @@ impl Queue {
         Ok(UserCounts {
             queued,
             running,
-            last_day,
+            today,
         })
     }
 

@@ -502,8 +502,8 @@ async fn per_user_counts_and_depth() {
 
     let a = queue.user_counts("discord", "a").await.unwrap();
     let b = queue.user_counts("discord", "b").await.unwrap();
-    assert_eq!((a.queued + a.running, a.last_day), (3, 4));
-    assert_eq!((b.queued + b.running, b.last_day), (1, 1));
+    assert_eq!((a.queued + a.running, a.today), (3, 4));
+    assert_eq!((b.queued + b.running, b.today), (1, 1));
     assert_eq!(
         queue.user_active_jobs("discord", "a").await.unwrap().len(),
         3
@@ -690,4 +690,33 @@ async fn an_aged_relax_job_moves_to_the_front_and_its_position_says_so() {
     assert_eq!(queue.position(first_fast).await.unwrap(), Some(2));
     assert_eq!(queue.claim(1).await.unwrap()[0].id(), relax);
     assert_eq!(queue.claim(1).await.unwrap()[0].id(), first_fast);
+}
+
+#[tokio::test]
+async fn settle_and_claim_completes_fenced_and_claims_in_one_statement() {
+    let db = TestDb::new().await.unwrap();
+    let queue = db.queue(QueueConfig::default(), 4).await.unwrap();
+    let jobs: Vec<NewJob> = (0..5).map(|i| job(&format!("u{i}"), Tier::Fast, "k")).collect();
+    queue.enqueue_many(&jobs).await.unwrap();
+
+    let first = queue.settle_and_claim(&[], 2).await.unwrap();
+    assert!(first.stale.is_empty());
+    assert_eq!(first.claimed.len(), 2);
+    let done: Vec<(JobId, i32)> = first.claimed.iter().map(|j| (j.id(), j.attempt())).collect();
+    // One real completion, one from an attempt that is not current.
+    let with_stale = [done[0], (done[1].0, 9)];
+    let second = queue.settle_and_claim(&with_stale, 3).await.unwrap();
+    assert_eq!(second.stale, vec![done[1].0]);
+    assert_eq!(second.claimed.len(), 3);
+    assert_eq!(state_of(&queue, done[0].0).await, JobState::Succeeded);
+    assert_eq!(state_of(&queue, done[1].0).await, JobState::Running);
+
+    // Nothing left to claim: completions still go through and are reported.
+    let rest: Vec<(JobId, i32)> = second.claimed.iter().map(|j| (j.id(), j.attempt())).collect();
+    let last = queue.settle_and_claim(&rest, 3).await.unwrap();
+    assert!(last.claimed.is_empty());
+    assert!(last.stale.is_empty());
+    for (id, _) in rest {
+        assert_eq!(state_of(&queue, id).await, JobState::Succeeded);
+    }
 }

@@ -1,0 +1,106 @@
+//! A tiny random-weight Stable Diffusion model in the diffusers layout, for
+//! tests across the workspace (the bot's end-to-end tests run the engine on
+//! it). SD-2/SD-Turbo style: Euler with trailing spacing, v-prediction off,
+//! "!" padding; 64×64 pixels natively, any multiple of 4 works.
+
+use std::path::Path;
+
+use candle_core::{DType, Device};
+use candle_nn::{VarBuilder, VarMap};
+use serde_json::json;
+
+use crate::error::{EngineError, Result};
+use crate::{text_encoder, unet, vae};
+
+const VOCAB: &str = include_str!("../tests/fixtures/sd2-tiny/tokenizer/vocab.json");
+const MERGES: &str = include_str!("../tests/fixtures/sd2-tiny/tokenizer/merges.txt");
+
+/// Writes the model into `dir` (created if missing).
+pub fn write_tiny_model(dir: &Path) -> Result<()> {
+    let vocab_size = serde_json::from_str::<serde_json::Value>(VOCAB)
+        .ok()
+        .and_then(|v| v.as_object().map(|m| m.len()))
+        .unwrap_or(0);
+    let text_config = json!({
+        "architectures": ["CLIPTextModel"], "model_type": "clip_text_model",
+        "hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4,
+        "num_hidden_layers": 2, "max_position_embeddings": 77, "vocab_size": vocab_size,
+        "hidden_act": "gelu", "layer_norm_eps": 1e-5, "projection_dim": 32,
+        "bos_token_id": vocab_size - 2, "eos_token_id": vocab_size - 1, "pad_token_id": 0
+    });
+    let unet_config = json!({
+        "_class_name": "UNet2DConditionModel",
+        "block_out_channels": [32, 64], "layers_per_block": 1,
+        "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+        "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+        "attention_head_dim": [2, 4], "cross_attention_dim": 32, "use_linear_projection": true,
+        "in_channels": 4, "out_channels": 4, "sample_size": 32, "norm_num_groups": 32,
+        "flip_sin_to_cos": true, "freq_shift": 0
+    });
+    let vae_config = json!({
+        "_class_name": "AutoencoderKL",
+        "block_out_channels": [32, 64], "layers_per_block": 1, "latent_channels": 4,
+        "norm_num_groups": 32, "in_channels": 3, "out_channels": 3, "sample_size": 64,
+        "scaling_factor": 0.18215
+    });
+    let scheduler_config = json!({
+        "_class_name": "EulerDiscreteScheduler", "num_train_timesteps": 1000,
+        "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+        "prediction_type": "epsilon", "timestep_spacing": "trailing", "steps_offset": 1
+    });
+    let model_index = json!({
+        "_class_name": "StableDiffusionPipeline",
+        "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"]
+    });
+    let tokenizer_config = json!({"model_max_length": 77, "pad_token": "!", "do_lower_case": true});
+    let special_tokens = json!({"pad_token": "!", "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>"});
+
+    let write = |name: &str, contents: &str| -> Result<()> {
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| EngineError::Io {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        std::fs::write(&path, contents).map_err(|source| EngineError::Io { path, source })
+    };
+    write("model_index.json", &model_index.to_string())?;
+    write("scheduler/scheduler_config.json", &scheduler_config.to_string())?;
+    write("text_encoder/config.json", &text_config.to_string())?;
+    write("unet/config.json", &unet_config.to_string())?;
+    write("vae/config.json", &vae_config.to_string())?;
+    write("tokenizer/vocab.json", VOCAB)?;
+    write("tokenizer/merges.txt", MERGES)?;
+    write("tokenizer/tokenizer_config.json", &tokenizer_config.to_string())?;
+    write("tokenizer/special_tokens_map.json", &special_tokens.to_string())?;
+
+    let parse = |value: serde_json::Value| {
+        serde_json::from_value(value).map_err(|source| EngineError::Json {
+            path: dir.to_path_buf(),
+            source,
+        })
+    };
+    let text: text_encoder::Config = parse(text_config)?;
+    let unet: unet::Config = parse(unet_config)?;
+    let vae: vae::Config = parse(vae_config)?;
+
+    let save = |name: &str, build: &dyn Fn(VarBuilder) -> Result<()>| -> Result<()> {
+        let varmap = VarMap::new();
+        build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+        varmap.save(dir.join(name))?;
+        Ok(())
+    };
+    save("text_encoder/model.safetensors", &|vb| {
+        text_encoder::TextEncoder::new(&text, vb).map(drop).map_err(Into::into)
+    })?;
+    save("unet/diffusion_pytorch_model.safetensors", &|vb| unet.build(vb).map(drop))?;
+    save("vae/diffusion_pytorch_model.safetensors", &|vb| {
+        vae::AutoEncoder::new(&vae, vb).map(drop).map_err(Into::into)
+    })?;
+    Ok(())
+}
