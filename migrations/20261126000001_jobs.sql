@@ -40,9 +40,10 @@ CREATE INDEX jobs_queued_order ON jobs (sort_key, id) WHERE state = 'queued';
 CREATE INDEX jobs_queued_relax ON jobs (sort_key, id) WHERE state = 'queued' AND tier = 'relax';
 -- The claim's batch fill: queued jobs of one batch key in claim order.
 CREATE INDEX jobs_queued_batch ON jobs (batch_key, sort_key, id) WHERE state = 'queued';
--- Enqueue's per-user clock, quotas and /queue.
-CREATE INDEX jobs_active_user ON jobs (platform, user_id, tier, sort_key) WHERE state IN ('queued', 'running');
--- The rescuer.
+-- Enqueue's per-user clock, quotas and /queue. Queued jobs only, so that a
+-- claim writes no entry here; running jobs are found through the next index.
+CREATE INDEX jobs_queued_user ON jobs (platform, user_id, tier, sort_key) WHERE state = 'queued';
+-- The rescuer, and running jobs per user (there are few).
 CREATE INDEX jobs_running_lease ON jobs (lease_expires_at) WHERE state = 'running';
 -- Retention.
 CREATE INDEX jobs_finished_at ON jobs (finished_at) WHERE finished_at IS NOT NULL;

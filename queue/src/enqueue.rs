@@ -2,7 +2,7 @@
 //!
 //! Claim order is `(sort_key, id)`, a virtual clock per user and tier
 //! ("VirtualClock" fair queueing): a user's next job gets
-//! `max(now, that user's latest active sort_key in the tier + fair_slot)`,
+//! `max(now, that user's latest queued sort_key in the tier + fair_slot)`,
 //! and relax jobs are shifted by `relax_aging` on top. So one user's 500 jobs
 //! are spread one slot apart and a second user's job slots in next to the
 //! first user's head; and a relax job sorts after the fast jobs of the next
@@ -33,7 +33,7 @@ SELECT n.idempotency_key, n.tier, n.platform, n.workspace_id, n.channel_id, n.th
            now() + make_interval(secs => CASE n.tier WHEN 'relax' THEN $13 ELSE 0 END),
            (SELECT max(j.sort_key) FROM jobs j
              WHERE j.platform = n.platform AND j.user_id = n.user_id AND j.tier = n.tier
-               AND j.state IN ('queued', 'running')) + make_interval(secs => $12)
+               AND j.state = 'queued') + make_interval(secs => $12)
        ) + make_interval(secs => $12 * n.nth)
 FROM numbered n
 ORDER BY n.ord

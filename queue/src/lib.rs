@@ -73,6 +73,7 @@ impl Queue {
             // A ping per acquire doubles the round trips of a claim; a dead
             // connection fails the query instead, which callers retry.
             .test_before_acquire(false)
+            .after_connect(|conn, _| Box::pin(async move { prepare_session(conn).await }))
             .acquire_timeout(acquire_timeout)
             .connect(url)
             .await?;
@@ -89,6 +90,7 @@ impl Queue {
             // A ping per acquire doubles the round trips of a claim; a dead
             // connection fails the query instead, which callers retry.
             .test_before_acquire(false)
+            .after_connect(|conn, _| Box::pin(async move { prepare_session(conn).await }))
             .connect_with(options)
             .await?;
         Ok(Queue::from_pool(pool, config))
@@ -111,6 +113,17 @@ impl Queue {
     pub fn config(&self) -> &QueueConfig {
         &self.config
     }
+}
+
+/// Session settings for every pooled connection. The queue's statements are
+/// index lookups whose plans do not depend on their parameters, but some
+/// (arrays, CTEs) get generic-plan estimates worse than their custom plans,
+/// and Postgres then replans them on every execution: planning the claim
+/// costs more than running it.
+async fn prepare_session(conn: &mut sqlx::PgConnection) -> std::result::Result<(), sqlx::Error> {
+    use sqlx::Executor;
+    conn.execute("SET plan_cache_mode = force_generic_plan").await?;
+    Ok(())
 }
 
 fn secs(duration: std::time::Duration) -> f64 {

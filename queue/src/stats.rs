@@ -67,14 +67,16 @@ impl Queue {
 
     pub async fn user_counts(&self, platform: &str, user_id: &str) -> Result<UserCounts> {
         let (queued, running, today): (i64, i64, i64) = sqlx::query_as(
+            // Queued jobs through jobs_queued_user; running ones are few, so
+            // scanning jobs_running_lease is cheap.
             "SELECT
-                 count(*) FILTER (WHERE state = 'queued'),
-                 count(*) FILTER (WHERE state = 'running'),
+                 (SELECT count(*) FROM jobs
+                  WHERE platform = $1 AND user_id = $2 AND state = 'queued'),
+                 (SELECT count(*) FROM jobs
+                  WHERE platform = $1 AND user_id = $2 AND state = 'running'),
                  coalesce((SELECT jobs FROM user_usage
                            WHERE platform = $1 AND user_id = $2
-                             AND day = (now() AT TIME ZONE 'UTC')::date), 0)::bigint
-             FROM jobs
-             WHERE platform = $1 AND user_id = $2 AND state IN ('queued', 'running')",
+                             AND day = (now() AT TIME ZONE 'UTC')::date), 0)::bigint",
         )
         .bind(platform)
         .bind(user_id)
@@ -90,8 +92,13 @@ impl Queue {
     /// A user's queued and running jobs in claim order.
     pub async fn user_active_jobs(&self, platform: &str, user_id: &str) -> Result<Vec<Job>> {
         let rows: Vec<JobRow> = sqlx::query_as(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs
-             WHERE platform = $1 AND user_id = $2 AND state IN ('queued', 'running')
+            "SELECT * FROM (
+                 SELECT {JOB_COLUMNS} FROM jobs
+                 WHERE platform = $1 AND user_id = $2 AND state = 'running'
+                 UNION ALL
+                 SELECT {JOB_COLUMNS} FROM jobs
+                 WHERE platform = $1 AND user_id = $2 AND state = 'queued'
+             ) AS active
              ORDER BY state DESC, sort_key, id"
         ))
         .bind(platform)
