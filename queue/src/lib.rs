@@ -122,7 +122,8 @@ impl Queue {
 /// costs more than running it.
 async fn prepare_session(conn: &mut sqlx::PgConnection) -> std::result::Result<(), sqlx::Error> {
     use sqlx::Executor;
-    conn.execute("SET plan_cache_mode = force_generic_plan").await?;
+    conn.execute("SET plan_cache_mode = force_generic_plan")
+        .await?;
     Ok(())
 }
 

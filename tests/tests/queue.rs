@@ -696,13 +696,19 @@ async fn an_aged_relax_job_moves_to_the_front_and_its_position_says_so() {
 async fn settle_and_claim_completes_fenced_and_claims_in_one_statement() {
     let db = TestDb::new().await.unwrap();
     let queue = db.queue(QueueConfig::default(), 4).await.unwrap();
-    let jobs: Vec<NewJob> = (0..5).map(|i| job(&format!("u{i}"), Tier::Fast, "k")).collect();
+    let jobs: Vec<NewJob> = (0..5)
+        .map(|i| job(&format!("u{i}"), Tier::Fast, "k"))
+        .collect();
     queue.enqueue_many(&jobs).await.unwrap();
 
     let first = queue.settle_and_claim(&[], 2).await.unwrap();
     assert!(first.stale.is_empty());
     assert_eq!(first.claimed.len(), 2);
-    let done: Vec<(JobId, i32)> = first.claimed.iter().map(|j| (j.id(), j.attempt())).collect();
+    let done: Vec<(JobId, i32)> = first
+        .claimed
+        .iter()
+        .map(|j| (j.id(), j.attempt()))
+        .collect();
     // One real completion, one from an attempt that is not current.
     let with_stale = [done[0], (done[1].0, 9)];
     let second = queue.settle_and_claim(&with_stale, 3).await.unwrap();
@@ -712,7 +718,11 @@ async fn settle_and_claim_completes_fenced_and_claims_in_one_statement() {
     assert_eq!(state_of(&queue, done[1].0).await, JobState::Running);
 
     // Nothing left to claim: completions still go through and are reported.
-    let rest: Vec<(JobId, i32)> = second.claimed.iter().map(|j| (j.id(), j.attempt())).collect();
+    let rest: Vec<(JobId, i32)> = second
+        .claimed
+        .iter()
+        .map(|j| (j.id(), j.attempt()))
+        .collect();
     let last = queue.settle_and_claim(&rest, 3).await.unwrap();
     assert!(last.claimed.is_empty());
     assert!(last.stale.is_empty());

@@ -37,7 +37,9 @@ struct Args {
 fn main() -> Result<()> {
     let args = Args::parse();
     let runtime = if args.threads == 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
     } else {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(args.threads)
@@ -135,12 +137,20 @@ async fn burn_down(queue: &Queue, n: usize, workers: u32, batch: u32) -> Result<
             let mut settle: Vec<(JobId, i32)> = Vec::new();
             loop {
                 let settled = queue.settle_and_claim(&settle, batch).await?;
-                anyhow::ensure!(settled.stale.is_empty(), "stale completions: {:?}", settled.stale);
+                anyhow::ensure!(
+                    settled.stale.is_empty(),
+                    "stale completions: {:?}",
+                    settled.stale
+                );
                 done.fetch_add(settle.len() as u64, Ordering::Relaxed);
                 if settled.claimed.is_empty() {
                     return anyhow::Ok(());
                 }
-                settle = settled.claimed.iter().map(|job| (job.id(), job.attempt())).collect();
+                settle = settled
+                    .claimed
+                    .iter()
+                    .map(|job| (job.id(), job.attempt()))
+                    .collect();
             }
         }));
     }

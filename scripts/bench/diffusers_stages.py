@@ -1,0 +1,75 @@
+"""Per-stage timings of diffusers/transformers (PyTorch) on an SD-Turbo-sized
+model with random weights, from the same config files as the Rust side.
+Prints `RESULT torch <stage> size=<px> batch=<n> ms=<median>` lines."""
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel
+
+
+def load(path):
+    config = json.loads(Path(path).read_text())
+    return {k: v for k, v in config.items() if not k.startswith("_") and k != "architectures"}
+
+
+def median_ms(repeats, device, run):
+    run()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    times = []
+    for _ in range(max(repeats, 1)):
+        start = time.perf_counter()
+        run()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--configs", default="scripts/bench/sd-turbo")
+    parser.add_argument("--sizes", default="256,512")
+    parser.add_argument("--batches", default="1")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--gpu", action="store_true")
+    parser.add_argument("--dtype", default="f32")
+    args = parser.parse_args()
+    device = "cuda" if args.gpu and torch.cuda.is_available() else "cpu"
+    dtype = {"f16": torch.float16, "bf16": torch.bfloat16}.get(args.dtype, torch.float32)
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device} {dtype}", file=sys.stderr)
+    configs = Path(args.configs)
+    encoder = CLIPTextModel(CLIPTextConfig(**load(configs / "text_encoder.json"))).to(device, dtype).eval()
+    unet = UNet2DConditionModel(**load(configs / "unet.json")).to(device, dtype).eval()
+    vae = AutoencoderKL(**load(configs / "vae.json")).to(device, dtype).eval()
+    scale = 2 ** (len(vae.config.block_out_channels) - 1)
+
+    with torch.inference_mode():
+        ids = torch.tensor([[min(320 + i * 7, 49406) for i in range(77)]], device=device)
+        ms = median_ms(args.repeats, device, lambda: encoder(ids).last_hidden_state)
+        print(f"text encoder: {ms:.0f} ms", file=sys.stderr)
+        print(f"RESULT torch text_encoder size=0 batch=1 ms={ms:.1f}")
+        context = encoder(ids).last_hidden_state
+        for side in [int(s) for s in args.sizes.split(",")]:
+            latent = side // scale
+            for batch in [int(b) for b in args.batches.split(",")]:
+                latents = torch.randn(batch, 4, latent, latent, device=device, dtype=dtype)
+                ctx = context.repeat(batch, 1, 1)
+                ms = median_ms(args.repeats, device, lambda: unet(latents, 999, encoder_hidden_states=ctx).sample)
+                print(f"unet step {side}² batch {batch}: {ms:.0f} ms", file=sys.stderr)
+                print(f"RESULT torch unet_step size={side} batch={batch} ms={ms:.1f}")
+            latents = torch.randn(1, 4, latent, latent, device=device, dtype=dtype)
+            ms = median_ms(args.repeats, device, lambda: vae.decode(latents).sample)
+            print(f"vae decode {side}²: {ms:.0f} ms", file=sys.stderr)
+            print(f"RESULT torch vae_decode size={side} batch=1 ms={ms:.1f}")
+
+
+if __name__ == "__main__":
+    main()
