@@ -96,15 +96,3 @@ END
 $$;
 CREATE TRIGGER jobs_notify_insert AFTER INSERT ON jobs
     FOR EACH STATEMENT EXECUTE FUNCTION wordup_notify_jobs();
-
--- Every claim walks the index entries of jobs claimed since the last vacuum
--- (they stay in the partial indexes until then), so vacuum the hot table
--- after a few thousand changes instead of the default fifth of the table.
-ALTER TABLE jobs SET (
-    autovacuum_vacuum_scale_factor = 0.0,
-    autovacuum_vacuum_threshold = 5000,
-    autovacuum_vacuum_insert_scale_factor = 0.0,
-    autovacuum_vacuum_insert_threshold = 20000,
-    autovacuum_analyze_scale_factor = 0.05,
-    autovacuum_vacuum_cost_delay = 0
-);
