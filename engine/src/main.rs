@@ -158,6 +158,13 @@ struct ImagineArgs {
     /// CLIP model for scores and --rerank (hub id or directory); no scores when unset.
     #[arg(long, env = "WORDUP_CLIP_MODEL")]
     clip: Option<String>,
+    /// Concepts CLIP must not see in an image (comma-separated), a second
+    /// safety signal when CLIP is loaded.
+    #[arg(long, env = "WORDUP_BLOCKED_CONCEPTS", value_delimiter = ',')]
+    blocked_concepts: Vec<String>,
+    /// CLIP score from which a blocked concept counts as present.
+    #[arg(long, env = "WORDUP_CONCEPT_THRESHOLD", default_value_t = 25.0)]
+    concept_threshold: f32,
     #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
@@ -328,6 +335,24 @@ async fn imagine(args: ImagineArgs) -> Result<()> {
                 args.finish.nsfw_threshold
             );
             continue;
+        }
+        if let Some(clip) = &clip
+            && !args.blocked_concepts.is_empty()
+        {
+            let hits = clip.concepts_present(
+                &generated[i],
+                &args.blocked_concepts,
+                args.concept_threshold,
+            )?;
+            if let Some((concept, score)) = hits.first() {
+                eprintln!(
+                    "warning: image {} (seed {}) withheld: CLIP sees \"{concept}\" (score {score:.1} ≥ {:.1})",
+                    rank + 1,
+                    seeds[i],
+                    args.concept_threshold
+                );
+                continue;
+            }
         }
         let provenance = Provenance {
             prompt: args.prompt.clone(),

@@ -2,10 +2,13 @@
 //! included (fixtures made by scripts/fixtures/make_clip_parity.py).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use candle_core::{D, Device, Tensor};
+use candle_core::{Device, Tensor};
+use common::max_diff;
 use wordup_engine::clip::{self, Clip};
 
 fn dir() -> PathBuf {
@@ -14,20 +17,6 @@ fn dir() -> PathBuf {
 
 fn reference() -> HashMap<String, Tensor> {
     candle_core::safetensors::load(dir().join("reference.safetensors"), &Device::Cpu).unwrap()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(D::Minus1)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
 }
 
 const TEXTS: [&str; 3] = ["a photo of a cat", "a red fox in the snow", ""];

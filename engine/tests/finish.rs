@@ -4,26 +4,13 @@
 //! safety weights (fetched by the test command).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::{scratch, weights_dir};
 use wordup_engine::output;
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "wordup-{name}-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn weights_dir() -> PathBuf {
-    std::env::var("WORDUP_WEIGHTS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/weights"))
-}
 
 fn engine(args: &[&str]) -> Output {
     let weights = weights_dir();
@@ -134,6 +121,55 @@ fn imagine_reranks_scores_checks_and_upscales() {
     let upscaled = image::open(&lines[3]).unwrap();
     assert_eq!((upscaled.width(), upscaled.height()), (128, 128));
 
+    std::fs::remove_dir_all(model).ok();
+    std::fs::remove_dir_all(out).ok();
+}
+
+#[test]
+fn a_blocked_concept_that_clip_sees_withholds_the_image() {
+    let model = scratch("concept-model");
+    wordup_engine::tiny::write_tiny_model(&model).unwrap();
+    let out = scratch("concept-out");
+    let (model_arg, out_arg, clip) = (
+        model.display().to_string(),
+        out.display().to_string(),
+        clip_dir(),
+    );
+    let base = [
+        "imagine",
+        "a red fox",
+        "--model",
+        &model_arg,
+        "--out",
+        &out_arg,
+        "--cpu",
+        "--seed",
+        "3",
+        "--steps",
+        "1",
+        "--clip",
+        &clip,
+    ];
+    // A threshold of 0 makes every concept present; 100 makes none.
+    let mut blocked: Vec<&str> = base.to_vec();
+    blocked.extend([
+        "--blocked-concepts",
+        "a red fox,a cat",
+        "--concept-threshold",
+        "0",
+    ]);
+    let output = engine(&blocked);
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("withheld: CLIP sees \"a red fox\""));
+    assert!(ok(&output).is_empty(), "nothing written");
+    let mut allowed: Vec<&str> = base.to_vec();
+    allowed.extend([
+        "--blocked-concepts",
+        "a red fox",
+        "--concept-threshold",
+        "100",
+    ]);
+    assert_eq!(ok(&engine(&allowed)).len(), 1);
     std::fs::remove_dir_all(model).ok();
     std::fs::remove_dir_all(out).ok();
 }

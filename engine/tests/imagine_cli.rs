@@ -2,18 +2,12 @@
 //! tiny random-weight model), as a user runs it.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "wordup-{name}-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::scratch;
 
 fn imagine(model: &Path, out: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wordup-engine"))

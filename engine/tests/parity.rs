@@ -8,10 +8,13 @@
 //! guidance amplify rounding differences.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use candle_core::{D, DType, Device, IndexOp, Tensor};
+use candle_core::{DType, Device, IndexOp, Tensor};
+use common::max_diff;
 use wordup_engine::pipeline::{Conditioning, PipelineOptions, StableDiffusion};
 use wordup_engine::scheduler;
 use wordup_engine::source::{ModelFiles, Variant};
@@ -66,20 +69,6 @@ impl Fixture {
     fn run(&self, name: &str) -> &serde_json::Value {
         &self.meta["runs"][name]
     }
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shapes differ");
-    (a.to_dtype(DType::F32).unwrap() - b.to_dtype(DType::F32).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(D::Minus1)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 fn assert_close(what: &str, got: &Tensor, expected: &Tensor, tolerance: f32) {

@@ -4,10 +4,13 @@
 //! scripts/fixtures/make_opennsfw_reference.py).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use candle_core::{D, Device, Tensor};
+use candle_core::{Device, Tensor};
+use common::max_diff;
 use wordup_engine::safety::{self, OpenNsfw};
 
 fn fixtures() -> PathBuf {
@@ -15,34 +18,11 @@ fn fixtures() -> PathBuf {
 }
 
 fn weights() -> PathBuf {
-    let dir = std::env::var("WORDUP_WEIGHTS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/weights"));
-    let path = dir.join("open_nsfw.safetensors");
-    assert!(
-        path.is_file(),
-        "{} is missing: run `python3 scripts/fetch-opennsfw.py target/weights` (scripts/test.sh does)",
-        path.display()
-    );
-    path
+    common::weights("open_nsfw.safetensors", "fetch-opennsfw.py")
 }
 
 fn reference() -> HashMap<String, Tensor> {
     candle_core::safetensors::load(fixtures().join("reference.safetensors"), &Device::Cpu).unwrap()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(D::Minus1)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
 }
 
 #[test]

@@ -3,27 +3,20 @@
 //! against a PyTorch reference on a small image.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::PathBuf;
 
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor};
+use common::max_diff;
 use wordup_engine::upscale::{Config, Tiling, Upscaler};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-/// Where scripts/fetch-*.py put the real weights.
 fn weights(name: &str) -> PathBuf {
-    let dir = std::env::var("WORDUP_WEIGHTS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/weights"));
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: run `python3 scripts/fetch-realesrgan.py target/weights` (scripts/test.sh does)",
-        path.display()
-    );
-    path
+    common::weights(name, "fetch-realesrgan.py")
 }
 
 fn psnr(a: &Tensor, b: &Tensor) -> f64 {
@@ -36,19 +29,6 @@ fn psnr(a: &Tensor, b: &Tensor) -> f64 {
         .to_scalar::<f32>()
         .unwrap() as f64;
     10.0 * (1.0 / mse.max(1e-20)).log10()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(D::Minus1)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
 }
 
 #[test]
