@@ -6,9 +6,9 @@ use candle_core::Device;
 use image::RgbImage;
 
 use crate::error::{EngineError, Result};
+use crate::images;
 use crate::pipeline::{Generation, ProgressFn, StableDiffusion};
 use crate::upscale::{Tiling, Upscaler};
-use crate::{images, size};
 
 /// img2img strengths of the refining upscales.
 pub const SUBTLE_STRENGTH: f64 = 0.3;
@@ -89,21 +89,6 @@ pub fn refine(
 pub fn steps_for_strength(min_run: usize, strength: f64) -> usize {
     let strength = strength.clamp(0.05, 1.0);
     ((min_run as f64 / strength).ceil() as usize).max(min_run)
-}
-
-/// The pixel budget of the native size, for callers sizing outputs.
-pub fn native_budget(pipeline: &StableDiffusion) -> u32 {
-    let side = pipeline.native_side() as u32;
-    side * side
-}
-
-/// Width and height for `aspect` on `pipeline`.
-pub fn dimensions_for(pipeline: &StableDiffusion, aspect: (u32, u32)) -> (u32, u32) {
-    size::dimensions(
-        aspect,
-        native_budget(pipeline),
-        pipeline.size_multiple() as u32,
-    )
 }
 
 #[cfg(test)]

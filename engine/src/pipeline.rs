@@ -161,7 +161,11 @@ impl StableDiffusion {
 
     /// Text embeddings `[1, 77·chunks, hidden]` of `text`, at least `min_chunks` chunks.
     pub fn encode_text(&self, text: &str, min_chunks: usize) -> Result<Tensor> {
-        let chunks = self.tokenizer.encode_chunks(text, min_chunks)?;
+        self.encode_chunks(&self.tokenizer.encode_chunks(text, min_chunks)?)
+    }
+
+    /// Text embeddings of padded token chunks, concatenated along the sequence.
+    fn encode_chunks(&self, chunks: &[Vec<u32>]) -> Result<Tensor> {
         let encoded = chunks
             .iter()
             .map(|ids| {
@@ -179,19 +183,28 @@ impl StableDiffusion {
         negative: Option<&str>,
         guidance: f64,
     ) -> Result<Conditioning> {
-        let prompt_chunks = self.tokenizer.encode_chunks(prompt, 1)?.len();
-        let negative_chunks = match negative {
-            Some(text) if guidance > 1.0 => self.tokenizer.encode_chunks(text, 1)?.len(),
-            _ => 1,
-        };
-        let chunks = prompt_chunks.max(negative_chunks);
-        let prompt = self.encode_text(prompt, chunks)?;
-        let negative = if guidance > 1.0 {
-            Some(self.encode_text(negative.unwrap_or(""), chunks)?)
+        // Both sides need the same number of chunks: pad the shorter one
+        // with empty chunks (start, end, padding), as encoding "" gives.
+        let mut prompt_ids = self.tokenizer.encode_chunks(prompt, 1)?;
+        let mut negative_ids = if guidance > 1.0 {
+            Some(self.tokenizer.encode_chunks(negative.unwrap_or(""), 1)?)
         } else {
             None
         };
-        Ok(Conditioning { prompt, negative })
+        let chunks = prompt_ids
+            .len()
+            .max(negative_ids.as_ref().map_or(1, Vec::len));
+        let empty = self.tokenizer.encode_chunks("", 1)?.remove(0);
+        prompt_ids.resize(chunks, empty.clone());
+        if let Some(ids) = &mut negative_ids {
+            ids.resize(chunks, empty);
+        }
+        Ok(Conditioning {
+            prompt: self.encode_chunks(&prompt_ids)?,
+            negative: negative_ids
+                .map(|ids| self.encode_chunks(&ids))
+                .transpose()?,
+        })
     }
 
     fn check_size(&self, width: usize, height: usize) -> Result<()> {
@@ -216,14 +229,19 @@ impl StableDiffusion {
         width: usize,
         height: usize,
     ) -> Result<(Tensor, Vec<NoiseStream>)> {
-        let shape = self.latent_shape(width, height);
         let mut streams: Vec<NoiseStream> =
             seeds.iter().map(|seed| NoiseStream::new(*seed)).collect();
-        let latents = streams
+        let latents = self.draw_noise(&mut streams, &self.latent_shape(width, height))?;
+        Ok((latents, streams))
+    }
+
+    /// The next `[n, ..shape]` batch of noise: one tensor from each image's stream.
+    fn draw_noise(&self, streams: &mut [NoiseStream], shape: &[usize]) -> Result<Tensor> {
+        let noise = streams
             .iter_mut()
-            .map(|stream| stream.tensor(&shape, &self.device, self.dtype))
+            .map(|stream| stream.tensor(shape, &self.device, self.dtype))
             .collect::<candle_core::Result<Vec<_>>>()?;
-        Ok((Tensor::stack(&latents, 0)?, streams))
+        Ok(Tensor::stack(&noise, 0)?)
     }
 
     fn latent_shape(&self, width: usize, height: usize) -> [usize; 3] {
@@ -300,15 +318,8 @@ impl StableDiffusion {
             .iter()
             .map(|s| NoiseStream::new(*s))
             .collect();
-        let draw = |streams: &mut Vec<NoiseStream>| -> Result<Tensor> {
-            let noise = streams
-                .iter_mut()
-                .map(|stream| stream.tensor(&shape, &self.device, self.dtype))
-                .collect::<candle_core::Result<Vec<_>>>()?;
-            Ok(Tensor::stack(&noise, 0)?)
-        };
-        let encode_noise = draw(&mut streams)?;
-        let add_noise = draw(&mut streams)?;
+        let encode_noise = self.draw_noise(&mut streams, &shape)?;
+        let add_noise = self.draw_noise(&mut streams, &shape)?;
         let latents =
             self.noised_image_latents(&images, &encode_noise, &add_noise, &scheduler, start)?;
         let latents = self.denoise(
@@ -388,11 +399,7 @@ impl StableDiffusion {
             };
             let step_noise = if scheduler.needs_noise() {
                 let shape = latents.dims()[1..].to_vec();
-                let noise = streams
-                    .iter_mut()
-                    .map(|stream| stream.tensor(&shape, &self.device, self.dtype))
-                    .collect::<candle_core::Result<Vec<_>>>()?;
-                Some(Tensor::stack(&noise, 0)?)
+                Some(self.draw_noise(streams, &shape)?)
             } else {
                 None
             };

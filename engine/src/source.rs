@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use hf_hub::api::tokio::{ApiBuilder, ApiError};
+use hf_hub::api::tokio::{ApiBuilder, ApiError, ApiRepo};
 use hf_hub::{Repo, RepoType};
 
 use crate::error::{EngineError, Result};
@@ -103,27 +103,46 @@ pub async fn fetch_dir(
             }
         }
         ModelSource::Hub { repo, revision } => {
-            let api = ApiBuilder::from_env()
-                .with_progress(progress)
-                .build()
-                .map_err(|error| EngineError::Download(error.to_string()))?;
-            let hub = api.repo(Repo::with_revision(repo.clone(), RepoType::Model, revision));
-            let mut root = None;
-            for file in files {
-                let path = hub
-                    .get(file)
-                    .await
-                    .map_err(|error| download_error(&repo, file, error))?;
-                root = root.or_else(|| path.parent().map(Path::to_path_buf));
-            }
-            for file in optional {
-                if let Err(error) = hub.get(file).await {
-                    tracing::debug!(file, %error, "optional file not fetched");
-                }
-            }
-            root.ok_or_else(|| EngineError::Download(format!("{repo}: nothing to fetch")))
+            let (root, _) = fetch_from_hub(&repo, &revision, files, optional, progress).await?;
+            Ok(root)
         }
     }
+}
+
+/// Fetches `files` (and `optional` ones where present) of a hub repository
+/// into the cache; returns the snapshot folder (the first file's folder)
+/// and the repository handle for further files.
+async fn fetch_from_hub(
+    repo: &str,
+    revision: &str,
+    files: &[&str],
+    optional: &[&str],
+    progress: bool,
+) -> Result<(PathBuf, ApiRepo)> {
+    let api = ApiBuilder::from_env()
+        .with_progress(progress)
+        .build()
+        .map_err(|error| EngineError::Download(error.to_string()))?;
+    let hub = api.repo(Repo::with_revision(
+        repo.to_owned(),
+        RepoType::Model,
+        revision.to_owned(),
+    ));
+    let mut root = None;
+    for file in files {
+        let path = hub
+            .get(file)
+            .await
+            .map_err(|error| download_error(repo, file, error))?;
+        root = root.or_else(|| path.parent().map(Path::to_path_buf));
+    }
+    for file in optional {
+        if let Err(error) = hub.get(file).await {
+            tracing::debug!(file, %error, "optional file not fetched");
+        }
+    }
+    let root = root.ok_or_else(|| EngineError::Download(format!("{repo}: nothing to fetch")))?;
+    Ok((root, hub))
 }
 
 /// Which weight files to prefer.
@@ -190,30 +209,8 @@ impl ModelFiles {
         match source {
             ModelSource::Dir(path) => ModelFiles::from_dir(path, variant),
             ModelSource::Hub { repo, revision } => {
-                let api = ApiBuilder::from_env()
-                    .with_progress(progress)
-                    .build()
-                    .map_err(|error| EngineError::Download(error.to_string()))?;
-                let hub = api.repo(Repo::with_revision(
-                    repo.clone(),
-                    RepoType::Model,
-                    revision.clone(),
-                ));
-                let mut root = None;
-                for file in CONFIG_FILES {
-                    let path = hub
-                        .get(file)
-                        .await
-                        .map_err(|error| download_error(repo, file, error))?;
-                    if *file == "model_index.json" {
-                        root = path.parent().map(Path::to_path_buf);
-                    }
-                }
-                for file in OPTIONAL_FILES {
-                    if let Err(error) = hub.get(file).await {
-                        tracing::debug!(file, %error, "optional model file not fetched");
-                    }
-                }
+                let (root, hub) =
+                    fetch_from_hub(repo, revision, CONFIG_FILES, OPTIONAL_FILES, progress).await?;
                 for (folder, stem) in WEIGHT_FILES {
                     let mut last_error = None;
                     for name in weight_names(stem, variant) {
@@ -230,8 +227,6 @@ impl ModelFiles {
                         return Err(error);
                     }
                 }
-                let root =
-                    root.ok_or_else(|| EngineError::Download("no snapshot folder".into()))?;
                 ModelFiles::from_dir(&root, variant)
             }
         }

@@ -207,14 +207,6 @@ impl Upscaler {
         })
     }
 
-    pub fn from_net(net: RrdbNet, device: &Device, dtype: DType) -> Upscaler {
-        Upscaler {
-            net,
-            device: device.clone(),
-            dtype,
-        }
-    }
-
     /// ×4 of `[1, 3, h, w]` in [0, 1], tile by tile; the result is clamped to [0, 1].
     /// `on_tile(done, total)` reports progress.
     pub fn upscale4(

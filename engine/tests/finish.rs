@@ -30,16 +30,7 @@ fn engine(args: &[&str]) -> Output {
 }
 
 fn ok(output: &Output) -> Vec<String> {
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone())
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    common::stdout_lines(output)
 }
 
 fn clip_dir() -> String {

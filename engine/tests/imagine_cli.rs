@@ -24,14 +24,8 @@ fn imagine(model: &Path, out: &Path, args: &[&str]) -> Output {
 }
 
 fn written(output: &Output) -> Vec<PathBuf> {
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone())
-        .unwrap()
-        .lines()
+    common::stdout_lines(output)
+        .into_iter()
         .map(PathBuf::from)
         .collect()
 }

@@ -10,7 +10,7 @@
 //! (see `claim.rs`), so a stream of fast jobs cannot starve it.
 //! A single indexed column keeps the claim an index scan whatever the backlog.
 
-use crate::error::Result;
+use crate::error::{QueueError, Result};
 use crate::model::{Enqueued, JobId, NewJob};
 use crate::{Queue, secs};
 
@@ -92,7 +92,7 @@ impl Queue {
             threads.push(job.origin.thread_id.clone());
             users.push(job.origin.user_id.as_str());
             replies.push(job.reply.clone());
-            requests.push(serde_json::to_value(&job.request).unwrap_or_default());
+            requests.push(serde_json::to_value(&job.request).map_err(QueueError::Encode)?);
             batch_keys.push(job.batch_key.as_str());
         }
         let rows: Vec<i64> = sqlx::query_scalar(INSERT_JOBS)

@@ -13,6 +13,8 @@ pub enum QueueError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("cannot encode a job's request: {0}")]
+    Encode(#[source] serde_json::Error),
     /// The job is no longer running under this attempt: its lease expired and it
     /// was rescued, it was cancelled, or it was already settled.
     #[error("job {job} attempt {attempt} is no longer the running attempt")]
