@@ -1,7 +1,13 @@
 //! wordup-bot: the chat adapters (Discord, Slack), and what the binaries
 //! share: settings, telemetry, the health report.
 
+pub mod buttons;
+pub mod commands;
+pub mod delivery;
+pub mod discord;
+pub mod grammar;
 pub mod health;
+pub mod policy;
 pub mod secret;
 pub mod settings;
 pub mod telemetry;

@@ -1,9 +1,15 @@
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use wordup_bot::commands::Commands;
+use wordup_bot::discord::endpoint::{self, EndpointState};
+use wordup_bot::discord::handler::DiscordApp;
+use wordup_bot::discord::verify::RequestVerifier;
+use wordup_bot::discord::{DiscordSettings, gateway, slash_commands};
 use wordup_bot::health::Health;
-use wordup_bot::settings::DatabaseSettings;
+use wordup_bot::settings::{CommandSettings, DatabaseSettings};
 use wordup_bot::telemetry;
 
 /// Word Up!'s chat bot: turns /imagine into jobs on the Postgres queue.
@@ -28,6 +34,30 @@ enum Command {
         #[arg(long)]
         every: Option<f64>,
     },
+    /// Serve Discord's interactions endpoint over HTTP (POST /discord/interactions).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "WORDUP_BIND", default_value = "0.0.0.0:8080")]
+        bind: SocketAddr,
+        #[command(flatten)]
+        discord: DiscordSettings,
+        #[command(flatten)]
+        commands: CommandSettings,
+    },
+    /// Receive Discord interactions over the gateway instead (no public URL needed).
+    Gateway {
+        #[command(flatten)]
+        discord: DiscordSettings,
+        #[command(flatten)]
+        commands: CommandSettings,
+    },
+    /// Register the slash commands, globally or in one guild (instant, for testing).
+    RegisterCommands {
+        #[arg(long)]
+        guild: Option<String>,
+        #[command(flatten)]
+        discord: DiscordSettings,
+    },
 }
 
 #[tokio::main]
@@ -47,6 +77,86 @@ async fn main() -> Result<()> {
                 tokio::time::sleep(Duration::from_secs_f64(every.max(1.0))).await;
             }
         }
+        Command::Serve {
+            bind,
+            discord,
+            commands,
+        } => {
+            let verifier = RequestVerifier::new(&discord.discord_public_key)?;
+            let app = DiscordApp {
+                commands: Commands {
+                    queue,
+                    config: commands.command_config(&cli.database.queue)?,
+                },
+                rest: discord.rest()?,
+            };
+            let router = endpoint::router(EndpointState { app, verifier });
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("cannot listen on {bind}"))?;
+            tracing::info!(%bind, path = endpoint::PATH, "serving Discord interactions");
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown())
+                .await?;
+        }
+        Command::Gateway { discord, commands } => {
+            let app = DiscordApp {
+                commands: Commands {
+                    queue,
+                    config: commands.command_config(&cli.database.queue)?,
+                },
+                rest: discord.rest()?,
+            };
+            tokio::select! {
+                result = gateway::run(app, &discord.discord_bot_token) => result?,
+                () = shutdown() => {}
+            }
+        }
+        Command::RegisterCommands { guild, discord } => {
+            anyhow::ensure!(
+                !discord.discord_application_id.is_empty(),
+                "WORDUP_DISCORD_APPLICATION_ID is not set"
+            );
+            let registered = slash_commands::register(
+                &discord.rest()?,
+                &discord.discord_application_id,
+                guild.as_deref(),
+            )
+            .await?;
+            let names: Vec<&str> = registered
+                .iter()
+                .filter_map(|c| c.get("name")?.as_str())
+                .collect();
+            match guild {
+                Some(guild) => println!("registered in guild {guild}: /{}", names.join(", /")),
+                None => println!(
+                    "registered globally (may take a while to show): /{}",
+                    names.join(", /")
+                ),
+            }
+        }
     }
     Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
 }

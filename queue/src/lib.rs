@@ -12,6 +12,7 @@
 
 mod backoff;
 mod cancel;
+mod channels;
 mod claim;
 mod config;
 mod enqueue;
@@ -24,10 +25,12 @@ mod progress;
 mod retention;
 mod row;
 mod stats;
+pub mod style;
 mod waker;
 
 pub use backoff::BackoffPolicy;
 pub use cancel::CancelOutcome;
+pub use channels::ChannelSettings;
 pub use claim::Settled;
 pub use config::QueueConfig;
 pub use error::{QueueError, Result};

@@ -67,6 +67,14 @@ impl Queue {
         .await?)
     }
 
+    pub async fn image_count(&self, job: JobId) -> Result<usize> {
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM job_images WHERE job_id = $1")
+            .bind(job.0)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(usize::try_from(count).unwrap_or(0))
+    }
+
     pub async fn image(&self, job: JobId, idx: i32) -> Result<Option<JobImage>> {
         Ok(sqlx::query_as(
             "SELECT idx, png, width, height, seed, score FROM job_images

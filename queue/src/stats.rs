@@ -34,6 +34,17 @@ impl Queue {
         row.map(Job::try_from).transpose()
     }
 
+    /// The job an idempotency key (an interaction id) made, if any.
+    pub async fn job_by_idempotency_key(&self, key: &str) -> Result<Option<Job>> {
+        let row: Option<JobRow> = sqlx::query_as(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE idempotency_key = $1"
+        ))
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(Job::try_from).transpose()
+    }
+
     /// 1-based place in line of a queued job in claim order; `None` once it
     /// is no longer queued. Uses the claim's order; batch fills can only move a
     /// job forward.

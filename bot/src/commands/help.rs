@@ -1,0 +1,23 @@
+//! /help.
+
+use wordup_queue::style;
+
+use crate::grammar::{MAX_GUIDANCE, MAX_PROMPT_CHARS, MAX_STEPS};
+
+/// The help text; `settings_command` is how the platform names /settings.
+pub fn text(settings_command: &str, queue_command: &str) -> String {
+    format!(
+        "**/imagine** `<prompt> [parameters]` draws four images from your prompt (up to {MAX_PROMPT_CHARS} characters).\n\
+         Parameters:\n\
+         • `--ar W:H` aspect ratio, e.g. `--ar 16:9` (up to 4:1 either way)\n\
+         • `--no <words>` what to keep out of the picture\n\
+         • `--seed N` repeatable results (0–4294967295)\n\
+         • `--steps N` denoising steps (1–{MAX_STEPS})\n\
+         • `--guidance G` how closely to follow the prompt (0–{MAX_GUIDANCE})\n\
+         • `--style <preset>` one of {}\n\
+         • `--fast` / `--relax` which line to wait in (relax waits behind fast, never forever)\n\
+         Under a grid: **U1–U4** upscale an image, **V1–V4** make variations of one, **🔄** re-rolls.\n\
+         **{queue_command}** shows your jobs and places in line; **{settings_command}** shows or changes this channel's defaults.",
+        style::style_names()
+    )
+}

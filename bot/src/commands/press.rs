@@ -1,0 +1,75 @@
+//! A button press under a grid or an upscaled image: a follow-up job.
+
+use wordup_queue::{ChannelSettings, Job, JobState, NewJob};
+
+use super::imagine::with_nsfw;
+use super::{Accepted, CommandError, Commands, Invocation, UserError};
+use crate::buttons::ButtonId;
+
+/// Whether `presser` may press `button` under `parent` in a channel with
+/// `channel` settings, given how many images `parent` has.
+pub fn allowed(
+    button: &ButtonId,
+    parent: &Job,
+    images: usize,
+    channel: &ChannelSettings,
+    presser: &str,
+) -> Result<(), UserError> {
+    if parent.state != JobState::Succeeded {
+        return Err(UserError::NotFinished);
+    }
+    if let Some(index) = button.index()
+        && usize::from(index) >= images
+    {
+        return Err(UserError::NoSuchImage);
+    }
+    if channel.restrict_buttons && parent.origin.user_id != presser {
+        return Err(UserError::NotYourGrid);
+    }
+    Ok(())
+}
+
+impl Commands {
+    pub async fn press(
+        &self,
+        invocation: &Invocation,
+        button: &ButtonId,
+    ) -> Result<Accepted, CommandError> {
+        if let Some(replayed) = self.replayed(&invocation.idempotency_key).await? {
+            return Ok(replayed);
+        }
+        let Some(parent) = self.queue.job(button.job).await? else {
+            return Err(UserError::UnknownGrid {
+                days: self.config.retention_days,
+            }
+            .into());
+        };
+        let channel = self
+            .queue
+            .channel_settings(&invocation.origin.platform, &invocation.origin.channel_id)
+            .await?;
+        let images = self.queue.image_count(parent.id).await?;
+        allowed(
+            button,
+            &parent,
+            images,
+            &channel,
+            &invocation.origin.user_id,
+        )?;
+        self.check_quota(&invocation.origin).await?;
+        let request = button.request();
+        let batch_key = request.kind().to_owned();
+        let enqueued = self
+            .queue
+            .enqueue(&NewJob {
+                idempotency_key: Some(invocation.idempotency_key.clone()),
+                tier: parent.tier,
+                origin: invocation.origin.clone(),
+                request,
+                batch_key,
+                reply: with_nsfw(&invocation.reply, channel.allow_nsfw && invocation.channel_nsfw),
+            })
+            .await?;
+        self.accepted(enqueued).await
+    }
+}

@@ -1,0 +1,68 @@
+//! The HTTP interactions endpoint: verify, parse, handle, answer.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serenity::all::Interaction;
+
+use super::handler::DiscordApp;
+use super::verify::RequestVerifier;
+
+pub const PATH: &str = "/discord/interactions";
+
+#[derive(Clone)]
+pub struct EndpointState {
+    pub app: DiscordApp,
+    pub verifier: RequestVerifier,
+}
+
+pub fn router(state: EndpointState) -> Router {
+    Router::new()
+        .route(PATH, post(interactions))
+        .with_state(Arc::new(state))
+}
+
+async fn interactions(
+    State(state): State<Arc<EndpointState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Err(refusal) = state.verifier.verify(
+        header("x-signature-ed25519"),
+        header("x-signature-timestamp"),
+        &body,
+        chrono::Utc::now().timestamp(),
+    ) {
+        tracing::debug!(%refusal, "refused an interaction");
+        return (StatusCode::UNAUTHORIZED, "invalid request signature").into_response();
+    }
+    let interaction: Interaction = match serenity::json::from_slice(&body) {
+        Ok(interaction) => interaction,
+        Err(e) => {
+            tracing::warn!(error = %e, "unreadable interaction");
+            return (StatusCode::BAD_REQUEST, "unreadable interaction").into_response();
+        }
+    };
+    let handled = state
+        .app
+        .handle(interaction, channel_nsfw(&body))
+        .await;
+    if let Some(after) = handled.after {
+        tokio::spawn(after);
+    }
+    axum::Json(handled.response).into_response()
+}
+
+/// `channel.nsfw` from the raw payload; serenity's `PartialChannel` drops it.
+pub fn channel_nsfw(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("channel")?.get("nsfw")?.as_bool())
+        .unwrap_or(false)
+}

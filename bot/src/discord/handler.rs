@@ -1,0 +1,341 @@
+//! Interactions → commands → responses, for the HTTP endpoint and the
+//! gateway alike. A response must reach Discord within 3 s: database work
+//! gets [`ACK_BUDGET`], and whatever is left runs after a deferred ack.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use serenity::all::{
+    CommandDataOption, CommandInteraction, ComponentInteraction, CreateInteractionResponse,
+    CreateInteractionResponseMessage, Interaction, Permissions,
+};
+use wordup_queue::Origin;
+
+use super::reply::DiscordReply;
+use super::rest::DiscordRest;
+use crate::buttons::ButtonId;
+use crate::commands::settings::SettingsChange;
+use crate::commands::{Accepted, CommandError, Commands, Invocation, help, imagine, position_text};
+
+pub const PLATFORM: &str = "discord";
+/// Time the database gets before we answer with a deferred ack instead.
+pub const ACK_BUDGET: Duration = Duration::from_millis(2000);
+
+pub type Followup = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// The initial response, and work to run once Discord has it.
+pub struct Handled {
+    pub response: Value,
+    pub after: Option<Followup>,
+}
+
+impl Handled {
+    fn now(response: CreateInteractionResponse) -> Handled {
+        Handled {
+            response: to_json(&response),
+            after: None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct DiscordApp {
+    pub commands: Commands,
+    pub rest: DiscordRest,
+}
+
+impl DiscordApp {
+    /// Handles a verified interaction. `channel_nsfw` is whether Discord
+    /// marks the channel NSFW (read from the raw payload, which serenity's
+    /// model drops).
+    pub async fn handle(&self, interaction: Interaction, channel_nsfw: bool) -> Handled {
+        match interaction {
+            Interaction::Ping(_) => Handled::now(CreateInteractionResponse::Pong),
+            Interaction::Command(command) => self.command(command, channel_nsfw).await,
+            Interaction::Component(component) => self.component(component, channel_nsfw).await,
+            _ => Handled::now(ephemeral("this interaction is not supported")),
+        }
+    }
+
+    async fn command(&self, command: CommandInteraction, channel_nsfw: bool) -> Handled {
+        let span = tracing::info_span!("command", name = %command.data.name, interaction = %command.id);
+        let _guard = span.enter();
+        match command.data.name.as_str() {
+            "imagine" => self.imagine(command, channel_nsfw).await,
+            "queue" => {
+                let text = self
+                    .commands
+                    .queue_status(PLATFORM, &command.user.id.to_string())
+                    .await;
+                Handled::now(ephemeral(&render(text)))
+            }
+            "settings" => {
+                let change = settings_change(&command.data.options);
+                if !change.is_empty() && !may_manage(&command) {
+                    return Handled::now(ephemeral(
+                        &crate::commands::UserError::NotAllowed.to_string(),
+                    ));
+                }
+                let text = self
+                    .commands
+                    .settings(PLATFORM, &command.channel_id.to_string(), channel_nsfw, &change)
+                    .await;
+                Handled::now(ephemeral(&render(text)))
+            }
+            "help" => Handled::now(ephemeral(&help::text("/settings", "/queue"))),
+            other => Handled::now(ephemeral(&format!("unknown command /{other}"))),
+        }
+    }
+
+    async fn imagine(&self, command: CommandInteraction, channel_nsfw: bool) -> Handled {
+        let text = option_str(&command.data.options, "prompt").unwrap_or_default();
+        let args = match imagine::check(text, &self.commands.config) {
+            Ok(args) => args,
+            Err(e) => return Handled::now(ephemeral(&format!("⚠️ {e}"))),
+        };
+        let reply = DiscordReply {
+            application_id: command.application_id.to_string(),
+            interaction_id: command.id.to_string(),
+            token: command.token.clone(),
+            attachment_size_limit: u64::from(command.attachment_size_limit),
+            reply_to: None,
+        };
+        let invocation = Invocation {
+            origin: origin(command.guild_id, command.channel_id, command.user.id),
+            idempotency_key: format!("{PLATFORM}:{}", command.id),
+            channel_nsfw,
+            reply: reply.to_value(false),
+        };
+        let commands = self.commands.clone();
+        let enqueue = tokio::spawn(async move { commands.imagine(&invocation, &args).await });
+        let headline = format!("**{}**", escape(&text_prompt(text)));
+        self.acked(enqueue, reply, headline, false).await
+    }
+
+    async fn component(&self, component: ComponentInteraction, channel_nsfw: bool) -> Handled {
+        let span = tracing::info_span!("button", id = %component.data.custom_id, interaction = %component.id);
+        let _guard = span.enter();
+        let Some(button) = ButtonId::parse(&component.data.custom_id) else {
+            return Handled::now(ephemeral("this button is not one of ours"));
+        };
+        let reply = DiscordReply {
+            application_id: component.application_id.to_string(),
+            interaction_id: component.id.to_string(),
+            token: component.token.clone(),
+            attachment_size_limit: u64::from(component.attachment_size_limit),
+            reply_to: Some(component.message.id.to_string()),
+        };
+        let invocation = Invocation {
+            origin: origin(component.guild_id, component.channel_id, component.user.id),
+            idempotency_key: format!("{PLATFORM}:{}", component.id),
+            channel_nsfw,
+            reply: reply.to_value(false),
+        };
+        let commands = self.commands.clone();
+        let enqueue = tokio::spawn(async move { commands.press(&invocation, &button).await });
+        let headline = format!("{} — job {}", button_headline(&button), button.job);
+        self.acked(enqueue, reply, headline, true).await
+    }
+
+    /// Waits up to [`ACK_BUDGET`] for the enqueue: answers with the outcome
+    /// when it is in, else with a deferred ack and an edit once it is.
+    async fn acked(
+        &self,
+        mut enqueue: tokio::task::JoinHandle<Result<Accepted, CommandError>>,
+        reply: DiscordReply,
+        headline: String,
+        private: bool,
+    ) -> Handled {
+        let outcome = tokio::time::timeout(ACK_BUDGET, &mut enqueue).await;
+        let rest = self.rest.clone();
+        match outcome {
+            Ok(Ok(Ok(accepted))) => {
+                let text = format!("{headline} — {}", position_text(accepted.position));
+                // A deferred ack, then the position as an edit: the ack is
+                // what Discord must see in time, and the edit can wait for it.
+                Handled {
+                    response: to_json(&CreateInteractionResponse::Defer(
+                        CreateInteractionResponseMessage::new().ephemeral(private),
+                    )),
+                    after: Some(Box::pin(async move {
+                        edit_original(&rest, &reply, &text).await;
+                    })),
+                }
+            }
+            Ok(Ok(Err(e))) => {
+                log_internal(&e);
+                Handled::now(ephemeral(&format!("⚠️ {}", e.user_message())))
+            }
+            Ok(Err(join)) => {
+                tracing::error!(error = %join, "enqueue task failed");
+                Handled::now(ephemeral("⚠️ something went wrong on our side; please try again"))
+            }
+            Err(_) => Handled {
+                response: to_json(&CreateInteractionResponse::Defer(
+                    CreateInteractionResponseMessage::new().ephemeral(private),
+                )),
+                after: Some(Box::pin(async move {
+                    let text = match enqueue.await {
+                        Ok(Ok(accepted)) => format!("{headline} — {}", position_text(accepted.position)),
+                        Ok(Err(e)) => {
+                            log_internal(&e);
+                            format!("⚠️ {}", e.user_message())
+                        }
+                        Err(_) => "⚠️ something went wrong on our side; please try again".to_owned(),
+                    };
+                    edit_original(&rest, &reply, &text).await;
+                })),
+            },
+        }
+    }
+}
+
+/// Edits the interaction's original response, retrying briefly while
+/// Discord has not yet seen our ack (10015 Unknown Webhook / 10062).
+pub async fn edit_original(rest: &DiscordRest, reply: &DiscordReply, content: &str) {
+    let path = format!(
+        "/webhooks/{}/{}/messages/@original",
+        reply.application_id, reply.token
+    );
+    let body = json!({ "content": content, "allowed_mentions": { "parse": [] } });
+    for attempt in 0..5u32 {
+        match rest.patch(&path, &body).await {
+            Ok(_) => return,
+            Err(e) if matches!(e.code(), Some(10015 | 10062 | 10008)) && attempt < 4 => {
+                tokio::time::sleep(Duration::from_millis(300 * u64::from(attempt + 1))).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not edit the interaction response");
+                return;
+            }
+        }
+    }
+}
+
+fn log_internal(e: &CommandError) {
+    if let CommandError::Queue(e) = e {
+        tracing::error!(error = %e, "command failed");
+    }
+}
+
+fn render(result: Result<String, CommandError>) -> String {
+    match result {
+        Ok(text) => text,
+        Err(e) => {
+            log_internal(&e);
+            format!("⚠️ {}", e.user_message())
+        }
+    }
+}
+
+fn button_headline(button: &ButtonId) -> String {
+    use crate::buttons::Action;
+    match button.action {
+        Action::Upscale { index } => format!("Upscaling image {}", index + 1),
+        Action::Vary { index } => format!("Making variations of image {}", index + 1),
+        Action::Reroll => "Re-rolling".to_owned(),
+        Action::VaryUpscaled { strength } => format!("Making {strength:?} variations").to_lowercase(),
+    }
+}
+
+fn text_prompt(text: &str) -> String {
+    let prompt: String = text.chars().take(200).collect();
+    if text.chars().count() > 200 {
+        format!("{prompt}…")
+    } else {
+        prompt
+    }
+}
+
+/// Escapes Discord markdown so a prompt shows as typed.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '_' | '~' | '`' | '|' | '>' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub fn origin(
+    guild: Option<serenity::all::GuildId>,
+    channel: serenity::all::ChannelId,
+    user: serenity::all::UserId,
+) -> Origin {
+    Origin {
+        platform: PLATFORM.to_owned(),
+        // Direct messages have no guild.
+        workspace_id: guild.map_or_else(|| "dm".to_owned(), |g| g.to_string()),
+        // A command used in a thread carries the thread's id as its channel.
+        channel_id: channel.to_string(),
+        thread_id: None,
+        user_id: user.to_string(),
+    }
+}
+
+fn option_str<'a>(options: &'a [CommandDataOption], name: &str) -> Option<&'a str> {
+    options
+        .iter()
+        .find(|o| o.name == name)
+        .and_then(|o| o.value.as_str())
+}
+
+fn settings_change(options: &[CommandDataOption]) -> SettingsChange {
+    let flag = |name: &str| {
+        options
+            .iter()
+            .find(|o| o.name == name)
+            .and_then(|o| o.value.as_bool())
+    };
+    SettingsChange {
+        style: option_str(options, "style").map(str::to_owned),
+        tier: option_str(options, "tier").map(str::to_owned),
+        restrict_buttons: flag("restrict_buttons"),
+        allow_nsfw: flag("nsfw"),
+    }
+}
+
+/// Changing settings takes Manage Channels (or Administrator) in the channel.
+fn may_manage(command: &CommandInteraction) -> bool {
+    command
+        .member
+        .as_ref()
+        .and_then(|m| m.permissions)
+        .is_some_and(|p| p.contains(Permissions::MANAGE_CHANNELS) || p.administrator())
+}
+
+pub fn ephemeral(text: &str) -> CreateInteractionResponse {
+    CreateInteractionResponse::Message(
+        CreateInteractionResponseMessage::new()
+            .content(text)
+            .ephemeral(true),
+    )
+}
+
+fn to_json(response: &CreateInteractionResponse) -> Value {
+    serde_json::to_value(response).unwrap_or_else(|_| json!({ "type": 1 }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markdown_in_prompts() {
+        assert_eq!(escape("a *bold* `x`"), "a \\*bold\\* \\`x\\`");
+        assert_eq!(text_prompt(&"é".repeat(201)).chars().count(), 201);
+    }
+
+    #[test]
+    fn responses_have_discords_shape() {
+        assert_eq!(to_json(&CreateInteractionResponse::Pong), json!({"type": 1, "data": null}));
+        let v = to_json(&ephemeral("hi"));
+        assert_eq!(v["type"], 4);
+        assert_eq!(v["data"]["content"], "hi");
+        assert_eq!(v["data"]["flags"], 64);
+    }
+}

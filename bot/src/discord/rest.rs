@@ -1,0 +1,278 @@
+//! Discord's REST API over reqwest. serenity supplies the payload types and
+//! builders; requests go through here so that every call honours 429s the
+//! same way (serenity's own ratelimiter ignores a proxy, and without it a
+//! 429 reaches the caller with its `retry_after` dropped).
+//!
+//! The base URL is Discord's, or a fake's in tests: the same seam as
+//! serenity's `HttpBuilder::proxy` (`https://discord.com` replaced, paths
+//! kept as `/api/v10/...`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::secret::Secret;
+
+pub const DISCORD_URL: &str = "https://discord.com";
+/// Longest 429 wait honoured inline; longer ones fail the call (and the
+/// caller's job retries later) rather than hold a worker.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+const MAX_ATTEMPTS: u32 = 6;
+
+/// A file in a multipart message.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub filename: String,
+    pub mime: &'static str,
+    pub description: String,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestError {
+    /// Discord answered with an error: its HTTP status and JSON error code.
+    #[error("Discord answered {status} (code {code}): {message}")]
+    Api {
+        status: StatusCode,
+        code: i64,
+        message: String,
+    },
+    #[error("rate limited for {0:?}, longer than we wait inline")]
+    RateLimited(Duration),
+    #[error("cannot reach Discord: {0}")]
+    Transport(#[from] reqwest::Error),
+}
+
+impl RestError {
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            RestError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Discord's JSON error code (50013 Missing Permissions, 10062 Unknown interaction, ...).
+    pub fn code(&self) -> Option<i64> {
+        match self {
+            RestError::Api { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// Counters a metrics endpoint reads.
+#[derive(Debug, Default)]
+pub struct RestCounters {
+    pub requests: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+pub struct DiscordRest {
+    client: reqwest::Client,
+    api: String,
+    token: Secret,
+    pub counters: Arc<RestCounters>,
+}
+
+impl DiscordRest {
+    /// `base` is `https://discord.com` or a stand-in serving `/api/v10/...`.
+    pub fn new(base: &str, bot_token: Secret) -> Result<DiscordRest, RestError> {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!(
+                "DiscordBot (https://github.com/wordup, ",
+                env!("CARGO_PKG_VERSION"),
+                ")"
+            ))
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(DiscordRest {
+            client,
+            api: format!("{}/api/v10", base.trim_end_matches('/')),
+            token: bot_token,
+            counters: Arc::default(),
+        })
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value, RestError> {
+        self.call(Method::GET, path, None, &[]).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, RestError> {
+        self.call(Method::POST, path, Some(body), &[]).await
+    }
+
+    pub async fn patch(&self, path: &str, body: &Value) -> Result<Value, RestError> {
+        self.call(Method::PATCH, path, Some(body), &[]).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> Result<Value, RestError> {
+        self.call(Method::PUT, path, Some(body), &[]).await
+    }
+
+    /// A JSON body, or `payload_json` plus `files[i]` parts when there are
+    /// uploads (their `attachments` entries are added to the payload here).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        uploads: &[Upload],
+    ) -> Result<Value, RestError> {
+        let url = format!("{}{path}", self.api);
+        let payload = body.map(|b| with_attachments(b, uploads));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.counters.requests.fetch_add(1, Ordering::Relaxed);
+            let mut request = self
+                .client
+                .request(method.clone(), &url)
+                .header("Authorization", format!("Bot {}", self.token.expose()));
+            request = match (&payload, uploads.is_empty()) {
+                (Some(payload), true) => request.json(payload),
+                (payload, false) => request.multipart(form(payload.as_ref(), uploads)?),
+                (None, true) => request,
+            };
+            let response = match request.send().await {
+                Ok(response) => response,
+                // Connection failures are retried: message posts carry a
+                // nonce that Discord deduplicates.
+                Err(e) if attempt < MAX_ATTEMPTS && (e.is_connect() || e.is_timeout()) => {
+                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(backoff(attempt)).await;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let status = response.status();
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+                let header = retry_after_header(response.headers());
+                let body: Value = response.json().await.unwrap_or(Value::Null);
+                let wait = retry_after(header, &body);
+                if wait > MAX_RETRY_AFTER || attempt >= MAX_ATTEMPTS {
+                    return Err(RestError::RateLimited(wait));
+                }
+                tracing::warn!(path, wait_ms = wait.as_millis() as u64, "Discord rate limit; retrying");
+                self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            if status.is_server_error() && attempt < MAX_ATTEMPTS {
+                self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(backoff(attempt)).await;
+                continue;
+            }
+            let bytes = response.bytes().await?;
+            let value: Value = if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+            };
+            if status.is_success() {
+                return Ok(value);
+            }
+            return Err(RestError::Api {
+                status,
+                code: value.get("code").and_then(Value::as_i64).unwrap_or(0),
+                message: value
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("no message")
+                    .to_owned(),
+            });
+        }
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(250 << attempt.min(5))
+}
+
+fn retry_after_header(headers: &reqwest::header::HeaderMap) -> Option<f64> {
+    headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<f64>().ok())
+}
+
+/// How long a 429 asks us to wait: the body's `retry_after` (seconds, with
+/// a fraction) is the precise one; the `Retry-After` header is whole seconds.
+pub fn retry_after(header: Option<f64>, body: &Value) -> Duration {
+    let secs = body
+        .get("retry_after")
+        .and_then(Value::as_f64)
+        .or(header)
+        .unwrap_or(1.0);
+    Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(MAX_RETRY_AFTER * 2)
+}
+
+fn with_attachments(body: &Value, uploads: &[Upload]) -> Value {
+    let mut body = body.clone();
+    if !uploads.is_empty()
+        && let Some(map) = body.as_object_mut()
+    {
+        let attachments: Vec<Value> = uploads
+            .iter()
+            .enumerate()
+            .map(|(id, u)| {
+                serde_json::json!({
+                    "id": id,
+                    "filename": u.filename,
+                    "description": u.description,
+                })
+            })
+            .collect();
+        map.insert("attachments".into(), Value::Array(attachments));
+    }
+    body
+}
+
+fn form(payload: Option<&Value>, uploads: &[Upload]) -> Result<reqwest::multipart::Form, RestError> {
+    let mut form = reqwest::multipart::Form::new();
+    if let Some(payload) = payload {
+        form = form.text("payload_json", payload.to_string());
+    }
+    for (id, upload) in uploads.iter().enumerate() {
+        let part = reqwest::multipart::Part::bytes(upload.bytes.clone())
+            .file_name(upload.filename.clone())
+            .mime_str(upload.mime)?;
+        form = form.part(format!("files[{id}]"), part);
+    }
+    Ok(form)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_prefers_the_precise_body_value() {
+        let body = serde_json::json!({"message": "You are being rate limited.", "retry_after": 0.25, "global": false});
+        assert_eq!(retry_after(Some(1.0), &body), Duration::from_millis(250));
+        assert_eq!(retry_after(Some(2.0), &Value::Null), Duration::from_secs(2));
+        assert_eq!(retry_after(None, &Value::Null), Duration::from_secs(1));
+        assert_eq!(retry_after(None, &serde_json::json!({"retry_after": -3})), Duration::ZERO);
+    }
+
+    #[test]
+    fn uploads_are_listed_as_attachments() {
+        let body = serde_json::json!({"content": "hi"});
+        let uploads = [Upload {
+            filename: "grid.png".into(),
+            mime: "image/png",
+            description: "alt".into(),
+            bytes: vec![1, 2],
+        }];
+        let payload = with_attachments(&body, &uploads);
+        assert_eq!(payload["attachments"][0]["filename"], "grid.png");
+        assert_eq!(payload["attachments"][0]["description"], "alt");
+        assert_eq!(payload["attachments"][0]["id"], 0);
+        assert_eq!(with_attachments(&body, &[]), body);
+    }
+}

@@ -1,0 +1,91 @@
+//! The application commands we register, and their registration.
+
+use serde_json::{Value, json};
+use serenity::all::{CommandOptionType, CreateCommand, CreateCommandOption, Permissions};
+use wordup_queue::style::STYLES;
+
+use super::rest::{DiscordRest, RestError};
+use crate::grammar::MAX_PROMPT_CHARS;
+
+pub fn definitions() -> Vec<CreateCommand> {
+    let mut style = CreateCommandOption::new(
+        CommandOptionType::String,
+        "style",
+        "Default style preset for prompts that name none",
+    )
+    .add_string_choice("none", "none");
+    for preset in STYLES {
+        style = style.add_string_choice(preset.name, preset.name);
+    }
+    vec![
+        CreateCommand::new("imagine")
+            .description("Draw four images from a prompt (--ar, --no, --seed, --style, ...)")
+            .add_option(
+                CreateCommandOption::new(
+                    CommandOptionType::String,
+                    "prompt",
+                    "What to draw, with optional parameters",
+                )
+                .required(true)
+                // Room for parameters after the prompt itself.
+                .max_length(u16::try_from(MAX_PROMPT_CHARS + 500).unwrap_or(u16::MAX)),
+            ),
+        CreateCommand::new("settings")
+            .description("Show or change this channel's Word Up! settings")
+            .default_member_permissions(Permissions::MANAGE_CHANNELS)
+            .dm_permission(false)
+            .add_option(style)
+            .add_option(
+                CreateCommandOption::new(CommandOptionType::String, "tier", "Default tier")
+                    .add_string_choice("fast", "fast")
+                    .add_string_choice("relax", "relax"),
+            )
+            .add_option(CreateCommandOption::new(
+                CommandOptionType::Boolean,
+                "restrict_buttons",
+                "Only the requester may press a grid's buttons",
+            ))
+            .add_option(CreateCommandOption::new(
+                CommandOptionType::Boolean,
+                "nsfw",
+                "Allow NSFW output (only in channels marked NSFW)",
+            )),
+        CreateCommand::new("queue").description("Your jobs and their places in line"),
+        CreateCommand::new("help").description("How to use Word Up!"),
+    ]
+}
+
+/// Overwrites the application's commands, globally or in one guild (guild
+/// commands update at once; global ones can take a while to show).
+pub async fn register(
+    rest: &DiscordRest,
+    application_id: &str,
+    guild: Option<&str>,
+) -> Result<Vec<Value>, RestError> {
+    let path = match guild {
+        Some(guild) => format!("/applications/{application_id}/guilds/{guild}/commands"),
+        None => format!("/applications/{application_id}/commands"),
+    };
+    let body = json!(definitions());
+    let registered = rest.put(&path, &body).await?;
+    Ok(registered.as_array().cloned().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definitions_fit_discords_limits() {
+        let defs = serde_json::to_value(definitions()).unwrap();
+        for def in defs.as_array().unwrap() {
+            let name = def["name"].as_str().unwrap();
+            assert!(name.len() <= 32 && name.chars().all(|c| c.is_ascii_lowercase()), "{name}");
+            assert!(def["description"].as_str().unwrap().len() <= 100, "{name}");
+            for option in def["options"].as_array().into_iter().flatten() {
+                assert!(option["choices"].as_array().is_none_or(|c| c.len() <= 25));
+            }
+        }
+        assert_eq!(defs[0]["options"][0]["max_length"], 1500);
+    }
+}

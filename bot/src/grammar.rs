@@ -1,0 +1,365 @@
+//! The /imagine grammar: a prompt with inline parameters, as users type it
+//! on every platform (`a lighthouse at dusk --ar 16:9 --no people --seed 7`).
+//!
+//! Parameters may stand anywhere; `--no` takes the words up to the next
+//! parameter. Phones turn `--` into `—`, so an em dash works too.
+
+use std::fmt;
+
+use wordup_queue::style;
+use wordup_queue::{AspectRatio, Tier};
+
+pub const MAX_PROMPT_CHARS: usize = 1000;
+pub const MAX_NEGATIVE_CHARS: usize = 500;
+pub const MAX_STEPS: u32 = 50;
+pub const MAX_GUIDANCE: f32 = 20.0;
+pub const MAX_ASPECT_SIDE: u32 = 32;
+/// Longest side over shortest side.
+pub const MAX_ASPECT_STRETCH: u32 = 4;
+
+/// What `/imagine` asked for, before channel defaults.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ImagineArgs {
+    pub prompt: String,
+    pub negative_prompt: Option<String>,
+    pub aspect: Option<AspectRatio>,
+    pub seed: Option<u64>,
+    pub steps: Option<u32>,
+    pub guidance: Option<f32>,
+    pub style: Option<String>,
+    pub tier: Option<Tier>,
+}
+
+/// Why a prompt was refused; the text is shown to the user as is.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GrammarError {
+    #[error("the prompt is empty: describe what to draw, e.g. `/imagine a red fox in the snow`")]
+    EmptyPrompt,
+    #[error("the prompt is {chars} characters long; the limit is {MAX_PROMPT_CHARS}")]
+    PromptTooLong { chars: usize },
+    #[error("`--no` is {chars} characters long; the limit is {MAX_NEGATIVE_CHARS}")]
+    NegativeTooLong { chars: usize },
+    #[error("unknown parameter `{0}`; try --ar, --seed, --no, --steps, --guidance, --style, --fast or --relax")]
+    UnknownFlag(String),
+    #[error("`{0}` needs a value")]
+    MissingValue(&'static str),
+    #[error("`{flag}` was given twice")]
+    Repeated { flag: &'static str },
+    #[error("`{flag} {value}` is not valid: {expected}")]
+    BadValue {
+        flag: &'static str,
+        value: String,
+        expected: String,
+    },
+    #[error("`--fast` and `--relax` cannot be used together")]
+    TierConflict,
+}
+
+/// Parses `/imagine`'s text.
+pub fn parse_imagine(text: &str) -> Result<ImagineArgs, GrammarError> {
+    let mut args = ImagineArgs::default();
+    let mut prompt_words: Vec<&str> = Vec::new();
+    let mut negative_words: Option<Vec<&str>> = None;
+    let mut in_negative = false;
+    let mut words = text.split_whitespace().peekable();
+    while let Some(word) = words.next() {
+        let Some(flag) = flag_name(word) else {
+            match (&mut negative_words, in_negative) {
+                (Some(negative), true) => negative.push(word),
+                _ => prompt_words.push(word),
+            }
+            continue;
+        };
+        in_negative = false;
+        let mut value = |name: &'static str| words.next().ok_or(GrammarError::MissingValue(name));
+        match flag.to_ascii_lowercase().as_str() {
+            "ar" | "aspect" => {
+                let raw = value("--ar")?;
+                set(&mut args.aspect, "--ar", parse_aspect(raw)?)?;
+            }
+            "seed" => {
+                let raw = value("--seed")?;
+                let seed = raw.parse::<u32>().map_err(|_| GrammarError::BadValue {
+                    flag: "--seed",
+                    value: raw.to_owned(),
+                    expected: format!("a whole number from 0 to {}", u32::MAX),
+                })?;
+                set(&mut args.seed, "--seed", u64::from(seed))?;
+            }
+            "steps" => {
+                let raw = value("--steps")?;
+                let steps = raw
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|s| (1..=MAX_STEPS).contains(s))
+                    .ok_or_else(|| GrammarError::BadValue {
+                        flag: "--steps",
+                        value: raw.to_owned(),
+                        expected: format!("a whole number from 1 to {MAX_STEPS}"),
+                    })?;
+                set(&mut args.steps, "--steps", steps)?;
+            }
+            "guidance" | "cfg" => {
+                let raw = value("--guidance")?;
+                let guidance = raw
+                    .parse::<f32>()
+                    .ok()
+                    .filter(|g| g.is_finite() && (0.0..=MAX_GUIDANCE).contains(g))
+                    .ok_or_else(|| GrammarError::BadValue {
+                        flag: "--guidance",
+                        value: raw.to_owned(),
+                        expected: format!("a number from 0 to {MAX_GUIDANCE}"),
+                    })?;
+                set(&mut args.guidance, "--guidance", guidance)?;
+            }
+            "style" => {
+                let raw = value("--style")?;
+                let preset = style::style(raw).ok_or_else(|| GrammarError::BadValue {
+                    flag: "--style",
+                    value: raw.to_owned(),
+                    expected: format!("one of {}", style::style_names()),
+                })?;
+                set(&mut args.style, "--style", preset.name.to_owned())?;
+            }
+            "no" => {
+                if negative_words.is_some() {
+                    return Err(GrammarError::Repeated { flag: "--no" });
+                }
+                negative_words = Some(Vec::new());
+                in_negative = true;
+            }
+            "fast" | "relax" => {
+                let tier = if flag.eq_ignore_ascii_case("fast") {
+                    Tier::Fast
+                } else {
+                    Tier::Relax
+                };
+                match args.tier {
+                    Some(existing) if existing != tier => return Err(GrammarError::TierConflict),
+                    Some(_) => {
+                        return Err(GrammarError::Repeated {
+                            flag: if tier == Tier::Fast { "--fast" } else { "--relax" },
+                        });
+                    }
+                    None => args.tier = Some(tier),
+                }
+            }
+            _ => return Err(GrammarError::UnknownFlag(word.to_owned())),
+        }
+    }
+    args.prompt = prompt_words.join(" ");
+    let chars = args.prompt.chars().count();
+    if chars == 0 {
+        return Err(GrammarError::EmptyPrompt);
+    }
+    if chars > MAX_PROMPT_CHARS {
+        return Err(GrammarError::PromptTooLong { chars });
+    }
+    if let Some(words) = negative_words {
+        if words.is_empty() {
+            return Err(GrammarError::MissingValue("--no"));
+        }
+        let negative = words.join(" ");
+        let chars = negative.chars().count();
+        if chars > MAX_NEGATIVE_CHARS {
+            return Err(GrammarError::NegativeTooLong { chars });
+        }
+        args.negative_prompt = Some(negative);
+    }
+    Ok(args)
+}
+
+/// `--name` or `—name` → `name`; a bare `--` or `—` is prompt text.
+fn flag_name(word: &str) -> Option<&str> {
+    let name = word
+        .strip_prefix("--")
+        .or_else(|| word.strip_prefix('—'))?;
+    (!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        .then_some(name)
+}
+
+fn set<T>(slot: &mut Option<T>, flag: &'static str, value: T) -> Result<(), GrammarError> {
+    if slot.is_some() {
+        return Err(GrammarError::Repeated { flag });
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+fn parse_aspect(raw: &str) -> Result<AspectRatio, GrammarError> {
+    let bad = || GrammarError::BadValue {
+        flag: "--ar",
+        value: raw.to_owned(),
+        expected: format!(
+            "W:H with whole numbers from 1 to {MAX_ASPECT_SIDE}, at most {MAX_ASPECT_STRETCH}:1 either way, e.g. 16:9"
+        ),
+    };
+    let (w, h) = raw.split_once(':').ok_or_else(bad)?;
+    let width: u32 = w.parse().map_err(|_| bad())?;
+    let height: u32 = h.parse().map_err(|_| bad())?;
+    let sides = 1..=MAX_ASPECT_SIDE;
+    if !sides.contains(&width)
+        || !sides.contains(&height)
+        || width.max(height) > MAX_ASPECT_STRETCH * width.min(height)
+    {
+        return Err(bad());
+    }
+    Ok(AspectRatio { width, height })
+}
+
+impl fmt::Display for ImagineArgs {
+    /// The canonical form: the prompt, then its parameters.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.prompt)?;
+        if let Some(a) = self.aspect {
+            write!(f, " --ar {}:{}", a.width, a.height)?;
+        }
+        if let Some(n) = &self.negative_prompt {
+            write!(f, " --no {n}")?;
+        }
+        if let Some(s) = self.seed {
+            write!(f, " --seed {s}")?;
+        }
+        if let Some(s) = self.steps {
+            write!(f, " --steps {s}")?;
+        }
+        if let Some(g) = self.guidance {
+            write!(f, " --guidance {g}")?;
+        }
+        if let Some(s) = &self.style {
+            write!(f, " --style {s}")?;
+        }
+        match self.tier {
+            Some(Tier::Fast) => f.write_str(" --fast"),
+            Some(Tier::Relax) => f.write_str(" --relax"),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(input: &str, expected: Result<ImagineArgs, GrammarError>) {
+        assert_eq!(parse_imagine(input), expected, "input: {input:?}");
+    }
+
+    fn prompt(p: &str) -> ImagineArgs {
+        ImagineArgs {
+            prompt: p.to_owned(),
+            ..ImagineArgs::default()
+        }
+    }
+
+    #[test]
+    fn accepts_prompts_with_parameters() {
+        check("a red fox", Ok(prompt("a red fox")));
+        check("  a   red\nfox  ", Ok(prompt("a red fox")));
+        check(
+            "a cozy coffee shop at sunset --ar 16:9",
+            Ok(ImagineArgs {
+                aspect: Some(AspectRatio { width: 16, height: 9 }),
+                ..prompt("a cozy coffee shop at sunset")
+            }),
+        );
+        check(
+            "castle --no people, cars --seed 42 --steps 4 --guidance 7.5 --style PHOTO --relax",
+            Ok(ImagineArgs {
+                negative_prompt: Some("people, cars".into()),
+                seed: Some(42),
+                steps: Some(4),
+                guidance: Some(7.5),
+                style: Some("photo".into()),
+                tier: Some(Tier::Relax),
+                ..prompt("castle")
+            }),
+        );
+        // Parameters anywhere; text after a value parameter is prompt again.
+        check(
+            "a cat --ar 2:3 in a hat --fast",
+            Ok(ImagineArgs {
+                aspect: Some(AspectRatio { width: 2, height: 3 }),
+                tier: Some(Tier::Fast),
+                ..prompt("a cat in a hat")
+            }),
+        );
+        // A phone's em dash, and --cfg as an alias.
+        check(
+            "dunes —ar 3:2 --cfg 0",
+            Ok(ImagineArgs {
+                aspect: Some(AspectRatio { width: 3, height: 2 }),
+                guidance: Some(0.0),
+                ..prompt("dunes")
+            }),
+        );
+        // Dashes that are not parameters stay in the prompt.
+        check("a -- b — c x--y", Ok(prompt("a -- b — c x--y")));
+        check(
+            "max seed --seed 4294967295",
+            Ok(ImagineArgs {
+                seed: Some(4_294_967_295),
+                ..prompt("max seed")
+            }),
+        );
+    }
+
+    #[test]
+    fn refuses_bad_input_with_a_reason() {
+        check("", Err(GrammarError::EmptyPrompt));
+        check("   --ar 1:1", Err(GrammarError::EmptyPrompt));
+        check(
+            &"x".repeat(MAX_PROMPT_CHARS + 1),
+            Err(GrammarError::PromptTooLong {
+                chars: MAX_PROMPT_CHARS + 1,
+            }),
+        );
+        check("a cat --quality 2", Err(GrammarError::UnknownFlag("--quality".into())));
+        check("a cat --ar", Err(GrammarError::MissingValue("--ar")));
+        check("a cat --no", Err(GrammarError::MissingValue("--no")));
+        check("a cat --no --seed 1", Err(GrammarError::MissingValue("--no")));
+        check("a --seed 1 --seed 2", Err(GrammarError::Repeated { flag: "--seed" }));
+        check("a --no x --no y", Err(GrammarError::Repeated { flag: "--no" }));
+        check("a --fast --relax", Err(GrammarError::TierConflict));
+        check("a --fast --fast", Err(GrammarError::Repeated { flag: "--fast" }));
+        for (input, flag, value) in [
+            ("a --ar 16x9", "--ar", "16x9"),
+            ("a --ar 0:1", "--ar", "0:1"),
+            ("a --ar 5:1", "--ar", "5:1"),
+            ("a --ar 33:32", "--ar", "33:32"),
+            ("a --seed -1", "--seed", "-1"),
+            ("a --seed 4294967296", "--seed", "4294967296"),
+            ("a --steps 0", "--steps", "0"),
+            ("a --steps 51", "--steps", "51"),
+            ("a --guidance 21", "--guidance", "21"),
+            ("a --guidance NaN", "--guidance", "NaN"),
+            ("a --style baroque", "--style", "baroque"),
+        ] {
+            match parse_imagine(input) {
+                Err(GrammarError::BadValue { flag: f, value: v, .. }) => {
+                    assert_eq!((f, v.as_str()), (flag, value), "{input}");
+                }
+                other => panic!("{input}: expected a bad value, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let text = parse_imagine("a --steps 99").unwrap_err().to_string();
+        assert_eq!(text, "`--steps 99` is not valid: a whole number from 1 to 50");
+        let text = parse_imagine("a --style baroque").unwrap_err().to_string();
+        assert!(text.contains("photo, cinematic"), "{text}");
+    }
+
+    #[test]
+    fn canonical_form_parses_back_to_the_same_arguments() {
+        for input in [
+            "a cat --ar 16:9 --no dogs, birds --seed 3 --steps 2 --guidance 1.5 --style anime --relax",
+            "just words",
+        ] {
+            let parsed = parse_imagine(input).unwrap();
+            assert_eq!(parse_imagine(&parsed.to_string()).unwrap(), parsed);
+        }
+    }
+}
