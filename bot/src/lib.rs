@@ -10,4 +10,5 @@ pub mod health;
 pub mod policy;
 pub mod secret;
 pub mod settings;
+pub mod signals;
 pub mod telemetry;

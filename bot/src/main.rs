@@ -96,7 +96,7 @@ async fn main() -> Result<()> {
                 .with_context(|| format!("cannot listen on {bind}"))?;
             tracing::info!(%bind, path = endpoint::PATH, "serving Discord interactions");
             axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown())
+                .with_graceful_shutdown(wordup_bot::signals::shutdown())
                 .await?;
         }
         Command::Gateway { discord, commands } => {
@@ -109,7 +109,7 @@ async fn main() -> Result<()> {
             };
             tokio::select! {
                 result = gateway::run(app, &discord.discord_bot_token) => result?,
-                () = shutdown() => {}
+                () = wordup_bot::signals::shutdown() => {}
             }
         }
         Command::RegisterCommands { guild, discord } => {
@@ -137,26 +137,4 @@ async fn main() -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
 }

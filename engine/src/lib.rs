@@ -10,6 +10,7 @@ pub mod images;
 pub mod noise;
 pub mod output;
 pub mod pipeline;
+pub mod render;
 pub mod resample;
 pub mod safety;
 pub mod scheduler;
@@ -21,6 +22,7 @@ pub mod tokenizer;
 pub mod unet;
 pub mod upscale;
 pub mod vae;
+pub mod worker;
 
 pub use error::{EngineError, Result};
 pub use pipeline::{Generation, PipelineOptions, StableDiffusion, Stage};

@@ -16,6 +16,8 @@ use wordup_engine::source::{DEFAULT_MODEL, ModelFiles, ModelSource};
 use wordup_engine::upscale::{self, Tiling, Upscaler};
 use wordup_engine::{device, finish, images, size, source};
 
+mod run_command;
+
 /// Word Up!'s image engine: Stable Diffusion in candle, and the worker that
 /// runs the Postgres queue's jobs.
 #[derive(Parser)]
@@ -40,6 +42,10 @@ enum Command {
     Score(ScoreArgs),
     /// Check Postgres and the queue, and print their health.
     Status(DatabaseSettings),
+    /// Work the queue: claim jobs, draw, and post results to the chat
+    /// platforms until SIGTERM (which finishes the job in hand and releases
+    /// the rest of its batch).
+    Run(Box<run_command::RunArgs>),
 }
 
 #[derive(Args, Clone)]
@@ -210,6 +216,7 @@ async fn main() -> Result<()> {
         Command::Imagine(args) => imagine(*args).await?,
         Command::Upscale(args) => upscale_command(args).await?,
         Command::Score(args) => score_command(args).await?,
+        Command::Run(args) => run_command::run(*args).await?,
     }
     Ok(())
 }

@@ -31,6 +31,8 @@ pub enum Stage {
     Encoding,
     Denoising,
     Decoding,
+    /// GAN upscaling, tile by tile.
+    Upscaling,
 }
 
 impl Stage {
@@ -39,6 +41,7 @@ impl Stage {
             Stage::Encoding => "encoding",
             Stage::Denoising => "denoising",
             Stage::Decoding => "decoding",
+            Stage::Upscaling => "upscaling",
         }
     }
 }

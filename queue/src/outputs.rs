@@ -67,12 +67,16 @@ impl Queue {
         .await?)
     }
 
-    pub async fn image_count(&self, job: JobId) -> Result<usize> {
-        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM job_images WHERE job_id = $1")
-            .bind(job.0)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(usize::try_from(count).unwrap_or(0))
+    /// Whether a job stored an image at `idx` (one the safety check
+    /// withheld is never stored).
+    pub async fn has_image(&self, job: JobId, idx: i32) -> Result<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM job_images WHERE job_id = $1 AND idx = $2)",
+        )
+        .bind(job.0)
+        .bind(idx)
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     pub async fn image(&self, job: JobId, idx: i32) -> Result<Option<JobImage>> {

@@ -6,7 +6,7 @@ use super::{Accepted, CommandConfig, CommandError, Commands, Invocation, UserErr
 use crate::grammar::{self, ImagineArgs};
 
 /// Images in the grid an /imagine makes.
-pub const IMAGES: u32 = 4;
+pub const IMAGES: u32 = wordup_queue::style::GRID_IMAGES;
 
 /// What to enqueue for parsed arguments in a channel. `random_seed` is used
 /// when the prompt names none.

@@ -6,21 +6,19 @@ use super::imagine::with_nsfw;
 use super::{Accepted, CommandError, Commands, Invocation, UserError};
 use crate::buttons::ButtonId;
 
-/// Whether `presser` may press `button` under `parent` in a channel with
-/// `channel` settings, given how many images `parent` has.
+/// Whether `presser` may press a button under `parent` in a channel with
+/// `channel` settings; `image_stored` is whether the image the button is
+/// about exists (withheld images are never stored).
 pub fn allowed(
-    button: &ButtonId,
     parent: &Job,
-    images: usize,
+    image_stored: bool,
     channel: &ChannelSettings,
     presser: &str,
 ) -> Result<(), UserError> {
     if parent.state != JobState::Succeeded {
         return Err(UserError::NotFinished);
     }
-    if let Some(index) = button.index()
-        && usize::from(index) >= images
-    {
+    if !image_stored {
         return Err(UserError::NoSuchImage);
     }
     if channel.restrict_buttons && parent.origin.user_id != presser {
@@ -48,14 +46,11 @@ impl Commands {
             .queue
             .channel_settings(&invocation.origin.platform, &invocation.origin.channel_id)
             .await?;
-        let images = self.queue.image_count(parent.id).await?;
-        allowed(
-            button,
-            &parent,
-            images,
-            &channel,
-            &invocation.origin.user_id,
-        )?;
+        let image_stored = match button.index() {
+            Some(index) => self.queue.has_image(parent.id, i32::from(index)).await?,
+            None => true,
+        };
+        allowed(&parent, image_stored, &channel, &invocation.origin.user_id)?;
         self.check_quota(&invocation.origin).await?;
         let request = button.request();
         let batch_key = request.kind().to_owned();

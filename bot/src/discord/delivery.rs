@@ -4,12 +4,13 @@
 
 use serde_json::{Value, json};
 use serenity::all::{ButtonStyle, CreateActionRow, CreateButton};
-use wordup_queue::Job;
+use wordup_queue::{Job, Progress, Request};
 
 use super::handler::{edit_original, escape};
 use super::reply::DiscordReply;
 use super::rest::{DiscordRest, RestError, Upload};
 use crate::buttons::ButtonId;
+use crate::commands::queue_status::describe;
 use crate::delivery::{DeliveryError, ResultKind, ResultPost};
 
 #[derive(Debug, Clone)]
@@ -30,9 +31,9 @@ impl DiscordDelivery {
     }
 
     /// Shows progress in the ack while its token lives; silent after.
-    pub async fn progress(&self, job: &Job, text: &str) {
+    pub async fn progress(&self, job: &Job, progress: &Progress) {
         if let Some(reply) = live_reply(job) {
-            edit_original(&self.rest, &reply, text).await;
+            edit_original(&self.rest, &reply, &progress_text(job, progress)).await;
         }
     }
 
@@ -128,6 +129,20 @@ impl DiscordDelivery {
             .then(|| message.get("id")?.as_str().map(str::to_owned))
             .flatten()
     }
+}
+
+/// "**a red fox** — denoising 2/4"
+pub fn progress_text(job: &Job, progress: &Progress) -> String {
+    let what = match &job.request {
+        Request::Imagine(r) => format!("**{}**", escape(&short(&r.prompt))),
+        other => describe(other),
+    };
+    let step = if progress.total > 1 {
+        format!(" {}/{}", progress.step, progress.total)
+    } else {
+        String::new()
+    };
+    format!("{what} — {}{step}", progress.stage)
 }
 
 /// The message for a result: text, buttons, a nonce for deduplication.
