@@ -123,12 +123,7 @@ impl ButtonId {
             return None;
         }
         let no_index = raw_index.is_none();
-        let index = || {
-            raw_index?
-                .parse::<u8>()
-                .ok()
-                .filter(|i| *i < GRID_IMAGES)
-        };
+        let index = || raw_index?.parse::<u8>().ok().filter(|i| *i < GRID_IMAGES);
         let action = match action {
             "u" => Action::Upscale { index: index()? },
             "v" => Action::Vary { index: index()? },
@@ -176,7 +171,10 @@ mod tests {
         for button in all {
             let text = button.to_string();
             assert!(!text.is_empty() && text.len() <= MAX_ID_CHARS, "{text}");
-            assert!(ids.insert(text.clone()), "ids must be unique per message: {text}");
+            assert!(
+                ids.insert(text.clone()),
+                "ids must be unique per message: {text}"
+            );
             assert_eq!(ButtonId::parse(&text), Some(button), "{text}");
         }
     }

@@ -39,7 +39,9 @@ pub enum GrammarError {
     PromptTooLong { chars: usize },
     #[error("`--no` is {chars} characters long; the limit is {MAX_NEGATIVE_CHARS}")]
     NegativeTooLong { chars: usize },
-    #[error("unknown parameter `{0}`; try --ar, --seed, --no, --steps, --guidance, --style, --fast or --relax")]
+    #[error(
+        "unknown parameter `{0}`; try --ar, --seed, --no, --steps, --guidance, --style, --fast or --relax"
+    )]
     UnknownFlag(String),
     #[error("`{0}` needs a value")]
     MissingValue(&'static str),
@@ -138,7 +140,11 @@ pub fn parse_imagine(text: &str) -> Result<ImagineArgs, GrammarError> {
                     Some(existing) if existing != tier => return Err(GrammarError::TierConflict),
                     Some(_) => {
                         return Err(GrammarError::Repeated {
-                            flag: if tier == Tier::Fast { "--fast" } else { "--relax" },
+                            flag: if tier == Tier::Fast {
+                                "--fast"
+                            } else {
+                                "--relax"
+                            },
                         });
                     }
                     None => args.tier = Some(tier),
@@ -171,9 +177,7 @@ pub fn parse_imagine(text: &str) -> Result<ImagineArgs, GrammarError> {
 
 /// `--name` or `—name` → `name`; a bare `--` or `—` is prompt text.
 fn flag_name(word: &str) -> Option<&str> {
-    let name = word
-        .strip_prefix("--")
-        .or_else(|| word.strip_prefix('—'))?;
+    let name = word.strip_prefix("--").or_else(|| word.strip_prefix('—'))?;
     (!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
         .then_some(name)
 }
@@ -259,7 +263,10 @@ mod tests {
         check(
             "a cozy coffee shop at sunset --ar 16:9",
             Ok(ImagineArgs {
-                aspect: Some(AspectRatio { width: 16, height: 9 }),
+                aspect: Some(AspectRatio {
+                    width: 16,
+                    height: 9,
+                }),
                 ..prompt("a cozy coffee shop at sunset")
             }),
         );
@@ -279,7 +286,10 @@ mod tests {
         check(
             "a cat --ar 2:3 in a hat --fast",
             Ok(ImagineArgs {
-                aspect: Some(AspectRatio { width: 2, height: 3 }),
+                aspect: Some(AspectRatio {
+                    width: 2,
+                    height: 3,
+                }),
                 tier: Some(Tier::Fast),
                 ..prompt("a cat in a hat")
             }),
@@ -288,7 +298,10 @@ mod tests {
         check(
             "dunes —ar 3:2 --cfg 0",
             Ok(ImagineArgs {
-                aspect: Some(AspectRatio { width: 3, height: 2 }),
+                aspect: Some(AspectRatio {
+                    width: 3,
+                    height: 2,
+                }),
                 guidance: Some(0.0),
                 ..prompt("dunes")
             }),
@@ -314,14 +327,29 @@ mod tests {
                 chars: MAX_PROMPT_CHARS + 1,
             }),
         );
-        check("a cat --quality 2", Err(GrammarError::UnknownFlag("--quality".into())));
+        check(
+            "a cat --quality 2",
+            Err(GrammarError::UnknownFlag("--quality".into())),
+        );
         check("a cat --ar", Err(GrammarError::MissingValue("--ar")));
         check("a cat --no", Err(GrammarError::MissingValue("--no")));
-        check("a cat --no --seed 1", Err(GrammarError::MissingValue("--no")));
-        check("a --seed 1 --seed 2", Err(GrammarError::Repeated { flag: "--seed" }));
-        check("a --no x --no y", Err(GrammarError::Repeated { flag: "--no" }));
+        check(
+            "a cat --no --seed 1",
+            Err(GrammarError::MissingValue("--no")),
+        );
+        check(
+            "a --seed 1 --seed 2",
+            Err(GrammarError::Repeated { flag: "--seed" }),
+        );
+        check(
+            "a --no x --no y",
+            Err(GrammarError::Repeated { flag: "--no" }),
+        );
         check("a --fast --relax", Err(GrammarError::TierConflict));
-        check("a --fast --fast", Err(GrammarError::Repeated { flag: "--fast" }));
+        check(
+            "a --fast --fast",
+            Err(GrammarError::Repeated { flag: "--fast" }),
+        );
         for (input, flag, value) in [
             ("a --ar 16x9", "--ar", "16x9"),
             ("a --ar 0:1", "--ar", "0:1"),
@@ -336,7 +364,9 @@ mod tests {
             ("a --style baroque", "--style", "baroque"),
         ] {
             match parse_imagine(input) {
-                Err(GrammarError::BadValue { flag: f, value: v, .. }) => {
+                Err(GrammarError::BadValue {
+                    flag: f, value: v, ..
+                }) => {
                     assert_eq!((f, v.as_str()), (flag, value), "{input}");
                 }
                 other => panic!("{input}: expected a bad value, got {other:?}"),
@@ -347,7 +377,10 @@ mod tests {
     #[test]
     fn errors_name_the_problem() {
         let text = parse_imagine("a --steps 99").unwrap_err().to_string();
-        assert_eq!(text, "`--steps 99` is not valid: a whole number from 1 to 50");
+        assert_eq!(
+            text,
+            "`--steps 99` is not valid: a whole number from 1 to 50"
+        );
         let text = parse_imagine("a --style baroque").unwrap_err().to_string();
         assert!(text.contains("photo, cinematic"), "{text}");
     }

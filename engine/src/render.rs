@@ -139,7 +139,9 @@ impl Models {
             guidance: resolved.guidance,
             seeds: seeds.clone(),
         };
-        let output = self.pipeline.img2img(&generation, &input, strength, progress)?;
+        let output = self
+            .pipeline
+            .img2img(&generation, &input, strength, progress)?;
         Ok(images::to_rgb(&output)?
             .into_iter()
             .zip(seeds)
@@ -161,11 +163,12 @@ impl Models {
                 "upscaling is not available on this engine (no upscaler weights)".into(),
             )
         })?;
-        let mut on_tile = |done: usize, total: usize| {
-            progress(crate::pipeline::Stage::Upscaling, done, total)
-        };
+        let mut on_tile =
+            |done: usize, total: usize| progress(crate::pipeline::Stage::Upscaling, done, total);
         match mode {
-            UpscaleMode::Plain => finish::gan_upscale(upscaler, source, 4, self.tiling, &mut on_tile),
+            UpscaleMode::Plain => {
+                finish::gan_upscale(upscaler, source, 4, self.tiling, &mut on_tile)
+            }
             UpscaleMode::Subtle | UpscaleMode::Creative => {
                 let doubled = finish::gan_upscale(upscaler, source, 2, self.tiling, &mut on_tile)?;
                 let strength = if mode == UpscaleMode::Subtle {

@@ -87,7 +87,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
         Some(DiscordDelivery::new(args.discord.rest()?))
     };
     let secs = |name: &str, v: f64| {
-        Duration::try_from_secs_f64(v).with_context(|| format!("{name} must be a non-negative number"))
+        Duration::try_from_secs_f64(v)
+            .with_context(|| format!("{name} must be a non-negative number"))
     };
     let worker = Worker {
         queue,

@@ -80,7 +80,11 @@ pub trait Delivery: Send + Sync + 'static {
         finished: &Finished,
     ) -> impl Future<Output = Result<Posted, DeliveryFailure>> + Send;
     /// Tells the requester why there is no (full) result.
-    fn notice(&self, job: &Job, text: &str) -> impl Future<Output = Result<(), DeliveryFailure>> + Send;
+    fn notice(
+        &self,
+        job: &Job,
+        text: &str,
+    ) -> impl Future<Output = Result<(), DeliveryFailure>> + Send;
 }
 
 #[derive(Debug, Clone)]
@@ -211,6 +215,12 @@ impl<D: Delivery> Worker<D> {
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) -> Result<(), QueueError> {
         let mut waker = self.queue.waker(self.config.poll).await?;
         tracing::info!(batch = self.config.batch, "worker started");
+        // Every worker also returns the jobs of dead workers, so that no
+        // separate maintainer is needed for recovery.
+        let rescuer = tokio::spawn(rescue(
+            self.queue.clone(),
+            self.config.poll.max(Duration::from_secs(1)),
+        ));
         loop {
             if *shutdown.borrow() {
                 break;
@@ -239,6 +249,7 @@ impl<D: Delivery> Worker<D> {
                 }
             }
         }
+        rescuer.abort();
         tracing::info!("worker stopped");
         Ok(())
     }
@@ -293,7 +304,11 @@ impl<D: Delivery> Worker<D> {
         let models = self.models.clone();
         let draw_flags = flags.clone();
         let (root, what, kind, drawn) = match plan {
-            Plan::Grid { root, first_seed, what } => {
+            Plan::Grid {
+                root,
+                first_seed,
+                what,
+            } => {
                 let request = root.clone();
                 let drawn = blocking(models, draw_flags, progress_tx, move |m, p| {
                     m.imagine(&request, first_seed, wordup_queue::style::GRID_IMAGES, p)
@@ -310,7 +325,14 @@ impl<D: Delivery> Worker<D> {
             } => {
                 let request = root.clone();
                 let drawn = blocking(models, draw_flags, progress_tx, move |m, p| {
-                    m.vary(&request, &source, strength, first_seed, wordup_queue::style::GRID_IMAGES, p)
+                    m.vary(
+                        &request,
+                        &source,
+                        strength,
+                        first_seed,
+                        wordup_queue::style::GRID_IMAGES,
+                        p,
+                    )
                 })
                 .await;
                 (root, what, FinishedKind::Grid, drawn)
@@ -421,7 +443,11 @@ impl<D: Delivery> Worker<D> {
                     .zip(&withheld)
                     .map(|(d, w)| {
                         if *w {
-                            RgbImage::from_pixel(d.image.width(), d.image.height(), image::Rgb([96, 96, 96]))
+                            RgbImage::from_pixel(
+                                d.image.width(),
+                                d.image.height(),
+                                image::Rgb([96, 96, 96]),
+                            )
                         } else {
                             d.image.clone()
                         }
@@ -485,8 +511,13 @@ impl<D: Delivery> Worker<D> {
             FinishedKind::Single => "image",
         };
         let alt = match kind {
-            FinishedKind::Grid => format!("Four AI-generated images in a grid: {}", output::alt_text(&root.prompt)),
-            FinishedKind::Single => format!("AI-generated image: {}", output::alt_text(&root.prompt)),
+            FinishedKind::Grid => format!(
+                "Four AI-generated images in a grid: {}",
+                output::alt_text(&root.prompt)
+            ),
+            FinishedKind::Single => {
+                format!("AI-generated image: {}", output::alt_text(&root.prompt))
+            }
         };
         Ok(Finished {
             kind,
@@ -566,8 +597,12 @@ impl<D: Delivery> Worker<D> {
                 let source = self.parent_image(*parent, *index).await?;
                 let what = match mode {
                     wordup_queue::UpscaleMode::Plain => format!("image {} upscaled ×4", index + 1),
-                    wordup_queue::UpscaleMode::Subtle => format!("image {} upscaled (subtle)", index + 1),
-                    wordup_queue::UpscaleMode::Creative => format!("image {} upscaled (creative)", index + 1),
+                    wordup_queue::UpscaleMode::Subtle => {
+                        format!("image {} upscaled (subtle)", index + 1)
+                    }
+                    wordup_queue::UpscaleMode::Creative => {
+                        format!("image {} upscaled (creative)", index + 1)
+                    }
                 };
                 Ok(Plan::Upscale {
                     root,
@@ -635,7 +670,11 @@ impl<D: Delivery> Worker<D> {
                 tracing::warn!(%error, ?failure, "job attempt failed");
                 match self.queue.fail(job.id, job.attempt, &error, failure).await {
                     Ok(FailOutcome::Failed) => {
-                        if let Err(e) = self.delivery.notice(job, &format!("failed: {user_text}")).await {
+                        if let Err(e) = self
+                            .delivery
+                            .notice(job, &format!("failed: {user_text}"))
+                            .await
+                        {
                             tracing::warn!(error = %e, "could not tell the requester about a failure");
                         }
                         Ok(())
@@ -647,7 +686,9 @@ impl<D: Delivery> Worker<D> {
         };
         match result {
             Ok(()) | Err(QueueError::Stale { .. }) => {}
-            Err(e) => tracing::error!(error = %e, "could not settle the job; its lease will expire"),
+            Err(e) => {
+                tracing::error!(error = %e, "could not settle the job; its lease will expire")
+            }
         }
     }
 }
@@ -681,6 +722,17 @@ where
     })
     .await
     .map_err(|e| EngineError::Image(format!("drawing panicked: {e}")))?
+}
+
+async fn rescue(queue: Queue, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        match queue.rescue_expired().await {
+            Ok(0) => {}
+            Ok(rescued) => tracing::info!(rescued, "returned jobs of dead workers to the queue"),
+            Err(e) => tracing::warn!(error = %e, "rescue failed"),
+        }
+    }
 }
 
 async fn heartbeat(queue: Queue, job: JobId, attempt: i32, every: Duration, flags: Arc<Flags>) {

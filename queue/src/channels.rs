@@ -22,7 +22,11 @@ struct ChannelRow {
 }
 
 impl Queue {
-    pub async fn channel_settings(&self, platform: &str, channel_id: &str) -> Result<ChannelSettings> {
+    pub async fn channel_settings(
+        &self,
+        platform: &str,
+        channel_id: &str,
+    ) -> Result<ChannelSettings> {
         let row: Option<ChannelRow> = sqlx::query_as(
             "SELECT default_style, default_tier, restrict_buttons, allow_nsfw
              FROM channel_settings WHERE platform = $1 AND channel_id = $2",

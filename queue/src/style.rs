@@ -88,7 +88,10 @@ mod tests {
         assert_eq!(photo.map(|s| s.name), Some("photo"));
         let (prompt, negative) = apply_style(photo, "a cat", Some("dogs"));
         assert!(prompt.starts_with("a cat, professional photograph"));
-        assert_eq!(negative.as_deref(), Some("dogs, illustration, painting, drawing, cartoon"));
+        assert_eq!(
+            negative.as_deref(),
+            Some("dogs, illustration, painting, drawing, cartoon")
+        );
         assert_eq!(apply_style(None, "a cat", None), ("a cat".to_owned(), None));
         assert!(style("baroque").is_none());
     }

@@ -71,7 +71,10 @@ impl Commands {
                 origin: invocation.origin.clone(),
                 request,
                 batch_key,
-                reply: with_nsfw(&invocation.reply, channel.allow_nsfw && invocation.channel_nsfw),
+                reply: with_nsfw(
+                    &invocation.reply,
+                    channel.allow_nsfw && invocation.channel_nsfw,
+                ),
             })
             .await?;
         self.accepted(enqueued).await
@@ -110,18 +113,37 @@ mod tests {
             ..ChannelSettings::default()
         };
         for (text, style, tier, seed, batch_key) in [
-            ("a cat", Some("anime"), Tier::Relax, 77, "imagine:1x1:default"),
-            ("a cat --style photo --fast --seed 3 --ar 16:9 --steps 2", Some("photo"), Tier::Fast, 3, "imagine:16x9:2"),
+            (
+                "a cat",
+                Some("anime"),
+                Tier::Relax,
+                77,
+                "imagine:1x1:default",
+            ),
+            (
+                "a cat --style photo --fast --seed 3 --ar 16:9 --steps 2",
+                Some("photo"),
+                Tier::Fast,
+                3,
+                "imagine:16x9:2",
+            ),
         ] {
             let args = check(text, &config()).unwrap();
             let (request, got_tier, key) = plan(&args, &channel, &config(), 77);
-            let Request::Imagine(request) = request else { panic!("not an imagine") };
+            let Request::Imagine(request) = request else {
+                panic!("not an imagine")
+            };
             assert_eq!(request.style.as_deref(), style, "{text}");
             assert_eq!(request.seed, seed, "{text}");
             assert_eq!(request.images, IMAGES);
             assert_eq!((got_tier, key.as_str()), (tier, batch_key), "{text}");
         }
-        let (_, tier, _) = plan(&check("x", &config()).unwrap(), &ChannelSettings::default(), &config(), 1);
+        let (_, tier, _) = plan(
+            &check("x", &config()).unwrap(),
+            &ChannelSettings::default(),
+            &config(),
+            1,
+        );
         assert_eq!(tier, Tier::Fast);
     }
 
@@ -131,6 +153,9 @@ mod tests {
             check("so much GORE", &config()),
             Err(UserError::BlockedTerm("gore".into()))
         );
-        assert!(matches!(check("a --bad", &config()), Err(UserError::Grammar(_))));
+        assert!(matches!(
+            check("a --bad", &config()),
+            Err(UserError::Grammar(_))
+        ));
     }
 }

@@ -187,7 +187,11 @@ mod tests {
             (3, 0, Err(UserError::TooManyActive { limit: 3 })),
             (0, 10, Err(UserError::DailyLimit { limit: 10 })),
         ] {
-            assert_eq!(quota_verdict(&config, active, today), expected, "{active} {today}");
+            assert_eq!(
+                quota_verdict(&config, active, today),
+                expected,
+                "{active} {today}"
+            );
         }
         assert_eq!(position_text(Some(4)), "queued — #4 in line");
     }

@@ -33,8 +33,23 @@ impl Commands {
         invocation: &Invocation,
         button: &ButtonId,
     ) -> Result<Accepted, CommandError> {
-        if let Some(replayed) = self.replayed(&invocation.idempotency_key).await? {
-            return Ok(replayed);
+        // One job per button: a second press (by anyone) answers with the
+        // first press's job, unless that one failed or was cancelled.
+        let mut key = invocation.idempotency_key.clone();
+        for _ in 0..16 {
+            match self.queue.job_by_idempotency_key(&key).await? {
+                Some(job) if matches!(job.state, JobState::Failed | JobState::Cancelled) => {
+                    key = format!("{}:after:{}", invocation.idempotency_key, job.id);
+                }
+                Some(job) => {
+                    return Ok(Accepted {
+                        job: job.id,
+                        position: self.queue.position(job.id).await?,
+                        created: false,
+                    });
+                }
+                None => break,
+            }
         }
         let Some(parent) = self.queue.job(button.job).await? else {
             return Err(UserError::UnknownGrid {
@@ -57,12 +72,15 @@ impl Commands {
         let enqueued = self
             .queue
             .enqueue(&NewJob {
-                idempotency_key: Some(invocation.idempotency_key.clone()),
+                idempotency_key: Some(key),
                 tier: parent.tier,
                 origin: invocation.origin.clone(),
                 request,
                 batch_key,
-                reply: with_nsfw(&invocation.reply, channel.allow_nsfw && invocation.channel_nsfw),
+                reply: with_nsfw(
+                    &invocation.reply,
+                    channel.allow_nsfw && invocation.channel_nsfw,
+                ),
             })
             .await?;
         self.accepted(enqueued).await

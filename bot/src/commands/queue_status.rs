@@ -15,7 +15,9 @@ pub fn render(jobs: &[(Job, Option<i64>)]) -> String {
     for (job, position) in jobs {
         let what = describe(&job.request);
         let state = match (job.state, position, &job.progress) {
-            (JobState::Running, _, Some(p)) => format!("running — {} {}/{}", p.stage, p.step, p.total),
+            (JobState::Running, _, Some(p)) => {
+                format!("running — {} {}/{}", p.stage, p.step, p.total)
+            }
             (JobState::Running, _, None) => "running".to_owned(),
             (JobState::Queued, Some(n), _) => format!("#{n} in line ({})", job.tier.as_str()),
             (state, _, _) => state.as_str().to_owned(),
@@ -35,14 +37,22 @@ pub fn describe(request: &Request) -> String {
             }
             format!("\"{prompt}\"")
         }
-        Request::Upscale { parent, index, .. } => format!("upscale of image {} of job {parent}", index + 1),
-        Request::Vary { parent, index, .. } => format!("variations of image {} of job {parent}", index + 1),
+        Request::Upscale { parent, index, .. } => {
+            format!("upscale of image {} of job {parent}", index + 1)
+        }
+        Request::Vary { parent, index, .. } => {
+            format!("variations of image {} of job {parent}", index + 1)
+        }
         Request::Reroll { parent } => format!("re-roll of job {parent}"),
     }
 }
 
 impl Commands {
-    pub async fn queue_status(&self, platform: &str, user_id: &str) -> Result<String, CommandError> {
+    pub async fn queue_status(
+        &self,
+        platform: &str,
+        user_id: &str,
+    ) -> Result<String, CommandError> {
         let jobs = self.queue.user_active_jobs(platform, user_id).await?;
         let mut listed = Vec::with_capacity(jobs.len());
         for job in jobs {

@@ -133,7 +133,15 @@ mod tests {
             apply(&current, &change(None, None, Some(true)), false),
             Err(UserError::NsfwChannelOnly)
         );
-        assert!(apply(&current, &change(None, None, Some(true)), true).unwrap().allow_nsfw);
-        assert!(!apply(&current, &change(None, None, Some(false)), false).unwrap().allow_nsfw);
+        assert!(
+            apply(&current, &change(None, None, Some(true)), true)
+                .unwrap()
+                .allow_nsfw
+        );
+        assert!(
+            !apply(&current, &change(None, None, Some(false)), false)
+                .unwrap()
+                .allow_nsfw
+        );
     }
 }

@@ -51,7 +51,10 @@ impl DiscordDelivery {
             "enforce_nonce": true,
         });
         self.rest
-            .post(&format!("/channels/{}/messages", job.origin.channel_id), &body)
+            .post(
+                &format!("/channels/{}/messages", job.origin.channel_id),
+                &body,
+            )
             .await
             .map(drop)
             .map_err(classify)
@@ -64,7 +67,12 @@ impl DiscordDelivery {
         let reply = DiscordReply::of(&job.reply);
         let live = live_reply(job);
         let reference = match (&reply, &live) {
-            (Some(DiscordReply { reply_to: Some(id), .. }), _) => Some(id.clone()),
+            (
+                Some(DiscordReply {
+                    reply_to: Some(id), ..
+                }),
+                _,
+            ) => Some(id.clone()),
             (_, Some(live)) => self.original_message_id(live).await,
             _ => None,
         };
@@ -81,7 +89,12 @@ impl DiscordDelivery {
         let path = format!("/channels/{}/messages", job.origin.channel_id);
         let posted = match self
             .rest
-            .call(reqwest::Method::POST, &path, Some(&body), std::slice::from_ref(&upload))
+            .call(
+                reqwest::Method::POST,
+                &path,
+                Some(&body),
+                std::slice::from_ref(&upload),
+            )
             .await
         {
             Ok(message) => message,
@@ -91,7 +104,9 @@ impl DiscordDelivery {
             Err(e @ RestError::Api { .. })
                 if matches!(e.code(), Some(50001 | 50013)) && live.is_some() =>
             {
-                let Some(live) = &live else { return Err(classify(e)) };
+                let Some(live) = &live else {
+                    return Err(classify(e));
+                };
                 tracing::warn!(error = %e, "cannot post as the bot; answering through the interaction");
                 body.as_object_mut().map(|b| b.remove("message_reference"));
                 body["content"] = json!(format!(
@@ -100,7 +115,12 @@ impl DiscordDelivery {
                 ));
                 let path = format!("/webhooks/{}/{}", live.application_id, live.token);
                 self.rest
-                    .call(reqwest::Method::POST, &path, Some(&body), std::slice::from_ref(&upload))
+                    .call(
+                        reqwest::Method::POST,
+                        &path,
+                        Some(&body),
+                        std::slice::from_ref(&upload),
+                    )
                     .await
                     .map_err(classify)?
             }
@@ -109,10 +129,17 @@ impl DiscordDelivery {
         let id = posted
             .get("id")
             .and_then(Value::as_str)
-            .ok_or_else(|| DeliveryError::Transient("Discord returned a message without an id".into()))?
+            .ok_or_else(|| {
+                DeliveryError::Transient("Discord returned a message without an id".into())
+            })?
             .to_owned();
         if let Some(live) = &live {
-            edit_original(&self.rest, live, &format!("**{}** — done ✅", escape(&short(&post.prompt)))).await;
+            edit_original(
+                &self.rest,
+                live,
+                &format!("**{}** — done ✅", escape(&short(&post.prompt))),
+            )
+            .await;
         }
         Ok(id)
     }

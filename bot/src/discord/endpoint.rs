@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serenity::all::Interaction;
 
 use super::handler::DiscordApp;
@@ -24,6 +24,7 @@ pub struct EndpointState {
 pub fn router(state: EndpointState) -> Router {
     Router::new()
         .route(PATH, post(interactions))
+        .route("/healthz", get(|| async { "ok" }))
         .with_state(Arc::new(state))
 }
 
@@ -49,10 +50,7 @@ async fn interactions(
             return (StatusCode::BAD_REQUEST, "unreadable interaction").into_response();
         }
     };
-    let handled = state
-        .app
-        .handle(interaction, channel_nsfw(&body))
-        .await;
+    let handled = state.app.handle(interaction, channel_nsfw(&body)).await;
     if let Some(after) = handled.after {
         tokio::spawn(after);
     }

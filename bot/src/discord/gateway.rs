@@ -49,7 +49,10 @@ impl Gateway {
         let path = format!("/channels/{channel}");
         let lookup = self.app.rest.get(&path);
         match tokio::time::timeout(Duration::from_millis(700), lookup).await {
-            Ok(Ok(channel)) => channel.get("nsfw").and_then(|v| v.as_bool()).unwrap_or(false),
+            Ok(Ok(channel)) => channel
+                .get("nsfw")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
             _ => false,
         }
     }

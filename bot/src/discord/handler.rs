@@ -60,7 +60,8 @@ impl DiscordApp {
     }
 
     async fn command(&self, command: CommandInteraction, channel_nsfw: bool) -> Handled {
-        let span = tracing::info_span!("command", name = %command.data.name, interaction = %command.id);
+        let span =
+            tracing::info_span!("command", name = %command.data.name, interaction = %command.id);
         let _guard = span.enter();
         match command.data.name.as_str() {
             "imagine" => self.imagine(command, channel_nsfw).await,
@@ -80,7 +81,12 @@ impl DiscordApp {
                 }
                 let text = self
                     .commands
-                    .settings(PLATFORM, &command.channel_id.to_string(), channel_nsfw, &change)
+                    .settings(
+                        PLATFORM,
+                        &command.channel_id.to_string(),
+                        channel_nsfw,
+                        &change,
+                    )
                     .await;
                 Handled::now(ephemeral(&render(text)))
             }
@@ -129,7 +135,8 @@ impl DiscordApp {
         };
         let invocation = Invocation {
             origin: origin(component.guild_id, component.channel_id, component.user.id),
-            idempotency_key: format!("{PLATFORM}:{}", component.id),
+            // Per button, not per press: pressing it twice makes one job.
+            idempotency_key: format!("{PLATFORM}:button:{}", button),
             channel_nsfw,
             reply: reply.to_value(false),
         };
@@ -152,7 +159,7 @@ impl DiscordApp {
         let rest = self.rest.clone();
         match outcome {
             Ok(Ok(Ok(accepted))) => {
-                let text = format!("{headline} — {}", position_text(accepted.position));
+                let text = accepted_text(&headline, &accepted);
                 // A deferred ack, then the position as an edit: the ack is
                 // what Discord must see in time, and the edit can wait for it.
                 Handled {
@@ -170,7 +177,9 @@ impl DiscordApp {
             }
             Ok(Err(join)) => {
                 tracing::error!(error = %join, "enqueue task failed");
-                Handled::now(ephemeral("⚠️ something went wrong on our side; please try again"))
+                Handled::now(ephemeral(
+                    "⚠️ something went wrong on our side; please try again",
+                ))
             }
             Err(_) => Handled {
                 response: to_json(&CreateInteractionResponse::Defer(
@@ -178,12 +187,14 @@ impl DiscordApp {
                 )),
                 after: Some(Box::pin(async move {
                     let text = match enqueue.await {
-                        Ok(Ok(accepted)) => format!("{headline} — {}", position_text(accepted.position)),
+                        Ok(Ok(accepted)) => accepted_text(&headline, &accepted),
                         Ok(Err(e)) => {
                             log_internal(&e);
                             format!("⚠️ {}", e.user_message())
                         }
-                        Err(_) => "⚠️ something went wrong on our side; please try again".to_owned(),
+                        Err(_) => {
+                            "⚠️ something went wrong on our side; please try again".to_owned()
+                        }
                     };
                     edit_original(&rest, &reply, &text).await;
                 })),
@@ -214,6 +225,23 @@ pub async fn edit_original(rest: &DiscordRest, reply: &DiscordReply, content: &s
     }
 }
 
+fn accepted_text(headline: &str, accepted: &Accepted) -> String {
+    if accepted.created {
+        format!("{headline} — {}", position_text(accepted.position))
+    } else {
+        match accepted.position {
+            Some(_) => format!(
+                "{headline} — already asked for: {}",
+                position_text(accepted.position)
+            ),
+            None => format!(
+                "{headline} — already asked for (job {}); its result is posted in this channel",
+                accepted.job
+            ),
+        }
+    }
+}
+
 fn log_internal(e: &CommandError) {
     if let CommandError::Queue(e) = e {
         tracing::error!(error = %e, "command failed");
@@ -236,7 +264,9 @@ fn button_headline(button: &ButtonId) -> String {
         Action::Upscale { index } => format!("Upscaling image {}", index + 1),
         Action::Vary { index } => format!("Making variations of image {}", index + 1),
         Action::Reroll => "Re-rolling".to_owned(),
-        Action::VaryUpscaled { strength } => format!("Making {strength:?} variations").to_lowercase(),
+        Action::VaryUpscaled { strength } => {
+            format!("Making {strength:?} variations").to_lowercase()
+        }
     }
 }
 
@@ -332,7 +362,10 @@ mod tests {
 
     #[test]
     fn responses_have_discords_shape() {
-        assert_eq!(to_json(&CreateInteractionResponse::Pong), json!({"type": 1, "data": null}));
+        assert_eq!(
+            to_json(&CreateInteractionResponse::Pong),
+            json!({"type": 1, "data": null})
+        );
         let v = to_json(&ephemeral("hi"));
         assert_eq!(v["type"], 4);
         assert_eq!(v["data"]["content"], "hi");

@@ -86,6 +86,9 @@ mod tests {
             interaction_id: "175928847299117063".into(),
             ..DiscordReply::of(&value).unwrap()
         };
-        assert_eq!(example.created_at().unwrap().timestamp_millis(), 1_462_015_105_796);
+        assert_eq!(
+            example.created_at().unwrap().timestamp_millis(),
+            1_462_015_105_796
+        );
     }
 }

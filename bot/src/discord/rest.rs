@@ -158,7 +158,11 @@ impl DiscordRest {
                 if wait > MAX_RETRY_AFTER || attempt >= MAX_ATTEMPTS {
                     return Err(RestError::RateLimited(wait));
                 }
-                tracing::warn!(path, wait_ms = wait.as_millis() as u64, "Discord rate limit; retrying");
+                tracing::warn!(
+                    path,
+                    wait_ms = wait.as_millis() as u64,
+                    "Discord rate limit; retrying"
+                );
                 self.counters.retries.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(wait).await;
                 continue;
@@ -233,7 +237,10 @@ fn with_attachments(body: &Value, uploads: &[Upload]) -> Value {
     body
 }
 
-fn form(payload: Option<&Value>, uploads: &[Upload]) -> Result<reqwest::multipart::Form, RestError> {
+fn form(
+    payload: Option<&Value>,
+    uploads: &[Upload],
+) -> Result<reqwest::multipart::Form, RestError> {
     let mut form = reqwest::multipart::Form::new();
     if let Some(payload) = payload {
         form = form.text("payload_json", payload.to_string());
@@ -257,7 +264,10 @@ mod tests {
         assert_eq!(retry_after(Some(1.0), &body), Duration::from_millis(250));
         assert_eq!(retry_after(Some(2.0), &Value::Null), Duration::from_secs(2));
         assert_eq!(retry_after(None, &Value::Null), Duration::from_secs(1));
-        assert_eq!(retry_after(None, &serde_json::json!({"retry_after": -3})), Duration::ZERO);
+        assert_eq!(
+            retry_after(None, &serde_json::json!({"retry_after": -3})),
+            Duration::ZERO
+        );
     }
 
     #[test]

@@ -80,7 +80,10 @@ mod tests {
         let defs = serde_json::to_value(definitions()).unwrap();
         for def in defs.as_array().unwrap() {
             let name = def["name"].as_str().unwrap();
-            assert!(name.len() <= 32 && name.chars().all(|c| c.is_ascii_lowercase()), "{name}");
+            assert!(
+                name.len() <= 32 && name.chars().all(|c| c.is_ascii_lowercase()),
+                "{name}"
+            );
             assert!(def["description"].as_str().unwrap().len() <= 100, "{name}");
             for option in def["options"].as_array().into_iter().flatten() {
                 assert!(option["choices"].as_array().is_none_or(|c| c.len() <= 25));

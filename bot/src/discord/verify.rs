@@ -30,9 +30,7 @@ impl RequestVerifier {
         let bytes: [u8; 32] = hex::decode(public_key_hex.trim())
             .ok()
             .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| {
-                anyhow::anyhow!("WORDUP_DISCORD_PUBLIC_KEY must be 64 hex digits")
-            })?;
+            .ok_or_else(|| anyhow::anyhow!("WORDUP_DISCORD_PUBLIC_KEY must be 64 hex digits"))?;
         Ok(RequestVerifier {
             verifier: Verifier::try_new(bytes)?,
         })
@@ -81,17 +79,45 @@ mod tests {
         let good = sign(&ts, body);
         for (signature, timestamp, body, expected) in [
             (Some(good.as_str()), Some(ts.as_str()), &body[..], Ok(())),
-            (None, Some(ts.as_str()), &body[..], Err(Refusal::MissingHeaders)),
-            (Some(good.as_str()), None, &body[..], Err(Refusal::MissingHeaders)),
-            (Some(good.as_str()), Some(ts.as_str()), &br#"{"type":2}"#[..], Err(Refusal::BadSignature)),
-            (Some("zz"), Some(ts.as_str()), &body[..], Err(Refusal::BadSignature)),
+            (
+                None,
+                Some(ts.as_str()),
+                &body[..],
+                Err(Refusal::MissingHeaders),
+            ),
+            (
+                Some(good.as_str()),
+                None,
+                &body[..],
+                Err(Refusal::MissingHeaders),
+            ),
+            (
+                Some(good.as_str()),
+                Some(ts.as_str()),
+                &br#"{"type":2}"#[..],
+                Err(Refusal::BadSignature),
+            ),
+            (
+                Some("zz"),
+                Some(ts.as_str()),
+                &body[..],
+                Err(Refusal::BadSignature),
+            ),
         ] {
             assert_eq!(verifier.verify(signature, timestamp, body, now), expected);
         }
-        for (offset, expected) in [(-300, Ok(())), (-301, Err(Refusal::Stale(301))), (301, Err(Refusal::Stale(-301)))] {
+        for (offset, expected) in [
+            (-300, Ok(())),
+            (-301, Err(Refusal::Stale(301))),
+            (301, Err(Refusal::Stale(-301))),
+        ] {
             let ts = (now + offset).to_string();
             let signature = sign(&ts, body);
-            assert_eq!(verifier.verify(Some(&signature), Some(&ts), body, now), expected, "{offset}");
+            assert_eq!(
+                verifier.verify(Some(&signature), Some(&ts), body, now),
+                expected,
+                "{offset}"
+            );
         }
         assert!(RequestVerifier::new("abc").is_err());
     }

@@ -1,0 +1,574 @@
+//! A stand-in for Discord's REST API on 127.0.0.1: it records every request
+//! (multipart parts included), creates messages as Discord does (with
+//! `enforce_nonce` deduplication), serves interaction responses, and can be
+//! told to answer 429 or to hold a response, for fault tests.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post, put};
+use serde_json::{Value, json};
+
+/// One multipart file part.
+#[derive(Debug, Clone)]
+pub struct FilePart {
+    pub name: String,
+    pub filename: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// A request as the fake saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub at: Instant,
+    pub authorization: Option<String>,
+    /// The JSON body, or the multipart `payload_json`.
+    pub json: Option<Value>,
+    pub files: Vec<FilePart>,
+    pub status: u16,
+}
+
+/// A message the fake created.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub id: String,
+    pub channel_id: String,
+    pub payload: Value,
+    pub files: Vec<FilePart>,
+}
+
+/// Faults applied, in order, to message creation in channels.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer 429 with this `retry_after` (seconds) and create nothing.
+    RateLimit(f64),
+    /// Create the message, then hold the response this long.
+    Hold(Duration),
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: Vec<Recorded>,
+    messages: Vec<Message>,
+    /// Interaction responses by token.
+    originals: HashMap<String, Value>,
+    faults: VecDeque<Fault>,
+    next_id: u64,
+}
+
+#[derive(Clone)]
+struct Shared {
+    inner: Arc<Mutex<Inner>>,
+    bot_token: String,
+}
+
+pub struct FakeDiscord {
+    /// Base URL to give the bot (`WORDUP_DISCORD_API_URL`).
+    pub url: String,
+    shared: Shared,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeDiscord {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl FakeDiscord {
+    pub async fn start(bot_token: &str) -> anyhow::Result<FakeDiscord> {
+        let shared = Shared {
+            inner: Arc::default(),
+            bot_token: bot_token.to_owned(),
+        };
+        let router = Router::new()
+            .route("/api/v10/channels/{channel}/messages", post(create_message))
+            .route("/api/v10/channels/{channel}", get(get_channel))
+            .route(
+                "/api/v10/webhooks/{app}/{token}/messages/{message}",
+                patch(edit_original).get(get_original),
+            )
+            .route("/api/v10/webhooks/{app}/{token}", post(followup))
+            .route(
+                "/api/v10/interactions/{id}/{token}/callback",
+                post(callback),
+            )
+            .route("/api/v10/applications/{app}/commands", put(register))
+            .route(
+                "/api/v10/applications/{app}/guilds/{guild}/commands",
+                put(register),
+            )
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Ok(FakeDiscord {
+            url,
+            shared,
+            server,
+        })
+    }
+
+    pub fn push_fault(&self, fault: Fault) {
+        self.lock().faults.push_back(fault);
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.lock().requests.clone()
+    }
+
+    pub fn messages(&self) -> Vec<Message> {
+        self.lock().messages.clone()
+    }
+
+    /// The interaction response's current content for a token.
+    pub fn original(&self, token: &str) -> Option<Value> {
+        self.lock().originals.get(token).cloned()
+    }
+
+    /// Waits until `count` messages exist.
+    pub async fn wait_for_messages(
+        &self,
+        count: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<Message>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let messages = self.messages();
+            if messages.len() >= count {
+                return Ok(messages);
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!(
+                    "waited {timeout:?} for {count} messages, have {}; requests: {:#?}",
+                    messages.len(),
+                    self.requests()
+                        .iter()
+                        .map(|r| format!("{} {} → {}", r.method, r.path, r.status))
+                        .collect::<Vec<_>>()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.shared.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v == format!("Bot {}", self.bot_token))
+    }
+
+    fn record(
+        &self,
+        method: &Method,
+        path: String,
+        headers: &HeaderMap,
+        json: Option<Value>,
+        files: Vec<FilePart>,
+        status: u16,
+    ) {
+        self.lock().requests.push(Recorded {
+            method: method.to_string(),
+            path,
+            at: Instant::now(),
+            authorization: headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            json,
+            files,
+            status,
+        });
+    }
+
+    fn next_id(&self) -> String {
+        let mut inner = self.lock();
+        inner.next_id += 1;
+        // Snowflake-shaped: a timestamp part and a counter.
+        (1_300_000_000_000_000_000u64 + inner.next_id).to_string()
+    }
+}
+
+/// JSON or multipart (`payload_json` + `files[n]`), as Discord accepts.
+async fn read_body(request: Request) -> Result<(Option<Value>, Vec<FilePart>), Response> {
+    let is_multipart = request
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    if !is_multipart {
+        let bytes = Bytes::from_request(request, &())
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let json = if bytes.is_empty() {
+            None
+        } else {
+            Some(serde_json::from_slice(&bytes).map_err(|e| {
+                (
+                    StatusCode::BAD_REQUEST,
+                    json!({"code": 50109, "message": format!("invalid JSON: {e}")}).to_string(),
+                )
+                    .into_response()
+            })?)
+        };
+        return Ok((json, Vec::new()));
+    }
+    let mut multipart = Multipart::from_request(request, &())
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let mut json = None;
+    let mut files = Vec::new();
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(IntoResponse::into_response)?
+    {
+        let name = field.name().unwrap_or_default().to_owned();
+        let filename = field.file_name().map(str::to_owned);
+        let content_type = field.content_type().unwrap_or_default().to_owned();
+        let bytes = field.bytes().await.map_err(IntoResponse::into_response)?;
+        if name == "payload_json" {
+            json = serde_json::from_slice(&bytes).ok();
+        } else if let Some(filename) = filename {
+            files.push(FilePart {
+                name,
+                filename,
+                content_type,
+                bytes: bytes.to_vec(),
+            });
+        }
+    }
+    Ok((json, files))
+}
+
+fn error(status: StatusCode, code: i64, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({ "code": code, "message": message })),
+    )
+        .into_response()
+}
+
+impl Message {
+    /// The message as Discord's API returns it.
+    pub fn json(&self) -> Value {
+        message_json(self)
+    }
+
+    /// Every button's custom_id, row by row.
+    pub fn button_rows(&self) -> Vec<Vec<(String, String)>> {
+        self.payload["components"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|row| {
+                row["components"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|b| {
+                        (
+                            b["custom_id"].as_str().unwrap_or_default().to_owned(),
+                            b["label"].as_str().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+fn message_json(message: &Message) -> Value {
+    let attachments: Vec<Value> = message
+        .files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let described = message.payload["attachments"]
+                .as_array()
+                .and_then(|a| a.iter().find(|a| a["id"] == i))
+                .cloned()
+                .unwrap_or(Value::Null);
+            json!({
+                "id": format!("{}{i}", message.id),
+                "filename": f.filename,
+                "description": described["description"],
+                "content_type": f.content_type,
+                "size": f.bytes.len(),
+                "url": format!("https://cdn.discordapp.com/attachments/{}/{}/{}", message.channel_id, message.id, f.filename),
+                "proxy_url": format!("https://media.discordapp.net/attachments/{}/{}/{}", message.channel_id, message.id, f.filename),
+                "width": image::load_from_memory(&f.bytes).map(|i| i.width()).ok(),
+                "height": image::load_from_memory(&f.bytes).map(|i| i.height()).ok(),
+            })
+        })
+        .collect();
+    json!({
+        "id": message.id,
+        "channel_id": message.channel_id,
+        "content": message.payload["content"],
+        "components": message.payload["components"],
+        "nonce": message.payload["nonce"],
+        "attachments": attachments,
+        "type": 0,
+        "flags": message.payload["flags"].as_u64().unwrap_or(0),
+    })
+}
+
+async fn create_message(
+    State(shared): State<Shared>,
+    Path(channel): Path<String>,
+    request: Request,
+) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let headers = request.headers().clone();
+    let (json, files) = match read_body(request).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    if !shared.authorized(&headers) {
+        shared.record(&method, path, &headers, json, files, 401);
+        return error(StatusCode::UNAUTHORIZED, 0, "401: Unauthorized");
+    }
+    let fault = shared.lock().faults.pop_front();
+    if let Some(Fault::RateLimit(retry_after)) = fault {
+        shared.record(&method, path, &headers, json, files, 429);
+        let mut response = (
+            StatusCode::TOO_MANY_REQUESTS,
+            axum::Json(json!({ "message": "You are being rate limited.", "retry_after": retry_after, "global": false })),
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            "retry-after",
+            retry_after
+                .ceil()
+                .to_string()
+                .parse()
+                .expect("a number is a header value"),
+        );
+        headers.insert("x-ratelimit-scope", "user".parse().expect("ascii"));
+        return response;
+    }
+    let payload = json.clone().unwrap_or(Value::Null);
+    // Discord: with enforce_nonce, a nonce seen recently from the same author returns that message.
+    let existing = payload["enforce_nonce"]
+        .as_bool()
+        .unwrap_or(false)
+        .then(|| {
+            shared
+                .lock()
+                .messages
+                .iter()
+                .find(|m| {
+                    m.channel_id == channel
+                        && !payload["nonce"].is_null()
+                        && m.payload["nonce"] == payload["nonce"]
+                })
+                .cloned()
+        })
+        .flatten();
+    let message = match existing {
+        Some(message) => message,
+        None => {
+            let message = Message {
+                id: shared.next_id(),
+                channel_id: channel,
+                payload,
+                files: files.clone(),
+            };
+            shared.lock().messages.push(message.clone());
+            message
+        }
+    };
+    shared.record(&method, path, &headers, json, files, 200);
+    if let Some(Fault::Hold(duration)) = fault {
+        tokio::time::sleep(duration).await;
+    }
+    axum::Json(message_json(&message)).into_response()
+}
+
+async fn get_channel(
+    State(shared): State<Shared>,
+    Path(channel): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    shared.record(
+        &method,
+        format!("/api/v10/channels/{channel}"),
+        &headers,
+        None,
+        Vec::new(),
+        200,
+    );
+    axum::Json(json!({ "id": channel, "type": 0, "nsfw": false, "name": "brainstorm" }))
+        .into_response()
+}
+
+async fn edit_original(
+    State(shared): State<Shared>,
+    Path((app, token, message)): Path<(String, String, String)>,
+    request: Request,
+) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let headers = request.headers().clone();
+    let (json, files) = match read_body(request).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let _ = app;
+    if message != "@original" {
+        shared.record(&method, path, &headers, json, files, 404);
+        return error(StatusCode::NOT_FOUND, 10008, "Unknown Message");
+    }
+    let mut inner = shared.lock();
+    let Some(original) = inner.originals.get_mut(&token) else {
+        drop(inner);
+        shared.record(&method, path, &headers, json, files, 404);
+        return error(StatusCode::NOT_FOUND, 10015, "Unknown Webhook");
+    };
+    if let Some(content) = json.as_ref().and_then(|j| j.get("content")) {
+        original["content"] = content.clone();
+    }
+    let body = original.clone();
+    drop(inner);
+    shared.record(&method, path, &headers, json, files, 200);
+    axum::Json(body).into_response()
+}
+
+async fn get_original(
+    State(shared): State<Shared>,
+    Path((_app, token, _message)): Path<(String, String, String)>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let original = shared.lock().originals.get(&token).cloned();
+    shared.record(
+        &method,
+        uri.path().to_owned(),
+        &headers,
+        None,
+        Vec::new(),
+        if original.is_some() { 200 } else { 404 },
+    );
+    match original {
+        Some(original) => axum::Json(original).into_response(),
+        None => error(StatusCode::NOT_FOUND, 10015, "Unknown Webhook"),
+    }
+}
+
+async fn followup(
+    State(shared): State<Shared>,
+    Path((_app, token)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let headers = request.headers().clone();
+    let (json, files) = match read_body(request).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let message = Message {
+        id: shared.next_id(),
+        channel_id: format!("followup:{token}"),
+        payload: json.clone().unwrap_or(Value::Null),
+        files: files.clone(),
+    };
+    shared.lock().messages.push(message.clone());
+    shared.record(&method, path, &headers, json, files, 200);
+    axum::Json(message_json(&message)).into_response()
+}
+
+/// Interaction callbacks (gateway mode answers here); also what the tests
+/// call to tell the fake that an interaction was acked over HTTP.
+async fn callback(
+    State(shared): State<Shared>,
+    Path((_id, token)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let headers = request.headers().clone();
+    let (json, files) = match read_body(request).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    if let Some(json) = &json {
+        shared.acknowledge(&token, json);
+    }
+    shared.record(&method, path, &headers, json, files, 204);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+impl Shared {
+    fn acknowledge(&self, token: &str, response: &Value) {
+        let id = self.next_id();
+        let data = &response["data"];
+        self.lock().originals.insert(
+            token.to_owned(),
+            json!({ "id": id, "content": data["content"].as_str().unwrap_or(""), "flags": data["flags"].as_u64().unwrap_or(0) }),
+        );
+    }
+}
+
+impl FakeDiscord {
+    /// Tells the fake that Discord received an interaction response over the
+    /// HTTP endpoint, so the token's original message exists (Discord creates
+    /// it from the response; the fake only sees it through the test).
+    pub fn acknowledged(&self, token: &str, response: &Value) {
+        self.shared.acknowledge(token, response);
+    }
+}
+
+async fn register(State(shared): State<Shared>, request: Request) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let headers = request.headers().clone();
+    let (json, files) = match read_body(request).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    if !shared.authorized(&headers) {
+        shared.record(&method, path, &headers, json, files, 401);
+        return error(StatusCode::UNAUTHORIZED, 0, "401: Unauthorized");
+    }
+    let commands: Vec<Value> = json
+        .as_ref()
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|mut c| {
+            c["id"] = json!(shared.next_id());
+            c
+        })
+        .collect();
+    shared.record(&method, path, &headers, json, files, 200);
+    axum::Json(commands).into_response()
+}

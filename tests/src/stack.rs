@@ -1,0 +1,193 @@
+//! The whole product on one machine for end-to-end tests: a database, the
+//! fake Discord, `wordup-bot serve` and `wordup-engine run` as child
+//! processes (so they can be restarted and killed), on the tiny model.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tokio::process::{Child, Command};
+use wordup_queue::{Queue, QueueConfig};
+
+use crate::fake_discord::FakeDiscord;
+use crate::interactions::{APPLICATION_ID, BOT_TOKEN, InteractionSigner};
+use crate::pg::TestDb;
+
+/// A binary of the workspace, built by `cargo test --workspace` (which the
+/// README's test command runs) or `cargo build --workspace`.
+pub fn workspace_bin(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test binary has no target directory")?;
+    let path = dir.join(name);
+    anyhow::ensure!(
+        path.is_file(),
+        "{} is missing: build the workspace first (`cargo build --workspace`; scripts/test.sh does)",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// Where scripts/fetch-*.py put the real weights.
+pub fn weights_dir() -> PathBuf {
+    std::env::var_os("WORDUP_TEST_WEIGHTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/weights"))
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Fields drop in order: the processes go before the database they use.
+pub struct Stack {
+    bot: Option<Child>,
+    engine: Option<Child>,
+    pub db: TestDb,
+    pub queue: Queue,
+    pub fake: FakeDiscord,
+    pub signer: InteractionSigner,
+    pub http: reqwest::Client,
+    pub lease_secs: f64,
+    /// Extra environment for the bot.
+    pub bot_env: Vec<(String, String)>,
+    model_dir: PathBuf,
+    bot_port: u16,
+}
+
+impl Stack {
+    pub async fn start() -> Result<Stack> {
+        let db = TestDb::new().await?;
+        let queue = db.queue(QueueConfig::default(), 4).await?;
+        let fake = FakeDiscord::start(BOT_TOKEN).await?;
+        let model_dir = std::env::temp_dir().join(format!("wordup-tiny-{}", db.name()));
+        wordup_engine::tiny::write_tiny_model(&model_dir)?;
+        Ok(Stack {
+            db,
+            queue,
+            fake,
+            signer: InteractionSigner::new(),
+            http: reqwest::Client::new(),
+            lease_secs: 3.0,
+            bot_env: Vec::new(),
+            model_dir,
+            bot_port: free_port()?,
+            bot: None,
+            engine: None,
+        })
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}/discord/interactions", self.bot_port)
+    }
+
+    fn common_env(&self, command: &mut Command) {
+        command
+            .env("DATABASE_URL", self.db.url())
+            .env("WORDUP_DISCORD_BOT_TOKEN", BOT_TOKEN)
+            .env("WORDUP_DISCORD_APPLICATION_ID", APPLICATION_ID)
+            .env("WORDUP_DISCORD_API_URL", &self.fake.url)
+            .env("WORDUP_LEASE_SECS", self.lease_secs.to_string())
+            .env(
+                "WORDUP_LOG",
+                std::env::var("WORDUP_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+    }
+
+    /// Starts `wordup-bot serve` and waits until it answers.
+    pub async fn start_bot(&mut self) -> Result<()> {
+        let mut command = Command::new(workspace_bin("wordup-bot")?);
+        command
+            .arg("serve")
+            .env("WORDUP_BIND", format!("127.0.0.1:{}", self.bot_port))
+            .env("WORDUP_DISCORD_PUBLIC_KEY", self.signer.public_key_hex());
+        self.common_env(&mut command);
+        for (name, value) in &self.bot_env {
+            command.env(name, value);
+        }
+        self.bot = Some(command.spawn().context("starting wordup-bot")?);
+        let health = format!("http://127.0.0.1:{}/healthz", self.bot_port);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(response) = self.http.get(&health).send().await
+                && response.status().is_success()
+            {
+                return Ok(());
+            }
+            anyhow::ensure!(Instant::now() < deadline, "wordup-bot did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the bot as an orchestrator would (SIGTERM), and waits.
+    pub async fn stop_bot(&mut self) -> Result<()> {
+        if let Some(mut bot) = self.bot.take() {
+            terminate(&bot)?;
+            tokio::time::timeout(Duration::from_secs(10), bot.wait()).await??;
+        }
+        Ok(())
+    }
+
+    /// Starts `wordup-engine run` on the tiny model with the real
+    /// upscaler and safety weights.
+    pub async fn start_engine(&mut self, extra_env: &[(&str, &str)]) -> Result<()> {
+        let weights = weights_dir();
+        let mut command = Command::new(workspace_bin("wordup-engine")?);
+        command
+            .arg("run")
+            .env("WORDUP_MODEL", &self.model_dir)
+            .env(
+                "WORDUP_UPSCALER_WEIGHTS",
+                weights.join("RealESRGAN_x4plus.safetensors"),
+            )
+            .env(
+                "WORDUP_SAFETY_WEIGHTS",
+                weights.join("open_nsfw.safetensors"),
+            )
+            .env("WORDUP_POLL_SECS", "0.5")
+            .env("WORDUP_PROGRESS_EDIT_SECS", "0.3");
+        self.common_env(&mut command);
+        for (name, value) in extra_env {
+            command.env(name, value);
+        }
+        self.engine = Some(command.spawn().context("starting wordup-engine")?);
+        Ok(())
+    }
+
+    /// SIGKILL: no destructors, no release; only the lease is left.
+    pub async fn kill_engine(&mut self) -> Result<()> {
+        if let Some(mut engine) = self.engine.take() {
+            engine.start_kill()?;
+            engine.wait().await?;
+        }
+        Ok(())
+    }
+
+    pub async fn stop_engine(&mut self) -> Result<std::process::ExitStatus> {
+        let mut engine = self.engine.take().context("no engine running")?;
+        terminate(&engine)?;
+        Ok(tokio::time::timeout(Duration::from_secs(60), engine.wait()).await??)
+    }
+}
+
+fn terminate(child: &Child) -> Result<()> {
+    let pid = child.id().context("process already reaped")?;
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()?;
+    anyhow::ensure!(status.success(), "kill -TERM {pid} failed");
+    Ok(())
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.model_dir);
+    }
+}

@@ -1,0 +1,637 @@
+#![allow(clippy::unwrap_used)]
+//! Discord end to end: signed interactions into `wordup-bot serve`, jobs
+//! through Postgres into `wordup-engine run` on the tiny model, results
+//! posted to a fake Discord REST API.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use wordup_bot::buttons::ButtonId;
+use wordup_queue::{JobId, JobState, Request};
+use wordup_tests::fake_discord::{Fault, Message};
+use wordup_tests::interactions::{self, CHANNEL_ID, InteractionSigner, Member, new_interaction};
+use wordup_tests::stack::Stack;
+
+const POST_TIMEOUT: Duration = Duration::from_secs(180);
+
+fn alice() -> Member {
+    Member::new("1200000000000000100", "alice")
+}
+
+async fn send(stack: &Stack, payload: &Value) -> interactions::Answer {
+    stack
+        .signer
+        .send(&stack.http, &stack.endpoint(), payload)
+        .await
+        .unwrap()
+}
+
+/// Sends an interaction, checks the ack came in time, and tells the fake
+/// that Discord has it (so the token's original message exists).
+async fn acked(stack: &Stack, payload: &Value) -> interactions::Answer {
+    let answer = send(stack, payload).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert!(
+        answer.latency < Duration::from_secs(3),
+        "ack took {:?}",
+        answer.latency
+    );
+    stack
+        .fake
+        .acknowledged(payload["token"].as_str().unwrap(), &answer.body);
+    answer
+}
+
+async fn job_count(stack: &Stack) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM jobs")
+        .fetch_one(stack.queue.pool())
+        .await
+        .unwrap()
+}
+
+async fn wait_for_state(stack: &Stack, job: JobId, state: JobState) {
+    let deadline = Instant::now() + POST_TIMEOUT;
+    loop {
+        let current = stack.queue.job(job).await.unwrap().unwrap().state;
+        if current == state {
+            return;
+        }
+        assert!(Instant::now() < deadline, "job {job} stayed {current:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn png_size(bytes: &[u8]) -> (u32, u32) {
+    let image = image::load_from_memory(bytes).unwrap();
+    (image.width(), image.height())
+}
+
+/// The job a posted message belongs to, from its buttons.
+fn job_of(message: &Message) -> JobId {
+    ButtonId::parse(&message.button_rows()[0][0].0).unwrap().job
+}
+
+fn assert_grid(message: &Message) -> JobId {
+    let rows = message.button_rows();
+    let labels: Vec<Vec<&str>> = rows
+        .iter()
+        .map(|r| r.iter().map(|(_, l)| l.as_str()).collect())
+        .collect();
+    assert_eq!(
+        labels,
+        vec![
+            vec!["U1", "U2", "U3", "U4"],
+            vec!["V1", "V2", "V3", "V4"],
+            vec!["🔄"]
+        ]
+    );
+    let job = job_of(message);
+    for (custom_id, _) in rows.iter().flatten() {
+        assert!(custom_id.len() <= 100);
+        assert_eq!(ButtonId::parse(custom_id).unwrap().job, job);
+    }
+    assert_eq!(message.channel_id, CHANNEL_ID);
+    assert_eq!(message.payload["nonce"], format!("wu{job}"));
+    assert_eq!(message.payload["enforce_nonce"], true);
+    assert_eq!(message.files.len(), 1);
+    let file = &message.files[0];
+    assert_eq!(file.name, "files[0]");
+    assert_eq!(file.content_type, "image/png");
+    let alt = message.payload["attachments"][0]["description"]
+        .as_str()
+        .unwrap();
+    assert!(alt.starts_with("Four AI-generated images"), "{alt}");
+    job
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imagine_then_upscale_and_vary_across_a_bot_restart() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    stack.start_engine(&[]).await.unwrap();
+
+    let (id, token) = new_interaction();
+    let answer = acked(
+        &stack,
+        &interactions::imagine(&id, &token, &alice(), "a lighthouse at dusk --seed 7"),
+    )
+    .await;
+    assert_eq!(answer.body["type"], 5, "a deferred ack: {:?}", answer.body);
+    assert_eq!(
+        answer.body["data"]["flags"].as_u64().unwrap_or(0) & 64,
+        0,
+        "public"
+    );
+
+    let messages = stack.fake.wait_for_messages(1, POST_TIMEOUT).await.unwrap();
+    let grid = &messages[0];
+    let job = assert_grid(grid);
+    assert!(
+        grid.payload["content"]
+            .as_str()
+            .unwrap()
+            .contains("a lighthouse at dusk")
+    );
+    assert!(
+        grid.payload["content"]
+            .as_str()
+            .unwrap()
+            .contains("<@1200000000000000100>")
+    );
+    // The grid replies to the ack's message.
+    let original = stack.fake.original(&token).unwrap();
+    assert_eq!(
+        grid.payload["message_reference"]["message_id"],
+        original["id"]
+    );
+    // 2×2 tiles of the tiny model's 64-pixel images.
+    assert_eq!(png_size(&grid.files[0].bytes), (128, 128));
+
+    wait_for_state(&stack, job, JobState::Succeeded).await;
+    let stored = stack.queue.images(job).await.unwrap();
+    assert_eq!(stored.len(), 4);
+    for (i, image) in stored.iter().enumerate() {
+        assert_eq!((image.idx, image.seed), (i as i32, 7 + i as i64));
+        assert_eq!((image.width, image.height), (64, 64));
+        assert_eq!(png_size(&image.png), (64, 64));
+    }
+    let post = stack.queue.post(job, "result").await.unwrap().unwrap();
+    assert_eq!(post.message_id, grid.id);
+
+    // The ack was edited with the place in line, then progress, then done.
+    let edits: Vec<String> = stack
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.path.ends_with(&format!("{token}/messages/@original")))
+        .filter_map(|r| r.json.as_ref()?["content"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        edits
+            .iter()
+            .any(|e| e.contains("queued") || e.contains("in line")),
+        "{edits:?}"
+    );
+    assert!(
+        edits
+            .iter()
+            .any(|e| e.contains("denoising") || e.contains("starting")),
+        "{edits:?}"
+    );
+    assert!(edits.last().unwrap().contains("done"), "{edits:?}");
+    // Every bot-token call carried the bot token.
+    for request in stack
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("/channels/"))
+    {
+        assert_eq!(request.authorization.as_deref(), Some("Bot test-bot-token"));
+    }
+
+    // A restarted bot still handles the old grid's buttons.
+    stack.stop_bot().await.unwrap();
+    stack.start_bot().await.unwrap();
+
+    let (id, token) = new_interaction();
+    let u2 = format!("wu:u:{job}:1");
+    let answer = acked(
+        &stack,
+        &interactions::button(&id, &token, &alice(), &u2, &grid.json()),
+    )
+    .await;
+    assert_eq!(answer.body["type"], 5);
+    assert_eq!(answer.body["data"]["flags"], 64, "an ephemeral ack");
+    let messages = stack.fake.wait_for_messages(2, POST_TIMEOUT).await.unwrap();
+    let upscaled = &messages[1];
+    let labels: Vec<String> = upscaled
+        .button_rows()
+        .concat()
+        .into_iter()
+        .map(|(_, l)| l)
+        .collect();
+    assert_eq!(labels, ["Vary (subtle)", "Vary (strong)"]);
+    assert_eq!(
+        png_size(&upscaled.files[0].bytes),
+        (256, 256),
+        "×4 with the GAN"
+    );
+    assert_eq!(
+        upscaled.payload["message_reference"]["message_id"],
+        grid.id.as_str()
+    );
+    let upscale_job = job_of(upscaled);
+    assert_eq!(
+        stack.queue.job(upscale_job).await.unwrap().unwrap().request,
+        Request::Upscale {
+            parent: job,
+            index: 1,
+            mode: wordup_queue::UpscaleMode::Plain
+        }
+    );
+
+    // Pressing U2 again makes no second job.
+    let jobs_before = job_count(&stack).await;
+    let (id, token) = new_interaction();
+    let answer = acked(
+        &stack,
+        &interactions::button(&id, &token, &alice(), &u2, &grid.json()),
+    )
+    .await;
+    assert_eq!(answer.body["type"], 5);
+    assert_eq!(job_count(&stack).await, jobs_before);
+
+    let (id, token) = new_interaction();
+    let v1 = format!("wu:v:{job}:0");
+    acked(
+        &stack,
+        &interactions::button(&id, &token, &alice(), &v1, &grid.json()),
+    )
+    .await;
+    let messages = stack.fake.wait_for_messages(3, POST_TIMEOUT).await.unwrap();
+    let variations = &messages[2];
+    let vary_job = assert_grid(variations);
+    assert_ne!(vary_job, job);
+    assert!(
+        variations.payload["content"]
+            .as_str()
+            .unwrap()
+            .contains("variations of image 1")
+    );
+    assert_eq!(png_size(&variations.files[0].bytes), (128, 128));
+    wait_for_state(&stack, vary_job, JobState::Succeeded).await;
+    assert_eq!(stack.fake.messages().len(), 3, "nothing posted twice");
+}
+
+#[tokio::test]
+async fn forged_stale_repeated_and_malformed_interactions() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    let endpoint = stack.endpoint();
+
+    let (id, token) = new_interaction();
+    let payload = interactions::imagine(&id, &token, &alice(), "a red fox");
+    let body = serde_json::to_vec(&payload).unwrap();
+    let now = chrono::Utc::now().timestamp();
+
+    // Signed by someone else.
+    let stranger = InteractionSigner::new();
+    let ts = now.to_string();
+    let answer = interactions::send_raw(
+        &stack.http,
+        &endpoint,
+        &stranger.sign(&ts, &body),
+        &ts,
+        body.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 401);
+    // Our key, a body changed after signing.
+    let mut tampered = payload.clone();
+    tampered["data"]["options"][0]["value"] = json!("something else");
+    let answer = interactions::send_raw(
+        &stack.http,
+        &endpoint,
+        &stack.signer.sign(&ts, &body),
+        &ts,
+        serde_json::to_vec(&tampered).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 401);
+    // Our key, but captured 301 s ago.
+    let old = (now - 301).to_string();
+    let answer = interactions::send_raw(
+        &stack.http,
+        &endpoint,
+        &stack.signer.sign(&old, &body),
+        &old,
+        body.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 401);
+    // No headers at all.
+    let answer = stack
+        .http
+        .post(&endpoint)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 401);
+    assert_eq!(job_count(&stack).await, 0);
+
+    // PING → PONG.
+    let answer = send(&stack, &interactions::ping(&id)).await;
+    assert_eq!(
+        (answer.status, answer.body["type"].as_u64()),
+        (200, Some(1))
+    );
+
+    // The same interaction twice: one job.
+    let first = send(&stack, &payload).await;
+    let second = send(&stack, &payload).await;
+    assert_eq!(
+        (first.body["type"].as_u64(), second.body["type"].as_u64()),
+        (Some(5), Some(5))
+    );
+    assert_eq!(job_count(&stack).await, 1);
+
+    // Bad input: an ephemeral message naming the problem, and no job.
+    for (prompt, expected) in [
+        ("a fox --quality 2", "--quality"),
+        ("a fox --ar 7:1", "--ar 7:1"),
+        ("a fox --steps 500", "--steps 500"),
+        ("   ", "empty"),
+    ] {
+        let (id, token) = new_interaction();
+        let answer = send(
+            &stack,
+            &interactions::imagine(&id, &token, &alice(), prompt),
+        )
+        .await;
+        assert_eq!(answer.body["type"], 4, "{prompt}: {:?}", answer.body);
+        assert_eq!(answer.body["data"]["flags"], 64, "{prompt}");
+        let content = answer.body["data"]["content"].as_str().unwrap();
+        assert!(content.contains(expected), "{prompt}: {content}");
+    }
+    assert_eq!(job_count(&stack).await, 1);
+
+    // /queue lists the job with its place in line.
+    let (id, token) = new_interaction();
+    let answer = send(
+        &stack,
+        &interactions::command(&id, &token, &alice(), "queue", json!([])),
+    )
+    .await;
+    let content = answer.body["data"]["content"].as_str().unwrap();
+    assert!(
+        content.contains("a red fox") && content.contains("#1 in line"),
+        "{content}"
+    );
+    assert_eq!(answer.body["data"]["flags"], 64);
+
+    // /help.
+    let (id, token) = new_interaction();
+    let answer = send(
+        &stack,
+        &interactions::command(&id, &token, &alice(), "help", json!([])),
+    )
+    .await;
+    assert!(
+        answer.body["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("--ar W:H")
+    );
+}
+
+#[tokio::test]
+async fn quotas_blocklist_and_channel_settings() {
+    let mut stack = Stack::start().await.unwrap();
+    // Through the environment, as in production.
+    start_bot_with_env(
+        &mut stack,
+        &[
+            ("WORDUP_MAX_ACTIVE_PER_USER", "2"),
+            ("WORDUP_BLOCKED_TERMS", "gore,blood bath"),
+        ],
+    )
+    .await;
+
+    for n in 0..2 {
+        let (id, token) = new_interaction();
+        let answer = send(
+            &stack,
+            &interactions::imagine(&id, &token, &alice(), &format!("cat {n}")),
+        )
+        .await;
+        assert_eq!(answer.body["type"], 5);
+    }
+    let (id, token) = new_interaction();
+    let answer = send(
+        &stack,
+        &interactions::imagine(&id, &token, &alice(), "cat 3"),
+    )
+    .await;
+    assert_eq!(answer.body["type"], 4);
+    assert!(
+        answer.body["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("already have 2 jobs")
+    );
+    let (id, token) = new_interaction();
+    let bob = Member::new("1200000000000000200", "bob");
+    let answer = send(
+        &stack,
+        &interactions::imagine(&id, &token, &bob, "a Blood-Bath"),
+    )
+    .await;
+    assert!(
+        answer.body["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("blocked term")
+    );
+    assert_eq!(job_count(&stack).await, 2);
+
+    // Settings: only moderators change them; NSFW only in NSFW channels.
+    let change = json!([{ "name": "style", "type": 3, "value": "anime" }, { "name": "tier", "type": 3, "value": "relax" }]);
+    let (id, token) = new_interaction();
+    let answer = send(
+        &stack,
+        &interactions::command(&id, &token, &bob, "settings", change.clone()),
+    )
+    .await;
+    assert!(
+        answer.body["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("moderator")
+    );
+    let mut moderator = Member::new("1200000000000000300", "mod");
+    moderator.permissions = ((1u64 << 4) | (1 << 10) | (1 << 11)).to_string();
+    let (id, token) = new_interaction();
+    let answer = send(
+        &stack,
+        &interactions::command(&id, &token, &moderator, "settings", change),
+    )
+    .await;
+    let content = answer.body["data"]["content"].as_str().unwrap();
+    assert!(
+        content.starts_with("Saved.") && content.contains("anime") && content.contains("relax"),
+        "{content}"
+    );
+    let (id, token) = new_interaction();
+    let nsfw = json!([{ "name": "nsfw", "type": 5, "value": true }]);
+    let answer = send(
+        &stack,
+        &interactions::command(&id, &token, &moderator, "settings", nsfw),
+    )
+    .await;
+    assert!(
+        answer.body["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("marked NSFW")
+    );
+
+    // The channel's defaults apply to the next prompt.
+    let (id, token) = new_interaction();
+    send(
+        &stack,
+        &interactions::imagine(&id, &token, &bob, "a quiet harbour"),
+    )
+    .await;
+    let job = stack
+        .queue
+        .job_by_idempotency_key(&format!("discord:{id}"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.tier, wordup_queue::Tier::Relax);
+    let Request::Imagine(request) = job.request else {
+        panic!("not an imagine")
+    };
+    assert_eq!(request.style.as_deref(), Some("anime"));
+}
+
+/// Starts the bot with extra environment variables.
+async fn start_bot_with_env(stack: &mut Stack, env: &[(&str, &str)]) {
+    stack.bot_env = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    stack.start_bot().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_killed_between_posting_and_recording_posts_once() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    // Discord creates the message, but the engine never hears back.
+    stack.fake.push_fault(Fault::Hold(Duration::from_secs(120)));
+    stack.start_engine(&[]).await.unwrap();
+    let (id, token) = new_interaction();
+    acked(
+        &stack,
+        &interactions::imagine(&id, &token, &alice(), "a windmill --seed 3"),
+    )
+    .await;
+    let messages = stack.fake.wait_for_messages(1, POST_TIMEOUT).await.unwrap();
+    let job = job_of(&messages[0]);
+    stack.kill_engine().await.unwrap();
+    assert_eq!(
+        stack.queue.job(job).await.unwrap().unwrap().state,
+        JobState::Running
+    );
+    assert!(stack.queue.post(job, "result").await.unwrap().is_none());
+
+    // A new engine rescues the job once its lease expires, draws it again
+    // and posts with the same nonce: Discord hands back the first message.
+    stack.start_engine(&[]).await.unwrap();
+    wait_for_state(&stack, job, JobState::Succeeded).await;
+    let messages = stack.fake.messages();
+    assert_eq!(messages.len(), 1, "posted exactly once");
+    let posts = stack
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.method == "POST"
+                && r.path
+                    .ends_with(&format!("/channels/{CHANNEL_ID}/messages"))
+        })
+        .count();
+    assert_eq!(
+        posts, 2,
+        "the second attempt did post, and was deduplicated"
+    );
+    let stored = stack.queue.job(job).await.unwrap().unwrap();
+    assert_eq!(stored.attempt, 2);
+    assert_eq!(
+        stack
+            .queue
+            .post(job, "result")
+            .await
+            .unwrap()
+            .unwrap()
+            .message_id,
+        messages[0].id
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_post_is_retried_after_retry_after_and_lands_once() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    stack.fake.push_fault(Fault::RateLimit(0.8));
+    stack.start_engine(&[]).await.unwrap();
+    let (id, token) = new_interaction();
+    acked(
+        &stack,
+        &interactions::imagine(&id, &token, &alice(), "a kite --seed 5"),
+    )
+    .await;
+    let messages = stack.fake.wait_for_messages(1, POST_TIMEOUT).await.unwrap();
+    wait_for_state(&stack, job_of(&messages[0]), JobState::Succeeded).await;
+    let posts: Vec<_> = stack
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.method == "POST" && r.path.ends_with("/messages") && r.path.contains("/channels/")
+        })
+        .collect();
+    assert_eq!(
+        posts.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [429, 200]
+    );
+    let waited = posts[1].at - posts[0].at;
+    assert!(
+        waited >= Duration::from_millis(800),
+        "retried after {waited:?}"
+    );
+    assert_eq!(stack.fake.messages().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn withheld_images_are_never_posted_and_the_requester_is_told() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    // Every image counts as unsafe at threshold 0.
+    stack
+        .start_engine(&[("WORDUP_NSFW_THRESHOLD", "0")])
+        .await
+        .unwrap();
+    let (id, token) = new_interaction();
+    acked(
+        &stack,
+        &interactions::imagine(&id, &token, &alice(), "a meadow --seed 1"),
+    )
+    .await;
+    let job = stack
+        .queue
+        .job_by_idempotency_key(&format!("discord:{id}"))
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    wait_for_state(&stack, job, JobState::Succeeded).await;
+    assert!(stack.fake.messages().is_empty(), "nothing posted");
+    assert!(
+        stack.queue.images(job).await.unwrap().is_empty(),
+        "nothing stored"
+    );
+    let original = stack.fake.original(&token).unwrap();
+    assert!(
+        original["content"]
+            .as_str()
+            .unwrap()
+            .contains("withheld by the safety check"),
+        "{original}"
+    );
+}
