@@ -2,7 +2,7 @@
 //! fake Discord, `wordup-bot serve` and `wordup-engine run` as child
 //! processes (so they can be restarted and killed), on the tiny model.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -18,10 +18,13 @@ use crate::pg::TestDb;
 /// README's test command runs) or `cargo build --workspace`.
 pub fn workspace_bin(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("test binary has no target directory")?;
+    // Test binaries live in target/<profile>/deps, other binaries one up.
+    let dir = exe.parent().context("binary has no directory")?;
+    let dir = if dir.ends_with("deps") {
+        dir.parent().unwrap_or(dir)
+    } else {
+        dir
+    };
     let path = dir.join(name);
     anyhow::ensure!(
         path.is_file(),

@@ -57,7 +57,7 @@ impl DiscordReply {
 /// A snowflake for `at`, as Discord makes them (for tests and fakes).
 pub fn snowflake_at(at: DateTime<Utc>, sequence: u64) -> InteractionId {
     let ms = u64::try_from(at.timestamp_millis() - 1_420_070_400_000).unwrap_or(0);
-    InteractionId::new((ms << 22) | (sequence & 0x3f_ffff) | 1)
+    InteractionId::new((ms << 22) | (sequence & 0x3f_ffff))
 }
 
 #[cfg(test)]
