@@ -31,15 +31,29 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     let mut stack = Stack::start().await?;
     stack.bot_env = vec![
-        ("WORDUP_DB_MAX_CONNECTIONS".into(), args.db_connections.to_string()),
+        (
+            "WORDUP_DB_MAX_CONNECTIONS".into(),
+            args.db_connections.to_string(),
+        ),
         ("WORDUP_MAX_ACTIVE_PER_USER".into(), "1000".into()),
     ];
     stack.start_bot().await?;
     let payloads: Vec<serde_json::Value> = (0..args.interactions)
         .map(|i| {
-            let user = Member::new(&format!("{}", 1_300_000_000_000_000_000u64 + (i % args.users.max(1)) as u64), "load");
+            let user = Member::new(
+                &format!(
+                    "{}",
+                    1_300_000_000_000_000_000u64 + (i % args.users.max(1)) as u64
+                ),
+                "load",
+            );
             let (id, token) = new_interaction();
-            interactions::imagine(&id, &token, &user, &format!("load test prompt {i} --ar 16:9"))
+            interactions::imagine(
+                &id,
+                &token,
+                &user,
+                &format!("load test prompt {i} --ar 16:9"),
+            )
         })
         .collect();
     let stack = std::sync::Arc::new(stack);
@@ -48,7 +62,10 @@ async fn main() -> Result<()> {
     for payload in payloads {
         let stack = stack.clone();
         tasks.push(tokio::spawn(async move {
-            stack.signer.send(&stack.http, &stack.endpoint(), &payload).await
+            stack
+                .signer
+                .send(&stack.http, &stack.endpoint(), &payload)
+                .await
         }));
     }
     let mut latencies = Vec::new();
@@ -67,7 +84,9 @@ async fn main() -> Result<()> {
         .fetch_one(stack.queue.pool())
         .await?;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!("| interactions | deferred acks | jobs enqueued | p50 ms | p90 ms | p99 ms | max ms | wall s |");
+    println!(
+        "| interactions | deferred acks | jobs enqueued | p50 ms | p90 ms | p99 ms | max ms | wall s |"
+    );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     println!(
         "| {} | {deferred} | {jobs} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} |",
@@ -82,7 +101,15 @@ async fn main() -> Result<()> {
         "p99 / Discord's 3 s deadline = {:.3}",
         pct(0.99).as_secs_f64() / DEADLINE.as_secs_f64()
     );
-    ensure!(jobs == args.interactions as i64, "expected exactly {} jobs, found {jobs}", args.interactions);
-    ensure!(deferred == args.interactions, "{} interactions were not acked with a deferred response", args.interactions - deferred);
+    ensure!(
+        jobs == args.interactions as i64,
+        "expected exactly {} jobs, found {jobs}",
+        args.interactions
+    );
+    ensure!(
+        deferred == args.interactions,
+        "{} interactions were not acked with a deferred response",
+        args.interactions - deferred
+    );
     Ok(())
 }
