@@ -80,6 +80,21 @@ impl ButtonId {
         }
     }
 
+    /// What a press starts, for the presser: "Upscaling image 2".
+    pub fn headline(&self) -> String {
+        match self.action {
+            Action::Upscale { index } => format!("Upscaling image {}", index + 1),
+            Action::Vary { index } => format!("Making variations of image {}", index + 1),
+            Action::Reroll => "Re-rolling".to_owned(),
+            Action::VaryUpscaled {
+                strength: VaryStrength::Subtle,
+            } => "Making subtle variations".to_owned(),
+            Action::VaryUpscaled {
+                strength: VaryStrength::Strong,
+            } => "Making strong variations".to_owned(),
+        }
+    }
+
     /// The buttons under a grid: U1–U4, V1–V4, 🔄, in rows.
     pub fn grid_rows(job: JobId) -> Vec<Vec<ButtonId>> {
         let row = |action: fn(u8) -> Action| {

@@ -1,6 +1,7 @@
 //! wordup-bot: the chat adapters (Discord, Slack), and what the binaries
 //! share: settings, telemetry, the health report.
 
+pub mod ack;
 pub mod buttons;
 pub mod commands;
 pub mod delivery;
@@ -8,7 +9,9 @@ pub mod discord;
 pub mod grammar;
 pub mod health;
 pub mod policy;
+pub mod retry;
 pub mod secret;
 pub mod settings;
 pub mod signals;
+pub mod slack;
 pub mod telemetry;

@@ -3,6 +3,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use slack_morphism::prelude::SlackSigningSecret;
+use slack_morphism::signature_verifier::SlackEventSignatureVerifier;
 use wordup_bot::commands::Commands;
 use wordup_bot::discord::endpoint::{self, EndpointState};
 use wordup_bot::discord::handler::DiscordApp;
@@ -10,6 +12,10 @@ use wordup_bot::discord::verify::RequestVerifier;
 use wordup_bot::discord::{DiscordSettings, gateway, slash_commands};
 use wordup_bot::health::Health;
 use wordup_bot::settings::{CommandSettings, DatabaseSettings};
+use wordup_bot::slack::SlackSettings;
+use wordup_bot::slack::endpoint::{self as slack_endpoint, SlackEndpointState};
+use wordup_bot::slack::handler::SlackApp;
+use wordup_bot::slack::socket as slack_socket;
 use wordup_bot::telemetry;
 
 /// Word Up!'s chat bot: turns /imagine into jobs on the Postgres queue.
@@ -34,13 +40,26 @@ enum Command {
         #[arg(long)]
         every: Option<f64>,
     },
-    /// Serve Discord's interactions endpoint over HTTP (POST /discord/interactions).
+    /// Serve the platforms' HTTP endpoints: Discord's interactions
+    /// (POST /discord/interactions) when WORDUP_DISCORD_PUBLIC_KEY is set,
+    /// Slack's slash commands and interactivity (POST /slack/commands,
+    /// /slack/interactions) when WORDUP_SLACK_SIGNING_SECRET is set.
     Serve {
         /// Address to listen on.
         #[arg(long, env = "WORDUP_BIND", default_value = "0.0.0.0:8080")]
         bind: SocketAddr,
         #[command(flatten)]
         discord: DiscordSettings,
+        #[command(flatten)]
+        slack: SlackSettings,
+        #[command(flatten)]
+        commands: CommandSettings,
+    },
+    /// Receive Slack commands and button presses over Socket Mode instead
+    /// (no public URL needed; needs WORDUP_SLACK_APP_TOKEN).
+    SlackSocket {
+        #[command(flatten)]
+        slack: SlackSettings,
         #[command(flatten)]
         commands: CommandSettings,
     },
@@ -80,21 +99,44 @@ async fn main() -> Result<()> {
         Command::Serve {
             bind,
             discord,
+            slack,
             commands,
         } => {
-            let verifier = RequestVerifier::new(&discord.discord_public_key)?;
-            let app = DiscordApp {
-                commands: Commands {
-                    queue,
-                    config: commands.command_config(&cli.database.queue)?,
-                },
-                rest: discord.rest()?,
+            let commands = Commands {
+                queue,
+                config: commands.command_config(&cli.database.queue)?,
             };
-            let router = endpoint::router(EndpointState { app, verifier });
+            let mut router =
+                axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
+            if !discord.discord_public_key.is_empty() {
+                let verifier = RequestVerifier::new(&discord.discord_public_key)?;
+                let app = DiscordApp {
+                    commands: commands.clone(),
+                    rest: discord.rest()?,
+                };
+                router = router.merge(endpoint::router(EndpointState { app, verifier }));
+                tracing::info!(path = endpoint::PATH, "serving Discord interactions");
+            }
+            if !slack.slack_signing_secret.expose().is_empty() {
+                let app = slack_app(&slack, commands.clone())?;
+                let verifier = SlackEventSignatureVerifier::new(&SlackSigningSecret::new(
+                    slack.slack_signing_secret.expose().to_owned(),
+                ));
+                router = router.merge(slack_endpoint::router(SlackEndpointState {
+                    app,
+                    verifier: std::sync::Arc::new(verifier),
+                }));
+                tracing::info!("serving Slack commands and interactivity");
+            }
+            anyhow::ensure!(
+                !discord.discord_public_key.is_empty()
+                    || !slack.slack_signing_secret.expose().is_empty(),
+                "nothing to serve: set WORDUP_DISCORD_PUBLIC_KEY and/or WORDUP_SLACK_SIGNING_SECRET"
+            );
             let listener = tokio::net::TcpListener::bind(bind)
                 .await
                 .with_context(|| format!("cannot listen on {bind}"))?;
-            tracing::info!(%bind, path = endpoint::PATH, "serving Discord interactions");
+            tracing::info!(%bind, "listening");
             axum::serve(listener, router)
                 .with_graceful_shutdown(wordup_bot::signals::shutdown())
                 .await?;
@@ -109,6 +151,23 @@ async fn main() -> Result<()> {
             };
             tokio::select! {
                 result = gateway::run(app, &discord.discord_bot_token) => result?,
+                () = wordup_bot::signals::shutdown() => {}
+            }
+        }
+        Command::SlackSocket { slack, commands } => {
+            anyhow::ensure!(
+                !slack.slack_app_token.expose().is_empty(),
+                "WORDUP_SLACK_APP_TOKEN (xapp-…) is not set"
+            );
+            let app = slack_app(
+                &slack,
+                Commands {
+                    queue,
+                    config: commands.command_config(&cli.database.queue)?,
+                },
+            )?;
+            tokio::select! {
+                result = slack_socket::run(app, slack.slack_app_token.clone()) => result?,
                 () = wordup_bot::signals::shutdown() => {}
             }
         }
@@ -137,4 +196,17 @@ async fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn slack_app(slack: &SlackSettings, commands: Commands) -> Result<SlackApp> {
+    Ok(SlackApp {
+        commands,
+        api: slack.api()?,
+        settings_admins: slack
+            .slack_settings_admins
+            .iter()
+            .filter(|id| !id.is_empty())
+            .cloned()
+            .collect(),
+    })
 }

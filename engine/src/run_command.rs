@@ -10,6 +10,8 @@ use wordup_bot::delivery::{Attachment, DeliveryError, ResultKind, ResultPost};
 use wordup_bot::discord::DiscordSettings;
 use wordup_bot::discord::delivery::DiscordDelivery;
 use wordup_bot::settings::DatabaseSettings;
+use wordup_bot::slack::SlackSettings;
+use wordup_bot::slack::delivery::SlackDelivery;
 use wordup_engine::pipeline::StableDiffusion;
 use wordup_engine::render::Models;
 use wordup_engine::safety::OpenNsfw;
@@ -32,6 +34,8 @@ pub struct RunArgs {
     finish: FinishArgs,
     #[command(flatten)]
     discord: DiscordSettings,
+    #[command(flatten)]
+    slack: SlackSettings,
     /// Jobs claimed at once (jobs sharing a batch key).
     #[arg(long, env = "WORDUP_ENGINE_BATCH", default_value_t = 1)]
     batch: u32,
@@ -86,6 +90,15 @@ pub async fn run(args: RunArgs) -> Result<()> {
     } else {
         Some(DiscordDelivery::new(args.discord.rest()?))
     };
+    let slack = if args.slack.enabled() {
+        Some(SlackDelivery {
+            api: args.slack.api()?,
+            queue: queue.clone(),
+        })
+    } else {
+        tracing::warn!("WORDUP_SLACK_BOT_TOKEN is not set: Slack jobs will fail to post");
+        None
+    };
     let secs = |name: &str, v: f64| {
         Duration::try_from_secs_f64(v)
             .with_context(|| format!("{name} must be a non-negative number"))
@@ -101,7 +114,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             },
         }),
         safety,
-        delivery: Arc::new(ChatDelivery { discord }),
+        delivery: Arc::new(ChatDelivery { discord, slack }),
         config: WorkerConfig {
             batch: args.batch.max(1),
             poll: secs("WORDUP_POLL_SECS", args.poll_secs)?,
@@ -124,16 +137,25 @@ pub async fn run(args: RunArgs) -> Result<()> {
 /// Delivery by the platform a job came from.
 struct ChatDelivery {
     discord: Option<DiscordDelivery>,
+    slack: Option<SlackDelivery>,
+}
+
+enum Platform<'a> {
+    Discord(&'a DiscordDelivery),
+    Slack(&'a SlackDelivery),
 }
 
 impl ChatDelivery {
-    fn discord(&self, job: &Job) -> Result<&DiscordDelivery, DeliveryFailure> {
-        match (job.origin.platform.as_str(), &self.discord) {
-            ("discord", Some(discord)) => Ok(discord),
-            ("discord", None) => Err(DeliveryFailure::Transient(
-                "this engine has no Discord bot token".into(),
-            )),
-            (other, _) => Err(DeliveryFailure::Permanent(format!(
+    fn platform(&self, job: &Job) -> Result<Platform<'_>, DeliveryFailure> {
+        // A missing token is transient: an engine configured for the
+        // platform may claim the job on a later attempt.
+        match (job.origin.platform.as_str(), &self.discord, &self.slack) {
+            ("discord", Some(discord), _) => Ok(Platform::Discord(discord)),
+            ("slack", _, Some(slack)) => Ok(Platform::Slack(slack)),
+            (platform @ ("discord" | "slack"), _, _) => Err(DeliveryFailure::Transient(format!(
+                "this engine has no {platform} bot token"
+            ))),
+            (other, _, _) => Err(DeliveryFailure::Permanent(format!(
                 "no delivery for platform {other}"
             ))),
         }
@@ -149,8 +171,10 @@ fn failure(e: DeliveryError) -> DeliveryFailure {
 
 impl Delivery for ChatDelivery {
     fn attachment_limit(&self, job: &Job) -> u64 {
-        match self.discord(job) {
-            Ok(discord) => discord.attachment_limit(job),
+        match self.platform(job) {
+            Ok(Platform::Discord(discord)) => discord.attachment_limit(job),
+            // Slack takes files up to 1 GB.
+            Ok(Platform::Slack(_)) => 1 << 30,
             Err(_) => 10 * 1024 * 1024,
         }
     }
@@ -163,8 +187,10 @@ impl Delivery for ChatDelivery {
     }
 
     async fn progress(&self, job: &Job, progress: &Progress) {
-        if let Ok(discord) = self.discord(job) {
-            discord.progress(job, progress).await;
+        match self.platform(job) {
+            Ok(Platform::Discord(discord)) => discord.progress(job, progress).await,
+            Ok(Platform::Slack(slack)) => slack.progress(job, progress).await,
+            Err(_) => {}
         }
     }
 
@@ -183,11 +209,11 @@ impl Delivery for ChatDelivery {
                 alt: finished.alt.clone(),
             },
         };
-        let message_id = self
-            .discord(job)?
-            .post_result(job, &post)
-            .await
-            .map_err(failure)?;
+        let message_id = match self.platform(job)? {
+            Platform::Discord(discord) => discord.post_result(job, &post).await,
+            Platform::Slack(slack) => slack.post_result(job, &post).await,
+        }
+        .map_err(failure)?;
         Ok(Posted {
             channel_id: job.origin.channel_id.clone(),
             message_id,
@@ -195,6 +221,10 @@ impl Delivery for ChatDelivery {
     }
 
     async fn notice(&self, job: &Job, text: &str) -> Result<(), DeliveryFailure> {
-        self.discord(job)?.notice(job, text).await.map_err(failure)
+        match self.platform(job)? {
+            Platform::Discord(discord) => discord.notice(job, text).await,
+            Platform::Slack(slack) => slack.notice(job, text).await,
+        }
+        .map_err(failure)
     }
 }

@@ -11,8 +11,10 @@ use tokio::process::{Child, Command};
 use wordup_queue::{Queue, QueueConfig};
 
 use crate::fake_discord::FakeDiscord;
+use crate::fake_slack::{self, FakeSlack};
 use crate::interactions::{APPLICATION_ID, BOT_TOKEN, InteractionSigner};
 use crate::pg::TestDb;
+use crate::slack_requests::SIGNING_SECRET;
 
 /// A binary of the workspace, built by `cargo test --workspace` (which the
 /// README's test command runs) or `cargo build --workspace`.
@@ -54,6 +56,7 @@ pub struct Stack {
     pub db: TestDb,
     pub queue: Queue,
     pub fake: FakeDiscord,
+    pub slack: FakeSlack,
     pub signer: InteractionSigner,
     pub http: reqwest::Client,
     pub lease_secs: f64,
@@ -68,12 +71,14 @@ impl Stack {
         let db = TestDb::new().await?;
         let queue = db.queue(QueueConfig::default(), 4).await?;
         let fake = FakeDiscord::start(BOT_TOKEN).await?;
+        let slack = FakeSlack::start().await?;
         let model_dir = std::env::temp_dir().join(format!("wordup-tiny-{}", db.name()));
         wordup_engine::tiny::write_tiny_model(&model_dir)?;
         Ok(Stack {
             db,
             queue,
             fake,
+            slack,
             signer: InteractionSigner::new(),
             http: reqwest::Client::new(),
             lease_secs: 3.0,
@@ -89,8 +94,19 @@ impl Stack {
         format!("http://127.0.0.1:{}/discord/interactions", self.bot_port)
     }
 
+    /// Slack's slash-command endpoint on the bot.
+    pub fn slack_commands(&self) -> String {
+        format!("http://127.0.0.1:{}/slack/commands", self.bot_port)
+    }
+
+    pub fn slack_interactions(&self) -> String {
+        format!("http://127.0.0.1:{}/slack/interactions", self.bot_port)
+    }
+
     fn common_env(&self, command: &mut Command) {
         command
+            .env("WORDUP_SLACK_BOT_TOKEN", fake_slack::BOT_TOKEN)
+            .env("WORDUP_SLACK_API_URL", &self.slack.api_url)
             .env("DATABASE_URL", self.db.url())
             .env("WORDUP_DISCORD_BOT_TOKEN", BOT_TOKEN)
             .env("WORDUP_DISCORD_APPLICATION_ID", APPLICATION_ID)
@@ -104,13 +120,37 @@ impl Stack {
             .kill_on_drop(true);
     }
 
+    /// Starts `wordup-bot slack-socket` (Socket Mode against the fake).
+    pub async fn start_slack_socket(&mut self) -> Result<()> {
+        let mut command = Command::new(workspace_bin("wordup-bot")?);
+        command
+            .arg("slack-socket")
+            .env("WORDUP_SLACK_APP_TOKEN", fake_slack::APP_TOKEN);
+        self.common_env(&mut command);
+        self.bot = Some(
+            command
+                .spawn()
+                .context("starting wordup-bot slack-socket")?,
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.slack.socket_connected() {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "wordup-bot never connected over Socket Mode"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
     /// Starts `wordup-bot serve` and waits until it answers.
     pub async fn start_bot(&mut self) -> Result<()> {
         let mut command = Command::new(workspace_bin("wordup-bot")?);
         command
             .arg("serve")
             .env("WORDUP_BIND", format!("127.0.0.1:{}", self.bot_port))
-            .env("WORDUP_DISCORD_PUBLIC_KEY", self.signer.public_key_hex());
+            .env("WORDUP_DISCORD_PUBLIC_KEY", self.signer.public_key_hex())
+            .env("WORDUP_SLACK_SIGNING_SECRET", SIGNING_SECRET);
         self.common_env(&mut command);
         for (name, value) in &self.bot_env {
             command.env(name, value);

@@ -82,6 +82,8 @@ pub enum UserError {
     NotAllowed,
     #[error("{0}")]
     BadSetting(String),
+    #[error("I can't post in this channel: invite me first (`/invite @Word Up!`)")]
+    CannotPostHere,
 }
 
 /// A command's failure: the user's mistake, or ours.
@@ -114,7 +116,7 @@ impl From<GrammarError> for CommandError {
 
 impl Commands {
     /// Refuses a new job when the user is over a quota.
-    async fn check_quota(&self, origin: &Origin) -> Result<(), CommandError> {
+    pub async fn check_quota(&self, origin: &Origin) -> Result<(), CommandError> {
         let counts = self
             .queue
             .user_counts(&origin.platform, &origin.user_id)
@@ -124,7 +126,7 @@ impl Commands {
     }
 
     /// The job a repeated interaction made, so replays answer the same.
-    async fn replayed(&self, key: &str) -> Result<Option<Accepted>, CommandError> {
+    pub async fn replayed(&self, key: &str) -> Result<Option<Accepted>, CommandError> {
         let Some(job) = self.queue.job_by_idempotency_key(key).await? else {
             return Ok(None);
         };

@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use serenity::all::Interaction;
 
 use super::handler::DiscordApp;
@@ -24,7 +24,6 @@ pub struct EndpointState {
 pub fn router(state: EndpointState) -> Router {
     Router::new()
         .route(PATH, post(interactions))
-        .route("/healthz", get(|| async { "ok" }))
         .with_state(Arc::new(state))
 }
 

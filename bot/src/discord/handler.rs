@@ -2,8 +2,6 @@
 //! gateway alike. A response must reach Discord within 3 s: database work
 //! gets [`ACK_BUDGET`], and whatever is left runs after a deferred ack.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -15,30 +13,12 @@ use wordup_queue::Origin;
 
 use super::reply::DiscordReply;
 use super::rest::DiscordRest;
+use crate::ack::{ACK_BUDGET, Handled};
 use crate::buttons::ButtonId;
 use crate::commands::settings::SettingsChange;
 use crate::commands::{Accepted, CommandError, Commands, Invocation, help, imagine, position_text};
 
 pub const PLATFORM: &str = "discord";
-/// Time the database gets before we answer with a deferred ack instead.
-pub const ACK_BUDGET: Duration = Duration::from_millis(2000);
-
-pub type Followup = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
-
-/// The initial response, and work to run once Discord has it.
-pub struct Handled {
-    pub response: Value,
-    pub after: Option<Followup>,
-}
-
-impl Handled {
-    fn now(response: CreateInteractionResponse) -> Handled {
-        Handled {
-            response: to_json(&response),
-            after: None,
-        }
-    }
-}
 
 #[derive(Clone)]
 pub struct DiscordApp {
@@ -52,10 +32,10 @@ impl DiscordApp {
     /// model drops).
     pub async fn handle(&self, interaction: Interaction, channel_nsfw: bool) -> Handled {
         match interaction {
-            Interaction::Ping(_) => Handled::now(CreateInteractionResponse::Pong),
+            Interaction::Ping(_) => now(CreateInteractionResponse::Pong),
             Interaction::Command(command) => self.command(command, channel_nsfw).await,
             Interaction::Component(component) => self.component(component, channel_nsfw).await,
-            _ => Handled::now(ephemeral("this interaction is not supported")),
+            _ => now(ephemeral("this interaction is not supported")),
         }
     }
 
@@ -70,12 +50,12 @@ impl DiscordApp {
                     .commands
                     .queue_status(PLATFORM, &command.user.id.to_string())
                     .await;
-                Handled::now(ephemeral(&render(text)))
+                now(ephemeral(&render(text)))
             }
             "settings" => {
                 let change = settings_change(&command.data.options);
                 if !change.is_empty() && !may_manage(&command) {
-                    return Handled::now(ephemeral(
+                    return now(ephemeral(
                         &crate::commands::UserError::NotAllowed.to_string(),
                     ));
                 }
@@ -88,10 +68,10 @@ impl DiscordApp {
                         &change,
                     )
                     .await;
-                Handled::now(ephemeral(&render(text)))
+                now(ephemeral(&render(text)))
             }
-            "help" => Handled::now(ephemeral(&help::text("/settings", "/queue"))),
-            other => Handled::now(ephemeral(&format!("unknown command /{other}"))),
+            "help" => now(ephemeral(&help::text("/settings", "/queue"))),
+            other => now(ephemeral(&format!("unknown command /{other}"))),
         }
     }
 
@@ -99,7 +79,7 @@ impl DiscordApp {
         let text = option_str(&command.data.options, "prompt").unwrap_or_default();
         let args = match imagine::check(text, &self.commands.config) {
             Ok(args) => args,
-            Err(e) => return Handled::now(ephemeral(&format!("⚠️ {e}"))),
+            Err(e) => return now(ephemeral(&format!("⚠️ {e}"))),
         };
         let reply = DiscordReply {
             application_id: command.application_id.to_string(),
@@ -124,7 +104,7 @@ impl DiscordApp {
         let span = tracing::info_span!("button", id = %component.data.custom_id, interaction = %component.id);
         let _guard = span.enter();
         let Some(button) = ButtonId::parse(&component.data.custom_id) else {
-            return Handled::now(ephemeral("this button is not one of ours"));
+            return now(ephemeral("this button is not one of ours"));
         };
         let reply = DiscordReply {
             application_id: component.application_id.to_string(),
@@ -142,7 +122,7 @@ impl DiscordApp {
         };
         let commands = self.commands.clone();
         let enqueue = tokio::spawn(async move { commands.press(&invocation, &button).await });
-        let headline = format!("{} — job {}", button_headline(&button), button.job);
+        let headline = format!("{} — job {}", button.headline(), button.job);
         self.acked(enqueue, reply, headline, true).await
     }
 
@@ -173,11 +153,11 @@ impl DiscordApp {
             }
             Ok(Ok(Err(e))) => {
                 log_internal(&e);
-                Handled::now(ephemeral(&format!("⚠️ {}", e.user_message())))
+                now(ephemeral(&format!("⚠️ {}", e.user_message())))
             }
             Ok(Err(join)) => {
                 tracing::error!(error = %join, "enqueue task failed");
-                Handled::now(ephemeral(
+                now(ephemeral(
                     "⚠️ something went wrong on our side; please try again",
                 ))
             }
@@ -242,6 +222,10 @@ fn accepted_text(headline: &str, accepted: &Accepted) -> String {
     }
 }
 
+fn now(response: CreateInteractionResponse) -> Handled {
+    Handled::now(to_json(&response))
+}
+
 fn log_internal(e: &CommandError) {
     if let CommandError::Queue(e) = e {
         tracing::error!(error = %e, "command failed");
@@ -254,18 +238,6 @@ fn render(result: Result<String, CommandError>) -> String {
         Err(e) => {
             log_internal(&e);
             format!("⚠️ {}", e.user_message())
-        }
-    }
-}
-
-fn button_headline(button: &ButtonId) -> String {
-    use crate::buttons::Action;
-    match button.action {
-        Action::Upscale { index } => format!("Upscaling image {}", index + 1),
-        Action::Vary { index } => format!("Making variations of image {}", index + 1),
-        Action::Reroll => "Re-rolling".to_owned(),
-        Action::VaryUpscaled { strength } => {
-            format!("Making {strength:?} variations").to_lowercase()
         }
     }
 }

@@ -14,13 +14,10 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
+use crate::retry::{MAX_ATTEMPTS, MAX_RETRY_AFTER, backoff, retry_after, retry_after_header};
 use crate::secret::Secret;
 
 pub const DISCORD_URL: &str = "https://discord.com";
-/// Longest 429 wait honoured inline; longer ones fail the call (and the
-/// caller's job retries later) rather than hold a worker.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
-const MAX_ATTEMPTS: u32 = 6;
 
 /// A file in a multipart message.
 #[derive(Debug, Clone)]
@@ -194,28 +191,6 @@ impl DiscordRest {
     }
 }
 
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(250 << attempt.min(5))
-}
-
-fn retry_after_header(headers: &reqwest::header::HeaderMap) -> Option<f64> {
-    headers
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<f64>().ok())
-}
-
-/// How long a 429 asks us to wait: the body's `retry_after` (seconds, with
-/// a fraction) is the precise one; the `Retry-After` header is whole seconds.
-pub fn retry_after(header: Option<f64>, body: &Value) -> Duration {
-    let secs = body
-        .get("retry_after")
-        .and_then(Value::as_f64)
-        .or(header)
-        .unwrap_or(1.0);
-    Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(MAX_RETRY_AFTER * 2)
-}
-
 fn with_attachments(body: &Value, uploads: &[Upload]) -> Value {
     let mut body = body.clone();
     if !uploads.is_empty()
@@ -257,18 +232,6 @@ fn form(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_prefers_the_precise_body_value() {
-        let body = serde_json::json!({"message": "You are being rate limited.", "retry_after": 0.25, "global": false});
-        assert_eq!(retry_after(Some(1.0), &body), Duration::from_millis(250));
-        assert_eq!(retry_after(Some(2.0), &Value::Null), Duration::from_secs(2));
-        assert_eq!(retry_after(None, &Value::Null), Duration::from_secs(1));
-        assert_eq!(
-            retry_after(None, &serde_json::json!({"retry_after": -3})),
-            Duration::ZERO
-        );
-    }
 
     #[test]
     fn uploads_are_listed_as_attachments() {

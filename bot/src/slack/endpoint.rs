@@ -1,0 +1,106 @@
+//! The HTTP endpoints Slack calls: slash commands and interactivity, each
+//! verified (signature and a timestamp at most 5 minutes old) first.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use slack_morphism::prelude::{SlackCommandEvent, SlackInteractionEvent};
+use slack_morphism::signature_verifier::SlackEventSignatureVerifier;
+
+use super::handler::SlackApp;
+use crate::ack::Handled;
+
+pub const COMMANDS_PATH: &str = "/slack/commands";
+pub const INTERACTIONS_PATH: &str = "/slack/interactions";
+
+#[derive(Clone)]
+pub struct SlackEndpointState {
+    pub app: SlackApp,
+    pub verifier: Arc<SlackEventSignatureVerifier>,
+}
+
+pub fn router(state: SlackEndpointState) -> Router {
+    Router::new()
+        .route(COMMANDS_PATH, post(commands))
+        .route(INTERACTIONS_PATH, post(interactions))
+        .with_state(Arc::new(state))
+}
+
+fn verified<'a>(
+    state: &SlackEndpointState,
+    headers: &HeaderMap,
+    body: &'a Bytes,
+) -> Result<&'a str, Response> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let refuse = || (StatusCode::UNAUTHORIZED, "invalid request signature").into_response();
+    let (Some(signature), Some(timestamp)) = (
+        header(SlackEventSignatureVerifier::SLACK_SIGNED_HASH_HEADER),
+        header(SlackEventSignatureVerifier::SLACK_SIGNED_TIMESTAMP),
+    ) else {
+        return Err(refuse());
+    };
+    let body = std::str::from_utf8(body).map_err(|_| refuse())?;
+    state
+        .verifier
+        .verify(signature, body, timestamp)
+        .map_err(|e| {
+            tracing::debug!(error = %e, "refused a Slack request");
+            refuse()
+        })?;
+    Ok(body)
+}
+
+fn respond(handled: Handled) -> Response {
+    if let Some(after) = handled.after {
+        tokio::spawn(after);
+    }
+    if handled.response.is_null() {
+        StatusCode::OK.into_response()
+    } else {
+        axum::Json(handled.response).into_response()
+    }
+}
+
+async fn commands(
+    State(state): State<Arc<SlackEndpointState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body = match verified(&state, &headers, &body) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let event: SlackCommandEvent = match serde_urlencoded::from_str(body) {
+        Ok(event) => event,
+        Err(e) => {
+            tracing::warn!(error = %e, "unreadable slash command");
+            return (StatusCode::BAD_REQUEST, "unreadable slash command").into_response();
+        }
+    };
+    respond(state.app.command(event).await)
+}
+
+async fn interactions(
+    State(state): State<Arc<SlackEndpointState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body = match verified(&state, &headers, &body) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let event = serde_urlencoded::from_str::<Vec<(String, String)>>(body)
+        .ok()
+        .and_then(|form| form.into_iter().find(|(k, _)| k == "payload"))
+        .and_then(|(_, payload)| serde_json::from_str::<SlackInteractionEvent>(&payload).ok());
+    let Some(event) = event else {
+        tracing::warn!("unreadable interaction payload");
+        return (StatusCode::BAD_REQUEST, "unreadable interaction").into_response();
+    };
+    respond(state.app.interaction(event).await)
+}

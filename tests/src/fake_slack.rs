@@ -1,0 +1,471 @@
+//! A stand-in for Slack's Web API on 127.0.0.1: it records every call,
+//! keeps channels' messages and threads, serves the external upload flow
+//! (its `upload_url` points at itself), `response_url`s, and Socket Mode
+//! (`apps.connections.open` hands out a ws:// URL on itself). It can answer
+//! 429 with Retry-After, for fault tests.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{Multipart, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, post};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+pub const BOT_TOKEN: &str = "xoxb-test-bot-token";
+pub const APP_TOKEN: &str = "xapp-test-app-token";
+
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: String,
+    pub at: Instant,
+    pub authorization: Option<String>,
+    /// JSON body, or the form's fields as a JSON object.
+    pub body: Value,
+    pub status: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct SlackMessage {
+    pub ts: String,
+    pub channel: String,
+    pub thread_ts: Option<String>,
+    pub text: String,
+    pub blocks: Value,
+}
+
+impl SlackMessage {
+    /// Button action ids and labels, by actions block.
+    pub fn button_rows(&self) -> Vec<Vec<(String, String)>> {
+        self.blocks
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|b| b["type"] == "actions")
+            .map(|b| {
+                b["elements"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|e| {
+                        (
+                            e["action_id"].as_str().unwrap_or_default().to_owned(),
+                            e["text"]["text"].as_str().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The message as Slack puts it into a block_actions payload.
+    pub fn json(&self) -> Value {
+        let mut message = json!({ "type": "message", "bot_id": "B0WORDUP", "text": self.text, "ts": self.ts, "blocks": self.blocks });
+        if let Some(thread) = &self.thread_ts {
+            message["thread_ts"] = json!(thread);
+        }
+        message
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SlackFile {
+    pub id: String,
+    pub filename: String,
+    pub alt_text: String,
+    pub bytes: Vec<u8>,
+    /// Set by files.completeUploadExternal.
+    pub channel: Option<String>,
+    pub thread_ts: Option<String>,
+    pub initial_comment: Option<String>,
+}
+
+#[derive(Default)]
+struct Inner {
+    calls: Vec<Call>,
+    messages: Vec<SlackMessage>,
+    files: Vec<SlackFile>,
+    responses: Vec<(String, Value)>,
+    /// 429s to answer: (method, Retry-After seconds).
+    rate_limits: VecDeque<(String, u64)>,
+    socket_acks: Vec<Value>,
+    socket: Option<mpsc::UnboundedSender<Value>>,
+    next: u64,
+}
+
+#[derive(Clone)]
+struct Shared {
+    inner: Arc<Mutex<Inner>>,
+    base: String,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn next(&self) -> u64 {
+        let mut inner = self.lock();
+        inner.next += 1;
+        inner.next
+    }
+}
+
+pub struct FakeSlack {
+    /// The Web API base to give the bot (`WORDUP_SLACK_API_URL`).
+    pub api_url: String,
+    /// Where `response_url`s point.
+    pub base: String,
+    shared: Shared,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeSlack {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl FakeSlack {
+    pub async fn start() -> anyhow::Result<FakeSlack> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let shared = Shared {
+            inner: Arc::default(),
+            base: base.clone(),
+        };
+        let router = Router::new()
+            .route("/api/{method}", post(api))
+            .route("/upload/{file}", post(upload))
+            .route("/response/{id}", post(response_url))
+            .route("/socket", any(socket))
+            .with_state(shared.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Ok(FakeSlack {
+            api_url: format!("{base}/api"),
+            base,
+            shared,
+            server,
+        })
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.shared.lock().calls.clone()
+    }
+
+    pub fn messages(&self) -> Vec<SlackMessage> {
+        self.shared.lock().messages.clone()
+    }
+
+    pub fn files(&self) -> Vec<SlackFile> {
+        self.shared.lock().files.clone()
+    }
+
+    /// Bodies posted to response URLs.
+    pub fn responses(&self) -> Vec<(String, Value)> {
+        self.shared.lock().responses.clone()
+    }
+
+    pub fn socket_acks(&self) -> Vec<Value> {
+        self.shared.lock().socket_acks.clone()
+    }
+
+    pub fn rate_limit(&self, method: &str, retry_after_secs: u64) {
+        self.shared
+            .lock()
+            .rate_limits
+            .push_back((method.to_owned(), retry_after_secs));
+    }
+
+    /// A fresh response URL on the fake.
+    pub fn response_url(&self) -> String {
+        format!("{}/response/{}", self.base, self.shared.next())
+    }
+
+    /// Pushes a Socket Mode envelope to the connected client.
+    pub fn push_envelope(&self, envelope: Value) -> anyhow::Result<()> {
+        let sender = self.shared.lock().socket.clone();
+        sender
+            .ok_or_else(|| anyhow::anyhow!("no Socket Mode client connected"))?
+            .send(envelope)
+            .map_err(|_| anyhow::anyhow!("the Socket Mode client went away"))
+    }
+
+    pub fn socket_connected(&self) -> bool {
+        self.shared.lock().socket.is_some()
+    }
+
+    /// Waits until `check` holds over the fake's state.
+    pub async fn wait_until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&FakeSlack) -> bool,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        while !check(self) {
+            if Instant::now() > deadline {
+                anyhow::bail!(
+                    "waited {timeout:?} for {what}; calls: {:?}",
+                    self.calls()
+                        .iter()
+                        .map(|c| format!("{} → {}", c.method, c.status))
+                        .collect::<Vec<_>>()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    /// Messages in a thread (replies only), in order.
+    pub fn thread(&self, channel: &str, ts: &str) -> Vec<SlackMessage> {
+        self.messages()
+            .into_iter()
+            .filter(|m| m.channel == channel && m.thread_ts.as_deref() == Some(ts))
+            .collect()
+    }
+}
+
+fn read_body(headers: &HeaderMap, body: &Bytes) -> Value {
+    let form = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if form {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).unwrap_or_default();
+        Value::Object(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect(),
+        )
+    } else {
+        serde_json::from_slice(body).unwrap_or(Value::Null)
+    }
+}
+
+fn ok(extra: Value) -> Response {
+    let mut body = json!({ "ok": true });
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        body.extend(extra.clone());
+    }
+    axum::Json(body).into_response()
+}
+
+fn fail(error: &str) -> Response {
+    axum::Json(json!({ "ok": false, "error": error })).into_response()
+}
+
+async fn api(
+    State(shared): State<Shared>,
+    Path(method): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body = read_body(&headers, &body);
+    let authorization = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let record = |status: u16| {
+        shared.lock().calls.push(Call {
+            method: method.clone(),
+            at: Instant::now(),
+            authorization: authorization.clone(),
+            body: body.clone(),
+            status,
+        });
+    };
+    let limited = {
+        let mut inner = shared.lock();
+        match inner.rate_limits.iter().position(|(m, _)| *m == method) {
+            Some(i) => inner.rate_limits.remove(i),
+            None => None,
+        }
+    };
+    if let Some((_, secs)) = limited {
+        record(429);
+        let mut response = (
+            StatusCode::TOO_MANY_REQUESTS,
+            axum::Json(json!({ "ok": false, "error": "ratelimited" })),
+        )
+            .into_response();
+        response.headers_mut().insert(
+            "retry-after",
+            secs.to_string()
+                .parse()
+                .expect("a number is a header value"),
+        );
+        return response;
+    }
+    let expected = if method == "apps.connections.open" {
+        format!("Bearer {APP_TOKEN}")
+    } else {
+        format!("Bearer {BOT_TOKEN}")
+    };
+    if authorization.as_deref() != Some(expected.as_str()) {
+        record(200);
+        return fail("invalid_auth");
+    }
+    record(200);
+    let str_of = |key: &str| body[key].as_str().map(str::to_owned);
+    match method.as_str() {
+        "chat.postMessage" => {
+            let Some(channel) = str_of("channel") else {
+                return fail("channel_not_found");
+            };
+            if channel == "CNOTINVITED" {
+                return fail("not_in_channel");
+            }
+            let n = shared.next();
+            let ts = format!("{}.{n:06}", 1_780_000_000 + n);
+            shared.lock().messages.push(SlackMessage {
+                ts: ts.clone(),
+                channel: channel.clone(),
+                thread_ts: str_of("thread_ts"),
+                text: str_of("text").unwrap_or_default(),
+                blocks: body["blocks"].clone(),
+            });
+            ok(json!({ "channel": channel, "ts": ts }))
+        }
+        "chat.update" => {
+            let (Some(channel), Some(ts)) = (str_of("channel"), str_of("ts")) else {
+                return fail("message_not_found");
+            };
+            let mut inner = shared.lock();
+            let Some(message) = inner
+                .messages
+                .iter_mut()
+                .find(|m| m.channel == channel && m.ts == ts)
+            else {
+                return fail("message_not_found");
+            };
+            message.text = str_of("text").unwrap_or_default();
+            ok(json!({ "channel": channel, "ts": ts }))
+        }
+        "files.getUploadURLExternal" => {
+            let (Some(filename), Some(length)) = (str_of("filename"), str_of("length")) else {
+                return fail("invalid_arguments");
+            };
+            if length.parse::<u64>().is_err() {
+                return fail("invalid_arguments");
+            }
+            let id = format!("F{:08}", shared.next());
+            shared.lock().files.push(SlackFile {
+                id: id.clone(),
+                filename,
+                alt_text: str_of("alt_txt").unwrap_or_default(),
+                bytes: Vec::new(),
+                channel: None,
+                thread_ts: None,
+                initial_comment: None,
+            });
+            ok(json!({ "upload_url": format!("{}/upload/{id}", shared.base), "file_id": id }))
+        }
+        "files.completeUploadExternal" => {
+            let files: Vec<Value> = str_of("files")
+                .and_then(|f| serde_json::from_str(&f).ok())
+                .unwrap_or_default();
+            let mut inner = shared.lock();
+            for file in &files {
+                let Some(stored) = inner
+                    .files
+                    .iter_mut()
+                    .find(|f| Some(f.id.as_str()) == file["id"].as_str())
+                else {
+                    return fail("file_not_found");
+                };
+                if stored.bytes.is_empty() {
+                    return fail("file_upload_incomplete");
+                }
+                stored.channel = str_of("channel_id");
+                stored.thread_ts = str_of("thread_ts");
+                stored.initial_comment = str_of("initial_comment");
+            }
+            ok(json!({ "files": files }))
+        }
+        "apps.connections.open" => {
+            ok(json!({ "url": format!("{}/socket", shared.base.replace("http://", "ws://")) }))
+        }
+        _ => fail("unknown_method"),
+    }
+}
+
+async fn upload(
+    State(shared): State<Shared>,
+    Path(file): Path<String>,
+    mut multipart: Multipart,
+) -> Response {
+    let mut bytes = Vec::new();
+    while let Ok(Some(field)) = multipart.next_field().await {
+        if let Ok(data) = field.bytes().await {
+            bytes.extend_from_slice(&data);
+        }
+    }
+    let mut inner = shared.lock();
+    match inner.files.iter_mut().find(|f| f.id == file) {
+        Some(stored) => {
+            stored.bytes = bytes;
+            (StatusCode::OK, format!("OK - {}", stored.bytes.len())).into_response()
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn response_url(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    shared.lock().responses.push((id, body));
+    StatusCode::OK.into_response()
+}
+
+async fn socket(State(shared): State<Shared>, upgrade: WebSocketUpgrade) -> Response {
+    upgrade.on_upgrade(move |socket| serve_socket(shared, socket))
+}
+
+async fn serve_socket(shared: Shared, mut socket: WebSocket) {
+    let (sender, mut envelopes) = mpsc::unbounded_channel::<Value>();
+    shared.lock().socket = Some(sender);
+    let hello = json!({ "type": "hello", "num_connections": 1, "debug_info": { "host": "fake" }, "connection_info": { "app_id": "A0WORDUP" } });
+    if socket
+        .send(WsMessage::Text(hello.to_string().into()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    loop {
+        tokio::select! {
+            envelope = envelopes.recv() => {
+                let Some(envelope) = envelope else { break };
+                if socket.send(WsMessage::Text(envelope.to_string().into())).await.is_err() {
+                    break;
+                }
+            }
+            frame = socket.recv() => {
+                match frame {
+                    Some(Ok(WsMessage::Text(text))) => {
+                        if let Ok(ack) = serde_json::from_str::<Value>(&text) {
+                            shared.lock().socket_acks.push(ack);
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    _ => break,
+                }
+            }
+        }
+    }
+    shared.lock().socket = None;
+}

@@ -1,0 +1,383 @@
+#![allow(clippy::unwrap_used)]
+//! Slack end to end: signed slash commands and block_actions into
+//! `wordup-bot serve` (or Socket Mode), jobs through Postgres into
+//! `wordup-engine run` on the tiny model, results uploaded to a fake Slack
+//! Web API in the parent message's thread.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use wordup_bot::buttons::ButtonId;
+use wordup_queue::{JobId, JobState};
+use wordup_tests::fake_slack::{FakeSlack, SlackMessage};
+use wordup_tests::interactions::Answer;
+use wordup_tests::slack_requests::{self as slack, CHANNEL_ID, SIGNING_SECRET};
+use wordup_tests::stack::Stack;
+
+const TIMEOUT: Duration = Duration::from_secs(180);
+const ALICE: &str = "U0ALICE";
+
+async fn command(stack: &Stack, text: &str) -> (Answer, String) {
+    let response_url = stack.slack.response_url();
+    let fields = slack::command_fields("/imagine", text, ALICE, &response_url);
+    let answer = slack::send_signed(
+        &stack.http,
+        &stack.slack_commands(),
+        SIGNING_SECRET,
+        chrono::Utc::now().timestamp(),
+        slack::form(&fields),
+    )
+    .await
+    .unwrap();
+    (answer, response_url)
+}
+
+async fn press(stack: &Stack, action_id: &str, message: &SlackMessage) -> Answer {
+    let payload = slack::block_actions(
+        action_id,
+        ALICE,
+        &message.json(),
+        &stack.slack.response_url(),
+    );
+    let answer = slack::send_signed(
+        &stack.http,
+        &stack.slack_interactions(),
+        SIGNING_SECRET,
+        chrono::Utc::now().timestamp(),
+        slack::interaction_form(&payload),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 200);
+    assert!(answer.latency < Duration::from_secs(3));
+    answer
+}
+
+fn parent_of(fake: &FakeSlack) -> SlackMessage {
+    fake.messages()
+        .into_iter()
+        .find(|m| m.channel == CHANNEL_ID && m.thread_ts.is_none())
+        .expect("a parent message")
+}
+
+/// Waits for the `n`th message with buttons in the thread.
+async fn buttons_message(fake: &FakeSlack, parent: &str, n: usize) -> SlackMessage {
+    fake.wait_until("buttons in the thread", TIMEOUT, |f| {
+        f.thread(CHANNEL_ID, parent)
+            .iter()
+            .filter(|m| !m.button_rows().is_empty())
+            .count()
+            >= n
+    })
+    .await
+    .unwrap();
+    fake.thread(CHANNEL_ID, parent)
+        .into_iter()
+        .filter(|m| !m.button_rows().is_empty())
+        .nth(n - 1)
+        .unwrap()
+}
+
+fn png_size(bytes: &[u8]) -> (u32, u32) {
+    let image = image::load_from_memory(bytes).unwrap();
+    (image.width(), image.height())
+}
+
+fn job_of(message: &SlackMessage) -> JobId {
+    ButtonId::parse(&message.button_rows()[0][0].0).unwrap().job
+}
+
+async fn wait_for_state(stack: &Stack, job: JobId, state: JobState) {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let current = stack.queue.job(job).await.unwrap().unwrap().state;
+        if current == state {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job {job} stayed {current:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imagine_in_a_channel_then_upscale_and_reroll_in_its_thread() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    stack.start_engine(&[]).await.unwrap();
+
+    let (answer, _) = command(&stack, "a paper crane --seed 11").await;
+    assert_eq!(answer.status, 200);
+    assert!(
+        answer.latency < Duration::from_secs(3),
+        "ack took {:?}",
+        answer.latency
+    );
+    assert_eq!(answer.body["response_type"], "ephemeral");
+    assert!(
+        answer.body["text"].as_str().unwrap().contains("in line"),
+        "{}",
+        answer.body
+    );
+
+    let parent = parent_of(&stack.slack);
+    assert!(parent.text.contains("a paper crane"), "{}", parent.text);
+    let grid_buttons = buttons_message(&stack.slack, &parent.ts, 1).await;
+    let labels: Vec<Vec<String>> = grid_buttons
+        .button_rows()
+        .into_iter()
+        .map(|r| r.into_iter().map(|(_, l)| l).collect())
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            vec!["U1", "U2", "U3", "U4"],
+            vec!["V1", "V2", "V3", "V4"],
+            vec!["🔄"]
+        ]
+    );
+    let job = job_of(&grid_buttons);
+    // The grid was uploaded into the thread, with alt text.
+    let files = stack.slack.files();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].thread_ts.as_deref(), Some(parent.ts.as_str()));
+    assert_eq!(files[0].channel.as_deref(), Some(CHANNEL_ID));
+    assert!(
+        files[0].alt_text.starts_with("Four AI-generated images"),
+        "{}",
+        files[0].alt_text
+    );
+    assert_eq!(png_size(&files[0].bytes), (128, 128));
+    wait_for_state(&stack, job, JobState::Succeeded).await;
+    // Progress edited the parent; the last edit says done.
+    let updates: Vec<String> = stack
+        .slack
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "chat.update")
+        .filter_map(|c| c.body["text"].as_str().map(str::to_owned))
+        .collect();
+    assert!(updates.iter().any(|u| u.contains("in line")), "{updates:?}");
+    assert!(parent_of(&stack.slack).text.contains("done"), "{updates:?}");
+
+    // U3 → the upscaled image in the same thread.
+    press(&stack, &format!("wu:u:{job}:2"), &grid_buttons).await;
+    let upscaled = buttons_message(&stack.slack, &parent.ts, 2).await;
+    let labels: Vec<String> = upscaled
+        .button_rows()
+        .concat()
+        .into_iter()
+        .map(|(_, l)| l)
+        .collect();
+    assert_eq!(labels, ["Vary (subtle)", "Vary (strong)"]);
+    let files = stack.slack.files();
+    assert_eq!(files.len(), 2);
+    assert_eq!(png_size(&files[1].bytes), (256, 256));
+    assert_eq!(files[1].thread_ts.as_deref(), Some(parent.ts.as_str()));
+    // The presser was told privately.
+    stack
+        .slack
+        .wait_until("an ephemeral answer", TIMEOUT, |f| {
+            f.responses().iter().any(|(_, b)| {
+                b["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("Upscaling image 3"))
+            })
+        })
+        .await
+        .unwrap();
+
+    // 🔄 → a new grid in the thread.
+    press(&stack, &format!("wu:r:{job}"), &grid_buttons).await;
+    let rerolled = buttons_message(&stack.slack, &parent.ts, 3).await;
+    assert_eq!(rerolled.button_rows().len(), 3);
+    assert_ne!(job_of(&rerolled), job);
+    assert_eq!(stack.slack.files().len(), 3);
+    assert!(
+        stack.slack.files()[2]
+            .initial_comment
+            .as_deref()
+            .unwrap()
+            .contains("re-roll")
+    );
+}
+
+#[tokio::test]
+async fn forged_stale_and_malformed_commands() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    let fields = slack::command_fields("/imagine", "a fox", ALICE, &stack.slack.response_url());
+    let now = chrono::Utc::now().timestamp();
+    let wrong = slack::send_signed(
+        &stack.http,
+        &stack.slack_commands(),
+        "not-the-secret",
+        now,
+        slack::form(&fields),
+    )
+    .await
+    .unwrap();
+    assert_eq!(wrong.status, 401);
+    let stale = slack::send_signed(
+        &stack.http,
+        &stack.slack_commands(),
+        SIGNING_SECRET,
+        now - 360,
+        slack::form(&fields),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stale.status, 401, "a timestamp 6 minutes old");
+    let unsigned = stack
+        .http
+        .post(stack.slack_commands())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(slack::form(&fields))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status().as_u16(), 401);
+
+    let (answer, _) = command(&stack, "a fox --chaos 50").await;
+    assert_eq!(answer.body["response_type"], "ephemeral");
+    assert!(
+        answer.body["text"].as_str().unwrap().contains("--chaos"),
+        "{}",
+        answer.body
+    );
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
+        .fetch_one(stack.queue.pool())
+        .await
+        .unwrap();
+    assert_eq!(jobs, 0);
+    assert!(
+        stack.slack.messages().is_empty(),
+        "no parent message for a refused prompt"
+    );
+
+    // Settings and the queue, typed.
+    let response_url = stack.slack.response_url();
+    let fields = slack::command_fields(
+        "/imagine-settings",
+        "style=watercolor buttons=requester",
+        ALICE,
+        &response_url,
+    );
+    let answer = slack::send_signed(
+        &stack.http,
+        &stack.slack_commands(),
+        SIGNING_SECRET,
+        now,
+        slack::form(&fields),
+    )
+    .await
+    .unwrap();
+    let text = answer.body["text"].as_str().unwrap();
+    assert!(
+        text.contains("watercolor") && text.contains("only the requester"),
+        "{text}"
+    );
+    let fields = slack::command_fields("/imagine-settings", "nsfw=on", ALICE, &response_url);
+    let answer = slack::send_signed(
+        &stack.http,
+        &stack.slack_commands(),
+        SIGNING_SECRET,
+        now,
+        slack::form(&fields),
+    )
+    .await
+    .unwrap();
+    assert!(
+        answer.body["text"]
+            .as_str()
+            .unwrap()
+            .contains("marked NSFW")
+    );
+    let fields = slack::command_fields("/imagine-queue", "", ALICE, &response_url);
+    let answer = slack::send_signed(
+        &stack.http,
+        &stack.slack_commands(),
+        SIGNING_SECRET,
+        now,
+        slack::form(&fields),
+    )
+    .await
+    .unwrap();
+    assert!(answer.body["text"].as_str().unwrap().contains("no jobs"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_upload_is_retried_after_retry_after_and_posted_once() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    stack.slack.rate_limit("files.completeUploadExternal", 1);
+    stack.start_engine(&[]).await.unwrap();
+    command(&stack, "a lantern --seed 2").await;
+    let parent = parent_of(&stack.slack);
+    let buttons = buttons_message(&stack.slack, &parent.ts, 1).await;
+    wait_for_state(&stack, job_of(&buttons), JobState::Succeeded).await;
+    let completes: Vec<_> = stack
+        .slack
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "files.completeUploadExternal")
+        .collect();
+    assert_eq!(
+        completes.iter().map(|c| c.status).collect::<Vec<_>>(),
+        [429, 200]
+    );
+    assert!(completes[1].at - completes[0].at >= Duration::from_secs(1));
+    let posted: Vec<_> = stack
+        .slack
+        .files()
+        .into_iter()
+        .filter(|f| f.channel.is_some())
+        .collect();
+    assert_eq!(posted.len(), 1, "posted once");
+    assert_eq!(
+        stack.slack.thread(CHANNEL_ID, &parent.ts).len(),
+        1,
+        "one buttons message"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_mode_acks_on_the_socket_and_the_job_runs() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_slack_socket().await.unwrap();
+    stack.start_engine(&[]).await.unwrap();
+    let fields = slack::command_fields(
+        "/imagine",
+        "a comet over hills --seed 4",
+        ALICE,
+        &stack.slack.response_url(),
+    );
+    let envelope = slack::command_envelope(&fields);
+    stack.slack.push_envelope(envelope.clone()).unwrap();
+    stack
+        .slack
+        .wait_until("the ack", TIMEOUT, |f| {
+            f.socket_acks()
+                .iter()
+                .any(|a| a["envelope_id"] == envelope["envelope_id"])
+        })
+        .await
+        .unwrap();
+    let ack: Value = stack
+        .slack
+        .socket_acks()
+        .into_iter()
+        .find(|a| a["envelope_id"] == envelope["envelope_id"])
+        .unwrap();
+    assert_eq!(ack["payload"]["response_type"], "ephemeral");
+    assert!(
+        ack["payload"]["text"].as_str().unwrap().contains("in line"),
+        "{ack}"
+    );
+    let parent = parent_of(&stack.slack);
+    let buttons = buttons_message(&stack.slack, &parent.ts, 1).await;
+    wait_for_state(&stack, job_of(&buttons), JobState::Succeeded).await;
+    assert_eq!(stack.slack.files().len(), 1);
+}
