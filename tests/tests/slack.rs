@@ -381,3 +381,28 @@ async fn socket_mode_acks_on_the_socket_and_the_job_runs() {
     wait_for_state(&stack, job_of(&buttons), JobState::Succeeded).await;
     assert_eq!(stack.slack.files().len(), 1);
 }
+
+#[test]
+fn the_manifest_asks_for_exactly_the_scopes_the_calls_need() {
+    let manifest = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/slack/manifest.yaml"
+    ))
+    .unwrap();
+    let scopes: Vec<&str> = manifest
+        .lines()
+        .map(str::trim)
+        .filter_map(|l| l.strip_prefix("- "))
+        .filter(|l| !l.contains(" ") && !l.starts_with("command:"))
+        .collect();
+    // commands: the slash commands; chat:write: postMessage and update;
+    // files:write: getUploadURLExternal and completeUploadExternal.
+    assert_eq!(scopes, ["commands", "chat:write", "files:write"]);
+    for command in ["/imagine", "/imagine-settings", "/imagine-queue"] {
+        assert!(
+            manifest.contains(&format!("command: {command}\n")),
+            "{command}"
+        );
+    }
+    assert!(manifest.contains("/slack/commands") && manifest.contains("/slack/interactions"));
+}

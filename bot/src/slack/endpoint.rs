@@ -31,28 +31,31 @@ pub fn router(state: SlackEndpointState) -> Router {
         .with_state(Arc::new(state))
 }
 
+/// The verified body as text; `None` answers 401.
 fn verified<'a>(
     state: &SlackEndpointState,
     headers: &HeaderMap,
     body: &'a Bytes,
-) -> Result<&'a str, Response> {
+) -> Option<&'a str> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let refuse = || (StatusCode::UNAUTHORIZED, "invalid request signature").into_response();
     let (Some(signature), Some(timestamp)) = (
         header(SlackEventSignatureVerifier::SLACK_SIGNED_HASH_HEADER),
         header(SlackEventSignatureVerifier::SLACK_SIGNED_TIMESTAMP),
     ) else {
-        return Err(refuse());
+        return None;
     };
-    let body = std::str::from_utf8(body).map_err(|_| refuse())?;
-    state
-        .verifier
-        .verify(signature, body, timestamp)
-        .map_err(|e| {
+    let body = std::str::from_utf8(body).ok()?;
+    match state.verifier.verify(signature, body, timestamp) {
+        Ok(()) => Some(body),
+        Err(e) => {
             tracing::debug!(error = %e, "refused a Slack request");
-            refuse()
-        })?;
-    Ok(body)
+            None
+        }
+    }
+}
+
+fn refuse() -> Response {
+    (StatusCode::UNAUTHORIZED, "invalid request signature").into_response()
 }
 
 fn respond(handled: Handled) -> Response {
@@ -71,9 +74,8 @@ async fn commands(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let body = match verified(&state, &headers, &body) {
-        Ok(body) => body,
-        Err(response) => return response,
+    let Some(body) = verified(&state, &headers, &body) else {
+        return refuse();
     };
     let event: SlackCommandEvent = match serde_urlencoded::from_str(body) {
         Ok(event) => event,
@@ -90,9 +92,8 @@ async fn interactions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let body = match verified(&state, &headers, &body) {
-        Ok(body) => body,
-        Err(response) => return response,
+    let Some(body) = verified(&state, &headers, &body) else {
+        return refuse();
     };
     let event = serde_urlencoded::from_str::<Vec<(String, String)>>(body)
         .ok()
