@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod discord;
 pub mod grammar;
 pub mod health;
+pub mod metrics;
 pub mod policy;
 pub mod retry;
 pub mod secret;

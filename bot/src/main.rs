@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use prometheus_client::registry::Registry;
 use slack_morphism::prelude::SlackSigningSecret;
 use slack_morphism::signature_verifier::SlackEventSignatureVerifier;
 use wordup_bot::commands::Commands;
@@ -11,6 +12,7 @@ use wordup_bot::discord::handler::DiscordApp;
 use wordup_bot::discord::verify::RequestVerifier;
 use wordup_bot::discord::{DiscordSettings, gateway, slash_commands};
 use wordup_bot::health::Health;
+use wordup_bot::metrics::{self, BotMetrics, MetricsState};
 use wordup_bot::settings::{CommandSettings, DatabaseSettings};
 use wordup_bot::slack::SlackSettings;
 use wordup_bot::slack::endpoint::{self as slack_endpoint, SlackEndpointState};
@@ -58,6 +60,9 @@ enum Command {
     /// Receive Slack commands and button presses over Socket Mode instead
     /// (no public URL needed; needs WORDUP_SLACK_APP_TOKEN).
     SlackSocket {
+        /// Where /metrics, /healthz and /readyz are served.
+        #[arg(long, env = "WORDUP_METRICS_BIND", default_value = "0.0.0.0:9090")]
+        metrics_bind: SocketAddr,
         #[command(flatten)]
         slack: SlackSettings,
         #[command(flatten)]
@@ -65,6 +70,9 @@ enum Command {
     },
     /// Receive Discord interactions over the gateway instead (no public URL needed).
     Gateway {
+        /// Where /metrics, /healthz and /readyz are served.
+        #[arg(long, env = "WORDUP_METRICS_BIND", default_value = "0.0.0.0:9090")]
+        metrics_bind: SocketAddr,
         #[command(flatten)]
         discord: DiscordSettings,
         #[command(flatten)]
@@ -103,18 +111,25 @@ async fn main() -> Result<()> {
             commands,
         } => {
             let commands = Commands {
-                queue,
+                queue: queue.clone(),
                 config: commands.command_config(&cli.database.queue)?,
             };
-            let mut router =
-                axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
+            let mut registry = Registry::with_prefix("wordup");
+            let bot_metrics = BotMetrics::default();
+            bot_metrics.register(&mut registry);
+            let mut router = axum::Router::new();
             if !discord.discord_public_key.is_empty() {
                 let verifier = RequestVerifier::new(&discord.discord_public_key)?;
                 let app = DiscordApp {
                     commands: commands.clone(),
                     rest: discord.rest()?,
                 };
-                router = router.merge(endpoint::router(EndpointState { app, verifier }));
+                app.rest.counters.register(&mut registry, "discord");
+                router = router.merge(endpoint::router(EndpointState {
+                    app,
+                    verifier,
+                    metrics: bot_metrics.clone(),
+                }));
                 tracing::info!(path = endpoint::PATH, "serving Discord interactions");
             }
             if !slack.slack_signing_secret.expose().is_empty() {
@@ -122,9 +137,11 @@ async fn main() -> Result<()> {
                 let verifier = SlackEventSignatureVerifier::new(&SlackSigningSecret::new(
                     slack.slack_signing_secret.expose().to_owned(),
                 ));
+                app.api.counters.register(&mut registry, "slack");
                 router = router.merge(slack_endpoint::router(SlackEndpointState {
                     app,
                     verifier: std::sync::Arc::new(verifier),
+                    metrics: bot_metrics.clone(),
                 }));
                 tracing::info!("serving Slack commands and interactivity");
             }
@@ -133,28 +150,41 @@ async fn main() -> Result<()> {
                     || !slack.slack_signing_secret.expose().is_empty(),
                 "nothing to serve: set WORDUP_DISCORD_PUBLIC_KEY and/or WORDUP_SLACK_SIGNING_SECRET"
             );
+            let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+            router = router.merge(metrics::router(MetricsState::new(registry, queue, ready)));
             let listener = tokio::net::TcpListener::bind(bind)
                 .await
                 .with_context(|| format!("cannot listen on {bind}"))?;
-            tracing::info!(%bind, "listening");
+            tracing::info!(%bind, "listening (also /metrics, /healthz, /readyz)");
             axum::serve(listener, router)
                 .with_graceful_shutdown(wordup_bot::signals::shutdown())
                 .await?;
         }
-        Command::Gateway { discord, commands } => {
+        Command::Gateway {
+            metrics_bind,
+            discord,
+            commands,
+        } => {
             let app = DiscordApp {
                 commands: Commands {
-                    queue,
+                    queue: queue.clone(),
                     config: commands.command_config(&cli.database.queue)?,
                 },
                 rest: discord.rest()?,
             };
+            let mut registry = Registry::with_prefix("wordup");
+            app.rest.counters.register(&mut registry, "discord");
+            spawn_metrics(metrics_bind, registry, queue);
             tokio::select! {
                 result = gateway::run(app, &discord.discord_bot_token) => result?,
                 () = wordup_bot::signals::shutdown() => {}
             }
         }
-        Command::SlackSocket { slack, commands } => {
+        Command::SlackSocket {
+            metrics_bind,
+            slack,
+            commands,
+        } => {
             anyhow::ensure!(
                 !slack.slack_app_token.expose().is_empty(),
                 "WORDUP_SLACK_APP_TOKEN (xapp-…) is not set"
@@ -162,10 +192,13 @@ async fn main() -> Result<()> {
             let app = slack_app(
                 &slack,
                 Commands {
-                    queue,
+                    queue: queue.clone(),
                     config: commands.command_config(&cli.database.queue)?,
                 },
             )?;
+            let mut registry = Registry::with_prefix("wordup");
+            app.api.counters.register(&mut registry, "slack");
+            spawn_metrics(metrics_bind, registry, queue);
             tokio::select! {
                 result = slack_socket::run(app, slack.slack_app_token.clone()) => result?,
                 () = wordup_bot::signals::shutdown() => {}
@@ -209,4 +242,13 @@ fn slack_app(slack: &SlackSettings, commands: Commands) -> Result<SlackApp> {
             .cloned()
             .collect(),
     })
+}
+
+fn spawn_metrics(bind: SocketAddr, registry: Registry, queue: wordup_queue::Queue) {
+    let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    tokio::spawn(async move {
+        if let Err(e) = metrics::serve(bind, MetricsState::new(registry, queue, ready)).await {
+            tracing::error!(error = %e, "metrics server stopped");
+        }
+    });
 }

@@ -7,6 +7,7 @@ pub mod device;
 pub mod error;
 pub mod finish;
 pub mod images;
+pub mod metrics;
 pub mod noise;
 pub mod output;
 pub mod pipeline;

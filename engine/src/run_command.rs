@@ -2,16 +2,20 @@
 //! worker with delivery wired to the chat platforms.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use prometheus_client::registry::Registry;
 use wordup_bot::delivery::{Attachment, DeliveryError, ResultKind, ResultPost};
 use wordup_bot::discord::DiscordSettings;
 use wordup_bot::discord::delivery::DiscordDelivery;
+use wordup_bot::metrics::MetricsState;
 use wordup_bot::settings::DatabaseSettings;
 use wordup_bot::slack::SlackSettings;
 use wordup_bot::slack::delivery::SlackDelivery;
+use wordup_engine::metrics::WorkerMetrics;
 use wordup_engine::pipeline::StableDiffusion;
 use wordup_engine::render::Models;
 use wordup_engine::safety::OpenNsfw;
@@ -45,6 +49,10 @@ pub struct RunArgs {
     /// Least seconds between progress edits shown to users (Discord asks for ~3).
     #[arg(long, env = "WORDUP_PROGRESS_EDIT_SECS", default_value_t = 3.0)]
     progress_edit_secs: f64,
+    /// Where /metrics, /healthz and /readyz are served (ready once the
+    /// models are loaded and Postgres answers).
+    #[arg(long, env = "WORDUP_METRICS_BIND", default_value = "0.0.0.0:9090")]
+    metrics_bind: std::net::SocketAddr,
     /// Run without the output safety check (development only: images are
     /// then posted unchecked).
     #[arg(long, env = "WORDUP_NO_SAFETY_CHECK")]
@@ -54,6 +62,40 @@ pub struct RunArgs {
 pub async fn run(args: RunArgs) -> Result<()> {
     let queue = args.database.connect_and_migrate().await?;
     let lease = args.database.queue.queue_config()?.lease;
+    // Metrics first, so that an orchestrator sees the engine alive (not
+    // ready) while the models load.
+    let worker_metrics = Arc::new(WorkerMetrics::default());
+    let mut registry = Registry::with_prefix("wordup");
+    worker_metrics.register(&mut registry);
+    let discord = if args.discord.discord_bot_token.expose().is_empty() {
+        tracing::warn!("WORDUP_DISCORD_BOT_TOKEN is not set: Discord jobs will fail to post");
+        None
+    } else {
+        Some(DiscordDelivery::new(args.discord.rest()?))
+    };
+    let slack = if args.slack.enabled() {
+        Some(SlackDelivery {
+            api: args.slack.api()?,
+            queue: queue.clone(),
+        })
+    } else {
+        tracing::warn!("WORDUP_SLACK_BOT_TOKEN is not set: Slack jobs will fail to post");
+        None
+    };
+    if let Some(discord) = &discord {
+        discord.rest.counters.register(&mut registry, "discord");
+    }
+    if let Some(slack) = &slack {
+        slack.api.counters.register(&mut registry, "slack");
+    }
+    let ready = Arc::new(AtomicBool::new(false));
+    let state = MetricsState::new(registry, queue.clone(), ready.clone());
+    let bind = args.metrics_bind;
+    tokio::spawn(async move {
+        if let Err(e) = wordup_bot::metrics::serve(bind, state).await {
+            tracing::error!(error = %e, "metrics server stopped");
+        }
+    });
     let (files, options) = fetch(&args.model, false).await?;
     let pipeline = StableDiffusion::load(&files, &options).context("loading the model")?;
     let upscaler = if args.finish.upscaler_weights.is_file() {
@@ -84,21 +126,6 @@ pub async fn run(args: RunArgs) -> Result<()> {
             &candle_core::Device::Cpu,
         )?))
     };
-    let discord = if args.discord.discord_bot_token.expose().is_empty() {
-        tracing::warn!("WORDUP_DISCORD_BOT_TOKEN is not set: Discord jobs will fail to post");
-        None
-    } else {
-        Some(DiscordDelivery::new(args.discord.rest()?))
-    };
-    let slack = if args.slack.enabled() {
-        Some(SlackDelivery {
-            api: args.slack.api()?,
-            queue: queue.clone(),
-        })
-    } else {
-        tracing::warn!("WORDUP_SLACK_BOT_TOKEN is not set: Slack jobs will fail to post");
-        None
-    };
     let secs = |name: &str, v: f64| {
         Duration::try_from_secs_f64(v)
             .with_context(|| format!("{name} must be a non-negative number"))
@@ -123,7 +150,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
             nsfw_threshold: args.finish.nsfw_threshold,
             model_id: ModelSource::parse(&args.model.model, args.model.revision.as_deref()).id(),
         },
+        metrics: worker_metrics.clone(),
     };
+    worker_metrics.ready.set(1);
+    ready.store(true, Ordering::Relaxed);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         wordup_bot::signals::shutdown().await;

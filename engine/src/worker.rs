@@ -21,6 +21,7 @@ use wordup_queue::{
 };
 
 use crate::error::EngineError;
+use crate::metrics::{StageTimer, WorkerMetrics};
 use crate::output::{self, Provenance};
 use crate::pipeline::Stage;
 use crate::render::{self, Drawn, Models};
@@ -110,6 +111,7 @@ pub struct Worker<D> {
     pub safety: Option<Arc<OpenNsfw>>,
     pub delivery: Arc<D>,
     pub config: WorkerConfig,
+    pub metrics: Arc<WorkerMetrics>,
 }
 
 /// How one attempt ended.
@@ -258,6 +260,10 @@ impl<D: Delivery> Worker<D> {
     pub async fn run_job(&self, claimed: ClaimedJob) {
         let job = claimed.job;
         let span = tracing::info_span!("job", job_id = %job.id, attempt = job.attempt, kind = job.request.kind());
+        if let Some(started) = job.started_at {
+            let waited = (started - job.enqueued_at).to_std().unwrap_or_default();
+            self.metrics.wait_seconds.observe(waited.as_secs_f64());
+        }
         async {
             let started = Instant::now();
             let flags = Arc::new(Flags::default());
@@ -303,6 +309,7 @@ impl<D: Delivery> Worker<D> {
         });
         let models = self.models.clone();
         let draw_flags = flags.clone();
+        let metrics = self.metrics.clone();
         let (root, what, kind, drawn) = match plan {
             Plan::Grid {
                 root,
@@ -310,7 +317,7 @@ impl<D: Delivery> Worker<D> {
                 what,
             } => {
                 let request = root.clone();
-                let drawn = blocking(models, draw_flags, progress_tx, move |m, p| {
+                let drawn = blocking(models, metrics, draw_flags, progress_tx, move |m, p| {
                     m.imagine(&request, first_seed, wordup_queue::style::GRID_IMAGES, p)
                 })
                 .await;
@@ -324,7 +331,7 @@ impl<D: Delivery> Worker<D> {
                 what,
             } => {
                 let request = root.clone();
-                let drawn = blocking(models, draw_flags, progress_tx, move |m, p| {
+                let drawn = blocking(models, metrics, draw_flags, progress_tx, move |m, p| {
                     m.vary(
                         &request,
                         &source,
@@ -345,7 +352,7 @@ impl<D: Delivery> Worker<D> {
                 what,
             } => {
                 let request = root.clone();
-                let drawn = blocking(models, draw_flags, progress_tx, move |m, p| {
+                let drawn = blocking(models, metrics, draw_flags, progress_tx, move |m, p| {
                     Ok(vec![Drawn {
                         image: m.upscale(&request, &source, mode, seed, p)?,
                         seed,
@@ -363,6 +370,7 @@ impl<D: Delivery> Worker<D> {
             Ok(drawn) => drawn,
             Err(e) => return e.into(),
         };
+        self.metrics.images.inc_by(drawn.len() as u64);
         self.finish(job, &root, what, kind, drawn).await
     }
 
@@ -375,10 +383,13 @@ impl<D: Delivery> Worker<D> {
         kind: FinishedKind,
         drawn: Vec<Drawn>,
     ) -> Outcome {
+        let timed = Instant::now();
         let withheld = match self.withheld(job, &drawn).await {
             Ok(withheld) => withheld,
             Err(e) => return e.into(),
         };
+        self.metrics.observe_stage("safety", timed.elapsed());
+        let timed = Instant::now();
         let resolved = self.models.resolve(root);
         for (idx, d) in drawn.iter().enumerate() {
             if withheld[idx] {
@@ -410,6 +421,7 @@ impl<D: Delivery> Worker<D> {
                 return e.into();
             }
         }
+        self.metrics.observe_stage("storing", timed.elapsed());
         let shown = withheld.iter().filter(|w| !**w).count();
         if shown == 0 {
             let text = if drawn.len() == 1 {
@@ -463,10 +475,15 @@ impl<D: Delivery> Worker<D> {
             Ok(finished) => finished,
             Err(e) => return e.into(),
         };
+        let timed = Instant::now();
         let posted = match self.delivery.post(job, &finished).await {
             Ok(posted) => posted,
-            Err(e) => return e.into(),
+            Err(e) => {
+                self.metrics.delivery_failures.inc();
+                return e.into();
+            }
         };
+        self.metrics.observe_stage("delivering", timed.elapsed());
         match self
             .queue
             .record_post(
@@ -648,16 +665,21 @@ impl<D: Delivery> Worker<D> {
 
     async fn settle(&self, job: &Job, outcome: Outcome, started: Instant) {
         let elapsed = started.elapsed().as_secs_f64();
+        self.metrics.observe_stage("total", started.elapsed());
+        let kind = job.request.kind();
         let result = match outcome {
             Outcome::Done => {
+                self.metrics.count_job(kind, "done");
                 tracing::info!(elapsed_s = elapsed, "job done");
                 self.queue.complete(job.id, job.attempt).await
             }
             Outcome::Lost => {
+                self.metrics.count_job(kind, "lost");
                 tracing::warn!("lease lost; another attempt owns the job");
                 Ok(())
             }
             Outcome::Cancelled => {
+                self.metrics.count_job(kind, "cancelled");
                 tracing::info!("job cancelled");
                 let _ = self.delivery.notice(job, "cancelled").await;
                 self.queue.acknowledge_cancel(job.id, job.attempt).await
@@ -679,7 +701,10 @@ impl<D: Delivery> Worker<D> {
                         }
                         Ok(())
                     }
-                    Ok(FailOutcome::Retrying { .. }) => Ok(()),
+                    Ok(FailOutcome::Retrying { .. }) => {
+                        self.metrics.count_job(kind, "retrying");
+                        Ok(())
+                    }
                     Err(e) => Err(e),
                 }
             }
@@ -697,6 +722,7 @@ impl<D: Delivery> Worker<D> {
 /// the next step once the job is cancelled or its lease is lost.
 async fn blocking<F>(
     models: Arc<Models>,
+    metrics: Arc<WorkerMetrics>,
     flags: Arc<Flags>,
     progress: mpsc::UnboundedSender<Progress>,
     draw: F,
@@ -707,10 +733,12 @@ where
         + 'static,
 {
     tokio::task::spawn_blocking(move || {
+        let mut timer = StageTimer::new(&metrics);
         let mut on_progress = |stage: Stage, step: usize, total: usize| {
             if flags.cancel.load(Ordering::Relaxed) || flags.lost.load(Ordering::Relaxed) {
                 return Err(EngineError::Cancelled);
             }
+            timer.event(stage.name(), step);
             let _ = progress.send(Progress {
                 stage: stage.name().to_owned(),
                 step: step as u32,

@@ -64,6 +64,7 @@ pub struct Stack {
     pub bot_env: Vec<(String, String)>,
     model_dir: PathBuf,
     bot_port: u16,
+    engine_metrics_port: u16,
 }
 
 impl Stack {
@@ -85,6 +86,7 @@ impl Stack {
             bot_env: Vec::new(),
             model_dir,
             bot_port: free_port()?,
+            engine_metrics_port: free_port()?,
             bot: None,
             engine: None,
         })
@@ -92,6 +94,16 @@ impl Stack {
 
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}/discord/interactions", self.bot_port)
+    }
+
+    /// The bot's `/metrics`, `/healthz`, `/readyz` base.
+    pub fn bot_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.bot_port)
+    }
+
+    /// The engine's `/metrics`, `/healthz`, `/readyz` base.
+    pub fn engine_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.engine_metrics_port)
     }
 
     /// Slack's slash-command endpoint on the bot.
@@ -195,6 +207,10 @@ impl Stack {
                 weights.join("open_nsfw.safetensors"),
             )
             .env("WORDUP_POLL_SECS", "0.5")
+            .env(
+                "WORDUP_METRICS_BIND",
+                format!("127.0.0.1:{}", self.engine_metrics_port),
+            )
             .env("WORDUP_PROGRESS_EDIT_SECS", "0.3");
         self.common_env(&mut command);
         for (name, value) in extra_env {

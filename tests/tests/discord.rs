@@ -261,6 +261,49 @@ async fn imagine_then_upscale_and_vary_across_a_bot_restart() {
     assert_eq!(png_size(&variations.files[0].bytes), (128, 128));
     wait_for_state(&stack, vary_job, JobState::Succeeded).await;
     assert_eq!(stack.fake.messages().len(), 3, "nothing posted twice");
+
+    // What the run left in the metrics.
+    let get = |url: String| {
+        let http = stack.http.clone();
+        async move {
+            let response = http.get(url).send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let (status, bot) = get(format!("{}/metrics", stack.bot_url())).await;
+    assert_eq!(status, 200);
+    // The restarted bot answered the three presses.
+    assert!(
+        bot.contains("wordup_ack_seconds_count{platform=\"discord\"} 3"),
+        "{bot}"
+    );
+    assert!(
+        bot.contains("wordup_interactions_total{platform=\"discord\",outcome=\"answered\"} 3"),
+        "{bot}"
+    );
+    assert!(bot.contains("wordup_queue_depth{tier=\"fast\"} 0"), "{bot}");
+    assert_eq!(get(format!("{}/readyz", stack.bot_url())).await.0, 200);
+    let (status, engine) = get(format!("{}/metrics", stack.engine_url())).await;
+    assert_eq!(status, 200);
+    for expected in [
+        "wordup_jobs_total{kind=\"imagine\",outcome=\"done\"} 1",
+        "wordup_jobs_total{kind=\"upscale\",outcome=\"done\"} 1",
+        "wordup_jobs_total{kind=\"vary\",outcome=\"done\"} 1",
+        "wordup_images_generated_total 9",
+        "wordup_job_wait_seconds_count 3",
+        "wordup_job_stage_seconds_count{stage=\"upscaling\"} 1",
+        "wordup_engine_ready 1",
+    ] {
+        assert!(engine.contains(expected), "{expected} in:\n{engine}");
+    }
+    let steps: u64 = engine
+        .lines()
+        .find_map(|l| l.strip_prefix("wordup_unet_step_seconds_count "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(steps > 0, "UNet steps timed");
+    assert_eq!(get(format!("{}/readyz", stack.engine_url())).await.0, 200);
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ use serenity::all::Interaction;
 
 use super::handler::DiscordApp;
 use super::verify::RequestVerifier;
+use crate::metrics::BotMetrics;
 
 pub const PATH: &str = "/discord/interactions";
 
@@ -19,6 +20,7 @@ pub const PATH: &str = "/discord/interactions";
 pub struct EndpointState {
     pub app: DiscordApp,
     pub verifier: RequestVerifier,
+    pub metrics: BotMetrics,
 }
 
 pub fn router(state: EndpointState) -> Router {
@@ -32,6 +34,7 @@ async fn interactions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let started = std::time::Instant::now();
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Err(refusal) = state.verifier.verify(
         header("x-signature-ed25519"),
@@ -40,12 +43,18 @@ async fn interactions(
         chrono::Utc::now().timestamp(),
     ) {
         tracing::debug!(%refusal, "refused an interaction");
+        state
+            .metrics
+            .observe("discord", "unauthorized", started.elapsed());
         return (StatusCode::UNAUTHORIZED, "invalid request signature").into_response();
     }
     let interaction: Interaction = match serenity::json::from_slice(&body) {
         Ok(interaction) => interaction,
         Err(e) => {
             tracing::warn!(error = %e, "unreadable interaction");
+            state
+                .metrics
+                .observe("discord", "malformed", started.elapsed());
             return (StatusCode::BAD_REQUEST, "unreadable interaction").into_response();
         }
     };
@@ -53,6 +62,9 @@ async fn interactions(
     if let Some(after) = handled.after {
         tokio::spawn(after);
     }
+    state
+        .metrics
+        .observe("discord", "answered", started.elapsed());
     axum::Json(handled.response).into_response()
 }
 

@@ -7,13 +7,12 @@
 //! serenity's `HttpBuilder::proxy` (`https://discord.com` replaced, paths
 //! kept as `/api/v10/...`).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
+use crate::metrics::ApiCounters;
 use crate::retry::{MAX_ATTEMPTS, MAX_RETRY_AFTER, backoff, retry_after, retry_after_header};
 use crate::secret::Secret;
 
@@ -60,20 +59,12 @@ impl RestError {
     }
 }
 
-/// Counters a metrics endpoint reads.
-#[derive(Debug, Default)]
-pub struct RestCounters {
-    pub requests: AtomicU64,
-    pub rate_limited: AtomicU64,
-    pub retries: AtomicU64,
-}
-
 #[derive(Debug, Clone)]
 pub struct DiscordRest {
     client: reqwest::Client,
     api: String,
     token: Secret,
-    pub counters: Arc<RestCounters>,
+    pub counters: ApiCounters,
 }
 
 impl DiscordRest {
@@ -91,7 +82,7 @@ impl DiscordRest {
             client,
             api: format!("{}/api/v10", base.trim_end_matches('/')),
             token: bot_token,
-            counters: Arc::default(),
+            counters: ApiCounters::default(),
         })
     }
 
@@ -125,7 +116,7 @@ impl DiscordRest {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            self.counters.requests.fetch_add(1, Ordering::Relaxed);
+            self.counters.requests.inc();
             let mut request = self
                 .client
                 .request(method.clone(), &url)
@@ -140,7 +131,7 @@ impl DiscordRest {
                 // Connection failures are retried: message posts carry a
                 // nonce that Discord deduplicates.
                 Err(e) if attempt < MAX_ATTEMPTS && (e.is_connect() || e.is_timeout()) => {
-                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    self.counters.retries.inc();
                     tokio::time::sleep(backoff(attempt)).await;
                     continue;
                 }
@@ -148,7 +139,7 @@ impl DiscordRest {
             };
             let status = response.status();
             if status == StatusCode::TOO_MANY_REQUESTS {
-                self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+                self.counters.rate_limited.inc();
                 let header = retry_after_header(response.headers());
                 let body: Value = response.json().await.unwrap_or(Value::Null);
                 let wait = retry_after(header, &body);
@@ -160,12 +151,12 @@ impl DiscordRest {
                     wait_ms = wait.as_millis() as u64,
                     "Discord rate limit; retrying"
                 );
-                self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                self.counters.retries.inc();
                 tokio::time::sleep(wait).await;
                 continue;
             }
             if status.is_server_error() && attempt < MAX_ATTEMPTS {
-                self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                self.counters.retries.inc();
                 tokio::time::sleep(backoff(attempt)).await;
                 continue;
             }

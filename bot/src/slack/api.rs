@@ -2,13 +2,12 @@
 //! 429 for its `Retry-After`, retries transport failures and 5xx, and turns
 //! `"ok": false` into an error carrying Slack's error code.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::metrics::ApiCounters;
 use crate::retry::{MAX_ATTEMPTS, MAX_RETRY_AFTER, backoff, retry_after, retry_after_header};
 use crate::secret::Secret;
 
@@ -54,13 +53,6 @@ impl SlackError {
     }
 }
 
-#[derive(Debug, Default)]
-pub struct SlackCounters {
-    pub requests: AtomicU64,
-    pub rate_limited: AtomicU64,
-    pub retries: AtomicU64,
-}
-
 /// A file uploaded with [`SlackApi::upload_file`].
 #[derive(Debug, Clone)]
 pub struct SlackUpload<'a> {
@@ -75,7 +67,7 @@ pub struct SlackApi {
     client: reqwest::Client,
     base: String,
     bot_token: Secret,
-    pub counters: Arc<SlackCounters>,
+    pub counters: ApiCounters,
 }
 
 enum Body<'a> {
@@ -91,7 +83,7 @@ impl SlackApi {
                 .build()?,
             base: base.trim_end_matches('/').to_owned(),
             bot_token,
-            counters: Arc::default(),
+            counters: ApiCounters::default(),
         })
     }
 
@@ -189,7 +181,7 @@ impl SlackApi {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            self.counters.requests.fetch_add(1, Ordering::Relaxed);
+            self.counters.requests.inc();
             let part = reqwest::multipart::Part::bytes(upload.bytes.to_vec())
                 .file_name(upload.filename.to_owned());
             let result = self
@@ -205,7 +197,7 @@ impl SlackApi {
                         && (response.status().is_server_error()
                             || response.status() == StatusCode::TOO_MANY_REQUESTS) =>
                 {
-                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    self.counters.retries.inc();
                     let wait = retry_after_header(response.headers())
                         .map_or_else(|| backoff(attempt), |s| Duration::from_secs_f64(s.max(0.0)));
                     tokio::time::sleep(wait.min(MAX_RETRY_AFTER)).await;
@@ -217,7 +209,7 @@ impl SlackApi {
                     });
                 }
                 Err(e) if attempt < MAX_ATTEMPTS && (e.is_connect() || e.is_timeout()) => {
-                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    self.counters.retries.inc();
                     tokio::time::sleep(backoff(attempt)).await;
                 }
                 Err(e) => return Err(e.into()),
@@ -248,7 +240,7 @@ impl SlackApi {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            self.counters.requests.fetch_add(1, Ordering::Relaxed);
+            self.counters.requests.inc();
             let request = self.client.post(&url).bearer_auth(token.expose());
             let request = match &body {
                 Body::Json(json) => request.json(json),
@@ -257,7 +249,7 @@ impl SlackApi {
             let response = match request.send().await {
                 Ok(response) => response,
                 Err(e) if attempt < MAX_ATTEMPTS && (e.is_connect() || e.is_timeout()) => {
-                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    self.counters.retries.inc();
                     tokio::time::sleep(backoff(attempt)).await;
                     continue;
                 }
@@ -265,7 +257,7 @@ impl SlackApi {
             };
             let status = response.status();
             if status == StatusCode::TOO_MANY_REQUESTS {
-                self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+                self.counters.rate_limited.inc();
                 let wait = retry_after(retry_after_header(response.headers()), &Value::Null);
                 if wait > MAX_RETRY_AFTER || attempt >= MAX_ATTEMPTS {
                     return Err(SlackError::RateLimited(wait));
@@ -275,12 +267,12 @@ impl SlackApi {
                     wait_ms = wait.as_millis() as u64,
                     "Slack rate limit; retrying"
                 );
-                self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                self.counters.retries.inc();
                 tokio::time::sleep(wait).await;
                 continue;
             }
             if status.is_server_error() && attempt < MAX_ATTEMPTS {
-                self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                self.counters.retries.inc();
                 tokio::time::sleep(backoff(attempt)).await;
                 continue;
             }

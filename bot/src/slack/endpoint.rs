@@ -14,6 +14,7 @@ use slack_morphism::signature_verifier::SlackEventSignatureVerifier;
 
 use super::handler::SlackApp;
 use crate::ack::Handled;
+use crate::metrics::BotMetrics;
 
 pub const COMMANDS_PATH: &str = "/slack/commands";
 pub const INTERACTIONS_PATH: &str = "/slack/interactions";
@@ -22,6 +23,7 @@ pub const INTERACTIONS_PATH: &str = "/slack/interactions";
 pub struct SlackEndpointState {
     pub app: SlackApp,
     pub verifier: Arc<SlackEventSignatureVerifier>,
+    pub metrics: BotMetrics,
 }
 
 pub fn router(state: SlackEndpointState) -> Router {
@@ -58,7 +60,10 @@ fn refuse() -> Response {
     (StatusCode::UNAUTHORIZED, "invalid request signature").into_response()
 }
 
-fn respond(handled: Handled) -> Response {
+fn respond(state: &SlackEndpointState, started: std::time::Instant, handled: Handled) -> Response {
+    state
+        .metrics
+        .observe("slack", "answered", started.elapsed());
     if let Some(after) = handled.after {
         tokio::spawn(after);
     }
@@ -74,7 +79,11 @@ async fn commands(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let started = std::time::Instant::now();
     let Some(body) = verified(&state, &headers, &body) else {
+        state
+            .metrics
+            .observe("slack", "unauthorized", started.elapsed());
         return refuse();
     };
     let event: SlackCommandEvent = match serde_urlencoded::from_str(body) {
@@ -84,7 +93,7 @@ async fn commands(
             return (StatusCode::BAD_REQUEST, "unreadable slash command").into_response();
         }
     };
-    respond(state.app.command(event).await)
+    respond(&state, started, state.app.command(event).await)
 }
 
 async fn interactions(
@@ -92,7 +101,11 @@ async fn interactions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let started = std::time::Instant::now();
     let Some(body) = verified(&state, &headers, &body) else {
+        state
+            .metrics
+            .observe("slack", "unauthorized", started.elapsed());
         return refuse();
     };
     let event = serde_urlencoded::from_str::<Vec<(String, String)>>(body)
@@ -103,5 +116,5 @@ async fn interactions(
         tracing::warn!("unreadable interaction payload");
         return (StatusCode::BAD_REQUEST, "unreadable interaction").into_response();
     };
-    respond(state.app.interaction(event).await)
+    respond(&state, started, state.app.interaction(event).await)
 }
