@@ -138,12 +138,13 @@ impl<'a> StageTimer<'a> {
             self.current = Some((stage.to_owned(), now));
             self.last_step = None;
         }
-        if stage == "denoising" && step > 0 {
-            if let Some(last) = self.last_step {
-                self.metrics
-                    .unet_step_seconds
-                    .observe((now - last).as_secs_f64());
-            }
+        if stage == "denoising"
+            && step > 0
+            && let Some(last) = self.last_step
+        {
+            self.metrics
+                .unet_step_seconds
+                .observe((now - last).as_secs_f64());
         }
         if stage == "denoising" {
             self.last_step = Some(now);
