@@ -176,7 +176,7 @@ async fn main() -> Result<()> {
             app.rest.counters.register(&mut registry, "discord");
             spawn_metrics(metrics_bind, registry, queue);
             tokio::select! {
-                result = gateway::run(app, &discord.discord_bot_token) => result?,
+                result = gateway::run(app, &discord.discord_bot_token, &discord.discord_api_url) => result?,
                 () = wordup_bot::signals::shutdown() => {}
             }
         }

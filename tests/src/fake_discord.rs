@@ -63,12 +63,16 @@ struct Inner {
     originals: HashMap<String, Value>,
     faults: VecDeque<Fault>,
     next_id: u64,
+    /// The connected gateway client's dispatch queue, and what it sent us.
+    gateway: Option<tokio::sync::mpsc::UnboundedSender<Value>>,
+    gateway_received: Vec<Value>,
 }
 
 #[derive(Clone)]
 struct Shared {
     inner: Arc<Mutex<Inner>>,
     bot_token: String,
+    base: String,
 }
 
 pub struct FakeDiscord {
@@ -86,9 +90,12 @@ impl Drop for FakeDiscord {
 
 impl FakeDiscord {
     pub async fn start(bot_token: &str) -> anyhow::Result<FakeDiscord> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
         let shared = Shared {
             inner: Arc::default(),
             bot_token: bot_token.to_owned(),
+            base: url.clone(),
         };
         let router = Router::new()
             .route("/api/v10/channels/{channel}/messages", post(create_message))
@@ -103,13 +110,14 @@ impl FakeDiscord {
                 post(callback),
             )
             .route("/api/v10/applications/{app}/commands", put(register))
+            .route("/api/v10/gateway/bot", get(gateway_bot))
+            .route("/api/v10/gateway", get(gateway_bot))
+            .route("/gateway", get(gateway))
             .route(
                 "/api/v10/applications/{app}/guilds/{guild}/commands",
                 put(register),
             )
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}", listener.local_addr()?);
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
@@ -118,6 +126,25 @@ impl FakeDiscord {
             shared,
             server,
         })
+    }
+
+    /// Whether a gateway client has identified.
+    pub fn gateway_identified(&self) -> bool {
+        self.lock().gateway_received.iter().any(|p| p["op"] == 2)
+    }
+
+    /// What the gateway client sent (Identify, heartbeats).
+    pub fn gateway_received(&self) -> Vec<Value> {
+        self.lock().gateway_received.clone()
+    }
+
+    /// Sends an INTERACTION_CREATE dispatch to the connected gateway client.
+    pub fn dispatch_interaction(&self, interaction: &Value) -> anyhow::Result<()> {
+        let sender = self.lock().gateway.clone();
+        sender
+            .ok_or_else(|| anyhow::anyhow!("no gateway client connected"))?
+            .send(json!({ "op": 0, "t": "INTERACTION_CREATE", "d": interaction }))
+            .map_err(|_| anyhow::anyhow!("the gateway client went away"))
     }
 
     pub fn push_fault(&self, fault: Fault) {
@@ -571,4 +598,92 @@ async fn register(State(shared): State<Shared>, request: Request) -> Response {
         .collect();
     shared.record(&method, path, &headers, json, files, 200);
     axum::Json(commands).into_response()
+}
+
+async fn gateway_bot(State(shared): State<Shared>, method: Method, headers: HeaderMap) -> Response {
+    shared.record(
+        &method,
+        "/api/v10/gateway/bot".into(),
+        &headers,
+        None,
+        Vec::new(),
+        200,
+    );
+    axum::Json(json!({
+        "url": format!("{}/gateway", shared.base.replace("http://", "ws://")),
+        "shards": 1,
+        "session_start_limit": { "total": 1000, "remaining": 999, "reset_after": 14_400_000, "max_concurrency": 1 },
+    }))
+    .into_response()
+}
+
+/// The gateway: Hello, then READY after Identify, heartbeat ACKs, and the
+/// dispatches the test pushes. Frames are uncompressed JSON text.
+async fn gateway(
+    State(shared): State<Shared>,
+    upgrade: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    upgrade.on_upgrade(move |socket| serve_gateway(shared, socket))
+}
+
+async fn serve_gateway(shared: Shared, mut socket: axum::extract::ws::WebSocket) {
+    use axum::extract::ws::Message as Ws;
+    let (sender, mut dispatches) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let send = |payload: Value| Ws::Text(payload.to_string().into());
+    if socket
+        .send(send(
+            json!({ "op": 10, "d": { "heartbeat_interval": 41_250 } }),
+        ))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut sequence = 0u64;
+    loop {
+        tokio::select! {
+            dispatch = dispatches.recv() => {
+                let Some(mut dispatch) = dispatch else { break };
+                sequence += 1;
+                dispatch["s"] = json!(sequence);
+                if socket.send(send(dispatch)).await.is_err() {
+                    break;
+                }
+            }
+            frame = socket.recv() => {
+                let Some(Ok(Ws::Text(text))) = frame else {
+                    if matches!(frame, Some(Ok(_))) { continue }
+                    break;
+                };
+                let Ok(payload) = serde_json::from_str::<Value>(&text) else { continue };
+                shared.lock().gateway_received.push(payload.clone());
+                match payload["op"].as_u64() {
+                    Some(1) => {
+                        let _ = socket.send(send(json!({ "op": 11 }))).await;
+                    }
+                    Some(2) => {
+                        sequence += 1;
+                        let ready = json!({
+                            "op": 0, "t": "READY", "s": sequence,
+                            "d": {
+                                "v": 10,
+                                "user": { "id": "1200000000000000001", "username": "Word Up!", "discriminator": "0", "global_name": null, "avatar": null, "bot": true, "verified": true, "mfa_enabled": false, "flags": 0 },
+                                "guilds": [],
+                                "session_id": "fake-session",
+                                "resume_gateway_url": format!("{}/gateway", shared.base.replace("http://", "ws://")),
+                                "shard": [0, 1],
+                                "application": { "id": "1200000000000000001", "flags": 0 },
+                            }
+                        });
+                        if socket.send(send(ready)).await.is_err() {
+                            break;
+                        }
+                        shared.lock().gateway = Some(sender.clone());
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    shared.lock().gateway = None;
 }

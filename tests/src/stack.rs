@@ -132,6 +132,25 @@ impl Stack {
             .kill_on_drop(true);
     }
 
+    /// Starts `wordup-bot gateway` against the fake's gateway.
+    pub async fn start_gateway(&mut self) -> Result<()> {
+        let mut command = Command::new(workspace_bin("wordup-bot")?);
+        command
+            .arg("gateway")
+            .env("WORDUP_METRICS_BIND", format!("127.0.0.1:{}", free_port()?));
+        self.common_env(&mut command);
+        self.bot = Some(command.spawn().context("starting wordup-bot gateway")?);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.fake.gateway_identified() {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "wordup-bot never identified on the gateway"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
     /// Starts `wordup-bot slack-socket` (Socket Mode against the fake).
     pub async fn start_slack_socket(&mut self) -> Result<()> {
         let mut command = Command::new(workspace_bin("wordup-bot")?);

@@ -678,3 +678,57 @@ async fn withheld_images_are_never_posted_and_the_requester_is_told() {
         "{original}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_delivers_interactions_to_the_same_handlers() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_gateway().await.unwrap();
+    let identify = stack
+        .fake
+        .gateway_received()
+        .into_iter()
+        .find(|p| p["op"] == 2)
+        .unwrap();
+    // serenity sends the token with its "Bot " prefix, which Discord accepts.
+    assert!(
+        identify["d"]["token"]
+            .as_str()
+            .unwrap()
+            .ends_with("test-bot-token")
+    );
+    assert_eq!(
+        identify["d"]["intents"], 0,
+        "no privileged (or any) intents"
+    );
+    stack.start_engine(&[]).await.unwrap();
+
+    let (id, token) = new_interaction();
+    let payload = interactions::imagine(&id, &token, &alice(), "a gateway arch --seed 9");
+    stack.fake.dispatch_interaction(&payload).unwrap();
+    // The ack goes to the callback endpoint instead of an HTTP response.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let callback = loop {
+        if let Some(r) = stack
+            .fake
+            .requests()
+            .into_iter()
+            .find(|r| r.path == format!("/api/v10/interactions/{id}/{token}/callback"))
+        {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "no callback");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(callback.json.as_ref().unwrap()["type"], 5);
+    let messages = stack.fake.wait_for_messages(1, POST_TIMEOUT).await.unwrap();
+    let job = assert_grid(&messages[0]);
+    wait_for_state(&stack, job, JobState::Succeeded).await;
+    // The channel's NSFW flag came from the REST API (the gateway's model drops it).
+    assert!(
+        stack
+            .fake
+            .requests()
+            .iter()
+            .any(|r| r.method == "GET" && r.path == format!("/api/v10/channels/{CHANNEL_ID}"))
+    );
+}

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use serenity::all::{Client, Context, EventHandler, GatewayIntents, Interaction, Ready};
+use serenity::all::{
+    Client, ClientBuilder, Context, EventHandler, GatewayIntents, HttpBuilder, Interaction, Ready,
+};
 use serenity::async_trait;
 
 use super::handler::DiscordApp;
@@ -59,11 +61,20 @@ impl Gateway {
 }
 
 /// Runs until the connection ends for good. Slash commands need no
-/// privileged intents, so none are asked for.
-pub async fn run(app: DiscordApp, bot_token: &Secret) -> anyhow::Result<()> {
-    let mut client = Client::builder(bot_token.expose(), GatewayIntents::empty())
-        .event_handler(Gateway { app })
-        .await?;
+/// privileged intents, so none are asked for. `api_url` other than
+/// Discord's (a stand-in, in tests) goes through serenity's proxy seam, which
+/// needs its ratelimiter off; the gateway URL then comes from the stand-in.
+pub async fn run(app: DiscordApp, bot_token: &Secret, api_url: &str) -> anyhow::Result<()> {
+    let builder = if api_url.trim_end_matches('/') == super::rest::DISCORD_URL {
+        Client::builder(bot_token.expose(), GatewayIntents::empty())
+    } else {
+        let http = HttpBuilder::new(bot_token.expose())
+            .proxy(api_url.trim_end_matches('/'))
+            .ratelimiter_disabled(true)
+            .build();
+        ClientBuilder::new_with_http(http, GatewayIntents::empty())
+    };
+    let mut client = builder.event_handler(Gateway { app }).await?;
     client.start_autosharded().await?;
     Ok(())
 }
