@@ -188,6 +188,31 @@ struct Flags {
     lost: AtomicBool,
 }
 
+/// A claimed job's heartbeat, from the claim until it is settled or released.
+pub struct Lease {
+    flags: Arc<Flags>,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+impl Lease {
+    /// Starts heartbeating `job` every `every`.
+    pub fn keep(queue: &Queue, job: &Job, every: Duration) -> Lease {
+        let flags = Arc::new(Flags::default());
+        let heartbeat = tokio::spawn(heartbeat(
+            queue.clone(),
+            job.id,
+            job.attempt,
+            every,
+            flags.clone(),
+        ));
+        Lease { flags, heartbeat }
+    }
+
+    pub fn stop(self) {
+        self.heartbeat.abort();
+    }
+}
+
 /// What a job draws, with its inputs fetched.
 enum Plan {
     Grid {
@@ -239,11 +264,21 @@ impl<D: Delivery> Worker<D> {
                     continue;
                 }
             };
-            let mut jobs = claimed.into_iter();
-            while let Some(job) = jobs.next() {
-                self.run_job(job).await;
+            // Every job of the batch is leased from the claim on, so each
+            // keeps a heartbeat while it waits for its turn.
+            let mut jobs = claimed
+                .into_iter()
+                .map(|job| {
+                    let lease = Lease::keep(&self.queue, &job.job, self.config.heartbeat);
+                    (job, lease)
+                })
+                .collect::<Vec<_>>()
+                .into_iter();
+            while let Some((job, lease)) = jobs.next() {
+                self.run_job(job, lease).await;
                 if *shutdown.borrow() {
-                    for rest in jobs.by_ref() {
+                    for (rest, lease) in jobs.by_ref() {
+                        lease.stop();
                         if let Err(e) = self.queue.release(rest.id(), rest.attempt()).await {
                             tracing::warn!(job_id = %rest.id(), error = %e, "could not release a job");
                         }
@@ -256,8 +291,8 @@ impl<D: Delivery> Worker<D> {
         Ok(())
     }
 
-    /// Runs one claimed job to a settlement.
-    pub async fn run_job(&self, claimed: ClaimedJob) {
+    /// Runs one claimed job to a settlement; `lease` keeps it leased.
+    pub async fn run_job(&self, claimed: ClaimedJob, lease: Lease) {
         let job = claimed.job;
         let span = tracing::info_span!("job", job_id = %job.id, attempt = job.attempt, kind = job.request.kind());
         if let Some(started) = job.started_at {
@@ -266,16 +301,8 @@ impl<D: Delivery> Worker<D> {
         }
         async {
             let started = Instant::now();
-            let flags = Arc::new(Flags::default());
-            let heartbeat = tokio::spawn(heartbeat(
-                self.queue.clone(),
-                job.id,
-                job.attempt,
-                self.config.heartbeat,
-                flags.clone(),
-            ));
-            let outcome = self.attempt(&job, &flags).await;
-            heartbeat.abort();
+            let outcome = self.attempt(&job, &lease.flags).await;
+            lease.stop();
             self.settle(&job, outcome, started).await;
         }
         .instrument(span)

@@ -732,3 +732,115 @@ async fn the_gateway_delivers_interactions_to_the_same_handlers() {
             .any(|r| r.method == "GET" && r.path == format!("/api/v10/channels/{CHANNEL_ID}"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_the_job_in_hand_and_releases_the_rest_of_the_batch() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let (id, token) = new_interaction();
+        let member = Member::new(&format!("12000000000000005{n:02}"), "user");
+        acked(
+            &stack,
+            &interactions::imagine(&id, &token, &member, &format!("a boat {n} --seed {n}")),
+        )
+        .await;
+        ids.push(id);
+    }
+    let mut jobs = Vec::new();
+    for id in &ids {
+        jobs.push(
+            stack
+                .queue
+                .job_by_idempotency_key(&format!("discord:{id}"))
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+        );
+    }
+    // The first post is held, so the engine is mid-job when the signal comes.
+    stack.fake.push_fault(Fault::Hold(Duration::from_secs(5)));
+    stack
+        .start_engine(&[("WORDUP_ENGINE_BATCH", "3")])
+        .await
+        .unwrap();
+    stack.fake.wait_for_messages(1, POST_TIMEOUT).await.unwrap();
+    let status = stack.stop_engine().await.unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut states = Vec::new();
+    for job in &jobs {
+        let job = stack.queue.job(*job).await.unwrap().unwrap();
+        states.push((job.state, job.attempt, job.max_attempts));
+    }
+    // One finished; the other two were released (a release gives the
+    // attempt back: max_attempts + 1), not left to expire and be rescued,
+    // though the job in hand outlasted their lease (3 s here).
+    states.sort_by_key(|s| s.0 as u8);
+    assert_eq!(
+        states,
+        [
+            (JobState::Queued, 1, 4),
+            (JobState::Queued, 1, 4),
+            (JobState::Succeeded, 1, 3)
+        ]
+    );
+    assert_eq!(stack.fake.messages().len(), 1);
+}
+
+#[tokio::test]
+async fn register_commands_puts_the_definitions_for_a_guild_or_globally() {
+    let stack = Stack::start().await.unwrap();
+    for (args, path) in [
+        (
+            vec!["register-commands", "--guild", "1200000000000000002"],
+            "/api/v10/applications/1200000000000000001/guilds/1200000000000000002/commands",
+        ),
+        (
+            vec!["register-commands"],
+            "/api/v10/applications/1200000000000000001/commands",
+        ),
+    ] {
+        let output =
+            tokio::process::Command::new(wordup_tests::stack::workspace_bin("wordup-bot").unwrap())
+                .args(&args)
+                .env("DATABASE_URL", stack.db.url())
+                .env("WORDUP_DISCORD_BOT_TOKEN", interactions::BOT_TOKEN)
+                .env(
+                    "WORDUP_DISCORD_APPLICATION_ID",
+                    interactions::APPLICATION_ID,
+                )
+                .env("WORDUP_DISCORD_API_URL", &stack.fake.url)
+                .output()
+                .await
+                .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            stdout.contains("/imagine, /settings, /queue, /help"),
+            "{stdout}"
+        );
+        let put = stack
+            .fake
+            .requests()
+            .into_iter()
+            .rfind(|r| r.method == "PUT")
+            .unwrap();
+        assert_eq!(put.path, path);
+        let names: Vec<&str> = put
+            .json
+            .as_ref()
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["imagine", "settings", "queue", "help"]);
+    }
+}
