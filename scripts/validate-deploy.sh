@@ -10,15 +10,20 @@ OUT=target/deploy
 mkdir -p "$OUT"
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+# A fresh machine may have no package lists yet.
+install() {
+    as_root apt-get install -y -qq "$@" >/dev/null 2>&1 \
+        || { as_root apt-get update -qq && as_root apt-get install -y -qq "$@" >/dev/null; }
+}
 
 # Tools, installed where missing.
 if docker compose version >/dev/null 2>&1; then
     COMPOSE=(docker compose)
 else
-    command -v docker-compose >/dev/null || as_root apt-get install -y -qq docker-compose >/dev/null
+    command -v docker-compose >/dev/null || install docker-compose
     COMPOSE=(docker-compose)
 fi
-command -v kubectl >/dev/null || as_root apt-get install -y -qq kubernetes-client >/dev/null
+command -v kubectl >/dev/null || install kubernetes-client
 VENV=target/validate-venv
 if [ ! -x "$VENV/bin/kubernetes-validate" ]; then
     python3 -m venv "$VENV"
