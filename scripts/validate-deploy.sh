@@ -11,7 +11,7 @@ mkdir -p "$OUT"
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 # A fresh machine may have no package lists yet.
-install() {
+apt_install() {
     as_root apt-get install -y -qq "$@" >/dev/null 2>&1 \
         || { as_root apt-get update -qq && as_root apt-get install -y -qq "$@" >/dev/null; }
 }
@@ -20,10 +20,10 @@ install() {
 if docker compose version >/dev/null 2>&1; then
     COMPOSE=(docker compose)
 else
-    command -v docker-compose >/dev/null || install docker-compose
+    command -v docker-compose >/dev/null || apt_install docker-compose
     COMPOSE=(docker-compose)
 fi
-command -v kubectl >/dev/null || install kubernetes-client
+command -v kubectl >/dev/null || apt_install kubernetes-client
 VENV=target/validate-venv
 if [ ! -x "$VENV/bin/kubernetes-validate" ]; then
     python3 -m venv "$VENV"
