@@ -12,7 +12,7 @@ use wordup_bot::discord::handler::DiscordApp;
 use wordup_bot::discord::verify::RequestVerifier;
 use wordup_bot::discord::{DiscordSettings, gateway, slash_commands};
 use wordup_bot::health::Health;
-use wordup_bot::metrics::{self, BotMetrics, MetricsState};
+use wordup_bot::metrics::{self, ApiMetrics, BotMetrics, MetricsState};
 use wordup_bot::settings::{CommandSettings, DatabaseSettings};
 use wordup_bot::slack::SlackSettings;
 use wordup_bot::slack::endpoint::{self as slack_endpoint, SlackEndpointState};
@@ -117,14 +117,16 @@ async fn main() -> Result<()> {
             let mut registry = Registry::with_prefix("wordup");
             let bot_metrics = BotMetrics::default();
             bot_metrics.register(&mut registry);
+            let api_metrics = ApiMetrics::default();
+            api_metrics.register(&mut registry);
             let mut router = axum::Router::new();
             if !discord.discord_public_key.is_empty() {
                 let verifier = RequestVerifier::new(&discord.discord_public_key)?;
-                let app = DiscordApp {
+                let mut app = DiscordApp {
                     commands: commands.clone(),
                     rest: discord.rest()?,
                 };
-                app.rest.counters.register(&mut registry, "discord");
+                app.rest.counters = api_metrics.for_platform("discord");
                 router = router.merge(endpoint::router(EndpointState {
                     app,
                     verifier,
@@ -133,11 +135,11 @@ async fn main() -> Result<()> {
                 tracing::info!(path = endpoint::PATH, "serving Discord interactions");
             }
             if !slack.slack_signing_secret.expose().is_empty() {
-                let app = slack_app(&slack, commands.clone())?;
+                let mut app = slack_app(&slack, commands.clone())?;
+                app.api.counters = api_metrics.for_platform("slack");
                 let verifier = SlackEventSignatureVerifier::new(&SlackSigningSecret::new(
                     slack.slack_signing_secret.expose().to_owned(),
                 ));
-                app.api.counters.register(&mut registry, "slack");
                 router = router.merge(slack_endpoint::router(SlackEndpointState {
                     app,
                     verifier: std::sync::Arc::new(verifier),
@@ -173,7 +175,10 @@ async fn main() -> Result<()> {
                 rest: discord.rest()?,
             };
             let mut registry = Registry::with_prefix("wordup");
-            app.rest.counters.register(&mut registry, "discord");
+            let api_metrics = ApiMetrics::default();
+            api_metrics.register(&mut registry);
+            let mut app = app;
+            app.rest.counters = api_metrics.for_platform("discord");
             spawn_metrics(metrics_bind, registry, queue);
             tokio::select! {
                 result = gateway::run(app, &discord.discord_bot_token, &discord.discord_api_url) => result?,
@@ -197,7 +202,10 @@ async fn main() -> Result<()> {
                 },
             )?;
             let mut registry = Registry::with_prefix("wordup");
-            app.api.counters.register(&mut registry, "slack");
+            let api_metrics = ApiMetrics::default();
+            api_metrics.register(&mut registry);
+            let mut app = app;
+            app.api.counters = api_metrics.for_platform("slack");
             spawn_metrics(metrics_bind, registry, queue);
             tokio::select! {
                 result = slack_socket::run(app, slack.slack_app_token.clone()) => result?,

@@ -35,7 +35,13 @@ pub struct TierLabels {
     pub tier: String,
 }
 
-/// Counters of a platform API client.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PlatformLabels {
+    pub platform: String,
+}
+
+/// Counters of one platform's API client (shared with the families they
+/// were taken from, once registered).
 #[derive(Debug, Clone, Default)]
 pub struct ApiCounters {
     pub requests: Counter,
@@ -43,24 +49,43 @@ pub struct ApiCounters {
     pub retries: Counter,
 }
 
-impl ApiCounters {
-    pub fn register(&self, registry: &mut Registry, platform: &str) {
-        let sub = registry.sub_registry_with_label(("platform".into(), platform.to_owned().into()));
-        sub.register(
+/// The API clients' counters, one family each, labelled by platform.
+#[derive(Debug, Clone, Default)]
+pub struct ApiMetrics {
+    requests: Family<PlatformLabels, Counter>,
+    rate_limited: Family<PlatformLabels, Counter>,
+    retries: Family<PlatformLabels, Counter>,
+}
+
+impl ApiMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
             "api_requests",
             "Calls to the platform's API",
             self.requests.clone(),
         );
-        sub.register(
+        registry.register(
             "api_rate_limited",
             "429 answers from the platform's API",
             self.rate_limited.clone(),
         );
-        sub.register(
+        registry.register(
             "delivery_retries",
             "Platform API calls retried (after a 429, a 5xx or a connection failure)",
             self.retries.clone(),
         );
+    }
+
+    /// Counters for one platform's client, counting into these families.
+    pub fn for_platform(&self, platform: &str) -> ApiCounters {
+        let labels = PlatformLabels {
+            platform: platform.to_owned(),
+        };
+        ApiCounters {
+            requests: self.requests.get_or_create(&labels).clone(),
+            rate_limited: self.rate_limited.get_or_create(&labels).clone(),
+            retries: self.retries.get_or_create(&labels).clone(),
+        }
     }
 }
 

@@ -84,15 +84,43 @@ fn xml_escape(text: &str) -> String {
 /// Alt text for an image made from `prompt`: says it is AI-generated and
 /// what was asked, within Discord's 1024-character description limit.
 pub fn alt_text(prompt: &str) -> String {
+    capped_alt("AI-generated image", prompt)
+}
+
+/// Alt text for the 2×2 grid of four images made from `prompt`, within the
+/// same limit.
+pub fn grid_alt_text(prompt: &str) -> String {
+    capped_alt("Four AI-generated images in a grid", prompt)
+}
+
+fn capped_alt(what: &str, prompt: &str) -> String {
     const LIMIT: usize = 1000;
     let prompt = prompt.split_whitespace().collect::<Vec<_>>().join(" ");
-    let text = format!("AI-generated image: {prompt}");
+    let text = format!("{what}: {prompt}");
     if text.chars().count() <= LIMIT {
         return text;
     }
     let mut cut: String = text.chars().take(LIMIT - 1).collect();
     cut.push('…');
     cut
+}
+
+#[cfg(test)]
+mod alt_tests {
+    use super::*;
+
+    #[test]
+    fn alt_texts_stay_within_discords_description_limit() {
+        let long = "word ".repeat(400);
+        for alt in [alt_text(&long), grid_alt_text(&long)] {
+            assert_eq!(alt.chars().count(), 1000);
+            assert!(alt.ends_with('…'));
+        }
+        assert_eq!(
+            grid_alt_text("a  fox"),
+            "Four AI-generated images in a grid: a fox"
+        );
+    }
 }
 
 /// PNG bytes with the provenance as iTXt chunks (UTF-8) and an XMP packet.

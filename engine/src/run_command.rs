@@ -11,7 +11,7 @@ use prometheus_client::registry::Registry;
 use wordup_bot::delivery::{Attachment, DeliveryError, ResultKind, ResultPost};
 use wordup_bot::discord::DiscordSettings;
 use wordup_bot::discord::delivery::DiscordDelivery;
-use wordup_bot::metrics::MetricsState;
+use wordup_bot::metrics::{ApiMetrics, MetricsState};
 use wordup_bot::settings::DatabaseSettings;
 use wordup_bot::slack::SlackSettings;
 use wordup_bot::slack::delivery::SlackDelivery;
@@ -67,27 +67,27 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let worker_metrics = Arc::new(WorkerMetrics::default());
     let mut registry = Registry::with_prefix("wordup");
     worker_metrics.register(&mut registry);
+    let api_metrics = ApiMetrics::default();
+    api_metrics.register(&mut registry);
     let discord = if args.discord.discord_bot_token.expose().is_empty() {
         tracing::warn!("WORDUP_DISCORD_BOT_TOKEN is not set: Discord jobs will fail to post");
         None
     } else {
-        Some(DiscordDelivery::new(args.discord.rest()?))
+        let mut rest = args.discord.rest()?;
+        rest.counters = api_metrics.for_platform("discord");
+        Some(DiscordDelivery::new(rest))
     };
     let slack = if args.slack.enabled() {
+        let mut api = args.slack.api()?;
+        api.counters = api_metrics.for_platform("slack");
         Some(SlackDelivery {
-            api: args.slack.api()?,
+            api,
             queue: queue.clone(),
         })
     } else {
         tracing::warn!("WORDUP_SLACK_BOT_TOKEN is not set: Slack jobs will fail to post");
         None
     };
-    if let Some(discord) = &discord {
-        discord.rest.counters.register(&mut registry, "discord");
-    }
-    if let Some(slack) = &slack {
-        slack.api.counters.register(&mut registry, "slack");
-    }
     let ready = Arc::new(AtomicBool::new(false));
     let state = MetricsState::new(registry, queue.clone(), ready.clone());
     let bind = args.metrics_bind;

@@ -708,8 +708,11 @@ impl<D: Delivery> Worker<D> {
             Outcome::Cancelled => {
                 self.metrics.count_job(kind, "cancelled");
                 tracing::info!("job cancelled");
+                // Settle first: the notice may wait out rate limits, and the
+                // lease is no longer kept.
+                let settled = self.queue.acknowledge_cancel(job.id, job.attempt).await;
                 let _ = self.delivery.notice(job, "cancelled").await;
-                self.queue.acknowledge_cancel(job.id, job.attempt).await
+                settled
             }
             Outcome::Failed {
                 error,
@@ -719,11 +722,13 @@ impl<D: Delivery> Worker<D> {
                 tracing::warn!(%error, ?failure, "job attempt failed");
                 match self.queue.fail(job.id, job.attempt, &error, failure).await {
                     Ok(FailOutcome::Failed) => {
+                        self.metrics.count_job(kind, "failed");
                         if let Err(e) = self
                             .delivery
                             .notice(job, &format!("failed: {user_text}"))
                             .await
                         {
+                            self.metrics.delivery_failures.inc();
                             tracing::warn!(error = %e, "could not tell the requester about a failure");
                         }
                         Ok(())

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use prometheus_client::registry::Registry;
-use wordup_bot::metrics::{ApiCounters, BotMetrics, MetricsState};
+use wordup_bot::metrics::{ApiMetrics, BotMetrics, MetricsState};
 use wordup_engine::metrics::WorkerMetrics;
 use wordup_tests::pg::TestDb;
 
@@ -28,7 +28,9 @@ async fn exported_names() -> BTreeSet<String> {
     let bot = BotMetrics::default();
     bot.register(&mut registry);
     bot.observe("discord", "answered", std::time::Duration::from_millis(1));
-    ApiCounters::default().register(&mut registry, "discord");
+    let api = ApiMetrics::default();
+    api.register(&mut registry);
+    api.for_platform("discord").retries.inc();
     let state = MetricsState::new(registry, queue, Arc::new(AtomicBool::new(true)));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let bind = listener.local_addr().unwrap();

@@ -124,6 +124,22 @@ impl DiscordDelivery {
                     .await
                     .map_err(classify)?
             }
+            // Replying needs Read Message History; without it, post plainly.
+            Err(e @ RestError::Api { .. })
+                if e.code() == Some(50013) && body.get("message_reference").is_some() =>
+            {
+                tracing::warn!(error = %e, "cannot reply here; posting without the reply");
+                body.as_object_mut().map(|b| b.remove("message_reference"));
+                self.rest
+                    .call(
+                        reqwest::Method::POST,
+                        &path,
+                        Some(&body),
+                        std::slice::from_ref(&upload),
+                    )
+                    .await
+                    .map_err(classify)?
+            }
             Err(e) => return Err(classify(e)),
         };
         let id = posted

@@ -39,7 +39,7 @@ pub enum RestError {
     #[error("rate limited for {0:?}, longer than we wait inline")]
     RateLimited(Duration),
     #[error("cannot reach Discord: {0}")]
-    Transport(#[from] reqwest::Error),
+    Transport(reqwest::Error),
 }
 
 impl RestError {
@@ -218,6 +218,14 @@ fn form(
         form = form.part(format!("files[{id}]"), part);
     }
     Ok(form)
+}
+
+/// Request URLs carry secrets (interaction tokens, response and upload
+/// URLs), so errors drop them before they can reach a log or a job's error.
+impl From<reqwest::Error> for RestError {
+    fn from(e: reqwest::Error) -> Self {
+        RestError::Transport(e.without_url())
+    }
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ pub enum SlackError {
     #[error("rate limited for {0:?}, longer than we wait inline")]
     RateLimited(Duration),
     #[error("cannot reach Slack: {0}")]
-    Transport(#[from] reqwest::Error),
+    Transport(reqwest::Error),
 }
 
 impl SlackError {
@@ -198,8 +198,10 @@ impl SlackApi {
                             || response.status() == StatusCode::TOO_MANY_REQUESTS) =>
                 {
                     self.counters.retries.inc();
-                    let wait = retry_after_header(response.headers())
-                        .map_or_else(|| backoff(attempt), |s| Duration::from_secs_f64(s.max(0.0)));
+                    let wait = retry_after_header(response.headers()).map_or_else(
+                        || backoff(attempt),
+                        |s| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(MAX_RETRY_AFTER),
+                    );
                     tokio::time::sleep(wait.min(MAX_RETRY_AFTER)).await;
                 }
                 Ok(response) => {
@@ -294,5 +296,13 @@ impl SlackApi {
             }
             return Ok(answer);
         }
+    }
+}
+
+/// Request URLs carry secrets (interaction tokens, response and upload
+/// URLs), so errors drop them before they can reach a log or a job's error.
+impl From<reqwest::Error> for SlackError {
+    fn from(e: reqwest::Error) -> Self {
+        SlackError::Transport(e.without_url())
     }
 }

@@ -33,9 +33,21 @@ fn classify(e: SlackError) -> DeliveryError {
     }
 }
 
+/// Block Kit text is at most 3000 characters, and escaping grows a prompt.
+fn short(prompt: &str) -> String {
+    let cut: String = prompt.chars().take(300).collect();
+    if cut.len() < prompt.len() {
+        format!("{cut}…")
+    } else {
+        cut
+    }
+}
+
 fn headline(job: &Job) -> String {
     match &job.request {
-        Request::Imagine(r) => format!("<@{}>: *{}*", job.origin.user_id, escape(&r.prompt)),
+        Request::Imagine(r) => {
+            format!("<@{}>: *{}*", job.origin.user_id, escape(&short(&r.prompt)))
+        }
         other => format!("<@{}>: {}", job.origin.user_id, describe(other)),
     }
 }
@@ -82,7 +94,7 @@ impl SlackDelivery {
         let reply = reply(job)?;
         let comment = format!(
             "*{}* — {} — <@{}>",
-            escape(&post.prompt),
+            escape(&short(&post.prompt)),
             post.what,
             job.origin.user_id
         );

@@ -109,7 +109,21 @@ impl SlackApp {
                 channel_nsfw: false,
                 reply: reply.to_value(),
             };
-            let accepted = app.commands.imagine(&invocation, &args).await?;
+            let accepted = match app.commands.imagine(&invocation, &args).await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Leave no parent saying "queued" for a job that is not.
+                    let _ = app
+                        .api
+                        .update_message(
+                            &origin.channel_id,
+                            &parent_ts,
+                            &format!("{task_headline} — not queued: {}", e.user_message()),
+                        )
+                        .await;
+                    return Err(e);
+                }
+            };
             let _ = app
                 .api
                 .update_message(
