@@ -4,8 +4,10 @@
 # PyPI wheels, libcuda (which only the driver ships) is replaced at link
 # time by a stub with its soname, and the compute capability is given
 # rather than queried. Output: a stripped binary at target/cuda/wordup-engine
-# that runs on hosts with an NVIDIA driver for CUDA 13 (580+) and the
-# CUDA 13 runtime libraries (the engine image's base has them).
+# and its gzip (target/cuda/wordup-engine.gz, ~20 MB, to carry to a GPU
+# host), which run on hosts with an NVIDIA driver for CUDA 13 (580+) and
+# the CUDA 13 runtime libraries (cudart, cuBLAS, cuRAND, cuDNN 9; the
+# engine image's base has them). Without a usable GPU it runs on the CPU.
 #
 #   ./scripts/build-cuda.sh            # sm_90 (H100/H200)
 #   CUDA_COMPUTE_CAP=89 ./scripts/build-cuda.sh
@@ -37,14 +39,23 @@ for lib in "$CUDA"/lib/lib*.so.* "$CUDNN"/lib/lib*.so.*; do
     [ -e "$base" ] || ln -s "$(basename "$lib")" "$base"
 done
 
-# 3. A libcuda stub: the driver API is resolved at run time, but something
-#    must carry the soname at link time.
+# 3. A libcuda stub: only the driver ships libcuda.so.1, and candle links
+#    cudarc's driver API dynamically, so the linker needs every symbol it
+#    references. The stub defines them all (taken from cudarc's bindings)
+#    under the real soname; at run time the driver's library is loaded
+#    instead and the stub is never used.
 STUB="$ROOT/stub"
 mkdir -p "$STUB"
 if [ ! -e "$STUB/libcuda.so" ]; then
-    echo 'void wordup_libcuda_stub(void) {}' > "$STUB/stub.c"
+    cudarc_src="$(cargo metadata --format-version 1 --features wordup-engine/cuda 2>/dev/null | python3 -c '
+import json, sys
+meta = json.load(sys.stdin)
+print(next(p["manifest_path"] for p in meta["packages"] if p["name"] == "cudarc").rsplit("/", 1)[0])')"
+    grep -ohE "fn cu[A-Za-z0-9_]+\(" "$cudarc_src/src/driver/sys/mod.rs" | sed 's/^fn //; s/($//' | sort -u \
+        | awk '{ print "int " $1 "(void) { return 999; /* CUDA_ERROR_UNKNOWN */ }" }' > "$STUB/stub.c"
     gcc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$STUB/libcuda.so.1" "$STUB/stub.c"
     ln -sf libcuda.so.1 "$STUB/libcuda.so"
+    echo "libcuda stub: $(wc -l < "$STUB/stub.c") symbols" >&2
 fi
 
 export CUDA_ROOT="$CUDA" CUDA_PATH="$CUDA" CUDA_HOME="$CUDA" CUDA_TOOLKIT_ROOT_DIR="$CUDA"
@@ -55,11 +66,13 @@ export LD_LIBRARY_PATH="$CUDA/lib:$CUDNN/lib:$STUB:${LD_LIBRARY_PATH:-}"
 export CPATH="$CUDA/include:$CUDNN/include:${CPATH:-}"
 export NVCC_PREPEND_FLAGS="${NVCC_PREPEND_FLAGS:-} -I$CUDA/include -I$CUDNN/include"
 
-# 4. Build, then strip: debug info is most of the binary's size.
+# 4. Build, then strip (debug info is most of the binary's size) and gzip:
+#    the kernels' PTX keeps it near 65 MB, and gzip brings it to about 20.
 echo "== building wordup-engine with cuda,cudnn for sm_$CUDA_COMPUTE_CAP" >&2
 cargo build --release -p wordup-engine --bin wordup-engine --features cuda,cudnn \
     --target-dir "$ROOT/build"
 cp "$ROOT/build/release/wordup-engine" "$ROOT/wordup-engine"
 strip "$ROOT/wordup-engine"
-ls -l "$ROOT/wordup-engine" >&2
-echo "$ROOT/wordup-engine"
+gzip -9 -k -f "$ROOT/wordup-engine"
+ls -l "$ROOT/wordup-engine" "$ROOT/wordup-engine.gz" >&2
+echo "$ROOT/wordup-engine.gz"

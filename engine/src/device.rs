@@ -7,16 +7,27 @@ use crate::error::Result;
 use crate::source::Variant;
 
 /// The best device this build can use: CUDA or Metal when compiled in and
-/// present, else the CPU.
+/// present, else the CPU. A GPU build on a host without a usable GPU (no
+/// driver, no device) says so and runs on the CPU rather than failing.
 pub fn best_device(force_cpu: bool) -> Result<Device> {
     if force_cpu {
         return Ok(Device::Cpu);
     }
     if candle_core::utils::cuda_is_available() {
-        return Ok(Device::new_cuda(0)?);
+        match Device::new_cuda(0) {
+            Ok(device) => return Ok(device),
+            Err(e) => {
+                tracing::warn!(error = %e, "built with CUDA but no GPU is usable; running on the CPU")
+            }
+        }
     }
     if candle_core::utils::metal_is_available() {
-        return Ok(Device::new_metal(0)?);
+        match Device::new_metal(0) {
+            Ok(device) => return Ok(device),
+            Err(e) => {
+                tracing::warn!(error = %e, "built with Metal but no GPU is usable; running on the CPU")
+            }
+        }
     }
     Ok(Device::Cpu)
 }
