@@ -252,11 +252,9 @@ impl<D: Delivery> Worker<D> {
             if *shutdown.borrow() {
                 break;
             }
-            let claimed = tokio::select! {
-                claimed = self.queue.claim_next(&mut waker, self.config.batch) => claimed,
-                _ = shutdown.changed() => break,
-            };
-            let claimed = match claimed {
+            // The claim itself is never abandoned half-way (a claim that
+            // committed must be run or released); only the waiting is.
+            let claimed = match self.queue.claim(self.config.batch).await {
                 Ok(claimed) => claimed,
                 Err(e) => {
                     tracing::warn!(error = %e, "claim failed; retrying");
@@ -264,6 +262,12 @@ impl<D: Delivery> Worker<D> {
                     continue;
                 }
             };
+            if claimed.is_empty() {
+                tokio::select! {
+                    _ = waker.wait() => continue,
+                    _ = shutdown.changed() => break,
+                }
+            }
             // Every job of the batch is leased from the claim on, so each
             // keeps a heartbeat while it waits for its turn.
             let mut jobs = claimed

@@ -50,7 +50,7 @@ impl Gateway {
     async fn channel_nsfw(&self, channel: serenity::all::ChannelId) -> bool {
         let path = format!("/channels/{channel}");
         let lookup = self.app.rest.get(&path);
-        match tokio::time::timeout(Duration::from_millis(700), lookup).await {
+        match tokio::time::timeout(Duration::from_millis(300), lookup).await {
             Ok(Ok(channel)) => channel
                 .get("nsfw")
                 .and_then(|v| v.as_bool())

@@ -2,9 +2,12 @@
 //! envelopes over a WebSocket, acked on the socket, handled by the same
 //! [`SlackApp`] as the HTTP endpoints. No public URL is needed.
 
+use std::time::Duration;
+
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use slack_morphism::prelude::{SlackCommandEvent, SlackInteractionEvent};
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::handler::SlackApp;
@@ -26,16 +29,54 @@ pub async fn run(app: SlackApp, app_token: Secret) -> anyhow::Result<()> {
     }
 }
 
+/// Slack sends pings every few seconds and asks for reconnects every few
+/// hours; a socket silent for this long is dead.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
 async fn serve_once(app: &SlackApp, app_token: &Secret) -> anyhow::Result<()> {
     let url = app.api.open_connection(app_token).await?;
     let (socket, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
     tracing::info!("connected to Slack over Socket Mode");
     let (mut sink, mut stream) = socket.split();
-    while let Some(frame) = stream.next().await {
-        let text = match frame? {
+    // One writer; every envelope is handled on its own task, so a slow
+    // command never holds up the acks of the envelopes behind it.
+    let (outbox, mut outgoing) = mpsc::unbounded_channel::<Message>();
+    let writer = tokio::spawn(async move {
+        while let Some(message) = outgoing.recv().await {
+            if sink.send(message).await.is_err() {
+                break;
+            }
+        }
+    });
+    let result = read(app, &mut stream, &outbox).await;
+    drop(outbox);
+    writer.abort();
+    result
+}
+
+async fn read<S>(
+    app: &SlackApp,
+    stream: &mut S,
+    outbox: &mpsc::UnboundedSender<Message>,
+) -> anyhow::Result<()>
+where
+    S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let send = |message: Message| {
+        outbox
+            .send(message)
+            .map_err(|_| anyhow::anyhow!("the socket writer stopped"))
+    };
+    loop {
+        let frame = match tokio::time::timeout(READ_TIMEOUT, stream.next()).await {
+            Ok(Some(frame)) => frame?,
+            Ok(None) => return Ok(()),
+            Err(_) => anyhow::bail!("no frame from Slack in {READ_TIMEOUT:?}"),
+        };
+        let text = match frame {
             Message::Text(text) => text,
             Message::Ping(payload) => {
-                sink.send(Message::Pong(payload)).await?;
+                send(Message::Pong(payload))?;
                 continue;
             }
             Message::Close(_) => return Ok(()),
@@ -50,42 +91,46 @@ async fn serve_once(app: &SlackApp, app_token: &Secret) -> anyhow::Result<()> {
             Some("hello") => tracing::debug!("Socket Mode hello"),
             Some("disconnect") => return Ok(()),
             Some("slash_commands") => {
-                let handled = match serde_json::from_value::<SlackCommandEvent>(
-                    envelope["payload"].clone(),
-                ) {
-                    Ok(event) => app.command(event).await,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "unreadable slash command");
-                        crate::ack::Handled::now(Value::Null)
+                let app = app.clone();
+                let outbox = outbox.clone();
+                tokio::spawn(async move {
+                    let handled = match serde_json::from_value::<SlackCommandEvent>(
+                        envelope["payload"].clone(),
+                    ) {
+                        Ok(event) => app.command(event).await,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "unreadable slash command");
+                            crate::ack::Handled::now(Value::Null)
+                        }
+                    };
+                    // The ack carries the command's response, as the HTTP body would.
+                    let mut ack = json!({ "envelope_id": id });
+                    if !handled.response.is_null() {
+                        ack["payload"] = handled.response;
                     }
-                };
-                // The ack carries the command's response, as the HTTP body would.
-                let mut ack = json!({ "envelope_id": id });
-                if !handled.response.is_null() {
-                    ack["payload"] = handled.response;
-                }
-                sink.send(Message::Text(ack.to_string())).await?;
-                if let Some(after) = handled.after {
-                    tokio::spawn(after);
-                }
+                    let _ = outbox.send(Message::Text(ack.to_string()));
+                    if let Some(after) = handled.after {
+                        after.await;
+                    }
+                });
             }
             Some("interactive") => {
-                sink.send(Message::Text(json!({ "envelope_id": id }).to_string()))
-                    .await?;
-                if let Ok(event) =
-                    serde_json::from_value::<SlackInteractionEvent>(envelope["payload"].clone())
-                    && let Some(after) = app.interaction(event).await.after
-                {
-                    tokio::spawn(after);
-                }
+                send(Message::Text(json!({ "envelope_id": id }).to_string()))?;
+                let app = app.clone();
+                tokio::spawn(async move {
+                    if let Ok(event) =
+                        serde_json::from_value::<SlackInteractionEvent>(envelope["payload"].clone())
+                        && let Some(after) = app.interaction(event).await.after
+                    {
+                        after.await;
+                    }
+                });
             }
             _ if !id.is_null() => {
                 // Ack what we do not handle, so Slack does not redeliver it.
-                sink.send(Message::Text(json!({ "envelope_id": id }).to_string()))
-                    .await?;
+                send(Message::Text(json!({ "envelope_id": id }).to_string()))?;
             }
             _ => {}
         }
     }
-    Ok(())
 }
