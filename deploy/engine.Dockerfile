@@ -25,8 +25,9 @@ ARG COMPUTE_CAP
 RUN apt-get update \
     && apt-get install -y --no-install-recommends curl ca-certificates build-essential pkg-config \
     && rm -rf /var/lib/apt/lists/*
+ENV CARGO_HOME=/usr/local/cargo RUSTUP_HOME=/usr/local/rustup
 RUN curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
-ENV PATH=/root/.cargo/bin:$PATH CUDA_COMPUTE_CAP=${COMPUTE_CAP} CUDARC_CUDA_VERSION=13000
+ENV PATH=/usr/local/cargo/bin:$PATH CUDA_COMPUTE_CAP=${COMPUTE_CAP} CUDARC_CUDA_VERSION=13000
 WORKDIR /src
 COPY . .
 RUN cargo build --release -p wordup-engine --bin wordup-engine --features cuda,cudnn \
