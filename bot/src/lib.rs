@@ -16,3 +16,4 @@ pub mod settings;
 pub mod signals;
 pub mod slack;
 pub mod telemetry;
+pub mod text;

@@ -426,17 +426,7 @@ impl<D: Delivery> Worker<D> {
             if withheld[idx] {
                 continue;
             }
-            let provenance = Provenance {
-                prompt: resolved.prompt.clone(),
-                negative_prompt: resolved.negative_prompt.clone(),
-                seed: d.seed,
-                steps: resolved.steps,
-                guidance: resolved.guidance,
-                scheduler: self.models.pipeline.scheduler_kind.name().to_owned(),
-                model: self.config.model_id.clone(),
-                clip_score: None,
-            };
-            let png = match output::encode_png(&d.image, &provenance) {
+            let png = match output::encode_png(&d.image, &self.provenance(&resolved, d.seed)) {
                 Ok(png) => png,
                 Err(e) => return e.into(),
             };
@@ -502,10 +492,11 @@ impl<D: Delivery> Worker<D> {
                 }
             }
         };
-        let finished = match self.attachment(job, root, what, kind, &picture, drawn[0].seed) {
-            Ok(finished) => finished,
-            Err(e) => return e.into(),
-        };
+        let finished =
+            match self.attachment(job, root, &resolved, what, kind, &picture, drawn[0].seed) {
+                Ok(finished) => finished,
+                Err(e) => return e.into(),
+            };
         let timed = Instant::now();
         let posted = match self.delivery.post(job, &finished).await {
             Ok(posted) => posted,
@@ -531,27 +522,32 @@ impl<D: Delivery> Worker<D> {
         }
     }
 
-    fn attachment(
-        &self,
-        job: &Job,
-        root: &ImagineRequest,
-        what: String,
-        kind: FinishedKind,
-        picture: &RgbImage,
-        seed: u64,
-    ) -> Result<Finished, EngineError> {
-        let resolved = self.models.resolve(root);
-        let provenance = Provenance {
-            prompt: resolved.prompt,
-            negative_prompt: resolved.negative_prompt,
+    /// How an image of this job was made, for its PNG.
+    fn provenance(&self, resolved: &render::Resolved, seed: u64) -> Provenance {
+        Provenance {
+            prompt: resolved.prompt.clone(),
+            negative_prompt: resolved.negative_prompt.clone(),
             seed,
             steps: resolved.steps,
             guidance: resolved.guidance,
             scheduler: self.models.pipeline.scheduler_kind.name().to_owned(),
             model: self.config.model_id.clone(),
             clip_score: None,
-        };
-        let png = output::encode_png(picture, &provenance)?;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn attachment(
+        &self,
+        job: &Job,
+        root: &ImagineRequest,
+        resolved: &render::Resolved,
+        what: String,
+        kind: FinishedKind,
+        picture: &RgbImage,
+        seed: u64,
+    ) -> Result<Finished, EngineError> {
+        let png = output::encode_png(picture, &self.provenance(resolved, seed))?;
         let limit = usize::try_from(self.delivery.attachment_limit(job)).unwrap_or(usize::MAX);
         let fitted = output::fit_to_limit(png, picture, limit)?;
         let stem = match kind {
@@ -715,7 +711,10 @@ impl<D: Delivery> Worker<D> {
                 // Settle first: the notice may wait out rate limits, and the
                 // lease is no longer kept.
                 let settled = self.queue.acknowledge_cancel(job.id, job.attempt).await;
-                let _ = self.delivery.notice(job, "cancelled").await;
+                if let Err(e) = self.delivery.notice(job, "cancelled").await {
+                    self.metrics.delivery_failures.inc();
+                    tracing::warn!(error = %e, "could not tell the requester about a cancellation");
+                }
                 settled
             }
             Outcome::Failed {

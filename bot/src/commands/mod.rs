@@ -108,6 +108,26 @@ impl CommandError {
     }
 }
 
+impl CommandError {
+    /// Logs our own failures (the user is only told that something went wrong).
+    pub fn log(&self) {
+        if let CommandError::Queue(e) = self {
+            tracing::error!(error = %e, "command failed");
+        }
+    }
+}
+
+/// A command's text for the user: its answer, or what went wrong.
+pub fn reply_text(result: Result<String, CommandError>) -> String {
+    match result {
+        Ok(text) => text,
+        Err(e) => {
+            e.log();
+            format!("⚠️ {}", e.user_message())
+        }
+    }
+}
+
 impl From<GrammarError> for CommandError {
     fn from(e: GrammarError) -> Self {
         CommandError::User(UserError::Grammar(e))

@@ -31,11 +31,7 @@ pub fn render(jobs: &[(Job, Option<i64>)]) -> String {
 pub fn describe(request: &Request) -> String {
     match request {
         Request::Imagine(r) => {
-            let mut prompt: String = r.prompt.chars().take(60).collect();
-            if r.prompt.chars().count() > 60 {
-                prompt.push('…');
-            }
-            format!("\"{prompt}\"")
+            format!("\"{}\"", crate::text::shorten(&r.prompt, 60))
         }
         Request::Upscale { parent, index, .. } => {
             format!("upscale of image {} of job {parent}", index + 1)

@@ -12,6 +12,7 @@ use super::rest::{DiscordRest, RestError, Upload};
 use crate::buttons::ButtonId;
 use crate::commands::queue_status::describe;
 use crate::delivery::{DeliveryError, ResultKind, ResultPost};
+use crate::text::shorten;
 
 #[derive(Debug, Clone)]
 pub struct DiscordDelivery {
@@ -153,7 +154,7 @@ impl DiscordDelivery {
             edit_original(
                 &self.rest,
                 live,
-                &format!("**{}** — done ✅", escape(&short(&post.prompt))),
+                &format!("**{}** — done ✅", escape(&shorten(&post.prompt, 300))),
             )
             .await;
         }
@@ -177,7 +178,7 @@ impl DiscordDelivery {
 /// "**a red fox** — denoising 2/4"
 pub fn progress_text(job: &Job, progress: &Progress) -> String {
     let what = match &job.request {
-        Request::Imagine(r) => format!("**{}**", escape(&short(&r.prompt))),
+        Request::Imagine(r) => format!("**{}**", escape(&shorten(&r.prompt, 300))),
         other => describe(other),
     };
     let step = if progress.total > 1 {
@@ -211,7 +212,7 @@ pub fn message_body(job: &Job, post: &ResultPost) -> Value {
     json!({
         "content": format!(
             "**{}** — {} — <@{}>",
-            escape(&short(&post.prompt)),
+            escape(&shorten(&post.prompt, 300)),
             post.what,
             job.origin.user_id
         ),
@@ -221,15 +222,6 @@ pub fn message_body(job: &Job, post: &ResultPost) -> Value {
         "nonce": format!("wu{}", job.id),
         "enforce_nonce": true,
     })
-}
-
-fn short(prompt: &str) -> String {
-    let cut: String = prompt.chars().take(300).collect();
-    if cut.len() < prompt.len() {
-        format!("{cut}…")
-    } else {
-        cut
-    }
 }
 
 fn live_reply(job: &Job) -> Option<DiscordReply> {

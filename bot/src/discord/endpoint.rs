@@ -48,8 +48,13 @@ async fn interactions(
             .observe("discord", "unauthorized", started.elapsed());
         return (StatusCode::UNAUTHORIZED, "invalid request signature").into_response();
     }
-    let interaction: Interaction = match serenity::json::from_slice(&body) {
-        Ok(interaction) => interaction,
+    // One parse: serenity's model drops `channel.nsfw`, so read it first.
+    let parsed = serde_json::from_slice::<serde_json::Value>(&body).and_then(|raw| {
+        let nsfw = raw["channel"]["nsfw"].as_bool().unwrap_or(false);
+        serde_json::from_value::<Interaction>(raw).map(|interaction| (interaction, nsfw))
+    });
+    let (interaction, channel_nsfw) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             tracing::warn!(error = %e, "unreadable interaction");
             state
@@ -58,7 +63,7 @@ async fn interactions(
             return (StatusCode::BAD_REQUEST, "unreadable interaction").into_response();
         }
     };
-    let handled = state.app.handle(interaction, channel_nsfw(&body)).await;
+    let handled = state.app.handle(interaction, channel_nsfw).await;
     if let Some(after) = handled.after {
         tokio::spawn(after);
     }
@@ -66,12 +71,4 @@ async fn interactions(
         .metrics
         .observe("discord", "answered", started.elapsed());
     axum::Json(handled.response).into_response()
-}
-
-/// `channel.nsfw` from the raw payload; serenity's `PartialChannel` drops it.
-pub fn channel_nsfw(body: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("channel")?.get("nsfw")?.as_bool())
-        .unwrap_or(false)
 }

@@ -16,7 +16,10 @@ use super::rest::DiscordRest;
 use crate::ack::{ACK_BUDGET, Handled};
 use crate::buttons::ButtonId;
 use crate::commands::settings::SettingsChange;
-use crate::commands::{Accepted, CommandError, Commands, Invocation, help, imagine, position_text};
+use crate::commands::{
+    Accepted, CommandError, Commands, Invocation, help, imagine, position_text, reply_text,
+};
+use crate::text::shorten;
 
 pub const PLATFORM: &str = "discord";
 
@@ -50,7 +53,7 @@ impl DiscordApp {
                     .commands
                     .queue_status(PLATFORM, &command.user.id.to_string())
                     .await;
-                now(ephemeral(&render(text)))
+                now(ephemeral(&reply_text(text)))
             }
             "settings" => {
                 let change = settings_change(&command.data.options);
@@ -68,7 +71,7 @@ impl DiscordApp {
                         &change,
                     )
                     .await;
-                now(ephemeral(&render(text)))
+                now(ephemeral(&reply_text(text)))
             }
             "help" => now(ephemeral(&help::text("/settings", "/queue"))),
             other => now(ephemeral(&format!("unknown command /{other}"))),
@@ -96,7 +99,7 @@ impl DiscordApp {
         };
         let commands = self.commands.clone();
         let enqueue = tokio::spawn(async move { commands.imagine(&invocation, &args).await });
-        let headline = format!("**{}**", escape(&text_prompt(text)));
+        let headline = format!("**{}**", escape(&shorten(text, 200)));
         self.acked(enqueue, reply, headline, false).await
     }
 
@@ -152,7 +155,7 @@ impl DiscordApp {
                 }
             }
             Ok(Ok(Err(e))) => {
-                log_internal(&e);
+                e.log();
                 now(ephemeral(&format!("⚠️ {}", e.user_message())))
             }
             Ok(Err(join)) => {
@@ -169,7 +172,7 @@ impl DiscordApp {
                     let text = match enqueue.await {
                         Ok(Ok(accepted)) => accepted_text(&headline, &accepted),
                         Ok(Err(e)) => {
-                            log_internal(&e);
+                            e.log();
                             format!("⚠️ {}", e.user_message())
                         }
                         Err(_) => {
@@ -224,31 +227,6 @@ fn accepted_text(headline: &str, accepted: &Accepted) -> String {
 
 fn now(response: CreateInteractionResponse) -> Handled {
     Handled::now(to_json(&response))
-}
-
-fn log_internal(e: &CommandError) {
-    if let CommandError::Queue(e) = e {
-        tracing::error!(error = %e, "command failed");
-    }
-}
-
-fn render(result: Result<String, CommandError>) -> String {
-    match result {
-        Ok(text) => text,
-        Err(e) => {
-            log_internal(&e);
-            format!("⚠️ {}", e.user_message())
-        }
-    }
-}
-
-fn text_prompt(text: &str) -> String {
-    let prompt: String = text.chars().take(200).collect();
-    if text.chars().count() > 200 {
-        format!("{prompt}…")
-    } else {
-        prompt
-    }
 }
 
 /// Escapes Discord markdown so a prompt shows as typed.
@@ -329,7 +307,6 @@ mod tests {
     #[test]
     fn escapes_markdown_in_prompts() {
         assert_eq!(escape("a *bold* `x`"), "a \\*bold\\* \\`x\\`");
-        assert_eq!(text_prompt(&"é".repeat(201)).chars().count(), 201);
     }
 
     #[test]

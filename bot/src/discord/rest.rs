@@ -13,7 +13,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::metrics::ApiCounters;
-use crate::retry::{MAX_ATTEMPTS, MAX_RETRY_AFTER, backoff, retry_after, retry_after_header};
+use crate::retry::{self, GaveUp};
 use crate::secret::Secret;
 
 pub const DISCORD_URL: &str = "https://discord.com";
@@ -113,72 +113,37 @@ impl DiscordRest {
     ) -> Result<Value, RestError> {
         let url = format!("{}{path}", self.api);
         let payload = body.map(|b| with_attachments(b, uploads));
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            self.counters.requests.inc();
-            let mut request = self
+        let response = retry::send(&self.counters, path, || {
+            let request = self
                 .client
                 .request(method.clone(), &url)
                 .header("Authorization", format!("Bot {}", self.token.expose()));
-            request = match (&payload, uploads.is_empty()) {
+            Ok(match (&payload, uploads.is_empty()) {
                 (Some(payload), true) => request.json(payload),
                 (payload, false) => request.multipart(form(payload.as_ref(), uploads)?),
                 (None, true) => request,
-            };
-            let response = match request.send().await {
-                Ok(response) => response,
-                // Connection failures are retried: message posts carry a
-                // nonce that Discord deduplicates.
-                Err(e) if attempt < MAX_ATTEMPTS && (e.is_connect() || e.is_timeout()) => {
-                    self.counters.retries.inc();
-                    tokio::time::sleep(backoff(attempt)).await;
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let status = response.status();
-            if status == StatusCode::TOO_MANY_REQUESTS {
-                self.counters.rate_limited.inc();
-                let header = retry_after_header(response.headers());
-                let body: Value = response.json().await.unwrap_or(Value::Null);
-                let wait = retry_after(header, &body);
-                if wait > MAX_RETRY_AFTER || attempt >= MAX_ATTEMPTS {
-                    return Err(RestError::RateLimited(wait));
-                }
-                tracing::warn!(
-                    path,
-                    wait_ms = wait.as_millis() as u64,
-                    "Discord rate limit; retrying"
-                );
-                self.counters.retries.inc();
-                tokio::time::sleep(wait).await;
-                continue;
-            }
-            if status.is_server_error() && attempt < MAX_ATTEMPTS {
-                self.counters.retries.inc();
-                tokio::time::sleep(backoff(attempt)).await;
-                continue;
-            }
-            let bytes = response.bytes().await?;
-            let value: Value = if bytes.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-            };
-            if status.is_success() {
-                return Ok(value);
-            }
-            return Err(RestError::Api {
-                status,
-                code: value.get("code").and_then(Value::as_i64).unwrap_or(0),
-                message: value
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("no message")
-                    .to_owned(),
-            });
+            })
+        })
+        .await?;
+        let status = response.status();
+        let bytes = response.bytes().await?;
+        let value: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        if status.is_success() {
+            return Ok(value);
         }
+        Err(RestError::Api {
+            status,
+            code: value.get("code").and_then(Value::as_i64).unwrap_or(0),
+            message: value
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("no message")
+                .to_owned(),
+        })
     }
 }
 
@@ -203,10 +168,7 @@ fn with_attachments(body: &Value, uploads: &[Upload]) -> Value {
     body
 }
 
-fn form(
-    payload: Option<&Value>,
-    uploads: &[Upload],
-) -> Result<reqwest::multipart::Form, RestError> {
+fn form(payload: Option<&Value>, uploads: &[Upload]) -> reqwest::Result<reqwest::multipart::Form> {
     let mut form = reqwest::multipart::Form::new();
     if let Some(payload) = payload {
         form = form.text("payload_json", payload.to_string());
@@ -222,6 +184,15 @@ fn form(
 
 /// Request URLs carry secrets (interaction tokens, response and upload
 /// URLs), so errors drop them before they can reach a log or a job's error.
+impl From<GaveUp> for RestError {
+    fn from(e: GaveUp) -> Self {
+        match e {
+            GaveUp::RateLimited(wait) => RestError::RateLimited(wait),
+            GaveUp::Transport(e) => e.into(),
+        }
+    }
+}
+
 impl From<reqwest::Error> for RestError {
     fn from(e: reqwest::Error) -> Self {
         RestError::Transport(e.without_url())

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::metrics::ApiCounters;
-use crate::retry::{MAX_ATTEMPTS, MAX_RETRY_AFTER, backoff, retry_after, retry_after_header};
+use crate::retry::{self, GaveUp};
 use crate::secret::Secret;
 
 pub const SLACK_API_URL: &str = "https://slack.com/api";
@@ -178,44 +178,22 @@ impl SlackApi {
     }
 
     async fn upload_bytes(&self, url: &str, upload: &SlackUpload<'_>) -> Result<(), SlackError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            self.counters.requests.inc();
+        let response = retry::send(&self.counters, "file upload", || {
             let part = reqwest::multipart::Part::bytes(upload.bytes.to_vec())
                 .file_name(upload.filename.to_owned());
-            let result = self
+            Ok(self
                 .client
                 .post(url)
-                .multipart(reqwest::multipart::Form::new().part("file", part))
-                .send()
-                .await;
-            match result {
-                Ok(response) if response.status().is_success() => return Ok(()),
-                Ok(response)
-                    if attempt < MAX_ATTEMPTS
-                        && (response.status().is_server_error()
-                            || response.status() == StatusCode::TOO_MANY_REQUESTS) =>
-                {
-                    self.counters.retries.inc();
-                    let wait = retry_after_header(response.headers()).map_or_else(
-                        || backoff(attempt),
-                        |s| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(MAX_RETRY_AFTER),
-                    );
-                    tokio::time::sleep(wait.min(MAX_RETRY_AFTER)).await;
-                }
-                Ok(response) => {
-                    return Err(SlackError::Http {
-                        method: "file upload".into(),
-                        status: response.status(),
-                    });
-                }
-                Err(e) if attempt < MAX_ATTEMPTS && (e.is_connect() || e.is_timeout()) => {
-                    self.counters.retries.inc();
-                    tokio::time::sleep(backoff(attempt)).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
+                .multipart(reqwest::multipart::Form::new().part("file", part)))
+        })
+        .await?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(SlackError::Http {
+                method: "file upload".into(),
+                status: response.status(),
+            })
         }
     }
 
@@ -239,68 +217,46 @@ impl SlackApi {
         body: Body<'_>,
     ) -> Result<Value, SlackError> {
         let url = format!("{}/{method}", self.base);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            self.counters.requests.inc();
+        let response = retry::send(&self.counters, method, || {
             let request = self.client.post(&url).bearer_auth(token.expose());
-            let request = match &body {
+            Ok(match &body {
                 Body::Json(json) => request.json(json),
                 Body::Form(form) => request.form(form),
-            };
-            let response = match request.send().await {
-                Ok(response) => response,
-                Err(e) if attempt < MAX_ATTEMPTS && (e.is_connect() || e.is_timeout()) => {
-                    self.counters.retries.inc();
-                    tokio::time::sleep(backoff(attempt)).await;
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let status = response.status();
-            if status == StatusCode::TOO_MANY_REQUESTS {
-                self.counters.rate_limited.inc();
-                let wait = retry_after(retry_after_header(response.headers()), &Value::Null);
-                if wait > MAX_RETRY_AFTER || attempt >= MAX_ATTEMPTS {
-                    return Err(SlackError::RateLimited(wait));
-                }
-                tracing::warn!(
-                    method,
-                    wait_ms = wait.as_millis() as u64,
-                    "Slack rate limit; retrying"
-                );
-                self.counters.retries.inc();
-                tokio::time::sleep(wait).await;
-                continue;
-            }
-            if status.is_server_error() && attempt < MAX_ATTEMPTS {
-                self.counters.retries.inc();
-                tokio::time::sleep(backoff(attempt)).await;
-                continue;
-            }
-            if !status.is_success() {
-                return Err(SlackError::Http {
-                    method: method.to_owned(),
-                    status,
-                });
-            }
-            let answer: Value = response.json().await?;
-            if answer["ok"].as_bool() != Some(true) {
-                return Err(SlackError::Api {
-                    method: method.to_owned(),
-                    error: answer["error"]
-                        .as_str()
-                        .unwrap_or("unknown_error")
-                        .to_owned(),
-                });
-            }
-            return Ok(answer);
+            })
+        })
+        .await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(SlackError::Http {
+                method: method.to_owned(),
+                status,
+            });
         }
+        let answer: Value = response.json().await?;
+        if answer["ok"].as_bool() != Some(true) {
+            return Err(SlackError::Api {
+                method: method.to_owned(),
+                error: answer["error"]
+                    .as_str()
+                    .unwrap_or("unknown_error")
+                    .to_owned(),
+            });
+        }
+        Ok(answer)
     }
 }
 
 /// Request URLs carry secrets (interaction tokens, response and upload
 /// URLs), so errors drop them before they can reach a log or a job's error.
+impl From<GaveUp> for SlackError {
+    fn from(e: GaveUp) -> Self {
+        match e {
+            GaveUp::RateLimited(wait) => SlackError::RateLimited(wait),
+            GaveUp::Transport(e) => e.into(),
+        }
+    }
+}
+
 impl From<reqwest::Error> for SlackError {
     fn from(e: reqwest::Error) -> Self {
         SlackError::Transport(e.without_url())

@@ -10,6 +10,7 @@ use super::blocks::{escape, result_blocks};
 use super::reply::SlackReply;
 use crate::commands::queue_status::describe;
 use crate::delivery::{DeliveryError, ResultPost};
+use crate::text::shorten;
 
 /// The upload step's record: a retried attempt that finds it does not upload again.
 const FILE_POST: &str = "slack:file";
@@ -33,20 +34,14 @@ fn classify(e: SlackError) -> DeliveryError {
     }
 }
 
-/// Block Kit text is at most 3000 characters, and escaping grows a prompt.
-fn short(prompt: &str) -> String {
-    let cut: String = prompt.chars().take(300).collect();
-    if cut.len() < prompt.len() {
-        format!("{cut}…")
-    } else {
-        cut
-    }
-}
-
 fn headline(job: &Job) -> String {
     match &job.request {
         Request::Imagine(r) => {
-            format!("<@{}>: *{}*", job.origin.user_id, escape(&short(&r.prompt)))
+            format!(
+                "<@{}>: *{}*",
+                job.origin.user_id,
+                escape(&shorten(&r.prompt, 300))
+            )
         }
         other => format!("<@{}>: {}", job.origin.user_id, describe(other)),
     }
@@ -94,7 +89,7 @@ impl SlackDelivery {
         let reply = reply(job)?;
         let comment = format!(
             "*{}* — {} — <@{}>",
-            escape(&short(&post.prompt)),
+            escape(&shorten(&post.prompt, 300)),
             post.what,
             job.origin.user_id
         );
@@ -134,15 +129,17 @@ impl SlackDelivery {
             }))
             .await
             .map_err(classify)?;
-        if reply.edit_parent {
-            let _ = self
+        if reply.edit_parent
+            && let Err(e) = self
                 .api
                 .update_message(
                     &reply.channel,
                     &reply.parent_ts,
                     &format!("{} — done ✅ (see the thread)", headline(job)),
                 )
-                .await;
+                .await
+        {
+            tracing::warn!(error = %e, "Slack message not updated");
         }
         Ok(ts)
     }

@@ -12,6 +12,7 @@ use crate::ack::{ACK_BUDGET, Handled};
 use crate::buttons::ButtonId;
 use crate::commands::{
     Accepted, CommandError, Commands, Invocation, UserError, help, imagine, position_text,
+    reply_text,
 };
 
 pub const PLATFORM: &str = "slack";
@@ -39,7 +40,7 @@ impl SlackApp {
                 &help::text("/imagine-settings", "/imagine-queue"),
             )),
             "/imagine" => self.imagine(event, &text).await,
-            "/imagine-queue" => Handled::now(ephemeral(&render(
+            "/imagine-queue" => Handled::now(ephemeral(&reply_text(
                 self.commands.queue_status(PLATFORM, &event.user_id.0).await,
             ))),
             "/imagine-settings" => {
@@ -54,7 +55,7 @@ impl SlackApp {
                     return Handled::now(ephemeral(&format!("⚠️ {}", UserError::NotAllowed)));
                 }
                 // Slack marks no channel NSFW, so NSFW output stays off here.
-                Handled::now(ephemeral(&render(
+                Handled::now(ephemeral(&reply_text(
                     self.commands
                         .settings(PLATFORM, &event.channel_id.0, false, &change)
                         .await,
@@ -113,25 +114,31 @@ impl SlackApp {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     // Leave no parent saying "queued" for a job that is not.
-                    let _ = app
+                    if let Err(e) = app
                         .api
                         .update_message(
                             &origin.channel_id,
                             &parent_ts,
                             &format!("{task_headline} — not queued: {}", e.user_message()),
                         )
-                        .await;
+                        .await
+                    {
+                        tracing::warn!(error = %e, "Slack message not updated");
+                    }
                     return Err(e);
                 }
             };
-            let _ = app
+            if let Err(e) = app
                 .api
                 .update_message(
                     &origin.channel_id,
                     &parent_ts,
                     &format!("{task_headline} — {}", position_text(accepted.position)),
                 )
-                .await;
+                .await
+            {
+                tracing::warn!(error = %e, "Slack message not updated");
+            }
             Ok(accepted)
         });
         self.acked(
@@ -221,7 +228,9 @@ impl SlackApp {
                     response: ephemeral("⏳ working on it…"),
                     after: Some(Box::pin(async move {
                         let text = outcome_text(&headline, task.await);
-                        let _ = api.respond(&response_url, &ephemeral(&text)).await;
+                        if let Err(e) = api.respond(&response_url, &ephemeral(&text)).await {
+                            tracing::warn!(error = %e, "could not answer through the response URL");
+                        }
                     })),
                 }
             }
@@ -242,21 +251,12 @@ fn outcome_text(
             accepted.job
         ),
         Ok(Err(e)) => {
-            if let CommandError::Queue(e) = &e {
-                tracing::error!(error = %e, "command failed");
-            }
+            e.log();
             format!("⚠️ {}", e.user_message())
         }
         Err(e) => {
             tracing::error!(error = %e, "command task failed");
             "⚠️ something went wrong on our side; please try again".to_owned()
         }
-    }
-}
-
-fn render(result: Result<String, CommandError>) -> String {
-    match result {
-        Ok(text) => text,
-        Err(e) => format!("⚠️ {}", e.user_message()),
     }
 }
