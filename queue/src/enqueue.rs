@@ -12,6 +12,7 @@
 
 use crate::error::{QueueError, Result};
 use crate::model::{Enqueued, JobId, NewJob};
+use crate::stats::{UserCounts, user_counts_with};
 use crate::{Queue, secs};
 
 const INSERT_JOBS: &str = r#"
@@ -60,19 +61,66 @@ impl Queue {
         }
         // A conflict: the key exists (and is committed, or the insert above
         // would have waited for it).
-        let id: i64 = sqlx::query_scalar("SELECT id FROM jobs WHERE idempotency_key = $1")
-            .bind(&job.idempotency_key)
-            .fetch_one(&self.pool)
+        let id = existing_job(&self.pool, job)
+            .await?
+            .ok_or(QueueError::Database(sqlx::Error::RowNotFound))?;
+        Ok(Enqueued { id, created: false })
+    }
+
+    /// Enqueues one job if `check` accepts the user's counts (a quota), read
+    /// under a per-user lock held until the insert commits: concurrent
+    /// commands from one user are checked one after another, so none slips
+    /// past a limit. A repeated idempotency key returns its job unchecked.
+    pub async fn enqueue_checked<E>(
+        &self,
+        job: &NewJob,
+        check: impl FnOnce(&UserCounts) -> std::result::Result<(), E>,
+    ) -> Result<std::result::Result<Enqueued, E>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!(
+                "wordup-user:{}:{}",
+                job.origin.platform, job.origin.user_id
+            ))
+            .execute(&mut *tx)
             .await?;
-        Ok(Enqueued {
-            id: JobId(id),
-            created: false,
-        })
+        if let Some(id) = existing_job(&mut *tx, job).await? {
+            return Ok(Ok(Enqueued { id, created: false }));
+        }
+        let counts = user_counts_with(&mut *tx, &job.origin.platform, &job.origin.user_id).await?;
+        if let Err(refusal) = check(&counts) {
+            return Ok(Err(refusal));
+        }
+        let created = self
+            .insert_jobs(&mut *tx, std::slice::from_ref(job))
+            .await?
+            .first()
+            .copied();
+        tx.commit().await?;
+        // No id: another transaction committed the same key after our look.
+        let enqueued = match created {
+            Some(id) => Enqueued { id, created: true },
+            None => Enqueued {
+                id: existing_job(&self.pool, job)
+                    .await?
+                    .ok_or(QueueError::Database(sqlx::Error::RowNotFound))?,
+                created: false,
+            },
+        };
+        Ok(Ok(enqueued))
     }
 
     /// Enqueues many jobs in one statement, in order; returns the ids of the
     /// jobs created (duplicates of existing idempotency keys are skipped).
     pub async fn enqueue_many(&self, jobs: &[NewJob]) -> Result<Vec<JobId>> {
+        self.insert_jobs(&self.pool, jobs).await
+    }
+
+    async fn insert_jobs<'e>(
+        &self,
+        executor: impl sqlx::PgExecutor<'e>,
+        jobs: &[NewJob],
+    ) -> Result<Vec<JobId>> {
         let mut keys = Vec::with_capacity(jobs.len());
         let mut tiers = Vec::with_capacity(jobs.len());
         let mut platforms = Vec::with_capacity(jobs.len());
@@ -109,10 +157,24 @@ impl Queue {
             .bind(self.config.max_attempts)
             .bind(secs(self.config.fair_slot))
             .bind(secs(self.config.relax_aging))
-            .fetch_all(&self.pool)
+            .fetch_all(executor)
             .await?;
         let mut ids: Vec<JobId> = rows.into_iter().map(JobId).collect();
         ids.sort();
         Ok(ids)
     }
+}
+
+async fn existing_job<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    job: &NewJob,
+) -> Result<Option<JobId>> {
+    let Some(key) = &job.idempotency_key else {
+        return Ok(None);
+    };
+    let id: Option<i64> = sqlx::query_scalar("SELECT id FROM jobs WHERE idempotency_key = $1")
+        .bind(key)
+        .fetch_optional(executor)
+        .await?;
+    Ok(id.map(JobId))
 }

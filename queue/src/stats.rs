@@ -77,27 +77,7 @@ impl Queue {
     }
 
     pub async fn user_counts(&self, platform: &str, user_id: &str) -> Result<UserCounts> {
-        let (queued, running, today): (i64, i64, i64) = sqlx::query_as(
-            // Queued jobs through jobs_queued_user; running ones are few, so
-            // scanning jobs_running_lease is cheap.
-            "SELECT
-                 (SELECT count(*) FROM jobs
-                  WHERE platform = $1 AND user_id = $2 AND state = 'queued'),
-                 (SELECT count(*) FROM jobs
-                  WHERE platform = $1 AND user_id = $2 AND state = 'running'),
-                 coalesce((SELECT jobs FROM user_usage
-                           WHERE platform = $1 AND user_id = $2
-                             AND day = (now() AT TIME ZONE 'UTC')::date), 0)::bigint",
-        )
-        .bind(platform)
-        .bind(user_id)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(UserCounts {
-            queued,
-            running,
-            today,
-        })
+        user_counts_with(&self.pool, platform, user_id).await
     }
 
     /// A user's queued and running jobs in claim order.
@@ -139,4 +119,34 @@ impl Queue {
             oldest_wait_secs,
         })
     }
+}
+
+/// A user's counts through any executor, so that a quota check can read
+/// them inside the transaction that then enqueues.
+pub(crate) async fn user_counts_with<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    platform: &str,
+    user_id: &str,
+) -> Result<UserCounts> {
+    let (queued, running, today): (i64, i64, i64) = sqlx::query_as(
+        // Queued jobs through jobs_queued_user; running ones are few, so
+        // scanning jobs_running_lease is cheap.
+        "SELECT
+             (SELECT count(*) FROM jobs
+              WHERE platform = $1 AND user_id = $2 AND state = 'queued'),
+             (SELECT count(*) FROM jobs
+              WHERE platform = $1 AND user_id = $2 AND state = 'running'),
+             coalesce((SELECT jobs FROM user_usage
+                       WHERE platform = $1 AND user_id = $2
+                         AND day = (now() AT TIME ZONE 'UTC')::date), 0)::bigint",
+    )
+    .bind(platform)
+    .bind(user_id)
+    .fetch_one(executor)
+    .await?;
+    Ok(UserCounts {
+        queued,
+        running,
+        today,
+    })
 }

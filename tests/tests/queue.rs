@@ -515,6 +515,69 @@ async fn per_user_counts_and_depth() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_enqueues_of_one_user_never_pass_a_quota() {
+    let db = TestDb::new().await.unwrap();
+    let queue = db.queue(QueueConfig::default(), 16).await.unwrap();
+    const LIMIT: i64 = 5;
+    let at_most = |counts: &wordup_queue::UserCounts| {
+        if counts.queued + counts.running < LIMIT {
+            Ok(())
+        } else {
+            Err(counts.queued + counts.running)
+        }
+    };
+    // Twenty commands from one user at once, each a separate interaction.
+    let attempts: Vec<_> = (0..20)
+        .map(|i| {
+            let queue = queue.clone();
+            tokio::spawn(async move {
+                queue
+                    .enqueue_checked(&keyed(&format!("burst-{i}"), "a"), at_most)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut created = 0;
+    let mut refused = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(enqueued) => {
+                assert!(enqueued.created);
+                created += 1;
+            }
+            Err(active) => {
+                assert_eq!(active, LIMIT);
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((created, refused), (LIMIT, 20 - LIMIT));
+    let counts = queue.user_counts("discord", "a").await.unwrap();
+    assert_eq!((counts.queued, counts.today), (LIMIT, LIMIT));
+
+    // A repeated interaction gets its job back even at the limit; another
+    // user is not held by the first one's quota.
+    let again = queue
+        .enqueue_checked(&keyed("burst-0", "a"), at_most)
+        .await
+        .unwrap();
+    let first = queue.job_by_idempotency_key("burst-0").await.unwrap();
+    match (again, first) {
+        (Ok(enqueued), Some(job)) => {
+            assert!(!enqueued.created);
+            assert_eq!(enqueued.id, job.id);
+        }
+        other => panic!("burst-0 was created first, got {other:?}"),
+    }
+    let other_user = queue
+        .enqueue_checked(&keyed("other-0", "b"), at_most)
+        .await
+        .unwrap();
+    assert!(other_user.is_ok_and(|enqueued| enqueued.created));
+}
+
 #[tokio::test]
 async fn retention_prunes_only_old_finished_jobs_with_their_outputs() {
     let db = TestDb::new().await.unwrap();

@@ -57,27 +57,23 @@ impl Commands {
         if let Some(replayed) = self.replayed(&invocation.idempotency_key).await? {
             return Ok(replayed);
         }
-        self.check_quota(&invocation.origin).await?;
         let channel = self
             .queue
             .channel_settings(&invocation.origin.platform, &invocation.origin.channel_id)
             .await?;
         let (request, tier, batch_key) = plan(args, &channel, &self.config, rand::random());
-        let enqueued = self
-            .queue
-            .enqueue(&NewJob {
-                idempotency_key: Some(invocation.idempotency_key.clone()),
-                tier,
-                origin: invocation.origin.clone(),
-                request,
-                batch_key,
-                reply: with_nsfw(
-                    &invocation.reply,
-                    channel.allow_nsfw && invocation.channel_nsfw,
-                ),
-            })
-            .await?;
-        self.accepted(enqueued).await
+        let job = NewJob {
+            idempotency_key: Some(invocation.idempotency_key.clone()),
+            tier,
+            origin: invocation.origin.clone(),
+            request,
+            batch_key,
+            reply: with_nsfw(
+                &invocation.reply,
+                channel.allow_nsfw && invocation.channel_nsfw,
+            ),
+        };
+        self.enqueue_within_quota(&job).await
     }
 }
 

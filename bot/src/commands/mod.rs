@@ -9,7 +9,7 @@ pub mod press;
 pub mod queue_status;
 pub mod settings;
 
-use wordup_queue::{JobId, Origin, Queue, QueueError, Tier};
+use wordup_queue::{JobId, NewJob, Origin, Queue, QueueError, Tier};
 
 use crate::grammar::GrammarError;
 use crate::policy::Blocklist;
@@ -135,7 +135,9 @@ impl From<GrammarError> for CommandError {
 }
 
 impl Commands {
-    /// Refuses a new job when the user is over a quota.
+    /// An early look at the quotas, before side effects such as Slack's
+    /// parent message; the binding check is the one in
+    /// [`Commands::enqueue_within_quota`].
     pub async fn check_quota(&self, origin: &Origin) -> Result<(), CommandError> {
         let counts = self
             .queue
@@ -143,6 +145,18 @@ impl Commands {
             .await?;
         quota_verdict(&self.config, counts.queued + counts.running, counts.today)?;
         Ok(())
+    }
+
+    /// Enqueues unless the user is over a quota; the counts are read and
+    /// the job inserted with no other enqueue of that user's in between.
+    pub async fn enqueue_within_quota(&self, job: &NewJob) -> Result<Accepted, CommandError> {
+        let enqueued = self
+            .queue
+            .enqueue_checked(job, |counts| {
+                quota_verdict(&self.config, counts.queued + counts.running, counts.today)
+            })
+            .await??;
+        self.accepted(enqueued).await
     }
 
     /// The job a repeated interaction made, so replays answer the same.

@@ -66,23 +66,19 @@ impl Commands {
             None => true,
         };
         allowed(&parent, image_stored, &channel, &invocation.origin.user_id)?;
-        self.check_quota(&invocation.origin).await?;
         let request = button.request();
         let batch_key = request.kind().to_owned();
-        let enqueued = self
-            .queue
-            .enqueue(&NewJob {
-                idempotency_key: Some(key),
-                tier: parent.tier,
-                origin: invocation.origin.clone(),
-                request,
-                batch_key,
-                reply: with_nsfw(
-                    &invocation.reply,
-                    channel.allow_nsfw && invocation.channel_nsfw,
-                ),
-            })
-            .await?;
-        self.accepted(enqueued).await
+        let job = NewJob {
+            idempotency_key: Some(key),
+            tier: parent.tier,
+            origin: invocation.origin.clone(),
+            request,
+            batch_key,
+            reply: with_nsfw(
+                &invocation.reply,
+                channel.allow_nsfw && invocation.channel_nsfw,
+            ),
+        };
+        self.enqueue_within_quota(&job).await
     }
 }
