@@ -68,11 +68,14 @@ export NVCC_PREPEND_FLAGS="${NVCC_PREPEND_FLAGS:-} -I$CUDA/include -I$CUDNN/incl
 
 # 4. Build, then strip (debug info is most of the binary's size) and gzip:
 #    the kernels' PTX keeps it near 65 MB, and gzip brings it to about 20.
-echo "== building wordup-engine with cuda,cudnn for sm_$CUDA_COMPUTE_CAP" >&2
-cargo build --release -p wordup-engine --bin wordup-engine --features cuda,cudnn \
-    --target-dir "$ROOT/build"
-cp "$ROOT/build/release/wordup-engine" "$ROOT/wordup-engine"
-strip "$ROOT/wordup-engine"
-gzip -9 -k -f "$ROOT/wordup-engine"
-ls -l "$ROOT/wordup-engine" "$ROOT/wordup-engine.gz" >&2
+#    sd-bench is the GPU check's binary (scripts/gpu-check.sh).
+echo "== building wordup-engine and sd-bench with cuda,cudnn for sm_$CUDA_COMPUTE_CAP" >&2
+cargo build --release -p wordup-engine --bin wordup-engine --bin sd-bench \
+    --features cuda,cudnn --target-dir "$ROOT/build"
+for bin in wordup-engine sd-bench; do
+    cp "$ROOT/build/release/$bin" "$ROOT/$bin"
+    strip "$ROOT/$bin"
+    gzip -9 -k -f "$ROOT/$bin"
+    ls -l "$ROOT/$bin" "$ROOT/$bin.gz" >&2
+done
 echo "$ROOT/wordup-engine.gz"

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# The GPU check, one prepared run on a GPU host (issue: "measured on a GPU"):
+#   1. parity: the tiny test models (SD-1 and SD-2 style) drawn on the GPU in
+#      f32 and f16 against the CPU in f32, within sd-bench's tolerances;
+#   2. speed: txt2img with an SD-Turbo-sized random-weight model at 512², batch
+#      1 and 4, 1 and 4 steps, in f16, with diffusers (PyTorch) and then our
+#      candle engine on the same saved weights; a table with images/s and the
+#      ratio candle/PyTorch.
+# It needs no Rust toolchain and no network: the CUDA sd-bench binary comes
+# from ./scripts/build-cuda.sh (target/cuda/sd-bench.gz), the CUDA libraries
+# from the host's Python packages (PyTorch's nvidia-* wheels), diffusers from
+# wheels in .whl/ when the host's Python lacks it.
+#
+# Before, on the build machine (with Rust and a network):
+#   ./scripts/gpu-check.sh prepare   # target/cuda/sd-bench.gz and .whl/diffusers-*.whl
+# then carry target/cuda/sd-bench.gz and .whl to the GPU host and run
+#   ./scripts/gpu-check.sh
+#
+# Settings (environment): SD_BENCH (binary; default: unpacked from
+# target/cuda/sd-bench.gz), PYTHON (python3), SIZE (512), BATCHES (1,4),
+# STEPS (1,4), DTYPE (f16), REPEATS (5), CONFIGS (scripts/bench/sd-turbo),
+# TOKENIZER (engine/tests/fixtures/clip-tokenizer), ALLOW_CPU (unset: fail
+# when no GPU is usable; set it for a smoke run on a CPU host), OUT (where the
+# log and the table go; default target/gpu-check).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = prepare ]; then
+    ./scripts/build-cuda.sh
+    python3 -m pip download -q --no-deps --only-binary=:all: -d .whl "diffusers==0.42.1"
+    ls -l target/cuda/sd-bench.gz .whl/*.whl
+    exit 0
+fi
+
+PYTHON="${PYTHON:-python3}"
+SIZE="${SIZE:-512}"
+BATCHES="${BATCHES:-1,4}"
+STEPS="${STEPS:-1,4}"
+DTYPE="${DTYPE:-f16}"
+REPEATS="${REPEATS:-5}"
+CONFIGS="${CONFIGS:-scripts/bench/sd-turbo}"
+TOKENIZER="${TOKENIZER:-engine/tests/fixtures/clip-tokenizer}"
+OUT="${OUT:-target/gpu-check}"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+mkdir -p "$OUT"
+exec > >(tee "$OUT/gpu-check.log") 2>&1
+
+if [ -z "${SD_BENCH:-}" ]; then
+    SD_BENCH="$WORK/sd-bench"
+    gzip -dc target/cuda/sd-bench.gz > "$SD_BENCH"
+    chmod +x "$SD_BENCH"
+fi
+
+# diffusers from carried wheels where the host's Python has none.
+if ! "$PYTHON" -c 'import diffusers' 2>/dev/null && compgen -G '.whl/*.whl' >/dev/null; then
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+        --target "$WORK/site" .whl/*.whl
+    export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+
+# The CUDA runtime, cuBLAS, cuRAND and cuDNN that PyTorch's wheels bring.
+nvidia_libs="$("$PYTHON" - <<'PY' 2>/dev/null || true
+import os, site
+dirs = set()
+for root in site.getsitepackages():
+    base = os.path.join(root, "nvidia")
+    for path, _, files in os.walk(base):
+        if any(".so" in f for f in files):
+            dirs.add(path)
+print(":".join(sorted(dirs)))
+PY
+)"
+export LD_LIBRARY_PATH="${nvidia_libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+echo "== host"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
+"$PYTHON" -c 'import torch, diffusers; print("torch", torch.__version__, "diffusers", diffusers.__version__)'
+
+echo "== parity: GPU against CPU on the tiny models"
+require_gpu=(--require-gpu)
+[ -n "${ALLOW_CPU:-}" ] && require_gpu=()
+parity=0
+for model in engine/tests/fixtures/sd1-tiny engine/tests/fixtures/sd2-tiny; do
+    "$SD_BENCH" parity --model "$model" "${require_gpu[@]}" | tee -a "$WORK/results" || parity=1
+done
+
+echo "== speed: ${SIZE}², batches $BATCHES, steps $STEPS, $DTYPE"
+"$PYTHON" scripts/bench/diffusers_e2e.py --configs "$CONFIGS" --tokenizer "$TOKENIZER" \
+    --save "$WORK/model" --size "$SIZE" --batches "$BATCHES" --steps "$STEPS" \
+    --dtype "$DTYPE" --repeats "$REPEATS" | tee -a "$WORK/results"
+"$SD_BENCH" speed --model "$WORK/model" --size "$SIZE" --batches "$BATCHES" --steps "$STEPS" \
+    --dtype "$DTYPE" --repeats "$REPEATS" | tee -a "$WORK/results"
+
+"$PYTHON" - "$WORK/results" <<'PY' | tee "$OUT/table.md"
+import sys
+rows = {}
+for line in open(sys.argv[1]):
+    parts = line.split()
+    if len(parts) < 3 or parts[0] != "RESULT" or parts[2] != "e2e":
+        continue
+    fields = dict(p.split("=", 1) for p in parts[3:])
+    key = (int(fields["size"]), int(fields["batch"]), int(fields["steps"]))
+    rows.setdefault(key, {})[parts[1]] = float(fields["images_per_s"])
+print("| size | batch | steps | candle images/s | PyTorch images/s | candle/PyTorch |")
+print("|---:|---:|---:|---:|---:|---:|")
+for (size, batch, steps), rates in sorted(rows.items()):
+    c, t = rates.get("candle"), rates.get("torch")
+    ratio = f"{c / t:.2f}x" if c and t else "n/a"
+    print(f"| {size}² | {batch} | {steps} | {c or 0:.2f} | {t or 0:.2f} | {ratio} |")
+PY
+if [ "$parity" -ne 0 ]; then
+    echo "parity FAILED (see the PARITY lines above)"
+    exit 1
+fi
+echo "parity ok"
