@@ -11,8 +11,8 @@
 //! A single indexed column keeps the claim an index scan whatever the backlog.
 
 use crate::error::{QueueError, Result};
-use crate::model::{Enqueued, JobId, NewJob};
-use crate::stats::{UserCounts, user_counts_with};
+use crate::model::{Admitted, Enqueued, JobId, NewJob};
+use crate::stats::{UserCounts, position_with, user_counts_with};
 use crate::{Queue, secs};
 
 const INSERT_JOBS: &str = r#"
@@ -75,7 +75,7 @@ impl Queue {
         &self,
         job: &NewJob,
         check: impl FnOnce(&UserCounts) -> std::result::Result<(), E>,
-    ) -> Result<std::result::Result<Enqueued, E>> {
+    ) -> Result<std::result::Result<Admitted, E>> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
             .bind(format!(
@@ -85,7 +85,8 @@ impl Queue {
             .execute(&mut *tx)
             .await?;
         if let Some(id) = existing_job(&mut *tx, job).await? {
-            return Ok(Ok(Enqueued { id, created: false }));
+            tx.rollback().await?;
+            return Ok(Ok(self.admitted_before(id).await?));
         }
         let counts = user_counts_with(&mut *tx, &job.origin.platform, &job.origin.user_id).await?;
         if let Err(refusal) = check(&counts) {
@@ -96,18 +97,31 @@ impl Queue {
             .await?
             .first()
             .copied();
-        tx.commit().await?;
-        // No id: another transaction committed the same key after our look.
-        let enqueued = match created {
-            Some(id) => Enqueued { id, created: true },
-            None => Enqueued {
-                id: existing_job(&self.pool, job)
-                    .await?
-                    .ok_or(QueueError::Database(sqlx::Error::RowNotFound))?,
-                created: false,
+        let admitted = match created {
+            Some(id) => Admitted {
+                id,
+                created: true,
+                position: position_with(&mut *tx, id).await?,
             },
+            None => {
+                // Another transaction committed the same key after our look.
+                tx.rollback().await?;
+                let id = existing_job(&self.pool, job)
+                    .await?
+                    .ok_or(QueueError::Database(sqlx::Error::RowNotFound))?;
+                return Ok(Ok(self.admitted_before(id).await?));
+            }
         };
-        Ok(Ok(enqueued))
+        tx.commit().await?;
+        Ok(Ok(admitted))
+    }
+
+    async fn admitted_before(&self, id: JobId) -> Result<Admitted> {
+        Ok(Admitted {
+            id,
+            created: false,
+            position: self.position(id).await?,
+        })
     }
 
     /// Enqueues many jobs in one statement, in order; returns the ids of the

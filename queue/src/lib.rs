@@ -37,8 +37,8 @@ pub use error::{QueueError, Result};
 pub use lease::{FailOutcome, Failure, Heartbeat};
 pub use maintenance::Maintenance;
 pub use model::{
-    AspectRatio, ClaimedJob, Enqueued, ImagineRequest, Job, JobId, JobState, NewJob, Origin,
-    Progress, Request, Tier, UpscaleMode, VaryStrength,
+    Admitted, AspectRatio, ClaimedJob, Enqueued, ImagineRequest, Job, JobId, JobState, NewJob,
+    Origin, Progress, Request, Tier, UpscaleMode, VaryStrength,
 };
 pub use outputs::{JobImage, JobPost};
 pub use progress::{ProgressEvent, ProgressListener};

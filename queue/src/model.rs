@@ -202,6 +202,17 @@ pub struct Enqueued {
     pub created: bool,
 }
 
+/// A job past its quota check ([`crate::Queue::enqueue_checked`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admitted {
+    pub id: JobId,
+    /// False when the idempotency key already named a job.
+    pub created: bool,
+    /// 1-based place in line: for a new job, as of its insert (no worker can
+    /// have claimed it yet); `None` once a job is no longer queued.
+    pub position: Option<i64>,
+}
+
 /// Progress of a running job, as stored on it and published to listeners.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {

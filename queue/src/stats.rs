@@ -49,31 +49,7 @@ impl Queue {
     /// is no longer queued. Uses the claim's order; batch fills can only move a
     /// job forward.
     pub async fn position(&self, id: JobId) -> Result<Option<i64>> {
-        // The claim's order: aged relax jobs first, then (sort_key, id).
-        let ahead: Option<i64> = sqlx::query_scalar(
-            "WITH me AS (
-                 SELECT id, sort_key,
-                        tier = 'relax' AND sort_key <= now() AND run_at <= now() AS aged
-                 FROM jobs WHERE id = $1 AND state = 'queued'
-             )
-             SELECT CASE WHEN me.aged THEN
-                 (SELECT count(*) FROM jobs o
-                  WHERE o.state = 'queued' AND o.tier = 'relax' AND o.sort_key <= now()
-                    AND o.run_at <= now() AND (o.sort_key, o.id) < (me.sort_key, me.id))
-             ELSE
-                 (SELECT count(*) FROM jobs o
-                  WHERE o.state = 'queued' AND o.tier = 'relax' AND o.sort_key <= now()
-                    AND o.run_at <= now())
-                 + (SELECT count(*) FROM jobs o
-                    WHERE o.state = 'queued' AND (o.sort_key, o.id) < (me.sort_key, me.id)
-                      AND NOT (o.tier = 'relax' AND o.sort_key <= now() AND o.run_at <= now()))
-             END
-             FROM me",
-        )
-        .bind(id.0)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(ahead.map(|n| n + 1))
+        position_with(&self.pool, id).await
     }
 
     pub async fn user_counts(&self, platform: &str, user_id: &str) -> Result<UserCounts> {
@@ -149,4 +125,37 @@ pub(crate) async fn user_counts_with<'e>(
         running,
         today,
     })
+}
+
+/// The place in line through any executor: inside the enqueueing
+/// transaction no worker can have claimed the job yet.
+pub(crate) async fn position_with<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    id: JobId,
+) -> Result<Option<i64>> {
+    // The claim's order: aged relax jobs first, then (sort_key, id).
+    let ahead: Option<i64> = sqlx::query_scalar(
+        "WITH me AS (
+             SELECT id, sort_key,
+                    tier = 'relax' AND sort_key <= now() AND run_at <= now() AS aged
+             FROM jobs WHERE id = $1 AND state = 'queued'
+         )
+         SELECT CASE WHEN me.aged THEN
+             (SELECT count(*) FROM jobs o
+              WHERE o.state = 'queued' AND o.tier = 'relax' AND o.sort_key <= now()
+                AND o.run_at <= now() AND (o.sort_key, o.id) < (me.sort_key, me.id))
+         ELSE
+             (SELECT count(*) FROM jobs o
+              WHERE o.state = 'queued' AND o.tier = 'relax' AND o.sort_key <= now()
+                AND o.run_at <= now())
+             + (SELECT count(*) FROM jobs o
+                WHERE o.state = 'queued' AND (o.sort_key, o.id) < (me.sort_key, me.id)
+                  AND NOT (o.tier = 'relax' AND o.sort_key <= now() AND o.run_at <= now()))
+         END
+         FROM me",
+    )
+    .bind(id.0)
+    .fetch_optional(executor)
+    .await?;
+    Ok(ahead.map(|n| n + 1))
 }

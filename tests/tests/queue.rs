@@ -531,51 +531,55 @@ async fn concurrent_enqueues_of_one_user_never_pass_a_quota() {
     let attempts: Vec<_> = (0..20)
         .map(|i| {
             let queue = queue.clone();
+            let key = format!("burst-{i}");
             tokio::spawn(async move {
-                queue
-                    .enqueue_checked(&keyed(&format!("burst-{i}"), "a"), at_most)
+                let outcome = queue
+                    .enqueue_checked(&keyed(&key, "a"), at_most)
                     .await
-                    .unwrap()
+                    .unwrap();
+                (key, outcome)
             })
         })
         .collect();
-    let mut created = 0;
+    let mut admitted = Vec::new();
     let mut refused = 0;
     for attempt in attempts {
         match attempt.await.unwrap() {
-            Ok(enqueued) => {
-                assert!(enqueued.created);
-                created += 1;
+            (key, Ok(job)) => {
+                assert!(job.created);
+                admitted.push((job.position.unwrap(), key, job.id));
             }
-            Err(active) => {
+            (_, Err(active)) => {
                 assert_eq!(active, LIMIT);
                 refused += 1;
             }
         }
     }
-    assert_eq!((created, refused), (LIMIT, 20 - LIMIT));
+    assert_eq!((admitted.len() as i64, refused), (LIMIT, 20 - LIMIT));
+    // Each job's place in line as of its insert: one after another.
+    admitted.sort();
+    let positions: Vec<i64> = admitted.iter().map(|(position, ..)| *position).collect();
+    assert_eq!(positions, (1..=LIMIT).collect::<Vec<_>>());
     let counts = queue.user_counts("discord", "a").await.unwrap();
     assert_eq!((counts.queued, counts.today), (LIMIT, LIMIT));
 
     // A repeated interaction gets its job back even at the limit; another
     // user is not held by the first one's quota.
+    let (_, first_key, first_id) = &admitted[0];
     let again = queue
-        .enqueue_checked(&keyed("burst-0", "a"), at_most)
+        .enqueue_checked(&keyed(first_key, "a"), at_most)
         .await
+        .unwrap()
         .unwrap();
-    let first = queue.job_by_idempotency_key("burst-0").await.unwrap();
-    match (again, first) {
-        (Ok(enqueued), Some(job)) => {
-            assert!(!enqueued.created);
-            assert_eq!(enqueued.id, job.id);
-        }
-        other => panic!("burst-0 was created first, got {other:?}"),
-    }
+    assert_eq!(
+        (again.id, again.created, again.position),
+        (*first_id, false, Some(1))
+    );
     let other_user = queue
         .enqueue_checked(&keyed("other-0", "b"), at_most)
         .await
         .unwrap();
-    assert!(other_user.is_ok_and(|enqueued| enqueued.created));
+    assert!(other_user.is_ok_and(|admitted| admitted.created && admitted.position.is_some()));
 }
 
 #[tokio::test]

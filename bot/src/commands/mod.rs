@@ -150,13 +150,17 @@ impl Commands {
     /// Enqueues unless the user is over a quota; the counts are read and
     /// the job inserted with no other enqueue of that user's in between.
     pub async fn enqueue_within_quota(&self, job: &NewJob) -> Result<Accepted, CommandError> {
-        let enqueued = self
+        let admitted = self
             .queue
             .enqueue_checked(job, |counts| {
                 quota_verdict(&self.config, counts.queued + counts.running, counts.today)
             })
             .await??;
-        self.accepted(enqueued).await
+        Ok(Accepted {
+            job: admitted.id,
+            position: admitted.position,
+            created: admitted.created,
+        })
     }
 
     /// The job a repeated interaction made, so replays answer the same.
@@ -169,14 +173,6 @@ impl Commands {
             position: self.queue.position(job.id).await?,
             created: false,
         }))
-    }
-
-    async fn accepted(&self, enqueued: wordup_queue::Enqueued) -> Result<Accepted, CommandError> {
-        Ok(Accepted {
-            job: enqueued.id,
-            position: self.queue.position(enqueued.id).await?,
-            created: enqueued.created,
-        })
     }
 }
 
