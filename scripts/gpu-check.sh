@@ -44,7 +44,9 @@ OUT="${OUT:-target/gpu-check}"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$OUT"
-exec > >(tee "$OUT/gpu-check.log") 2>&1
+
+# The whole check (its body is not indented: it holds Python heredocs).
+main() {
 
 if [ -z "${SD_BENCH:-}" ]; then
     SD_BENCH="$WORK/sd-bench"
@@ -76,10 +78,22 @@ export LD_LIBRARY_PATH="${nvidia_libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 echo "== host"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
 "$PYTHON" -c 'import torch, diffusers; print("torch", torch.__version__, "diffusers", diffusers.__version__)'
+missing="$(ldd "$SD_BENCH" | grep 'not found' || true)"
+if [ -n "$missing" ]; then
+    echo "sd-bench cannot load its libraries:"
+    echo "$missing"
+    return 1
+fi
+require_gpu=(--require-gpu)
+if [ -n "${ALLOW_CPU:-}" ]; then
+    require_gpu=()
+elif ! "$PYTHON" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)'; then
+    # Both sides would fall back to the CPU: minutes of nothing useful.
+    echo "PyTorch sees no GPU; stopping"
+    return 1
+fi
 
 echo "== parity: GPU against CPU on the tiny models"
-require_gpu=(--require-gpu)
-[ -n "${ALLOW_CPU:-}" ] && require_gpu=()
 parity=0
 for model in engine/tests/fixtures/sd1-tiny engine/tests/fixtures/sd2-tiny; do
     "$SD_BENCH" parity --model "$model" "${require_gpu[@]}" | tee -a "$WORK/results" || parity=1
@@ -90,7 +104,7 @@ echo "== speed: ${SIZE}², batches $BATCHES, steps $STEPS, $DTYPE"
     --save "$WORK/model" --size "$SIZE" --batches "$BATCHES" --steps "$STEPS" \
     --dtype "$DTYPE" --repeats "$REPEATS" | tee -a "$WORK/results"
 "$SD_BENCH" speed --model "$WORK/model" --size "$SIZE" --batches "$BATCHES" --steps "$STEPS" \
-    --dtype "$DTYPE" --repeats "$REPEATS" | tee -a "$WORK/results"
+    --dtype "$DTYPE" --repeats "$REPEATS" "${require_gpu[@]}" | tee -a "$WORK/results"
 
 "$PYTHON" - "$WORK/results" <<'PY' | tee "$OUT/table.md"
 import sys
@@ -111,6 +125,11 @@ for (size, batch, steps), rates in sorted(rows.items()):
 PY
 if [ "$parity" -ne 0 ]; then
     echo "parity FAILED (see the PARITY lines above)"
-    exit 1
+    return 1
 fi
 echo "parity ok"
+}
+
+# A pipe rather than `exec > >(tee)`, so that the log is complete on exit;
+# with pipefail the script's status is main's.
+main 2>&1 | tee "$OUT/gpu-check.log"

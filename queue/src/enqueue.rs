@@ -71,6 +71,8 @@ impl Queue {
     /// under a per-user lock held until the insert commits: concurrent
     /// commands from one user are checked one after another, so none slips
     /// past a limit. A repeated idempotency key returns its job unchecked.
+    /// Relies on READ COMMITTED: each statement after the lock sees what
+    /// the user's previous enqueue committed.
     pub async fn enqueue_checked<E>(
         &self,
         job: &NewJob,
@@ -90,6 +92,9 @@ impl Queue {
         }
         let counts = user_counts_with(&mut *tx, &job.origin.platform, &job.origin.user_id).await?;
         if let Err(refusal) = check(&counts) {
+            // Now, not when the pool next touches the connection: the
+            // rollback is what lets the user's next command take the lock.
+            tx.rollback().await?;
             return Ok(Err(refusal));
         }
         let created = self

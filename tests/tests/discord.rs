@@ -61,6 +61,24 @@ async fn wait_for_state(stack: &Stack, job: JobId, state: JobState) {
     }
 }
 
+/// The first edit of an interaction's original response that contains `text`.
+async fn wait_for_original_edit(stack: &Stack, token: &str, text: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let path = format!("{token}/messages/@original");
+    loop {
+        let found = stack.fake.requests().into_iter().find_map(|r| {
+            let content = r.json.as_ref()?["content"].as_str()?.to_owned();
+            (r.method == "PATCH" && r.path.ends_with(&path) && content.contains(text))
+                .then_some(content)
+        });
+        if let Some(content) = found {
+            return content;
+        }
+        assert!(Instant::now() < deadline, "no edit with {text:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn png_size(bytes: &[u8]) -> (u32, u32) {
     let image = image::load_from_memory(bytes).unwrap();
     (image.width(), image.height())
@@ -108,7 +126,6 @@ fn assert_grid(message: &Message) -> JobId {
 async fn imagine_then_upscale_and_vary_across_a_bot_restart() {
     let mut stack = Stack::start().await.unwrap();
     stack.start_bot().await.unwrap();
-    stack.start_engine(&[]).await.unwrap();
 
     let (id, token) = new_interaction();
     let answer = acked(
@@ -122,6 +139,12 @@ async fn imagine_then_upscale_and_vary_across_a_bot_restart() {
         0,
         "public"
     );
+    // With no engine yet the job waits, and the ack is edited with its place.
+    assert_eq!(
+        wait_for_original_edit(&stack, &token, "next in line").await,
+        "**a lighthouse at dusk --seed 7** — queued — next in line"
+    );
+    stack.start_engine(&[]).await.unwrap();
 
     let messages = stack.fake.wait_for_messages(1, POST_TIMEOUT).await.unwrap();
     let grid = &messages[0];
@@ -166,12 +189,7 @@ async fn imagine_then_upscale_and_vary_across_a_bot_restart() {
         .filter(|r| r.method == "PATCH" && r.path.ends_with(&format!("{token}/messages/@original")))
         .filter_map(|r| r.json.as_ref()?["content"].as_str().map(str::to_owned))
         .collect();
-    assert!(
-        edits
-            .iter()
-            .any(|e| e.contains("queued") || e.contains("in line")),
-        "{edits:?}"
-    );
+    assert!(edits[0].contains("in line"), "{edits:?}");
     // Which stages show depends on speed (edits are throttled), but the first
     // progress event is always shown.
     assert!(
@@ -432,6 +450,39 @@ async fn forged_stale_repeated_and_malformed_interactions() {
             .as_str()
             .unwrap()
             .contains("--ar W:H")
+    );
+}
+
+#[tokio::test]
+async fn a_late_place_in_line_edit_is_dropped_once_an_engine_has_the_job() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    let (id, token) = new_interaction();
+    let payload = interactions::imagine(&id, &token, &alice(), "a quiet harbour");
+    // Discord has not seen the ack yet: the bot's edit gets 10015 and waits.
+    let answer = send(&stack, &payload).await;
+    assert_eq!(answer.body["type"], 5, "{:?}", answer.body);
+    // An engine claims the job; only then does Discord know the token.
+    let claimed = stack.queue.claim(1).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    stack.fake.acknowledged(&token, &answer.body);
+    // Past the bot's retries (0.3 + 0.6 + 0.9 + 1.2 s).
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let tries: Vec<String> = stack
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.path.ends_with(&format!("{token}/messages/@original")))
+        .filter_map(|r| r.json.as_ref()?["content"].as_str().map(str::to_owned))
+        .collect();
+    assert!(!tries.is_empty(), "the bot never tried to edit");
+    let original = stack.fake.original(&token).unwrap();
+    assert!(
+        !original["content"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("in line"),
+        "a stale place in line landed: {original}"
     );
 }
 

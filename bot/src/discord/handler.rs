@@ -2,6 +2,7 @@
 //! gateway alike. A response must reach Discord within 3 s: database work
 //! gets [`ACK_BUDGET`], and whatever is left runs after a deferred ack.
 
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -9,7 +10,7 @@ use serenity::all::{
     CommandDataOption, CommandInteraction, ComponentInteraction, CreateInteractionResponse,
     CreateInteractionResponseMessage, Interaction, Permissions,
 };
-use wordup_queue::Origin;
+use wordup_queue::{Origin, Queue};
 
 use super::reply::DiscordReply;
 use super::rest::DiscordRest;
@@ -140,9 +141,9 @@ impl DiscordApp {
     ) -> Handled {
         let outcome = tokio::time::timeout(ACK_BUDGET, &mut enqueue).await;
         let rest = self.rest.clone();
+        let queue = self.commands.queue.clone();
         match outcome {
             Ok(Ok(Ok(accepted))) => {
-                let text = accepted_text(&headline, &accepted);
                 // A deferred ack, then the position as an edit: the ack is
                 // what Discord must see in time, and the edit can wait for it.
                 Handled {
@@ -150,7 +151,7 @@ impl DiscordApp {
                         CreateInteractionResponseMessage::new().ephemeral(private),
                     )),
                     after: Some(Box::pin(async move {
-                        edit_original(&rest, &reply, &text).await;
+                        edit_place_in_line(&rest, &queue, &reply, &headline, &accepted).await;
                     })),
                 }
             }
@@ -170,7 +171,10 @@ impl DiscordApp {
                 )),
                 after: Some(Box::pin(async move {
                     let text = match enqueue.await {
-                        Ok(Ok(accepted)) => accepted_text(&headline, &accepted),
+                        Ok(Ok(accepted)) => {
+                            edit_place_in_line(&rest, &queue, &reply, &headline, &accepted).await;
+                            return;
+                        }
                         Ok(Err(e)) => {
                             e.log();
                             format!("⚠️ {}", e.user_message())
@@ -189,21 +193,63 @@ impl DiscordApp {
 /// Edits the interaction's original response, retrying briefly while
 /// Discord has not yet seen our ack (10015 Unknown Webhook / 10062).
 pub async fn edit_original(rest: &DiscordRest, reply: &DiscordReply, content: &str) {
+    for attempt in 0..EDIT_TRIES {
+        if edit_once(rest, reply, content, attempt).await.is_break() {
+            return;
+        }
+    }
+}
+
+/// "queued — #N in line" as an edit of the ack, with the place re-read
+/// before each try: once an engine has the job, its own edits (progress,
+/// done) are newer, and a retried "queued" must not land on top of them.
+async fn edit_place_in_line(
+    rest: &DiscordRest,
+    queue: &Queue,
+    reply: &DiscordReply,
+    headline: &str,
+    accepted: &Accepted,
+) {
+    let mut current = accepted.clone();
+    for attempt in 0..EDIT_TRIES {
+        if accepted.position.is_some() {
+            match queue.position(accepted.job).await {
+                Ok(None) => return,
+                Ok(position) => current.position = position,
+                Err(e) => tracing::debug!(error = %e, "place in line not re-read"),
+            }
+        }
+        let text = accepted_text(headline, &current);
+        if edit_once(rest, reply, &text, attempt).await.is_break() {
+            return;
+        }
+    }
+}
+
+const EDIT_TRIES: u32 = 5;
+
+/// One try of an edit of the original response: `Continue` after a wait
+/// when Discord has not seen the ack yet, else `Break`.
+async fn edit_once(
+    rest: &DiscordRest,
+    reply: &DiscordReply,
+    content: &str,
+    attempt: u32,
+) -> ControlFlow<()> {
     let path = format!(
         "/webhooks/{}/{}/messages/@original",
         reply.application_id, reply.token
     );
     let body = json!({ "content": content, "allowed_mentions": { "parse": [] } });
-    for attempt in 0..5u32 {
-        match rest.patch(&path, &body).await {
-            Ok(_) => return,
-            Err(e) if matches!(e.code(), Some(10015 | 10062 | 10008)) && attempt < 4 => {
-                tokio::time::sleep(Duration::from_millis(300 * u64::from(attempt + 1))).await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "could not edit the interaction response");
-                return;
-            }
+    match rest.patch(&path, &body).await {
+        Ok(_) => ControlFlow::Break(()),
+        Err(e) if matches!(e.code(), Some(10015 | 10062 | 10008)) && attempt + 1 < EDIT_TRIES => {
+            tokio::time::sleep(Duration::from_millis(300 * u64::from(attempt + 1))).await;
+            ControlFlow::Continue(())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not edit the interaction response");
+            ControlFlow::Break(())
         }
     }
 }

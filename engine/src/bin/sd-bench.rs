@@ -62,6 +62,9 @@ struct SpeedArgs {
     /// Run on the CPU even where a GPU is available.
     #[arg(long)]
     cpu: bool,
+    /// Fail rather than fall back to the CPU when no GPU is usable.
+    #[arg(long, conflicts_with = "cpu")]
+    require_gpu: bool,
 }
 
 #[derive(Args)]
@@ -107,6 +110,9 @@ fn draw(pipeline: &StableDiffusion, generation: &Generation) -> Result<Tensor> {
 
 fn speed(args: &SpeedArgs) -> Result<()> {
     let device = best_device(args.cpu)?;
+    if args.require_gpu && device.is_cpu() {
+        bail!("no usable GPU: this build or host has none");
+    }
     let dtype = parse_dtype(&args.dtype)?;
     let pipeline = load(&args.model, &device, dtype)?;
     eprintln!("candle on {device:?} in {dtype:?}");
