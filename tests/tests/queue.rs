@@ -356,10 +356,17 @@ async fn failures_back_off_exponentially_then_fail_for_good() {
         let FailOutcome::Retrying { run_at } = outcome else {
             panic!("attempt {attempt} should retry, got {outcome:?}");
         };
-        let delay_ms = (run_at - before).num_milliseconds();
+        let after = db_now(&queue).await;
+        // The failure's own now() lies between the two readings, so the
+        // delay is exact whatever the round trips cost.
+        let (from_before, from_after) = (
+            (run_at - before).num_milliseconds(),
+            (run_at - after).num_milliseconds(),
+        );
         assert!(
-            (expected_delay_ms..expected_delay_ms + 200).contains(&delay_ms),
-            "attempt {attempt}: retry after {delay_ms} ms"
+            from_before >= expected_delay_ms && from_after <= expected_delay_ms,
+            "attempt {attempt}: run_at is {from_before} ms after the reading before the \
+             failure and {from_after} ms after the one after it, expected {expected_delay_ms}"
         );
         assert!(
             queue.claim(1).await.unwrap().is_empty(),
