@@ -90,8 +90,10 @@ async fn eight_claimers_complete_ten_thousand_jobs_exactly_once() {
 #[tokio::test]
 async fn a_sigkilled_worker_s_job_is_reclaimed_and_completes_once() {
     let db = TestDb::new().await.unwrap();
+    // Long enough that the checks after the kill run mid-lease, even on a
+    // loaded machine.
     let config = QueueConfig {
-        lease: Duration::from_secs(2),
+        lease: Duration::from_secs(5),
         ..QueueConfig::default()
     };
     let queue = db.queue(config, 4).await.unwrap();
@@ -103,7 +105,7 @@ async fn a_sigkilled_worker_s_job_is_reclaimed_and_completes_once() {
 
     let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_queue-test-worker"))
         .env("DATABASE_URL", db.url())
-        .env("LEASE_SECS", "2")
+        .env("LEASE_SECS", "5")
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -130,7 +132,7 @@ async fn a_sigkilled_worker_s_job_is_reclaimed_and_completes_once() {
         "not claimable mid-lease"
     );
 
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(20);
     while queue.rescue_expired().await.unwrap() == 0 {
         assert!(Instant::now() < deadline, "lease never expired");
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -747,8 +749,11 @@ async fn a_notification_wakes_an_idle_worker_and_a_lost_listener_repolls() {
 #[tokio::test]
 async fn an_aged_relax_job_moves_to_the_front_and_its_position_says_so() {
     let db = TestDb::new().await.unwrap();
+    // Long enough that the first positions are read before the relax job
+    // ages, even on a loaded machine.
+    let aging = Duration::from_secs(3);
     let config = QueueConfig {
-        relax_aging: Duration::from_millis(800),
+        relax_aging: aging,
         ..QueueConfig::default()
     };
     let queue = db.queue(config, 4).await.unwrap();
@@ -758,7 +763,7 @@ async fn an_aged_relax_job_moves_to_the_front_and_its_position_says_so() {
     assert_eq!(queue.position(relax).await.unwrap(), Some(3));
     assert_eq!(queue.position(first_fast).await.unwrap(), Some(1));
 
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    tokio::time::sleep(aging + Duration::from_millis(100)).await;
     queue.enqueue(&job("f3", Tier::Fast, "k")).await.unwrap();
     assert_eq!(queue.position(relax).await.unwrap(), Some(1));
     assert_eq!(queue.position(first_fast).await.unwrap(), Some(2));
