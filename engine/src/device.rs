@@ -47,3 +47,30 @@ pub fn variant_for(dtype: DType) -> Variant {
         _ => Variant::Full,
     }
 }
+
+/// A precision by its name on the command line: f32, f16 or bf16.
+pub fn parse_dtype(name: &str) -> std::result::Result<DType, String> {
+    match name {
+        "f32" => Ok(DType::F32),
+        "f16" => Ok(DType::F16),
+        "bf16" => Ok(DType::BF16),
+        other => Err(format!("unknown dtype {other:?}: use f32, f16 or bf16")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dtypes_parse_by_name_and_others_are_refused() {
+        for (name, dtype) in [
+            ("f32", DType::F32),
+            ("f16", DType::F16),
+            ("bf16", DType::BF16),
+        ] {
+            assert_eq!(parse_dtype(name), Ok(dtype));
+        }
+        assert!(parse_dtype("fp8").unwrap_err().contains("fp8"));
+    }
+}

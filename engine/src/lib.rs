@@ -2,6 +2,7 @@
 //! files. It knows nothing about Discord or Slack; the `wordup-engine`
 //! binary wires delivery from wordup-bot into the worker.
 
+pub mod bench;
 pub mod clip;
 pub mod device;
 pub mod error;

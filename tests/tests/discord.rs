@@ -61,17 +61,27 @@ async fn wait_for_state(stack: &Stack, job: JobId, state: JobState) {
     }
 }
 
+/// The contents of every edit sent for an interaction's original response,
+/// in order (answered or not).
+fn original_edits(stack: &Stack, token: &str) -> Vec<String> {
+    let path = format!("{token}/messages/@original");
+    stack
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.path.ends_with(&path))
+        .filter_map(|r| r.json.as_ref()?["content"].as_str().map(str::to_owned))
+        .collect()
+}
+
 /// The first edit of an interaction's original response that contains `text`.
 async fn wait_for_original_edit(stack: &Stack, token: &str, text: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
-    let path = format!("{token}/messages/@original");
     loop {
-        let found = stack.fake.requests().into_iter().find_map(|r| {
-            let content = r.json.as_ref()?["content"].as_str()?.to_owned();
-            (r.method == "PATCH" && r.path.ends_with(&path) && content.contains(text))
-                .then_some(content)
-        });
-        if let Some(content) = found {
+        if let Some(content) = original_edits(stack, token)
+            .into_iter()
+            .find(|content| content.contains(text))
+        {
             return content;
         }
         assert!(Instant::now() < deadline, "no edit with {text:?}");
@@ -182,13 +192,7 @@ async fn imagine_then_upscale_and_vary_across_a_bot_restart() {
     assert_eq!(post.message_id, grid.id);
 
     // The ack was edited with the place in line, then progress, then done.
-    let edits: Vec<String> = stack
-        .fake
-        .requests()
-        .iter()
-        .filter(|r| r.method == "PATCH" && r.path.ends_with(&format!("{token}/messages/@original")))
-        .filter_map(|r| r.json.as_ref()?["content"].as_str().map(str::to_owned))
-        .collect();
+    let edits = original_edits(&stack, &token);
     assert!(edits[0].contains("in line"), "{edits:?}");
     // Which stages show depends on speed (edits are throttled), but the first
     // progress event is always shown.
@@ -468,14 +472,10 @@ async fn a_late_place_in_line_edit_is_dropped_once_an_engine_has_the_job() {
     stack.fake.acknowledged(&token, &answer.body);
     // Past the bot's retries (0.3 + 0.6 + 0.9 + 1.2 s).
     tokio::time::sleep(Duration::from_millis(3500)).await;
-    let tries: Vec<String> = stack
-        .fake
-        .requests()
-        .iter()
-        .filter(|r| r.method == "PATCH" && r.path.ends_with(&format!("{token}/messages/@original")))
-        .filter_map(|r| r.json.as_ref()?["content"].as_str().map(str::to_owned))
-        .collect();
-    assert!(!tries.is_empty(), "the bot never tried to edit");
+    assert!(
+        !original_edits(&stack, &token).is_empty(),
+        "the bot never tried to edit"
+    );
     let original = stack.fake.original(&token).unwrap();
     assert!(
         !original["content"]

@@ -1,6 +1,6 @@
 //! /imagine: parse, check the policy and quotas, enqueue.
 
-use wordup_queue::{AspectRatio, ChannelSettings, ImagineRequest, NewJob, Request, Tier};
+use wordup_queue::{AspectRatio, ChannelSettings, ImagineRequest, Request, Tier};
 
 use super::{Accepted, CommandConfig, CommandError, Commands, Invocation, UserError};
 use crate::grammar::{self, ImagineArgs};
@@ -62,28 +62,15 @@ impl Commands {
             .channel_settings(&invocation.origin.platform, &invocation.origin.channel_id)
             .await?;
         let (request, tier, batch_key) = plan(args, &channel, &self.config, rand::random());
-        let job = NewJob {
-            idempotency_key: Some(invocation.idempotency_key.clone()),
+        let job = invocation.job(
+            &channel,
+            invocation.idempotency_key.clone(),
             tier,
-            origin: invocation.origin.clone(),
             request,
             batch_key,
-            reply: with_nsfw(
-                &invocation.reply,
-                channel.allow_nsfw && invocation.channel_nsfw,
-            ),
-        };
+        );
         self.enqueue_within_quota(&job).await
     }
-}
-
-/// The adapter's reply data with the NSFW decision the engine asks for.
-pub(crate) fn with_nsfw(reply: &serde_json::Value, nsfw_allowed: bool) -> serde_json::Value {
-    let mut reply = reply.clone();
-    if let Some(map) = reply.as_object_mut() {
-        map.insert("nsfw_allowed".into(), nsfw_allowed.into());
-    }
-    reply
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ pub mod press;
 pub mod queue_status;
 pub mod settings;
 
-use wordup_queue::{JobId, NewJob, Origin, Queue, QueueError, Tier};
+use wordup_queue::{ChannelSettings, JobId, NewJob, Origin, Queue, QueueError, Request, Tier};
 
 use crate::grammar::GrammarError;
 use crate::policy::Blocklist;
@@ -46,6 +46,35 @@ pub struct Invocation {
     pub channel_nsfw: bool,
     /// Adapter data stored with the job for progress edits and delivery.
     pub reply: serde_json::Value,
+}
+
+impl Invocation {
+    /// The job this invocation asks for, with the channel's NSFW decision in
+    /// the reply data the engine reads.
+    pub fn job(
+        &self,
+        channel: &ChannelSettings,
+        idempotency_key: String,
+        tier: Tier,
+        request: Request,
+        batch_key: String,
+    ) -> NewJob {
+        let mut reply = self.reply.clone();
+        if let Some(map) = reply.as_object_mut() {
+            map.insert(
+                "nsfw_allowed".into(),
+                (channel.allow_nsfw && self.channel_nsfw).into(),
+            );
+        }
+        NewJob {
+            idempotency_key: Some(idempotency_key),
+            tier,
+            origin: self.origin.clone(),
+            request,
+            batch_key,
+            reply,
+        }
+    }
 }
 
 /// A job was enqueued (or had been, for a repeated interaction).

@@ -1,8 +1,7 @@
 //! A button press under a grid or an upscaled image: a follow-up job.
 
-use wordup_queue::{ChannelSettings, Job, JobState, NewJob};
+use wordup_queue::{ChannelSettings, Job, JobState};
 
-use super::imagine::with_nsfw;
 use super::{Accepted, CommandError, Commands, Invocation, UserError};
 use crate::buttons::ButtonId;
 
@@ -68,17 +67,7 @@ impl Commands {
         allowed(&parent, image_stored, &channel, &invocation.origin.user_id)?;
         let request = button.request();
         let batch_key = request.kind().to_owned();
-        let job = NewJob {
-            idempotency_key: Some(key),
-            tier: parent.tier,
-            origin: invocation.origin.clone(),
-            request,
-            batch_key,
-            reply: with_nsfw(
-                &invocation.reply,
-                channel.allow_nsfw && invocation.channel_nsfw,
-            ),
-        };
+        let job = invocation.job(&channel, key, parent.tier, request, batch_key);
         self.enqueue_within_quota(&job).await
     }
 }

@@ -4,11 +4,11 @@
 //! for `scripts/bench-finish.sh`, which runs the PyTorch / onnxruntime peers.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use clap::Parser;
+use wordup_engine::bench::median_ms;
 use wordup_engine::safety::{self, OpenNsfw};
 use wordup_engine::upscale::{Config, Tiling, Upscaler};
 
@@ -24,17 +24,6 @@ struct Args {
     tile: usize,
     #[arg(long, default_value_t = 3)]
     repeats: usize,
-}
-
-fn median_ms(repeats: usize, mut run: impl FnMut() -> Result<()>) -> Result<f64> {
-    let mut times = Vec::new();
-    for _ in 0..repeats.max(1) {
-        let start = Instant::now();
-        run()?;
-        times.push(start.elapsed().as_secs_f64() * 1e3);
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
 }
 
 /// A deterministic test image with edges and gradients, values in [0, 1].
@@ -66,7 +55,7 @@ fn main() -> Result<()> {
         tile: args.size,
         pad: 0,
     };
-    let ms = median_ms(args.repeats, || {
+    let ms = median_ms::<anyhow::Error>(args.repeats, || {
         Ok(upscaler
             .upscale4(&image, whole, &mut |_, _| Ok(()))
             .map(drop)?)
@@ -74,7 +63,7 @@ fn main() -> Result<()> {
     eprintln!("upscale ×4 {}² in one tile: {ms:.0} ms", args.size);
     println!("RESULT candle upscale_x4 size={} ms={ms:.1}", args.size);
     let tile = test_image(args.tile)?;
-    let ms = median_ms(args.repeats, || {
+    let ms = median_ms::<anyhow::Error>(args.repeats, || {
         Ok(upscaler
             .upscale4(
                 &tile,
@@ -95,7 +84,7 @@ fn main() -> Result<()> {
         false,
         &device,
     )?;
-    let ms = median_ms(args.repeats.max(5), || {
+    let ms = median_ms::<anyhow::Error>(args.repeats.max(5), || {
         Ok(classifier.probabilities(&input).map(drop)?)
     })?;
     eprintln!("safety classifier: {ms:.0} ms per image");

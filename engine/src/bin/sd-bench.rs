@@ -10,12 +10,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device, Tensor};
 use clap::{Args, Parser, Subcommand};
-use wordup_engine::device::{best_device, variant_for};
+use wordup_engine::bench::median_ms;
+use wordup_engine::device::{best_device, parse_dtype, variant_for};
 use wordup_engine::pipeline::{Generation, PipelineOptions, StableDiffusion};
 use wordup_engine::source::ModelFiles;
 
@@ -81,15 +81,6 @@ struct ParityArgs {
     require_gpu: bool,
 }
 
-fn parse_dtype(name: &str) -> Result<DType> {
-    Ok(match name {
-        "f32" => DType::F32,
-        "f16" => DType::F16,
-        "bf16" => DType::BF16,
-        other => bail!("unknown dtype {other:?}: use f32, f16 or bf16"),
-    })
-}
-
 fn load(model: &std::path::Path, device: &Device, dtype: DType) -> Result<StableDiffusion> {
     let files = ModelFiles::from_dir(model, variant_for(dtype))?;
     let options = PipelineOptions {
@@ -113,7 +104,7 @@ fn speed(args: &SpeedArgs) -> Result<()> {
     if args.require_gpu && device.is_cpu() {
         bail!("no usable GPU: this build or host has none");
     }
-    let dtype = parse_dtype(&args.dtype)?;
+    let dtype = parse_dtype(&args.dtype).map_err(anyhow::Error::msg)?;
     let pipeline = load(&args.model, &device, dtype)?;
     eprintln!("candle on {device:?} in {dtype:?}");
     for &batch in &args.batches {
@@ -128,14 +119,7 @@ fn speed(args: &SpeedArgs) -> Result<()> {
                 seeds: (0..batch as u64).collect(),
             };
             draw(&pipeline, &generation)?;
-            let mut times = Vec::with_capacity(args.repeats);
-            for _ in 0..args.repeats.max(1) {
-                let start = Instant::now();
-                draw(&pipeline, &generation)?;
-                times.push(start.elapsed().as_secs_f64() * 1e3);
-            }
-            times.sort_by(f64::total_cmp);
-            let ms = times[times.len() / 2];
+            let ms = median_ms(args.repeats, || draw(&pipeline, &generation).map(drop))?;
             let rate = batch as f64 / (ms / 1e3);
             eprintln!(
                 "{}² batch {batch}, {steps} steps: {ms:.1} ms, {rate:.2} images/s",

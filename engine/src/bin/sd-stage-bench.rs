@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use clap::Parser;
 use wordup_engine::{text_encoder, unet, vae};
@@ -61,11 +61,7 @@ fn median_ms(
 fn main() -> Result<()> {
     let args = Args::parse();
     let device = wordup_engine::device::best_device(!args.gpu)?;
-    let dtype = match args.dtype.as_str() {
-        "f16" => DType::F16,
-        "bf16" => DType::BF16,
-        _ => DType::F32,
-    };
+    let dtype = wordup_engine::device::parse_dtype(&args.dtype).map_err(anyhow::Error::msg)?;
     let text_cfg: text_encoder::Config = read(args.configs.join("text_encoder.json"))?;
     let unet_cfg: unet::Config = read(args.configs.join("unet.json"))?;
     let vae_cfg: vae::Config = read(args.configs.join("vae.json"))?;
