@@ -68,14 +68,18 @@ export NVCC_PREPEND_FLAGS="${NVCC_PREPEND_FLAGS:-} -I$CUDA/include -I$CUDNN/incl
 
 # 4. Build, then strip (debug info is most of the binary's size) and gzip:
 #    the kernels' PTX keeps it near 65 MB, and gzip brings it to about 20.
-#    sd-bench is the GPU check's binary (scripts/gpu-check.sh).
-echo "== building wordup-engine and sd-bench with cuda,cudnn for sm_$CUDA_COMPUTE_CAP" >&2
+#    sd-bench is the GPU check's binary (scripts/gpu-check.sh). CUDA_FEATURES=cuda builds without cuDNN (convs
+#    through im2col and cuBLAS), into CUDA_OUT, for comparing the two.
+FEATURES="${CUDA_FEATURES:-cuda,cudnn}"
+OUT_DIR="${CUDA_OUT:-$ROOT}"
+mkdir -p "$OUT_DIR"
+echo "== building wordup-engine and sd-bench with $FEATURES for sm_$CUDA_COMPUTE_CAP" >&2
 cargo build --release -p wordup-engine --bin wordup-engine --bin sd-bench \
-    --features cuda,cudnn --target-dir "$ROOT/build"
+    --features "$FEATURES" --target-dir "$ROOT/build"
 for bin in wordup-engine sd-bench; do
-    cp "$ROOT/build/release/$bin" "$ROOT/$bin"
-    strip "$ROOT/$bin"
-    gzip -9 -k -f "$ROOT/$bin"
-    ls -l "$ROOT/$bin" "$ROOT/$bin.gz" >&2
+    cp "$ROOT/build/release/$bin" "$OUT_DIR/$bin"
+    strip "$OUT_DIR/$bin"
+    gzip -9 -k -f "$OUT_DIR/$bin"
+    ls -l "$OUT_DIR/$bin" "$OUT_DIR/$bin.gz" >&2
 done
-echo "$ROOT/wordup-engine.gz"
+echo "$OUT_DIR/wordup-engine.gz"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check, one prepared run on a GPU host (issue: "measured on a GPU"):
 #   1. parity: the tiny test models (SD-1 and SD-2 style) drawn on the GPU in
-#      f32 and f16 against the CPU in f32, within sd-bench's tolerances;
+#      f32 and f16 against the CPU in f32, within sd-bench's tolerances, with
+#      each stage's own relative error (which stage a difference comes from);
 #   2. speed: txt2img with an SD-Turbo-sized random-weight model at 512², batch
 #      1 and 4, 1 and 4 steps, in f16, with diffusers (PyTorch) and then our
 #      candle engine on the same saved weights; a table with images/s and the
@@ -14,14 +15,18 @@
 # Before, on the build machine (with Rust and a network):
 #   ./scripts/gpu-check.sh prepare   # target/cuda/sd-bench.gz and .whl/diffusers-*.whl
 # then carry target/cuda/sd-bench.gz and .whl to the GPU host and run
-#   ./scripts/gpu-check.sh
+#   ./scripts/gpu-check.sh           # parity, then speed (the issue's check)
+#   ./scripts/gpu-check.sh parity    # parity alone
+#   ./scripts/gpu-check.sh stages    # where the time goes: each stage alone,
+#                                    # candle and PyTorch (sd-bench stages)
 #
-# Settings (environment): SD_BENCH (binary; default: unpacked from
-# target/cuda/sd-bench.gz), PYTHON (python3), SIZE (512), BATCHES (1,4),
-# STEPS (1,4), DTYPE (f16), REPEATS (5), CONFIGS (scripts/bench/sd-turbo),
-# TOKENIZER (engine/tests/fixtures/clip-tokenizer), ALLOW_CPU (unset: fail
-# when no GPU is usable; set it for a smoke run on a CPU host), OUT (where the
-# log and the table go; default target/gpu-check).
+# Settings (environment): BIN_DIR (where sd-bench.gz is; target/cuda),
+# SD_BENCH (an unpacked binary instead), PYTHON (python3), SIZE (512), BATCHES
+# (1,4), STEPS (1,4), DTYPE (f16), REPEATS (5), CONFIGS (scripts/bench/sd-turbo),
+# TOKENIZER (engine/tests/fixtures/clip-tokenizer), NO_TORCH (set: stages
+# times candle only), ALLOW_CPU (unset: fail when no GPU is usable; set it for
+# a smoke run on a CPU host), OUT (where the log and the table go; default
+# target/gpu-check).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +37,12 @@ if [ "${1:-}" = prepare ]; then
     exit 0
 fi
 
+MODE="${1:-check}"
+case "$MODE" in
+    check | parity | stages) ;;
+    *) echo "unknown mode $MODE: prepare, check, parity or stages" >&2; exit 2 ;;
+esac
+BIN_DIR="${BIN_DIR:-target/cuda}"
 PYTHON="${PYTHON:-python3}"
 SIZE="${SIZE:-512}"
 BATCHES="${BATCHES:-1,4}"
@@ -50,7 +61,7 @@ main() {
 
 if [ -z "${SD_BENCH:-}" ]; then
     SD_BENCH="$WORK/sd-bench"
-    gzip -dc target/cuda/sd-bench.gz > "$SD_BENCH"
+    gzip -dc "$BIN_DIR/sd-bench.gz" > "$SD_BENCH"
     chmod +x "$SD_BENCH"
 fi
 
@@ -102,11 +113,28 @@ elif ! "$PYTHON" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() 
     return 1
 fi
 
+if [ "$MODE" = stages ]; then
+    echo "== stages: ${SIZE}², batches $BATCHES, $DTYPE"
+    "$SD_BENCH" stages --gpu --configs "$CONFIGS" --sizes "$SIZE" --batches "$BATCHES" \
+        --dtype "$DTYPE" --repeats "$REPEATS" | tee -a "$WORK/results"
+    if [ -z "${NO_TORCH:-}" ]; then
+        "$PYTHON" scripts/bench/diffusers_stages.py --gpu --configs "$CONFIGS" --sizes "$SIZE" \
+            --batches "$BATCHES" --dtype "$DTYPE" --repeats "$REPEATS" | tee -a "$WORK/results"
+    fi
+    "$PYTHON" scripts/bench/tables.py stages "$WORK/results" | tee "$OUT/stages.md"
+    return 0
+fi
+
 echo "== parity: GPU against CPU on the tiny models"
 parity=0
 for model in engine/tests/fixtures/sd1-tiny engine/tests/fixtures/sd2-tiny; do
     "$SD_BENCH" parity --model "$model" "${require_gpu[@]}" | tee -a "$WORK/results" || parity=1
 done
+
+if [ "$MODE" = parity ]; then
+    [ "$parity" -eq 0 ] && echo "parity ok" || echo "parity FAILED (see the PARITY lines above)"
+    return "$parity"
+fi
 
 echo "== speed: ${SIZE}², batches $BATCHES, steps $STEPS, $DTYPE"
 # Each side may fail alone (the table then says n/a); the candle side needs
@@ -119,23 +147,7 @@ speed=0
 "$SD_BENCH" speed --model "$WORK/model" --size "$SIZE" --batches "$BATCHES" --steps "$STEPS" \
     --dtype "$DTYPE" --repeats "$REPEATS" "${require_gpu[@]}" | tee -a "$WORK/results" || speed=1
 
-"$PYTHON" - "$WORK/results" <<'PY' | tee "$OUT/table.md"
-import sys
-rows = {}
-for line in open(sys.argv[1]):
-    parts = line.split()
-    if len(parts) < 3 or parts[0] != "RESULT" or parts[2] != "e2e":
-        continue
-    fields = dict(p.split("=", 1) for p in parts[3:])
-    key = (int(fields["size"]), int(fields["batch"]), int(fields["steps"]))
-    rows.setdefault(key, {})[parts[1]] = float(fields["images_per_s"])
-print("| size | batch | steps | candle images/s | PyTorch images/s | candle/PyTorch |")
-print("|---:|---:|---:|---:|---:|---:|")
-for (size, batch, steps), rates in sorted(rows.items()):
-    c, t = rates.get("candle"), rates.get("torch")
-    ratio = f"{c / t:.2f}x" if c and t else "n/a"
-    print(f"| {size}² | {batch} | {steps} | {c or 0:.2f} | {t or 0:.2f} | {ratio} |")
-PY
+"$PYTHON" scripts/bench/tables.py e2e "$WORK/results" | tee "$OUT/table.md"
 if [ "$speed" -ne 0 ]; then
     echo "a speed run FAILED (see above)"
     return 1

@@ -13,8 +13,12 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
 
-def load(path):
-    config = json.loads(Path(path).read_text())
+def load(configs, part):
+    # <configs>/<part>.json, or a model directory's <part>/config.json.
+    path = configs / f"{part}.json"
+    if not path.exists():
+        path = configs / part / "config.json"
+    config = json.loads(path.read_text())
     return {k: v for k, v in config.items() if not k.startswith("_") and k != "architectures"}
 
 
@@ -46,16 +50,16 @@ def main():
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device} {dtype}", file=sys.stderr)
     configs = Path(args.configs)
-    encoder = CLIPTextModel(CLIPTextConfig(**load(configs / "text_encoder.json"))).to(device, dtype).eval()
-    unet = UNet2DConditionModel(**load(configs / "unet.json")).to(device, dtype).eval()
-    vae = AutoencoderKL(**load(configs / "vae.json")).to(device, dtype).eval()
+    encoder = CLIPTextModel(CLIPTextConfig(**load(configs, "text_encoder"))).to(device, dtype).eval()
+    unet = UNet2DConditionModel(**load(configs, "unet")).to(device, dtype).eval()
+    vae = AutoencoderKL(**load(configs, "vae")).to(device, dtype).eval()
     scale = 2 ** (len(vae.config.block_out_channels) - 1)
 
     with torch.inference_mode():
         ids = torch.tensor([[min(320 + i * 7, 49406) for i in range(77)]], device=device)
         ms = median_ms(args.repeats, device, lambda: encoder(ids).last_hidden_state)
         print(f"text encoder: {ms:.0f} ms", file=sys.stderr)
-        print(f"RESULT torch text_encoder size=0 batch=1 ms={ms:.1f}")
+        print(f"RESULT torch text_encoder size=0 batch=1 ms={ms:.2f}")
         context = encoder(ids).last_hidden_state
         for side in [int(s) for s in args.sizes.split(",")]:
             latent = side // scale
@@ -64,11 +68,10 @@ def main():
                 ctx = context.repeat(batch, 1, 1)
                 ms = median_ms(args.repeats, device, lambda: unet(latents, 999, encoder_hidden_states=ctx).sample)
                 print(f"unet step {side}² batch {batch}: {ms:.0f} ms", file=sys.stderr)
-                print(f"RESULT torch unet_step size={side} batch={batch} ms={ms:.1f}")
-            latents = torch.randn(1, 4, latent, latent, device=device, dtype=dtype)
-            ms = median_ms(args.repeats, device, lambda: vae.decode(latents).sample)
-            print(f"vae decode {side}²: {ms:.0f} ms", file=sys.stderr)
-            print(f"RESULT torch vae_decode size={side} batch=1 ms={ms:.1f}")
+                print(f"RESULT torch unet_step size={side} batch={batch} ms={ms:.2f}")
+                ms = median_ms(args.repeats, device, lambda: vae.decode(latents).sample)
+                print(f"vae decode {side}² batch {batch}: {ms:.0f} ms", file=sys.stderr)
+                print(f"RESULT torch vae_decode size={side} batch={batch} ms={ms:.2f}")
 
 
 if __name__ == "__main__":

@@ -4,20 +4,30 @@
 //!   loop, VAE decode, the copy back to the host) on a diffusers model
 //!   directory, per batch size and step count. Prints
 //!   `RESULT candle e2e size=<px> batch=<n> steps=<k> ms=<median> images_per_s=<x>`.
+//! - `stages`: text encoding, one UNet step and one VAE decode timed alone
+//!   (the device synchronised around each) on random weights built from
+//!   config files, per size and batch; prints
+//!   `RESULT candle <stage> size=<px> batch=<n> ms=<median>` for
+//!   `scripts/bench-engine.sh` and `scripts/gpu-check.sh stages`, whose
+//!   PyTorch side is `scripts/bench/diffusers_stages.py`.
 //! - `parity`: the same generation on the CPU in f32 and on the best device
 //!   in f32 and f16, with the largest and mean absolute pixel differences;
-//!   exits non-zero beyond the tolerances.
+//!   exits non-zero beyond the tolerances. Each stage (text encoder, one
+//!   UNet step, VAE decode) is also run alone on the reference's inputs and
+//!   its relative error printed, so a failure names the stage it comes from.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
 use clap::{Args, Parser, Subcommand};
 use wordup_engine::bench::median_ms;
 use wordup_engine::device::{best_device, parse_dtype, variant_for};
 use wordup_engine::pipeline::{Generation, PipelineOptions, StableDiffusion};
 use wordup_engine::source::ModelFiles;
+use wordup_engine::{text_encoder, unet, vae};
 
 /// Largest absolute difference of a pixel in [0, 1] between the GPU in f32
 /// and the CPU (cuDNN may pick TF32 convolutions, hence not 1e-4).
@@ -37,8 +47,33 @@ struct Cli {
 enum Command {
     /// Time txt2img per batch size and step count.
     Speed(SpeedArgs),
+    /// Time each stage alone on random weights.
+    Stages(StagesArgs),
     /// Compare the best device's output with the CPU's.
     Parity(ParityArgs),
+}
+
+#[derive(Args)]
+struct StagesArgs {
+    /// Folder with unet.json, vae.json and text_encoder.json, or a diffusers
+    /// model directory (its configs only; the weights are random).
+    #[arg(long, default_value = "scripts/bench/sd-turbo")]
+    configs: PathBuf,
+    /// Image sides in pixels.
+    #[arg(long, value_delimiter = ',', default_value = "256,512")]
+    sizes: Vec<usize>,
+    /// UNet batch sizes to time.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    batches: Vec<usize>,
+    /// f32, f16 or bf16.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    /// Timed repetitions per stage (the median is reported), after one warm-up.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Run on the GPU when this build and host have one.
+    #[arg(long)]
+    gpu: bool,
 }
 
 #[derive(Args)]
@@ -143,6 +178,124 @@ fn differences(a: &Tensor, b: &Tensor) -> Result<(f32, f32)> {
     ))
 }
 
+/// `<configs>/<part>.json`, or a model directory's `<part>/config.json`.
+fn read_config<T: serde::de::DeserializeOwned>(configs: &std::path::Path, part: &str) -> Result<T> {
+    let mut path = configs.join(format!("{part}.json"));
+    if !path.exists() {
+        path = configs.join(part).join("config.json");
+    }
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Median milliseconds of `run`, the device synchronised before the clock
+/// stops (kernels are asynchronous), after a warm-up.
+fn synced_median_ms(
+    repeats: usize,
+    device: &Device,
+    mut run: impl FnMut() -> Result<Tensor>,
+) -> Result<f64> {
+    run()?;
+    device.synchronize()?;
+    median_ms(repeats, || {
+        let out = run()?;
+        device.synchronize()?;
+        drop(out);
+        Ok(())
+    })
+}
+
+fn stages(args: &StagesArgs) -> Result<()> {
+    let device = best_device(!args.gpu)?;
+    let dtype = parse_dtype(&args.dtype).map_err(anyhow::Error::msg)?;
+    let text_cfg: text_encoder::Config = read_config(&args.configs, "text_encoder")?;
+    let unet_cfg: unet::Config = read_config(&args.configs, "unet")?;
+    let vae_cfg: vae::Config = read_config(&args.configs, "vae")?;
+    eprintln!("building random-weight models on {device:?} ({dtype:?})");
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, dtype, &device);
+    let encoder = text_encoder::TextEncoder::new(&text_cfg, vb.pp("text_encoder"))?;
+    let unet = unet_cfg.build(vb.pp("unet"))?;
+    let vae = vae::AutoEncoder::new(&vae_cfg, vb.pp("vae"))?;
+
+    // 77 ordinary token ids, below the start-of-text id.
+    let ids: Vec<u32> = (0..77u32).map(|i| 49406u32.min(320 + i * 7)).collect();
+    let ids = Tensor::new(ids.as_slice(), &device)?.unsqueeze(0)?;
+    let ms = synced_median_ms(args.repeats, &device, || Ok(encoder.forward(&ids)?))?;
+    eprintln!("text encoder: {ms:.1} ms");
+    println!("RESULT candle text_encoder size=0 batch=1 ms={ms:.2}");
+    let context = encoder.forward(&ids)?;
+
+    for &side in &args.sizes {
+        let latent = side / vae_cfg.scale_factor();
+        for &batch in &args.batches {
+            let latents =
+                Tensor::randn(0f32, 1f32, (batch, 4, latent, latent), &device)?.to_dtype(dtype)?;
+            let context = context.repeat((batch, 1, 1))?;
+            let ms = synced_median_ms(args.repeats, &device, || {
+                Ok(unet.forward(&latents, 999.0, &context)?)
+            })?;
+            eprintln!("unet step {side}² batch {batch}: {ms:.1} ms");
+            println!("RESULT candle unet_step size={side} batch={batch} ms={ms:.2}");
+            let ms = synced_median_ms(args.repeats, &device, || Ok(vae.decode(&latents)?))?;
+            eprintln!("vae decode {side}² batch {batch}: {ms:.1} ms");
+            println!("RESULT candle vae_decode size={side} batch={batch} ms={ms:.2}");
+        }
+    }
+    Ok(())
+}
+
+/// ‖a − b‖ / ‖b‖ over all elements, both taken to f32 on the host.
+fn relative_l2(a: &Tensor, b: &Tensor) -> Result<f32> {
+    let a = a.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
+    let b = b.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
+    let error = (&a - &b)?.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?;
+    let norm = b.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?;
+    Ok(error / norm.max(f32::MIN_POSITIVE))
+}
+
+/// Where a pixel difference comes from: each stage run alone on the same
+/// inputs (the reference's), as ‖device − reference‖ / ‖reference‖.
+fn stage_errors(
+    reference: &StableDiffusion,
+    pipeline: &StableDiffusion,
+    generation: &Generation,
+) -> Result<[(&'static str, f32); 3]> {
+    let on_device = |t: &Tensor| -> Result<Tensor> {
+        Ok(t.to_device(&pipeline.device)?.to_dtype(pipeline.dtype)?)
+    };
+    let negative = generation.negative_prompt.as_deref();
+    let expected = reference.condition(&generation.prompt, negative, generation.guidance)?;
+    let actual = pipeline.condition(&generation.prompt, negative, generation.guidance)?;
+    let text = relative_l2(&actual.prompt, &expected.prompt)?;
+
+    let (noise, _) =
+        reference.seeded_noise(&generation.seeds, generation.width, generation.height)?;
+    let n = noise.dim(0)?;
+    let embeddings = Tensor::cat(
+        &[
+            expected.negative.as_ref().unwrap_or(&expected.prompt).repeat((n, 1, 1))?,
+            expected.prompt.repeat((n, 1, 1))?,
+        ],
+        0,
+    )?;
+    let latents = Tensor::cat(&[&noise, &noise], 0)?;
+    let timestep = reference.scheduler(generation.steps).timesteps()[0];
+    let unet_expected = reference.unet.forward(&latents, timestep, &embeddings)?;
+    let unet_actual =
+        pipeline
+            .unet
+            .forward(&on_device(&latents)?, timestep, &on_device(&embeddings)?)?;
+    let unet = relative_l2(&unet_actual, &unet_expected)?;
+
+    let vae = relative_l2(
+        &pipeline.decode(&on_device(&noise)?)?,
+        &reference.decode(&noise)?,
+    )?;
+    Ok([("text_encoder", text), ("unet_step", unet), ("vae_decode", vae)])
+}
+
 fn parity(args: &ParityArgs) -> Result<bool> {
     let device = best_device(false)?;
     if device.is_cpu() {
@@ -163,7 +316,6 @@ fn parity(args: &ParityArgs) -> Result<bool> {
         seeds: vec![7, 8],
     };
     let expected = draw(&reference, &generation)?;
-    drop(reference);
     let mut passed = true;
     for (dtype, max_allowed) in [(DType::F32, F32_MAX_DIFF), (DType::F16, F16_MAX_DIFF)] {
         let pipeline = load(&args.model, &device, dtype)?;
@@ -175,6 +327,13 @@ fn parity(args: &ParityArgs) -> Result<bool> {
             args.model.display(),
             if ok { "ok" } else { "FAILED" }
         );
+        let stages = stage_errors(&reference, &pipeline, &generation)?
+            .map(|(stage, error)| format!("{stage}={error:.2e}"))
+            .join(" ");
+        println!(
+            "STAGES model={} dtype={dtype:?} relative_l2: {stages}",
+            args.model.display()
+        );
     }
     Ok(passed)
 }
@@ -182,6 +341,7 @@ fn parity(args: &ParityArgs) -> Result<bool> {
 fn main() -> Result<ExitCode> {
     match Cli::parse().command {
         Command::Speed(args) => speed(&args)?,
+        Command::Stages(args) => stages(&args)?,
         Command::Parity(args) => {
             if !parity(&args)? {
                 return Ok(ExitCode::FAILURE);
