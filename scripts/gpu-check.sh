@@ -17,14 +17,18 @@
 # then carry target/cuda/sd-bench.gz and .whl to the GPU host and run
 #   ./scripts/gpu-check.sh           # parity, then speed (the check)
 #   ./scripts/gpu-check.sh parity    # parity alone
+#   ./scripts/gpu-check.sh speed     # speed alone
 #   ./scripts/gpu-check.sh stages    # where the time goes: each stage alone,
 #                                    # candle and PyTorch (sd-bench stages)
+#   ./scripts/gpu-check.sh parts     # single blocks: GPU-vs-CPU error and
+#                                    # time (sd-bench parts)
 #
 # Settings (environment): BIN_DIR (where sd-bench.gz is; target/cuda),
 # SD_BENCH (an unpacked binary instead), PYTHON (python3), SIZE (512), BATCHES
 # (1,4), STEPS (1,4), DTYPE (f16), REPEATS (5), CONFIGS (scripts/bench/sd-turbo),
-# TOKENIZER (engine/tests/fixtures/clip-tokenizer), NO_TORCH (set: stages
-# times candle only), ALLOW_CPU (unset: fail when no GPU is usable; set it for
+# TOKENIZER (engine/tests/fixtures/clip-tokenizer), NO_TORCH (set: stages and
+# speed time candle only; speed then needs MODEL_DIR from an earlier run),
+# MODEL_DIR (where speed saves, or finds, the random-weight model), ALLOW_CPU (unset: fail when no GPU is usable; set it for
 # a smoke run on a CPU host), OUT (where the log and the table go; default
 # target/gpu-check).
 set -euo pipefail
@@ -39,8 +43,8 @@ fi
 
 MODE="${1:-check}"
 case "$MODE" in
-    check | parity | stages) ;;
-    *) echo "unknown mode $MODE: prepare, check, parity or stages" >&2; exit 2 ;;
+    check | parity | speed | stages | parts) ;;
+    *) echo "unknown mode $MODE: prepare, check, parity, speed, stages or parts" >&2; exit 2 ;;
 esac
 BIN_DIR="${BIN_DIR:-target/cuda}"
 PYTHON="${PYTHON:-python3}"
@@ -125,11 +129,18 @@ if [ "$MODE" = stages ]; then
     return 0
 fi
 
-echo "== parity: GPU against CPU on the tiny models"
+if [ "$MODE" = parts ]; then
+    "$SD_BENCH" parts --repeats "$REPEATS"
+    return 0
+fi
+
 parity=0
+if [ "$MODE" != speed ]; then
+echo "== parity: GPU against CPU on the tiny models"
 for model in engine/tests/fixtures/sd1-tiny engine/tests/fixtures/sd2-tiny; do
     "$SD_BENCH" parity --model "$model" "${require_gpu[@]}" | tee -a "$WORK/results" || parity=1
 done
+fi
 
 if [ "$MODE" = parity ]; then
     [ "$parity" -eq 0 ] && echo "parity ok" || echo "parity FAILED (see the PARITY lines above)"
@@ -140,11 +151,14 @@ echo "== speed: ${SIZE}², batches $BATCHES, steps $STEPS, $DTYPE"
 # Each side may fail alone (the table then says n/a); the candle side needs
 # only the model directory, which the PyTorch side writes before it times.
 speed=0
-"$PYTHON" scripts/bench/diffusers_e2e.py --configs "$CONFIGS" --tokenizer "$TOKENIZER" \
-    --save "$WORK/model" --size "$SIZE" --batches "$BATCHES" --steps "$STEPS" \
-    --dtype "$DTYPE" --repeats "$REPEATS" | tee -a "$WORK/results" || speed=1
-[ -f "$WORK/model/model_index.json" ] || { echo "no model directory was saved"; return 1; }
-"$SD_BENCH" speed --model "$WORK/model" --size "$SIZE" --batches "$BATCHES" --steps "$STEPS" \
+model="${MODEL_DIR:-$WORK/model}"
+if [ -z "${NO_TORCH:-}" ]; then
+    "$PYTHON" scripts/bench/diffusers_e2e.py --configs "$CONFIGS" --tokenizer "$TOKENIZER" \
+        --save "$model" --size "$SIZE" --batches "$BATCHES" --steps "$STEPS" \
+        --dtype "$DTYPE" --repeats "$REPEATS" | tee -a "$WORK/results" || speed=1
+fi
+[ -f "$model/model_index.json" ] || { echo "no model directory at $model"; return 1; }
+"$SD_BENCH" speed --model "$model" --size "$SIZE" --batches "$BATCHES" --steps "$STEPS" \
     --dtype "$DTYPE" --repeats "$REPEATS" "${require_gpu[@]}" | tee -a "$WORK/results" || speed=1
 
 "$PYTHON" scripts/bench/tables.py e2e "$WORK/results" | tee "$OUT/table.md"
@@ -152,6 +166,7 @@ if [ "$speed" -ne 0 ]; then
     echo "a speed run FAILED (see above)"
     return 1
 fi
+[ "$MODE" = speed ] && return 0
 if [ "$parity" -ne 0 ]; then
     echo "parity FAILED (see the PARITY lines above)"
     return 1

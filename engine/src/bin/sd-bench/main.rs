@@ -10,11 +10,16 @@
 //!   `RESULT candle <stage> size=<px> batch=<n> ms=<median>` for
 //!   `scripts/bench-engine.sh` and `scripts/gpu-check.sh stages`, whose
 //!   PyTorch side is `scripts/bench/diffusers_stages.py`.
+//! - `parts`: single blocks (GroupNorm, SiLU, upsampling, softmax, a 3×3
+//!   convolution, a ResNet block, the VAE's attention) with their GPU-vs-CPU
+//!   error and their time on the GPU (`parts.rs`).
 //! - `parity`: the same generation on the CPU in f32 and on the best device
 //!   in f32 and f16, with the largest and mean absolute pixel differences;
 //!   exits non-zero beyond the tolerances. Each stage (text encoder, one
 //!   UNet step, VAE decode) is also run alone on the reference's inputs and
 //!   its relative error printed, so a failure names the stage it comes from.
+
+mod parts;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +56,8 @@ enum Command {
     Stages(StagesArgs),
     /// Compare the best device's output with the CPU's.
     Parity(ParityArgs),
+    /// Single blocks: GPU-vs-CPU error, and time on the GPU.
+    Parts(parts::PartsArgs),
 }
 
 #[derive(Args)]
@@ -191,7 +198,7 @@ fn read_config<T: serde::de::DeserializeOwned>(configs: &std::path::Path, part: 
 
 /// Median milliseconds of `run`, the device synchronised before the clock
 /// stops (kernels are asynchronous), after a warm-up.
-fn synced_median_ms(
+pub(crate) fn synced_median_ms(
     repeats: usize,
     device: &Device,
     mut run: impl FnMut() -> Result<Tensor>,
@@ -247,7 +254,7 @@ fn stages(args: &StagesArgs) -> Result<()> {
 }
 
 /// ‖a − b‖ / ‖b‖ over all elements, both taken to f32 on the host.
-fn relative_l2(a: &Tensor, b: &Tensor) -> Result<f32> {
+pub(crate) fn relative_l2(a: &Tensor, b: &Tensor) -> Result<f32> {
     let a = a.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
     let b = b.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
     let error = (&a - &b)?.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?;
@@ -275,7 +282,11 @@ fn stage_errors(
     let n = noise.dim(0)?;
     let embeddings = Tensor::cat(
         &[
-            expected.negative.as_ref().unwrap_or(&expected.prompt).repeat((n, 1, 1))?,
+            expected
+                .negative
+                .as_ref()
+                .unwrap_or(&expected.prompt)
+                .repeat((n, 1, 1))?,
             expected.prompt.repeat((n, 1, 1))?,
         ],
         0,
@@ -293,7 +304,11 @@ fn stage_errors(
         &pipeline.decode(&on_device(&noise)?)?,
         &reference.decode(&noise)?,
     )?;
-    Ok([("text_encoder", text), ("unet_step", unet), ("vae_decode", vae)])
+    Ok([
+        ("text_encoder", text),
+        ("unet_step", unet),
+        ("vae_decode", vae),
+    ])
 }
 
 fn parity(args: &ParityArgs) -> Result<bool> {
@@ -342,6 +357,7 @@ fn main() -> Result<ExitCode> {
     match Cli::parse().command {
         Command::Speed(args) => speed(&args)?,
         Command::Stages(args) => stages(&args)?,
+        Command::Parts(args) => parts::run(&args, &best_device(false)?)?,
         Command::Parity(args) => {
             if !parity(&args)? {
                 return Ok(ExitCode::FAILURE);

@@ -1,0 +1,233 @@
+//! `sd-bench parts`: single building blocks of the UNet and the VAE, run on
+//! the CPU in f32 and on the best device in f32 and f16 with the same random
+//! weights and inputs (the relative error of each), then timed alone on the
+//! device at the VAE's 512² shapes. It answers "which block does a parity
+//! difference come from" and "where does a stage's time go" without a
+//! profiler, which the GPU hosts may lack.
+
+use std::collections::HashMap;
+
+use anyhow::{Result, anyhow};
+use candle_core::conv::CudnnFwdAlgo;
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use candle_transformers::models::stable_diffusion::attention::{
+    AttentionBlock, AttentionBlockConfig,
+};
+use candle_transformers::models::stable_diffusion::resnet::{ResnetBlock2D, ResnetBlock2DConfig};
+use candle_transformers::models::stable_diffusion::unet_2d_blocks::{
+    UNetMidBlock2D, UNetMidBlock2DConfig, UpDecoderBlock2D, UpDecoderBlock2DConfig,
+};
+use clap::Args;
+
+use crate::{relative_l2, synced_median_ms};
+
+#[derive(Args)]
+pub struct PartsArgs {
+    /// Batch size of the timed shapes.
+    #[arg(long, default_value_t = 4)]
+    batch: usize,
+    /// Timed repetitions per part (the median is reported), after one warm-up.
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    /// Side of the timed full-resolution shapes (the VAE's last layers).
+    #[arg(long, default_value_t = 512)]
+    side: usize,
+    /// Skip the timings (errors only).
+    #[arg(long)]
+    no_timing: bool,
+}
+
+/// The same module twice: on the CPU in f32, and on `device` in `dtype`,
+/// from one set of random weights.
+fn twins<M>(
+    device: &Device,
+    dtype: DType,
+    build: impl Fn(VarBuilder) -> candle_core::Result<M>,
+) -> Result<(M, M)> {
+    let varmap = VarMap::new();
+    let reference = build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+    let tensors = varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow!("the weight map's lock is poisoned"))?
+        .iter()
+        .map(|(name, var)| {
+            Ok((
+                name.clone(),
+                var.as_tensor().to_device(device)?.to_dtype(dtype)?,
+            ))
+        })
+        .collect::<Result<HashMap<_, _>>>()?;
+    let twin = build(VarBuilder::from_tensors(tensors, dtype, device))?;
+    Ok((reference, twin))
+}
+
+type Part = Box<dyn Fn(&Tensor) -> candle_core::Result<Tensor>>;
+
+/// (name, input shape, the part on the CPU in f32, the part on the device).
+fn parts(
+    device: &Device,
+    dtype: DType,
+    channels: usize,
+) -> Result<Vec<(&'static str, Part, Part)>> {
+    let c = channels;
+    let mut list: Vec<(&'static str, Part, Part)> = Vec::new();
+    let (a, b) = twins(device, dtype, |vb| candle_nn::group_norm(32, c, 1e-6, vb))?;
+    list.push((
+        "group_norm",
+        Box::new(move |x| a.forward(x)),
+        Box::new(move |x| b.forward(x)),
+    ));
+    list.push((
+        "silu",
+        Box::new(candle_nn::ops::silu),
+        Box::new(candle_nn::ops::silu),
+    ));
+    let up = |x: &Tensor| {
+        let (_, _, h, w) = x.dims4()?;
+        x.upsample_nearest2d(2 * h, 2 * w)
+    };
+    list.push(("upsample_nearest2d", Box::new(up), Box::new(up)));
+    let softmax = |x: &Tensor| candle_nn::ops::softmax(x, candle_core::D::Minus1);
+    list.push(("softmax", Box::new(softmax), Box::new(softmax)));
+    let conv = |vb: VarBuilder| {
+        let cfg = candle_nn::Conv2dConfig {
+            padding: 1,
+            ..Default::default()
+        };
+        candle_nn::conv2d(c, c, 3, cfg, vb)
+    };
+    let (a, b) = twins(device, dtype, conv)?;
+    list.push((
+        "conv3x3",
+        Box::new(move |x| a.forward(x)),
+        Box::new(move |x| b.forward(x)),
+    ));
+    let resnet = |vb: VarBuilder| {
+        let cfg = ResnetBlock2DConfig {
+            temb_channels: None,
+            ..Default::default()
+        };
+        ResnetBlock2D::new(vb, c, cfg)
+    };
+    let (a, b) = twins(device, dtype, resnet)?;
+    list.push((
+        "resnet_block",
+        Box::new(move |x| a.forward(x, None)),
+        Box::new(move |x| b.forward(x, None)),
+    ));
+    let attention = |vb: VarBuilder| {
+        let cfg = AttentionBlockConfig {
+            eps: 1e-6,
+            ..Default::default()
+        };
+        AttentionBlock::new(vb, c, cfg)
+    };
+    let (a, b) = twins(device, dtype, attention)?;
+    list.push((
+        "vae_attention",
+        Box::new(move |x| a.forward(x)),
+        Box::new(move |x| b.forward(x)),
+    ));
+    let mid = |vb: VarBuilder| {
+        let cfg = UNetMidBlock2DConfig {
+            resnet_eps: 1e-6,
+            output_scale_factor: 1.0,
+            attn_num_head_channels: None,
+            resnet_groups: Some(32),
+            ..Default::default()
+        };
+        UNetMidBlock2D::new(vb, c, None, cfg)
+    };
+    let (a, b) = twins(device, dtype, mid)?;
+    list.push((
+        "vae_mid_block",
+        Box::new(move |x| a.forward(x, None)),
+        Box::new(move |x| b.forward(x, None)),
+    ));
+    let up = |vb: VarBuilder| {
+        let cfg = UpDecoderBlock2DConfig {
+            num_layers: 3,
+            resnet_eps: 1e-6,
+            resnet_groups: 32,
+            add_upsample: true,
+            ..Default::default()
+        };
+        UpDecoderBlock2D::new(vb, c, c, cfg)
+    };
+    let (a, b) = twins(device, dtype, up)?;
+    list.push((
+        "vae_up_block",
+        Box::new(move |x| a.forward(x)),
+        Box::new(move |x| b.forward(x)),
+    ));
+    Ok(list)
+}
+
+pub fn run(args: &PartsArgs, device: &Device) -> Result<()> {
+    for dtype in [DType::F32, DType::F16] {
+        for (name, reference, part) in parts(device, dtype, 64)? {
+            let x = Tensor::randn(0f32, 1f32, (2, 64, 16, 16), &Device::Cpu)?;
+            let expected = reference(&x)?;
+            let actual = part(&x.to_device(device)?.to_dtype(dtype)?)?;
+            let error = relative_l2(&actual, &expected)?;
+            println!("PART {name} dtype={dtype:?} relative_l2={error:.2e}");
+        }
+    }
+    if args.no_timing {
+        return Ok(());
+    }
+    // The VAE decoder's widest layers at 512² (128 channels at full
+    // resolution) and its attention (512 channels at 64²), in f16.
+    let dtype = DType::F16;
+    let n = args.batch;
+    let full =
+        Tensor::randn(0f32, 1f32, (n, 128, args.side, args.side), device)?.to_dtype(dtype)?;
+    let deep = Tensor::randn(0f32, 1f32, (n, 512, args.side / 8, args.side / 8), device)?
+        .to_dtype(dtype)?;
+    let unet = Tensor::randn(0f32, 1f32, (n, 320, args.side / 8, args.side / 8), device)?
+        .to_dtype(dtype)?;
+    for (name, _, part) in parts(device, dtype, 128)? {
+        if !matches!(
+            name,
+            "group_norm" | "silu" | "upsample_nearest2d" | "conv3x3" | "resnet_block"
+        ) {
+            continue;
+        }
+        let ms = synced_median_ms(args.repeats, device, || Ok(part(&full)?))?;
+        println!("TIME {name} shape={:?} ms={ms:.3}", full.dims());
+    }
+    let (_, attention) = twins(device, dtype, |vb| {
+        AttentionBlock::new(
+            vb,
+            512,
+            AttentionBlockConfig {
+                eps: 1e-6,
+                ..Default::default()
+            },
+        )
+    })?;
+    let ms = synced_median_ms(args.repeats, device, || Ok(attention.forward(&deep)?))?;
+    println!("TIME vae_attention shape={:?} ms={ms:.3}", deep.dims());
+    // One 3×3 convolution, with cuDNN's algorithm picked per call (candle's
+    // default) and fixed: the difference is the per-call heuristic's cost.
+    for (input, channels) in [(&full, 128), (&unet, 320)] {
+        let kernel =
+            Tensor::randn(0f32, 0.05, (channels, channels, 3, 3), device)?.to_dtype(dtype)?;
+        for (label, algo) in [
+            ("picked per call", None),
+            (
+                "implicit precomp gemm",
+                Some(CudnnFwdAlgo::ImplicitPrecompGemm),
+            ),
+            ("implicit gemm", Some(CudnnFwdAlgo::ImplicitGemm)),
+        ] {
+            let ms = synced_median_ms(args.repeats, device, || {
+                Ok(input.conv2d_with_algo(&kernel, 1, 1, 1, 1, algo)?)
+            })?;
+            println!("TIME conv3x3 ({label}) shape={:?} ms={ms:.3}", input.dims());
+        }
+    }
+    Ok(())
+}
