@@ -2,11 +2,11 @@
 //! `vae/config.json` out of candle's public blocks. We own the encoder so
 //! that img2img can sample the latent distribution with our seeded noise.
 
-use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, VarBuilder};
+use candle_core::{DType, Module, Result, Tensor};
+use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, Linear, VarBuilder};
+use candle_transformers::models::stable_diffusion::resnet::{ResnetBlock2D, ResnetBlock2DConfig};
 use candle_transformers::models::stable_diffusion::unet_2d_blocks::{
-    DownEncoderBlock2D, DownEncoderBlock2DConfig, UNetMidBlock2D, UNetMidBlock2DConfig,
-    UpDecoderBlock2D, UpDecoderBlock2DConfig,
+    DownEncoderBlock2D, DownEncoderBlock2DConfig, UpDecoderBlock2D, UpDecoderBlock2DConfig,
 };
 use serde::Deserialize;
 
@@ -54,23 +54,122 @@ fn conv3x3(i: usize, o: usize, vb: VarBuilder) -> Result<Conv2d> {
     candle_nn::conv2d(i, o, 3, cfg, vb)
 }
 
-fn mid_block(cfg: &Config, vb: VarBuilder) -> Result<UNetMidBlock2D> {
-    let channels = *cfg.block_out_channels.last().unwrap_or(&0);
-    let mid = UNetMidBlock2DConfig {
-        resnet_eps: 1e-6,
-        output_scale_factor: 1.0,
-        attn_num_head_channels: None,
-        resnet_groups: Some(cfg.norm_num_groups),
-        ..Default::default()
+/// A linear layer whose weight may be stored as a 1×1 convolution
+/// (`[out, in, 1, 1]`), as some checkpoints store the attention projections.
+fn projection(channels: usize, vb: VarBuilder) -> Result<Linear> {
+    // The hint only matters for a fresh (random) model; stored weights win.
+    let init = candle_nn::init::DEFAULT_KAIMING_NORMAL;
+    let weight = match vb.get_with_hints((channels, channels), "weight", init) {
+        Ok(weight) => weight,
+        Err(_) => vb
+            .get((channels, channels, 1, 1), "weight")?
+            .reshape((channels, channels))?,
     };
-    UNetMidBlock2D::new(vb, channels, None, mid)
+    Ok(Linear::new(weight, Some(vb.get(channels, "bias")?)))
+}
+
+/// The mid-block's single-head self-attention over all positions
+/// (diffusers' `Attention` with a group norm and a residual). Ours rather
+/// than candle-transformers' `AttentionBlock` (0.11), which gets batches of
+/// more than one image wrong, differently on the CPU and on CUDA: a grid's
+/// images were decoded with attention mixed across them. It showed as the
+/// one VAE step where an H200 and the CPU disagreed (`sd-bench parity`'s
+/// VAE trace). Here every tensor is a contiguous 3-D one, batch first.
+#[derive(Debug)]
+pub struct SelfAttention {
+    norm: GroupNorm,
+    to_q: Linear,
+    to_k: Linear,
+    to_v: Linear,
+    to_out: Linear,
+    scale: f64,
+}
+
+impl SelfAttention {
+    pub fn new(channels: usize, groups: usize, vb: VarBuilder) -> Result<SelfAttention> {
+        // diffusers' current names, else the names of older checkpoints.
+        let [q, k, v, out] = if vb.contains_tensor("to_q.weight") {
+            ["to_q", "to_k", "to_v", "to_out.0"]
+        } else {
+            ["query", "key", "value", "proj_attn"]
+        };
+        Ok(SelfAttention {
+            norm: candle_nn::group_norm(groups, channels, 1e-6, vb.pp("group_norm"))?,
+            to_q: projection(channels, vb.pp(q))?,
+            to_k: projection(channels, vb.pp(k))?,
+            to_v: projection(channels, vb.pp(v))?,
+            to_out: projection(channels, vb.pp(out))?,
+            scale: 1.0 / (channels as f64).sqrt(),
+        })
+    }
+}
+
+impl Module for SelfAttention {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let (batch, channels, height, width) = xs.dims4()?;
+        let dtype = xs.dtype();
+        // [batch, positions, channels]
+        let tokens = self
+            .norm
+            .forward(xs)?
+            .reshape((batch, channels, height * width))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        // Scores and softmax in f32: over 4096 positions f16 overflows.
+        let q = self.to_q.forward(&tokens)?.to_dtype(DType::F32)?;
+        let k = self.to_k.forward(&tokens)?.to_dtype(DType::F32)?;
+        let v = self.to_v.forward(&tokens)?.to_dtype(DType::F32)?;
+        let scores = (q.matmul(&k.t()?.contiguous()?)? * self.scale)?;
+        let attended = candle_nn::ops::softmax_last_dim(&scores)?
+            .matmul(&v)?
+            .to_dtype(dtype)?;
+        let out = self
+            .to_out
+            .forward(&attended)?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((batch, channels, height, width))?;
+        out + xs
+    }
+}
+
+/// ResNet block, self-attention, ResNet block, at the deepest level.
+#[derive(Debug)]
+struct MidBlock {
+    first: ResnetBlock2D,
+    attention: SelfAttention,
+    second: ResnetBlock2D,
+}
+
+impl MidBlock {
+    fn new(cfg: &Config, vb: VarBuilder) -> Result<MidBlock> {
+        let channels = *cfg.block_out_channels.last().unwrap_or(&0);
+        let resnet = ResnetBlock2DConfig {
+            temb_channels: None,
+            groups: cfg.norm_num_groups,
+            eps: 1e-6,
+            output_scale_factor: 1.0,
+            ..Default::default()
+        };
+        Ok(MidBlock {
+            first: ResnetBlock2D::new(vb.pp("resnets.0"), channels, resnet)?,
+            attention: SelfAttention::new(channels, cfg.norm_num_groups, vb.pp("attentions.0"))?,
+            second: ResnetBlock2D::new(vb.pp("resnets.1"), channels, resnet)?,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let xs = self.first.forward(xs, None)?;
+        let xs = self.attention.forward(&xs)?;
+        self.second.forward(&xs, None)
+    }
 }
 
 #[derive(Debug)]
 struct Encoder {
     conv_in: Conv2d,
     down_blocks: Vec<DownEncoderBlock2D>,
-    mid_block: UNetMidBlock2D,
+    mid_block: MidBlock,
     conv_norm_out: GroupNorm,
     conv_out: Conv2d,
 }
@@ -98,7 +197,7 @@ impl Encoder {
         Ok(Encoder {
             conv_in: conv3x3(cfg.in_channels, channels[0], vb.pp("conv_in"))?,
             down_blocks,
-            mid_block: mid_block(cfg, vb.pp("mid_block"))?,
+            mid_block: MidBlock::new(cfg, vb.pp("mid_block"))?,
             conv_norm_out: candle_nn::group_norm(
                 cfg.norm_num_groups,
                 last,
@@ -114,7 +213,7 @@ impl Encoder {
         for block in &self.down_blocks {
             xs = block.forward(&xs)?;
         }
-        let xs = self.mid_block.forward(&xs, None)?;
+        let xs = self.mid_block.forward(&xs)?;
         let xs = candle_nn::ops::silu(&self.conv_norm_out.forward(&xs)?)?;
         self.conv_out.forward(&xs)
     }
@@ -123,7 +222,7 @@ impl Encoder {
 #[derive(Debug)]
 struct Decoder {
     conv_in: Conv2d,
-    mid_block: UNetMidBlock2D,
+    mid_block: MidBlock,
     up_blocks: Vec<UpDecoderBlock2D>,
     conv_norm_out: GroupNorm,
     conv_out: Conv2d,
@@ -150,7 +249,7 @@ impl Decoder {
         let first = cfg.block_out_channels[0];
         Ok(Decoder {
             conv_in: conv3x3(cfg.latent_channels, reversed[0], vb.pp("conv_in"))?,
-            mid_block: mid_block(cfg, vb.pp("mid_block"))?,
+            mid_block: MidBlock::new(cfg, vb.pp("mid_block"))?,
             up_blocks,
             conv_norm_out: candle_nn::group_norm(
                 cfg.norm_num_groups,
@@ -163,7 +262,7 @@ impl Decoder {
     }
 
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let mut xs = self.mid_block.forward(&self.conv_in.forward(xs)?, None)?;
+        let mut xs = self.mid_block.forward(&self.conv_in.forward(xs)?)?;
         for block in &self.up_blocks {
             xs = block.forward(&xs)?;
         }

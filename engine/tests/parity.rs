@@ -386,3 +386,44 @@ fn step_latents_follow_diffusers_step_by_step() {
         );
     }
 }
+
+/// A grid's images are decoded (and a variation's sources encoded) as one
+/// batch; each must come out as it would alone. candle-transformers'
+/// attention block failed this for batches of two or more, which is why the
+/// VAE has its own.
+fn check_vae_batch_independence(f: &Fixture) {
+    let vae = &f.pipeline.vae;
+    let first = f.tensor("vae.decode_input");
+    let second = first.affine(-0.5, 0.3).unwrap();
+    let both = vae
+        .decode(&Tensor::cat(&[&first, &second], 0).unwrap())
+        .unwrap();
+    for (i, alone) in [&first, &second].into_iter().enumerate() {
+        assert_close(
+            &format!("decode of image {i} in a batch"),
+            &both.i(i..i + 1).unwrap(),
+            &vae.decode(alone).unwrap(),
+            1e-5,
+        );
+    }
+    let pixels = f.tensor("vae.encode_input").affine(2.0, -1.0).unwrap();
+    let other = pixels.affine(-0.7, 0.1).unwrap();
+    let both = vae
+        .encode(&Tensor::cat(&[&pixels, &other], 0).unwrap())
+        .unwrap();
+    for (i, alone) in [&pixels, &other].into_iter().enumerate() {
+        assert_close(
+            &format!("encoding of image {i} in a batch"),
+            &both.mean.i(i..i + 1).unwrap(),
+            &vae.encode(alone).unwrap().mean,
+            1e-5,
+        );
+    }
+}
+
+#[test]
+fn the_vae_treats_each_image_of_a_batch_alone() {
+    for name in ["sd1-tiny", "sd2-tiny"] {
+        check_vae_batch_independence(&fixture(name));
+    }
+}

@@ -186,7 +186,10 @@ fn differences(a: &Tensor, b: &Tensor) -> Result<(f32, f32)> {
 }
 
 /// `<configs>/<part>.json`, or a model directory's `<part>/config.json`.
-fn read_config<T: serde::de::DeserializeOwned>(configs: &std::path::Path, part: &str) -> Result<T> {
+pub(crate) fn read_config<T: serde::de::DeserializeOwned>(
+    configs: &std::path::Path,
+    part: &str,
+) -> Result<T> {
     let mut path = configs.join(format!("{part}.json"));
     if !path.exists() {
         path = configs.join(part).join("config.json");
@@ -350,6 +353,7 @@ fn parity(args: &ParityArgs) -> Result<bool> {
             args.model.display()
         );
     }
+    parts::vae_trace(&args.model, &device)?;
     Ok(passed)
 }
 

@@ -11,14 +11,12 @@ use anyhow::{Result, anyhow};
 use candle_core::conv::CudnnFwdAlgo;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use candle_transformers::models::stable_diffusion::attention::{
-    AttentionBlock, AttentionBlockConfig,
-};
 use candle_transformers::models::stable_diffusion::resnet::{ResnetBlock2D, ResnetBlock2DConfig};
 use candle_transformers::models::stable_diffusion::unet_2d_blocks::{
     UNetMidBlock2D, UNetMidBlock2DConfig, UpDecoderBlock2D, UpDecoderBlock2DConfig,
 };
 use clap::Args;
+use wordup_engine::vae::SelfAttention;
 
 use crate::{relative_l2, synced_median_ms};
 
@@ -117,14 +115,9 @@ fn parts(
         Box::new(move |x| a.forward(x, None)),
         Box::new(move |x| b.forward(x, None)),
     ));
-    let attention = |vb: VarBuilder| {
-        let cfg = AttentionBlockConfig {
-            eps: 1e-6,
-            ..Default::default()
-        };
-        AttentionBlock::new(vb, c, cfg)
-    };
-    let (a, b) = twins(device, dtype, attention)?;
+    let (a, b) = twins(device, dtype, |vb: VarBuilder| {
+        SelfAttention::new(c, 32, vb)
+    })?;
     list.push((
         "vae_attention",
         Box::new(move |x| a.forward(x)),
@@ -198,15 +191,8 @@ pub fn run(args: &PartsArgs, device: &Device) -> Result<()> {
         let ms = synced_median_ms(args.repeats, device, || Ok(part(&full)?))?;
         println!("TIME {name} shape={:?} ms={ms:.3}", full.dims());
     }
-    let (_, attention) = twins(device, dtype, |vb| {
-        AttentionBlock::new(
-            vb,
-            512,
-            AttentionBlockConfig {
-                eps: 1e-6,
-                ..Default::default()
-            },
-        )
+    let (_, attention) = twins(device, dtype, |vb: VarBuilder| {
+        SelfAttention::new(512, 32, vb)
     })?;
     let ms = synced_median_ms(args.repeats, device, || Ok(attention.forward(&deep)?))?;
     println!("TIME vae_attention shape={:?} ms={ms:.3}", deep.dims());
@@ -229,5 +215,115 @@ pub fn run(args: &PartsArgs, device: &Device) -> Result<()> {
             println!("TIME conv3x3 ({label}) shape={:?} ms={ms:.3}", input.dims());
         }
     }
+    Ok(())
+}
+
+/// The VAE decoder of a model directory, step by step (post-quant 1×1
+/// convolution, conv_in, each mid-block and up-block layer, the output norm
+/// and conv_out), each step on the device fed the CPU's input to it, so an
+/// error is the step's own and does not compound.
+pub fn vae_trace(model: &std::path::Path, device: &Device) -> Result<()> {
+    let files =
+        wordup_engine::source::ModelFiles::from_dir(model, wordup_engine::source::Variant::Full)?;
+    let cfg: wordup_engine::vae::Config = crate::read_config(&model.to_path_buf(), "vae")?;
+    let on = |d: &Device| -> Result<VarBuilder<'static>> {
+        Ok(VarBuilder::from_tensors(
+            candle_core::safetensors::load(&files.vae_weights, d)?,
+            DType::F32,
+            d,
+        ))
+    };
+    let (cpu, dev) = (on(&Device::Cpu)?, on(device)?);
+    type Step = Box<dyn Fn(&Tensor) -> candle_core::Result<Tensor>>;
+    let build = |vb: &VarBuilder| -> candle_core::Result<Vec<(String, Step)>> {
+        let conv = |i, o, k, vb: VarBuilder| {
+            let cfg = candle_nn::Conv2dConfig {
+                padding: k / 2,
+                ..Default::default()
+            };
+            candle_nn::conv2d(i, o, k, cfg, vb)
+        };
+        let resnet = |i, o, vb: VarBuilder| {
+            let cfg = ResnetBlock2DConfig {
+                out_channels: Some(o),
+                temb_channels: None,
+                groups: cfg.norm_num_groups,
+                ..Default::default()
+            };
+            ResnetBlock2D::new(vb, i, cfg)
+        };
+        let latent = cfg.latent_channels;
+        let reversed: Vec<usize> = cfg.block_out_channels.iter().rev().copied().collect();
+        let top = reversed[0];
+        let d = vb.pp("decoder");
+        let mut steps: Vec<(String, Step)> = Vec::new();
+        let post = conv(latent, latent, 1, vb.pp("post_quant_conv"))?;
+        steps.push(("post_quant_conv".into(), Box::new(move |x| post.forward(x))));
+        let conv_in = conv(latent, top, 3, d.pp("conv_in"))?;
+        steps.push(("conv_in".into(), Box::new(move |x| conv_in.forward(x))));
+        let r0 = resnet(top, top, d.pp("mid_block.resnets.0"))?;
+        steps.push(("mid.resnet0".into(), Box::new(move |x| r0.forward(x, None))));
+        let attention =
+            SelfAttention::new(top, cfg.norm_num_groups, d.pp("mid_block.attentions.0"))?;
+        steps.push((
+            "mid.attention".into(),
+            Box::new(move |x| attention.forward(x)),
+        ));
+        let r1 = resnet(top, top, d.pp("mid_block.resnets.1"))?;
+        steps.push(("mid.resnet1".into(), Box::new(move |x| r1.forward(x, None))));
+        for (i, &out) in reversed.iter().enumerate() {
+            let block = d.pp("up_blocks").pp(i);
+            let mut input = if i == 0 { top } else { reversed[i - 1] };
+            for j in 0..=cfg.layers_per_block {
+                let r = resnet(input, out, block.pp("resnets").pp(j))?;
+                steps.push((
+                    format!("up{i}.resnet{j}"),
+                    Box::new(move |x| r.forward(x, None)),
+                ));
+                input = out;
+            }
+            if i + 1 != reversed.len() {
+                let c = conv(out, out, 3, block.pp("upsamplers.0.conv"))?;
+                steps.push((
+                    format!("up{i}.upsample"),
+                    Box::new(move |x| {
+                        let (_, _, h, w) = x.dims4()?;
+                        c.forward(&x.upsample_nearest2d(2 * h, 2 * w)?)
+                    }),
+                ));
+            }
+        }
+        let first = cfg.block_out_channels[0];
+        let norm = candle_nn::group_norm(cfg.norm_num_groups, first, 1e-6, d.pp("conv_norm_out"))?;
+        steps.push((
+            "norm_out+silu".into(),
+            Box::new(move |x| candle_nn::ops::silu(&norm.forward(x)?)),
+        ));
+        let conv_out = conv(first, cfg.out_channels, 3, d.pp("conv_out"))?;
+        steps.push(("conv_out".into(), Box::new(move |x| conv_out.forward(x))));
+        Ok(steps)
+    };
+    let (reference, actual) = (build(&cpu)?, build(&dev)?);
+    let side = 16;
+    let mut x = (Tensor::randn(
+        0f32,
+        1f32,
+        (2, cfg.latent_channels, side, side),
+        &Device::Cpu,
+    )? / cfg.scaling_factor)?;
+    // The steps must compose to the engine's decoder, or the trace says nothing.
+    let decoded = wordup_engine::vae::AutoEncoder::new(&cfg, cpu.clone())?.decode(&x)?;
+    let mut line = Vec::new();
+    for ((name, expected_step), (_, actual_step)) in reference.iter().zip(&actual) {
+        let expected = expected_step(&x)?;
+        let got = actual_step(&x.to_device(device)?)?;
+        line.push(format!("{name}={:.1e}", relative_l2(&got, &expected)?));
+        x = expected;
+    }
+    line.push(format!(
+        "steps_vs_decoder={:.1e}",
+        relative_l2(&x, &decoded)?
+    ));
+    println!("VAE_TRACE model={} {}", model.display(), line.join(" "));
     Ok(())
 }
