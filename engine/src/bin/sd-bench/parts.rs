@@ -225,7 +225,7 @@ pub fn run(args: &PartsArgs, device: &Device) -> Result<()> {
 pub fn vae_trace(model: &std::path::Path, device: &Device) -> Result<()> {
     let files =
         wordup_engine::source::ModelFiles::from_dir(model, wordup_engine::source::Variant::Full)?;
-    let cfg: wordup_engine::vae::Config = crate::read_config(&model.to_path_buf(), "vae")?;
+    let cfg: wordup_engine::vae::Config = crate::read_config(model, "vae")?;
     let on = |d: &Device| -> Result<VarBuilder<'static>> {
         Ok(VarBuilder::from_tensors(
             candle_core::safetensors::load(&files.vae_weights, d)?,
