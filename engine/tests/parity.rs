@@ -421,9 +421,36 @@ fn check_vae_batch_independence(f: &Fixture) {
     }
 }
 
+/// The UNet runs a grid's images (and both halves of guidance) as one
+/// batch: each item must come out as it would alone.
+fn check_unet_batch_independence(f: &Fixture) {
+    let unet = &f.pipeline.unet;
+    let first = f.tensor("unet.sample").i(0..1).unwrap();
+    let second = first.affine(-0.8, 0.2).unwrap();
+    let context = f.tensor("unet.encoder_hidden_states");
+    let contexts = [context.i(0..1).unwrap(), context.i(1..2).unwrap()];
+    let both = unet
+        .forward(
+            &Tensor::cat(&[&first, &second], 0).unwrap(),
+            500.0,
+            &context,
+        )
+        .unwrap();
+    for (i, (alone, context)) in [&first, &second].into_iter().zip(&contexts).enumerate() {
+        assert_close(
+            &format!("unet prediction {i} in a batch"),
+            &both.i(i..i + 1).unwrap(),
+            &unet.forward(alone, 500.0, context).unwrap(),
+            1e-5,
+        );
+    }
+}
+
 #[test]
-fn the_vae_treats_each_image_of_a_batch_alone() {
+fn the_vae_and_unet_treat_each_image_of_a_batch_alone() {
     for name in ["sd1-tiny", "sd2-tiny"] {
-        check_vae_batch_independence(&fixture(name));
+        let f = fixture(name);
+        check_vae_batch_independence(&f);
+        check_unet_batch_independence(&f);
     }
 }
