@@ -466,6 +466,15 @@ async fn a_late_place_in_line_edit_is_dropped_once_an_engine_has_the_job() {
     // Discord has not seen the ack yet: the bot's edit gets 10015 and waits.
     let answer = send(&stack, &payload).await;
     assert_eq!(answer.body["type"], 5, "{:?}", answer.body);
+    // Two tries refused: the bot now waits 600 ms before its next one. The
+    // claim goes in that wait, so the next try reads its place after the
+    // claim (a try that read before it can still land; that window is not
+    // what this test is about).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while original_edits(&stack, &token).len() < 2 {
+        assert!(Instant::now() < deadline, "the bot did not retry its edit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // An engine claims the job; only then does Discord know the token.
     let claimed = stack.queue.claim(1).await.unwrap();
     assert_eq!(claimed.len(), 1);

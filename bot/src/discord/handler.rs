@@ -203,6 +203,8 @@ pub async fn edit_original(rest: &DiscordRest, reply: &DiscordReply, content: &s
 /// "queued — #N in line" as an edit of the ack, with the place re-read
 /// before each try: once an engine has the job, its own edits (progress,
 /// done) are newer, and a retried "queued" must not land on top of them.
+/// A try whose read comes just before the claim can still land over the
+/// engine's first progress edit; its next progress edit replaces it.
 async fn edit_place_in_line(
     rest: &DiscordRest,
     queue: &Queue,
