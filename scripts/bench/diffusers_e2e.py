@@ -4,7 +4,6 @@ saves it as a diffusers model directory (which the candle side then loads:
 both time the same weights), and times txt2img per batch size and step count.
 Prints `RESULT torch e2e size=<px> batch=<n> steps=<k> ms=<median> images_per_s=<x>`."""
 import argparse
-import json
 import shutil
 import statistics
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from sd_configs import load
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 # SD-Turbo's own scheduler settings: Euler over trailing timesteps, v-prediction.
@@ -25,15 +25,6 @@ SCHEDULER = {
     "steps_offset": 1,
     "timestep_spacing": "trailing",
 }
-
-
-def load(configs, part):
-    # scripts/bench/sd-turbo/<part>.json, or a model directory's <part>/config.json.
-    path = configs / f"{part}.json"
-    if not path.exists():
-        path = configs / part / "config.json"
-    config = json.loads(path.read_text())
-    return {k: v for k, v in config.items() if not k.startswith("_") and k != "architectures"}
 
 
 def build(configs, tokenizer_dir, device, dtype):

@@ -2,7 +2,6 @@
 model with random weights, from the same config files as the Rust side.
 Prints `RESULT torch <stage> size=<px> batch=<n> ms=<median>` lines."""
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -10,16 +9,8 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
+from sd_configs import load
 from transformers import CLIPTextConfig, CLIPTextModel
-
-
-def load(configs, part):
-    # <configs>/<part>.json, or a model directory's <part>/config.json.
-    path = configs / f"{part}.json"
-    if not path.exists():
-        path = configs / part / "config.json"
-    config = json.loads(path.read_text())
-    return {k: v for k, v in config.items() if not k.startswith("_") and k != "architectures"}
 
 
 def median_ms(repeats, device, run):

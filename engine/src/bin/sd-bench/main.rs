@@ -11,8 +11,8 @@
 //!   `scripts/bench-engine.sh` and `scripts/gpu-check.sh stages`, whose
 //!   PyTorch side is `scripts/bench/diffusers_stages.py`.
 //! - `parts`: single blocks (GroupNorm, SiLU, upsampling, softmax, a 3×3
-//!   convolution, a ResNet block, the VAE's attention) with their GPU-vs-CPU
-//!   error and their time on the GPU (`parts.rs`).
+//!   convolution, a ResNet block, the VAE's attention and up-block) with
+//!   their GPU-vs-CPU error and their time on the GPU (`parts.rs`).
 //! - `parity`: the same generation on the CPU in f32 and on the best device
 //!   in f32 and f16, with the largest and mean absolute pixel differences;
 //!   exits non-zero beyond the tolerances. Each stage (text encoder, one

@@ -13,7 +13,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use candle_transformers::models::stable_diffusion::resnet::{ResnetBlock2D, ResnetBlock2DConfig};
 use candle_transformers::models::stable_diffusion::unet_2d_blocks::{
-    UNetMidBlock2D, UNetMidBlock2DConfig, UpDecoderBlock2D, UpDecoderBlock2DConfig,
+    UpDecoderBlock2D, UpDecoderBlock2DConfig,
 };
 use clap::Args;
 use wordup_engine::vae::SelfAttention;
@@ -63,7 +63,17 @@ fn twins<M>(
 
 type Part = Box<dyn Fn(&Tensor) -> candle_core::Result<Tensor>>;
 
-/// (name, input shape, the part on the CPU in f32, the part on the device).
+/// A pair of twin modules as parts.
+fn modules<M: Module + 'static>(name: &'static str, (a, b): (M, M)) -> (&'static str, Part, Part) {
+    (
+        name,
+        Box::new(move |x| a.forward(x)),
+        Box::new(move |x| b.forward(x)),
+    )
+}
+
+/// (name, the part on the CPU in f32, the part on the device), each taking
+/// `[n, channels, h, w]`.
 fn parts(
     device: &Device,
     dtype: DType,
@@ -71,11 +81,9 @@ fn parts(
 ) -> Result<Vec<(&'static str, Part, Part)>> {
     let c = channels;
     let mut list: Vec<(&'static str, Part, Part)> = Vec::new();
-    let (a, b) = twins(device, dtype, |vb| candle_nn::group_norm(32, c, 1e-6, vb))?;
-    list.push((
+    list.push(modules(
         "group_norm",
-        Box::new(move |x| a.forward(x)),
-        Box::new(move |x| b.forward(x)),
+        twins(device, dtype, |vb| candle_nn::group_norm(32, c, 1e-6, vb))?,
     ));
     list.push((
         "silu",
@@ -96,12 +104,7 @@ fn parts(
         };
         candle_nn::conv2d(c, c, 3, cfg, vb)
     };
-    let (a, b) = twins(device, dtype, conv)?;
-    list.push((
-        "conv3x3",
-        Box::new(move |x| a.forward(x)),
-        Box::new(move |x| b.forward(x)),
-    ));
+    list.push(modules("conv3x3", twins(device, dtype, conv)?));
     let resnet = |vb: VarBuilder| {
         let cfg = ResnetBlock2DConfig {
             temb_channels: None,
@@ -115,30 +118,8 @@ fn parts(
         Box::new(move |x| a.forward(x, None)),
         Box::new(move |x| b.forward(x, None)),
     ));
-    let (a, b) = twins(device, dtype, |vb: VarBuilder| {
-        SelfAttention::new(c, 32, vb)
-    })?;
-    list.push((
-        "vae_attention",
-        Box::new(move |x| a.forward(x)),
-        Box::new(move |x| b.forward(x)),
-    ));
-    let mid = |vb: VarBuilder| {
-        let cfg = UNetMidBlock2DConfig {
-            resnet_eps: 1e-6,
-            output_scale_factor: 1.0,
-            attn_num_head_channels: None,
-            resnet_groups: Some(32),
-            ..Default::default()
-        };
-        UNetMidBlock2D::new(vb, c, None, cfg)
-    };
-    let (a, b) = twins(device, dtype, mid)?;
-    list.push((
-        "vae_mid_block",
-        Box::new(move |x| a.forward(x, None)),
-        Box::new(move |x| b.forward(x, None)),
-    ));
+    let attention = |vb: VarBuilder| SelfAttention::new(c, 32, vb);
+    list.push(modules("vae_attention", twins(device, dtype, attention)?));
     let up = |vb: VarBuilder| {
         let cfg = UpDecoderBlock2DConfig {
             num_layers: 3,
@@ -149,12 +130,7 @@ fn parts(
         };
         UpDecoderBlock2D::new(vb, c, c, cfg)
     };
-    let (a, b) = twins(device, dtype, up)?;
-    list.push((
-        "vae_up_block",
-        Box::new(move |x| a.forward(x)),
-        Box::new(move |x| b.forward(x)),
-    ));
+    list.push(modules("vae_up_block", twins(device, dtype, up)?));
     Ok(list)
 }
 
