@@ -14,7 +14,7 @@ RUN apt-get update \
     && useradd --system --uid 10001 wordup
 COPY --from=build /src/target/release/wordup-bot /usr/local/bin/wordup-bot
 USER 10001
-ENV WORDUP_BIND=0.0.0.0:8080 WORDUP_LOG_FORMAT=json
-EXPOSE 8080
+ENV WORDUP_BIND=0.0.0.0:8080 WORDUP_METRICS_BIND=0.0.0.0:9090 WORDUP_LOG_FORMAT=json
+EXPOSE 8080 9090
 ENTRYPOINT ["wordup-bot"]
 CMD ["serve"]

@@ -20,7 +20,7 @@ RUN python3 fetch-realesrgan.py /weights && python3 fetch-opennsfw.py /weights
 FROM rust:1-bookworm AS build-cpu
 WORKDIR /src
 COPY . .
-RUN cargo build --release -p wordup-engine --bin wordup-engine \
+RUN cargo build --release -p wordup-engine-bin --bin wordup-engine \
     && strip target/release/wordup-engine
 
 FROM nvidia/cuda:${CUDA_IMAGE_TAG}-devel-ubuntu24.04 AS build-cuda
@@ -34,7 +34,7 @@ RUN curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
 ENV PATH=/usr/local/cargo/bin:$PATH CUDA_COMPUTE_CAP=${COMPUTE_CAP} CUDARC_CUDA_VERSION=13000
 WORKDIR /src
 COPY . .
-RUN cargo build --release -p wordup-engine --bin wordup-engine --features "${ENGINE_FEATURES}" \
+RUN cargo build --release -p wordup-engine-bin --bin wordup-engine --features "${ENGINE_FEATURES}" \
     && strip target/release/wordup-engine
 
 FROM debian:bookworm-slim AS cpu

@@ -19,7 +19,7 @@ fi
 
 results="$(mktemp)"
 trap 'rm -f "$results"' EXIT
-cargo build --release -q -p wordup-engine --bin sd-bench
+cargo build --release -q -p wordup-engine-testkit --bin sd-bench
 echo "nproc: $(nproc)" >&2
 ./target/release/sd-bench stages --sizes "$SIZES" --repeats "$REPEATS" | tee -a "$results"
 "$VENV/bin/python" scripts/bench/diffusers_stages.py --sizes "$SIZES" --repeats "$REPEATS" | tee -a "$results"

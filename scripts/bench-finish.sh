@@ -19,7 +19,7 @@ python3 scripts/fetch-opennsfw.py target/weights >/dev/null
 
 results="$(mktemp)"
 trap 'rm -f "$results"' EXIT
-cargo build --release -q -p wordup-engine --bin finish-bench
+cargo build --release -q -p wordup-engine-testkit --bin finish-bench
 echo "nproc: $(nproc)" >&2
 ./target/release/finish-bench --repeats "$REPEATS" | tee -a "$results"
 "$VENV/bin/python" scripts/bench/finish_peers.py --repeats "$REPEATS" | tee -a "$results"

@@ -74,8 +74,10 @@ FEATURES="${CUDA_FEATURES:-cuda,cudnn}"
 OUT_DIR="${CUDA_OUT:-$ROOT}"
 mkdir -p "$OUT_DIR"
 echo "== building wordup-engine and sd-bench with $FEATURES for sm_$CUDA_COMPUTE_CAP" >&2
-cargo build --release -p wordup-engine --bin wordup-engine --bin sd-bench \
-    --features "$FEATURES" --target-dir "$ROOT/build"
+# The features are the engine library's; both binaries' packages build on it.
+ENGINE_FEATURES="$(echo "$FEATURES" | sed -E 's/([a-z]+)/wordup-engine\/\1/g')"
+cargo build --release -p wordup-engine-bin -p wordup-engine-testkit --bin wordup-engine --bin sd-bench \
+    --features "$ENGINE_FEATURES" --target-dir "$ROOT/build"
 for bin in wordup-engine sd-bench; do
     cp "$ROOT/build/release/$bin" "$OUT_DIR/$bin"
     strip "$OUT_DIR/$bin"

@@ -1,30 +1,18 @@
 //! wordup-engine: Stable Diffusion in candle, built from diffusers model
-//! files. It knows nothing about Discord or Slack; the `wordup-engine`
-//! binary wires delivery from wordup-bot into the worker.
+//! files, and the queue worker that runs it. It knows nothing about Discord
+//! or Slack: results leave through `wordup_queue::Delivery`, which the
+//! `wordup-engine` binary wires to the chat crate.
 
-pub mod bench;
-pub mod clip;
-pub mod device;
 pub mod error;
+/// Finishing images: the GAN upscaler, img2img refinement, resampling,
+/// files with provenance, grids.
 pub mod finish;
-pub mod images;
-pub mod metrics;
-pub mod noise;
-pub mod output;
-pub mod pipeline;
-pub mod render;
-pub mod resample;
-pub mod safety;
-pub mod scheduler;
-pub mod size;
-pub mod source;
-pub mod text_encoder;
-pub mod tiny;
-pub mod tokenizer;
-pub mod unet;
-pub mod upscale;
-pub mod vae;
+/// Judging images: CLIP and the output safety check.
+pub mod judge;
+/// Stable Diffusion: the models, the tokenizer, schedulers, the pipeline.
+pub mod sd;
+/// The queue worker: claim, render, check, store, deliver, settle.
 pub mod worker;
 
 pub use error::{EngineError, Result};
-pub use pipeline::{Generation, PipelineOptions, StableDiffusion, Stage};
+pub use sd::pipeline::{Generation, PipelineOptions, StableDiffusion, Stage};

@@ -2,14 +2,14 @@
 //! included (fixtures made by scripts/fixtures/make_clip_parity.py).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use wordup_engine_testkit::fixtures as common;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
 use common::max_diff;
-use wordup_engine::clip::{self, Clip};
+use wordup_engine::judge::clip::{self, Clip};
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip-tiny")

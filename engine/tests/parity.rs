@@ -8,16 +8,16 @@
 //! guidance amplify rounding differences.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use wordup_engine_testkit::fixtures as common;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, IndexOp, Tensor};
 use common::max_diff;
-use wordup_engine::pipeline::{Conditioning, PipelineOptions, StableDiffusion};
-use wordup_engine::scheduler;
-use wordup_engine::source::{ModelFiles, Variant};
+use wordup_engine::sd::pipeline::{Conditioning, PipelineOptions, StableDiffusion};
+use wordup_engine::sd::scheduler;
+use wordup_engine::sd::source::{ModelFiles, Variant};
 
 const MODULE_TOLERANCE: f32 = 1e-4;
 const RUN_TOLERANCE: f32 = 5e-4;

@@ -4,14 +4,14 @@
 //! scripts/fixtures/make_opennsfw_reference.py).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use wordup_engine_testkit::fixtures as common;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
 use common::max_diff;
-use wordup_engine::safety::{self, OpenNsfw};
+use wordup_engine::judge::safety::{self, OpenNsfw};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/open-nsfw")

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use wordup_engine::tokenizer::ClipTokenizer;
+use wordup_engine::sd::tokenizer::ClipTokenizer;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip-tokenizer")
@@ -44,6 +44,31 @@ fn matches_openai_reference_ids() {
         checked += 1;
     }
     assert_eq!(checked, cases.len() - KNOWN_DIFFERENCES.len());
+}
+
+#[test]
+fn a_tokenizer_json_alone_gives_the_same_ids() {
+    let dir = wordup_engine_testkit::fixtures::scratch("tokenizer-json");
+    for name in ["vocab.json", "merges.txt"] {
+        std::fs::copy(fixtures().join(name), dir.join(name)).unwrap();
+    }
+    wordup_engine_testkit::tiny::to_tokenizer_json_only(&dir).unwrap();
+    assert!(!dir.join("vocab.json").exists());
+    let from_json = ClipTokenizer::from_dir(&dir).unwrap();
+    let from_bpe_files = ClipTokenizer::from_dir(&fixtures()).unwrap();
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("reference_ids.json")).unwrap(),
+    )
+    .unwrap();
+    for case in reference["cases"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        assert_eq!(
+            from_json.encode(text).unwrap(),
+            from_bpe_files.encode(text).unwrap(),
+            "{text:?}"
+        );
+    }
+    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]

@@ -3,13 +3,13 @@
 //! against a PyTorch reference on a small image.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use wordup_engine_testkit::fixtures as common;
 
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
 use common::max_diff;
-use wordup_engine::upscale::{Config, Tiling, Upscaler};
+use wordup_engine::finish::upscale::{Config, Tiling, Upscaler};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")

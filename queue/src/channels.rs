@@ -13,12 +13,33 @@ pub struct ChannelSettings {
     pub allow_nsfw: bool,
 }
 
+/// A change to a channel's settings; `None` leaves a setting as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelSettingsUpdate {
+    /// `Some(None)` clears the default style.
+    pub default_style: Option<Option<String>>,
+    pub default_tier: Option<Tier>,
+    pub restrict_buttons: Option<bool>,
+    pub allow_nsfw: Option<bool>,
+}
+
 #[derive(sqlx::FromRow)]
 struct ChannelRow {
     default_style: Option<String>,
     default_tier: Option<String>,
     restrict_buttons: bool,
     allow_nsfw: bool,
+}
+
+impl From<ChannelRow> for ChannelSettings {
+    fn from(row: ChannelRow) -> ChannelSettings {
+        ChannelSettings {
+            default_style: row.default_style,
+            default_tier: row.default_tier.as_deref().and_then(Tier::parse),
+            restrict_buttons: row.restrict_buttons,
+            allow_nsfw: row.allow_nsfw,
+        }
+    }
 }
 
 impl Queue {
@@ -35,41 +56,38 @@ impl Queue {
         .bind(channel_id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row
-            .map(|row| ChannelSettings {
-                default_style: row.default_style,
-                default_tier: row.default_tier.as_deref().and_then(Tier::parse),
-                restrict_buttons: row.restrict_buttons,
-                allow_nsfw: row.allow_nsfw,
-            })
-            .unwrap_or_default())
+        Ok(row.map(ChannelSettings::from).unwrap_or_default())
     }
 
-    pub async fn set_channel_settings(
+    /// Applies `update` in one statement and returns the settings after it:
+    /// concurrent updates of a channel never lose one another's changes.
+    pub async fn update_channel_settings(
         &self,
         platform: &str,
         channel_id: &str,
-        settings: &ChannelSettings,
-    ) -> Result<()> {
-        sqlx::query(
+        update: &ChannelSettingsUpdate,
+    ) -> Result<ChannelSettings> {
+        let row: ChannelRow = sqlx::query_as(
             "INSERT INTO channel_settings
                  (platform, channel_id, default_style, default_tier, restrict_buttons, allow_nsfw)
-             VALUES ($1, $2, $3, $4, $5, $6)
+             VALUES ($1, $2, CASE WHEN $3 THEN $4 END, $5, COALESCE($6, false), COALESCE($7, false))
              ON CONFLICT (platform, channel_id) DO UPDATE SET
-                 default_style = excluded.default_style,
-                 default_tier = excluded.default_tier,
-                 restrict_buttons = excluded.restrict_buttons,
-                 allow_nsfw = excluded.allow_nsfw,
-                 updated_at = now()",
+                 default_style = CASE WHEN $3 THEN $4 ELSE channel_settings.default_style END,
+                 default_tier = COALESCE($5, channel_settings.default_tier),
+                 restrict_buttons = COALESCE($6, channel_settings.restrict_buttons),
+                 allow_nsfw = COALESCE($7, channel_settings.allow_nsfw),
+                 updated_at = now()
+             RETURNING default_style, default_tier, restrict_buttons, allow_nsfw",
         )
         .bind(platform)
         .bind(channel_id)
-        .bind(&settings.default_style)
-        .bind(settings.default_tier.map(Tier::as_str))
-        .bind(settings.restrict_buttons)
-        .bind(settings.allow_nsfw)
-        .execute(&self.pool)
+        .bind(update.default_style.is_some())
+        .bind(update.default_style.clone().flatten())
+        .bind(update.default_tier.map(Tier::as_str))
+        .bind(update.restrict_buttons)
+        .bind(update.allow_nsfw)
+        .fetch_one(&self.pool)
         .await?;
-        Ok(())
+        Ok(row.into())
     }
 }

@@ -29,9 +29,10 @@
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use crate::error::Result;
+use crate::Failure;
+use crate::error::{QueueError, Result};
 use crate::model::{ClaimedJob, Job, JobId};
-use crate::row::{JOB_COLUMNS, JobRow, jobs_from_rows};
+use crate::row::{JOB_COLUMNS, JobRow};
 use crate::{Queue, secs};
 
 /// What [`Queue::settle_and_claim`] did.
@@ -137,7 +138,7 @@ impl Queue {
             .bind(secs(self.config.lease))
             .fetch_all(&self.pool)
             .await?;
-        let mut jobs = jobs_from_rows(rows)?;
+        let mut jobs = self.readable(rows).await?;
         // RETURNING has no defined order.
         jobs.sort_by_key(|job| (job.sort_key, job.id));
         Ok(jobs.into_iter().map(|job| ClaimedJob { job }).collect())
@@ -158,14 +159,13 @@ impl Queue {
             Some(row) => row.try_get("completed")?,
             None => Vec::new(),
         };
-        let mut jobs = Vec::with_capacity(rows.len());
+        let mut claimed = Vec::with_capacity(rows.len());
         for row in &rows {
             if row.try_get::<Option<i64>, _>("id")?.is_some() {
-                jobs.push(Job::try_from(<JobRow as sqlx::FromRow<PgRow>>::from_row(
-                    row,
-                )?)?);
+                claimed.push(<JobRow as sqlx::FromRow<PgRow>>::from_row(row)?);
             }
         }
+        let mut jobs = self.readable(claimed).await?;
         jobs.sort_by_key(|job| (job.sort_key, job.id));
         Ok(Settled {
             stale: ids
@@ -175,6 +175,28 @@ impl Queue {
                 .collect(),
             claimed: jobs.into_iter().map(|job| ClaimedJob { job }).collect(),
         })
+    }
+
+    /// The claimed rows as jobs. A row that does not decode (a request kind
+    /// from a newer release, say) fails alone, for good, with the reason;
+    /// the rest of the batch runs.
+    async fn readable(&self, rows: Vec<JobRow>) -> Result<Vec<Job>> {
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (id, attempt) = row.attempt_key();
+            match Job::try_from(row) {
+                Ok(job) => jobs.push(job),
+                Err(e) => {
+                    tracing::error!(job_id = %id, error = %e, "claimed an unreadable job; failing it");
+                    let reason = format!("this engine cannot read the job: {e}");
+                    match self.fail(id, attempt, &reason, Failure::Permanent).await {
+                        Ok(_) | Err(QueueError::Stale { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Ok(jobs)
     }
 
     /// EXPLAIN ANALYZE of one claim, rolled back: for benchmarks and the

@@ -15,11 +15,13 @@ mod cancel;
 mod channels;
 mod claim;
 mod config;
+pub mod delivery;
 mod enqueue;
 mod error;
 mod lease;
 mod maintenance;
 mod model;
+mod notices;
 mod outputs;
 mod progress;
 mod retention;
@@ -30,15 +32,16 @@ mod waker;
 
 pub use backoff::BackoffPolicy;
 pub use cancel::CancelOutcome;
-pub use channels::ChannelSettings;
+pub use channels::{ChannelSettings, ChannelSettingsUpdate};
 pub use claim::Settled;
 pub use config::QueueConfig;
+pub use delivery::{Attachment, Delivery, DeliveryError, Posted, ResultKind, ResultPost};
 pub use error::{QueueError, Result};
 pub use lease::{FailOutcome, Failure, Heartbeat};
 pub use maintenance::Maintenance;
 pub use model::{
-    Admitted, AspectRatio, ClaimedJob, Enqueued, ImagineRequest, Job, JobId, JobState, NewJob,
-    Origin, Progress, Request, Tier, UpscaleMode, VaryStrength,
+    Admitted, AspectRatio, ClaimedJob, Enqueued, GRID_IMAGES, ImagineRequest, Job, JobId, JobState,
+    NewJob, Origin, Progress, Request, Tier, UpscaleMode, VaryStrength,
 };
 pub use outputs::{JobImage, JobPost};
 pub use progress::{ProgressEvent, ProgressListener};

@@ -5,6 +5,10 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+/// Images in a grid (/imagine, re-roll, variations): U and V buttons
+/// per row, and the count the engine draws.
+pub const GRID_IMAGES: u8 = 4;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct JobId(pub i64);
@@ -129,6 +133,28 @@ pub enum UpscaleMode {
     Subtle,
     /// GAN ×2, then img2img at higher strength.
     Creative,
+}
+
+impl UpscaleMode {
+    pub const ALL: [UpscaleMode; 3] = [
+        UpscaleMode::Plain,
+        UpscaleMode::Subtle,
+        UpscaleMode::Creative,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            UpscaleMode::Plain => "plain",
+            UpscaleMode::Subtle => "subtle",
+            UpscaleMode::Creative => "creative",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<UpscaleMode> {
+        UpscaleMode::ALL
+            .into_iter()
+            .find(|mode| mode.name() == name)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

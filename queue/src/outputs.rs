@@ -57,6 +57,29 @@ impl Queue {
         }
     }
 
+    /// Deletes the images earlier attempts of a running job stored, before
+    /// this attempt stores its own: an image this attempt withholds must not
+    /// survive from an earlier one (its U and V buttons would work). Refused
+    /// when the attempt is stale.
+    pub async fn clear_images(&self, job: JobId, attempt: i32) -> Result<()> {
+        let current: Option<i64> = sqlx::query_scalar(
+            "WITH current AS (
+                 SELECT id FROM jobs WHERE id = $1 AND attempt = $2 AND state = 'running'
+             ), cleared AS (
+                 DELETE FROM job_images WHERE job_id IN (SELECT id FROM current)
+             )
+             SELECT id FROM current",
+        )
+        .bind(job.0)
+        .bind(attempt)
+        .fetch_optional(&self.pool)
+        .await?;
+        match current {
+            Some(_) => Ok(()),
+            None => Err(QueueError::Stale { job, attempt }),
+        }
+    }
+
     pub async fn images(&self, job: JobId) -> Result<Vec<JobImage>> {
         Ok(sqlx::query_as(
             "SELECT idx, png, width, height, seed, score FROM job_images

@@ -86,3 +86,10 @@ impl TryFrom<JobRow> for Job {
 pub(crate) fn jobs_from_rows(rows: Vec<JobRow>) -> Result<Vec<Job>> {
     rows.into_iter().map(Job::try_from).collect()
 }
+
+impl JobRow {
+    /// The job and attempt a row is, readable even when the rest is not.
+    pub(crate) fn attempt_key(&self) -> (JobId, i32) {
+        (JobId(self.id), self.attempt)
+    }
+}

@@ -2,9 +2,6 @@
 //! with the job model because the adapters validate names and the engine
 //! applies them.
 
-/// Images in a grid (/imagine, re-roll, variations).
-pub const GRID_IMAGES: u32 = 4;
-
 /// A preset: words added to the prompt and to the negative prompt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Style {

@@ -207,6 +207,28 @@ impl Shared {
             .is_some_and(|v| v == format!("Bot {}", self.bot_token))
     }
 
+    /// Records and answers a request Discord would refuse ([`refusal`]).
+    fn refused(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+        json: &Option<Value>,
+        files: &[FilePart],
+    ) -> Option<Response> {
+        let refused = refusal(json.as_ref(), files)?;
+        let status = refused.status().as_u16();
+        self.record(
+            method,
+            path.to_owned(),
+            headers,
+            json.clone(),
+            files.to_vec(),
+            status,
+        );
+        Some(refused)
+    }
+
     fn record(
         &self,
         method: &Method,
@@ -288,6 +310,64 @@ async fn read_body(request: Request) -> Result<(Option<Value>, Vec<FilePart>), R
         }
     }
     Ok((json, files))
+}
+
+/// Discord's documented limits on a message: content ≤ 2000 characters, an
+/// attachment description ≤ 1024, ≤ 5 action rows of ≤ 5 buttons with
+/// unique custom_ids of 1–100 characters, files ≤ 10 MiB (the default).
+/// A request over any of them is refused as Discord refuses it.
+pub fn refusal(payload: Option<&Value>, files: &[FilePart]) -> Option<Response> {
+    const MAX_FILE: usize = 10 * 1024 * 1024;
+    if files.iter().any(|f| f.bytes.len() > MAX_FILE) {
+        return Some(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            40005,
+            "Request entity too large",
+        ));
+    }
+    let payload = payload?;
+    let invalid = |what: &str| {
+        Some(error(
+            StatusCode::BAD_REQUEST,
+            50035,
+            &format!("Invalid Form Body: {what}"),
+        ))
+    };
+    if payload["content"]
+        .as_str()
+        .is_some_and(|c| c.chars().count() > 2000)
+    {
+        return invalid("content: Must be 2000 or fewer in length.");
+    }
+    for attachment in payload["attachments"].as_array().into_iter().flatten() {
+        if attachment["description"]
+            .as_str()
+            .is_some_and(|d| d.chars().count() > 1024)
+        {
+            return invalid("attachments.description: Must be 1024 or fewer in length.");
+        }
+    }
+    let rows = payload["components"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if rows.len() > 5 {
+        return invalid("components: Must be 5 or fewer in length.");
+    }
+    let mut ids = std::collections::HashSet::new();
+    for row in &rows {
+        let buttons = row["components"].as_array().cloned().unwrap_or_default();
+        if buttons.len() > 5 {
+            return invalid("components.components: Must be 5 or fewer in length.");
+        }
+        for button in buttons {
+            let id = button["custom_id"].as_str().unwrap_or_default();
+            if !(1..=100).contains(&id.chars().count()) || !ids.insert(id.to_owned()) {
+                return invalid("components.custom_id: invalid or duplicated");
+            }
+        }
+    }
+    None
 }
 
 fn error(status: StatusCode, code: i64, message: &str) -> Response {
@@ -399,6 +479,9 @@ async fn create_message(
         headers.insert("x-ratelimit-scope", "user".parse().expect("ascii"));
         return response;
     }
+    if let Some(refused) = shared.refused(&method, &path, &headers, &json, &files) {
+        return refused;
+    }
     let payload = json.clone().unwrap_or(Value::Null);
     // Discord: with enforce_nonce, a nonce seen recently from the same author returns that message.
     let existing = payload["enforce_nonce"]
@@ -468,6 +551,9 @@ async fn edit_original(
         Err(response) => return response,
     };
     let _ = app;
+    if let Some(refused) = shared.refused(&method, &path, &headers, &json, &files) {
+        return refused;
+    }
     if message != "@original" {
         shared.record(&method, path, &headers, json, files, 404);
         return error(StatusCode::NOT_FOUND, 10008, "Unknown Message");
@@ -521,6 +607,9 @@ async fn followup(
         Ok(body) => body,
         Err(response) => return response,
     };
+    if let Some(refused) = shared.refused(&method, &path, &headers, &json, &files) {
+        return refused;
+    }
     let message = Message {
         id: shared.next_id(),
         channel_id: format!("followup:{token}"),

@@ -265,6 +265,38 @@ fn fail(error: &str) -> Response {
     axum::Json(json!({ "ok": false, "error": error })).into_response()
 }
 
+/// Slack's documented limits on what we send: message text ≤ 40,000
+/// characters (`msg_too_long`), ≤ 50 blocks, section text ≤ 3000, ≤ 25
+/// elements per actions block, action_id ≤ 255 and value ≤ 2000
+/// (`invalid_blocks`), alt text ≤ 1000 (`alt_txt_too_large`).
+pub fn refusal(method: &str, body: &Value) -> Option<&'static str> {
+    let chars = |v: &Value| v.as_str().map_or(0, |s| s.chars().count());
+    match method {
+        "chat.postMessage" | "chat.update" => {
+            if chars(&body["text"]) > 40_000 {
+                return Some("msg_too_long");
+            }
+            let blocks = body["blocks"].as_array().cloned().unwrap_or_default();
+            let block_ok = |block: &Value| match block["type"].as_str() {
+                Some("section") => chars(&block["text"]["text"]) <= 3000,
+                Some("actions") => block["elements"].as_array().is_some_and(|elements| {
+                    elements.len() <= 25
+                        && elements.iter().all(|e| {
+                            (1..=255).contains(&chars(&e["action_id"]))
+                                && chars(&e["value"]) <= 2000
+                        })
+                }),
+                _ => true,
+            };
+            (blocks.len() > 50 || !blocks.iter().all(block_ok)).then_some("invalid_blocks")
+        }
+        "files.getUploadURLExternal" => {
+            (chars(&body["alt_txt"]) > 1000).then_some("alt_txt_too_large")
+        }
+        _ => None,
+    }
+}
+
 async fn api(
     State(shared): State<Shared>,
     Path(method): Path<String>,
@@ -317,6 +349,9 @@ async fn api(
         return fail("invalid_auth");
     }
     record(200);
+    if let Some(error) = refusal(&method, &body) {
+        return fail(error);
+    }
     let str_of = |key: &str| body[key].as_str().map(str::to_owned);
     match method.as_str() {
         "chat.postMessage" => {

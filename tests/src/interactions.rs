@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{Value, json};
-use wordup_bot::discord::reply::snowflake_at;
+use wordup_chat::discord::reply::snowflake_at;
 
 pub const APPLICATION_ID: &str = "1200000000000000001";
 pub const GUILD_ID: &str = "1200000000000000002";

@@ -64,6 +64,7 @@ pub struct Stack {
     pub bot_env: Vec<(String, String)>,
     model_dir: PathBuf,
     bot_port: u16,
+    bot_metrics_port: u16,
     engine_metrics_port: u16,
 }
 
@@ -74,7 +75,7 @@ impl Stack {
         let fake = FakeDiscord::start(BOT_TOKEN).await?;
         let slack = FakeSlack::start().await?;
         let model_dir = std::env::temp_dir().join(format!("wordup-tiny-{}", db.name()));
-        wordup_engine::tiny::write_tiny_model(&model_dir)?;
+        wordup_engine_testkit::tiny::write_tiny_model(&model_dir)?;
         Ok(Stack {
             db,
             queue,
@@ -86,6 +87,7 @@ impl Stack {
             bot_env: Vec::new(),
             model_dir,
             bot_port: free_port()?,
+            bot_metrics_port: free_port()?,
             engine_metrics_port: free_port()?,
             bot: None,
             engine: None,
@@ -96,8 +98,13 @@ impl Stack {
         format!("http://127.0.0.1:{}/discord/interactions", self.bot_port)
     }
 
-    /// The bot's `/metrics`, `/healthz`, `/readyz` base.
+    /// The bot's `/metrics`, `/healthz`, `/readyz` base (`WORDUP_METRICS_BIND`).
     pub fn bot_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.bot_metrics_port)
+    }
+
+    /// The bot's public listener (`WORDUP_BIND`), where the platforms call.
+    pub fn public_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.bot_port)
     }
 
@@ -180,6 +187,10 @@ impl Stack {
         command
             .arg("serve")
             .env("WORDUP_BIND", format!("127.0.0.1:{}", self.bot_port))
+            .env(
+                "WORDUP_METRICS_BIND",
+                format!("127.0.0.1:{}", self.bot_metrics_port),
+            )
             .env("WORDUP_DISCORD_PUBLIC_KEY", self.signer.public_key_hex())
             .env("WORDUP_SLACK_SIGNING_SECRET", SIGNING_SECRET);
         self.common_env(&mut command);
@@ -187,7 +198,8 @@ impl Stack {
             command.env(name, value);
         }
         self.bot = Some(command.spawn().context("starting wordup-bot")?);
-        let health = format!("http://127.0.0.1:{}/healthz", self.bot_port);
+        // The public listener is bound before the metrics server starts.
+        let health = format!("{}/healthz", self.bot_url());
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(response) = self.http.get(&health).send().await
@@ -198,6 +210,18 @@ impl Stack {
             anyhow::ensure!(Instant::now() < deadline, "wordup-bot did not come up");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Sends the bot SIGTERM without waiting for it to exit.
+    pub fn signal_bot(&self) -> Result<()> {
+        terminate(self.bot.as_ref().context("the bot is not running")?)
+    }
+
+    /// Whether the bot process has exited.
+    pub fn bot_exited(&mut self) -> bool {
+        self.bot
+            .as_mut()
+            .is_none_or(|bot| bot.try_wait().ok().flatten().is_some())
     }
 
     /// Stops the bot as an orchestrator would (SIGTERM), and waits.

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use prometheus_client::registry::Registry;
-use wordup_bot::metrics::{ApiMetrics, BotMetrics, MetricsState};
-use wordup_engine::metrics::WorkerMetrics;
+use wordup_chat::metrics::{ApiMetrics, BotMetrics};
+use wordup_engine::worker::metrics::WorkerMetrics;
+use wordup_runtime::metrics::MetricsState;
 use wordup_tests::pg::TestDb;
 
 /// Every sample name our /metrics serves, from a live bot-style endpoint
@@ -35,7 +36,7 @@ async fn exported_names() -> BTreeSet<String> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let bind = listener.local_addr().unwrap();
     drop(listener);
-    tokio::spawn(wordup_bot::metrics::serve(bind, state));
+    tokio::spawn(wordup_runtime::metrics::serve(bind, state));
     let url = format!("http://{bind}/metrics");
     let mut text = String::new();
     for _ in 0..50 {
@@ -77,4 +78,32 @@ async fn the_dashboard_plots_only_exported_metrics() {
     assert!(plotted.len() >= 12, "{plotted:?}");
     let missing: Vec<_> = plotted.difference(&exported).collect();
     assert!(missing.is_empty(), "plotted but not exported: {missing:?}");
+}
+
+#[tokio::test]
+async fn readiness_says_not_ready_and_nothing_more() {
+    // A pool that never reaches a server: the error text holds its address.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(std::time::Duration::from_millis(500))
+        .connect_lazy("postgres://wordup:hunter2@127.0.0.1:1/wordup")
+        .unwrap();
+    let queue = wordup_queue::Queue::from_pool(pool, wordup_queue::QueueConfig::default());
+    let state = MetricsState::new(
+        Registry::with_prefix("wordup"),
+        queue,
+        std::sync::Arc::new(AtomicBool::new(true)),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bind = listener.local_addr().unwrap();
+    drop(listener);
+    tokio::spawn(wordup_runtime::metrics::serve(bind, state));
+    let url = format!("http://{bind}/readyz");
+    let response = loop {
+        if let Ok(response) = reqwest::get(&url).await {
+            break response;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(response.text().await.unwrap(), "not ready");
 }

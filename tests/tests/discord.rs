@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use wordup_bot::buttons::ButtonId;
+use wordup_chat::buttons::ButtonId;
 use wordup_queue::{JobId, JobState, Request};
 use wordup_tests::fake_discord::{Fault, Message};
 use wordup_tests::interactions::{self, CHANNEL_ID, InteractionSigner, Member, new_interaction};
@@ -309,6 +309,14 @@ async fn imagine_then_upscale_and_vary_across_a_bot_restart() {
     );
     assert!(bot.contains("wordup_queue_depth{tier=\"fast\"} 0"), "{bot}");
     assert_eq!(get(format!("{}/readyz", stack.bot_url())).await.0, 200);
+    // Internals are not on the public listener.
+    for path in ["/metrics", "/readyz", "/healthz"] {
+        assert_eq!(
+            get(format!("{}{path}", stack.public_url())).await.0,
+            404,
+            "{path} on the public port"
+        );
+    }
     let (status, engine) = get(format!("{}/metrics", stack.engine_url())).await;
     assert_eq!(status, 200);
     for expected in [
@@ -907,4 +915,67 @@ async fn register_commands_puts_the_definitions_for_a_guild_or_globally() {
             .collect();
         assert_eq!(names, ["imagine", "settings", "queue", "help"]);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_markdown_in_a_prompt_is_posted_as_typed() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    stack.start_engine(&[]).await.unwrap();
+    let prompt = "[Free Nitro](https://evil.example) a fox in the snow";
+    let (id, token) = new_interaction();
+    acked(
+        &stack,
+        &interactions::imagine(&id, &token, &alice(), &format!("{prompt} --seed 4")),
+    )
+    .await;
+    let messages = stack.fake.wait_for_messages(1, POST_TIMEOUT).await.unwrap();
+    wait_for_state(&stack, job_of(&messages[0]), JobState::Succeeded).await;
+    let posted = &messages[0].payload;
+    let alt = posted["attachments"][0]["description"].as_str().unwrap();
+    assert!(
+        alt.chars().count() <= 1000,
+        "{} characters",
+        alt.chars().count()
+    );
+    let content = posted["content"].as_str().unwrap();
+    assert!(
+        content.contains("\\[Free Nitro\\]\\(https://evil.example\\)"),
+        "{content}"
+    );
+    assert!(!content.contains("[Free Nitro](https"), "{content}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_right_after_a_deferred_ack_still_enqueues_the_job() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    // Alice's enqueue waits on her quota lock, so the bot must defer its ack.
+    let mut hold = stack.queue.pool().begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("wordup-user:discord:{}", alice().user_id))
+        .execute(&mut *hold)
+        .await
+        .unwrap();
+    let (id, token) = new_interaction();
+    let answer = acked(
+        &stack,
+        &interactions::imagine(&id, &token, &alice(), "a harbour at dawn --seed 5"),
+    )
+    .await;
+    assert_eq!(answer.body["type"], 5, "a deferred ack: {:?}", answer.body);
+    // The orchestrator stops the bot while the enqueue is still waiting.
+    stack.signal_bot().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!stack.bot_exited(), "the bot waits for the acked command");
+    hold.commit().await.unwrap();
+    stack.stop_bot().await.unwrap();
+    let job = stack
+        .queue
+        .job_by_idempotency_key(&format!("discord:{id}"))
+        .await
+        .unwrap();
+    assert!(job.is_some(), "the acked command was enqueued before exit");
+    // And its requester was told its place in line before the bot exited.
+    wait_for_original_edit(&stack, &token, "next in line").await;
 }

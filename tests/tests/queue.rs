@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::PgListener;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use wordup_queue::{
-    BackoffPolicy, CANCEL_CHANNEL, CancelOutcome, FailOutcome, Failure, JobId, JobImage, JobState,
-    NewJob, Progress, Queue, QueueConfig, QueueError, Tier,
+    BackoffPolicy, CANCEL_CHANNEL, CancelOutcome, ChannelSettings, ChannelSettingsUpdate,
+    FailOutcome, Failure, JobId, JobImage, JobState, NewJob, Progress, Queue, QueueConfig,
+    QueueError, Tier,
 };
 use wordup_tests::jobs::job;
 use wordup_tests::pg::TestDb;
@@ -691,6 +692,201 @@ async fn images_and_posts_are_stored_for_buttons() {
             .unwrap()
             .is_none()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_settings_changes_all_persist() {
+    let db = TestDb::new().await.unwrap();
+    let queue = db.queue(QueueConfig::default(), 8).await.unwrap();
+    let updates = [
+        ChannelSettingsUpdate {
+            default_style: Some(Some("anime".into())),
+            ..Default::default()
+        },
+        ChannelSettingsUpdate {
+            default_tier: Some(Tier::Relax),
+            ..Default::default()
+        },
+        ChannelSettingsUpdate {
+            restrict_buttons: Some(true),
+            ..Default::default()
+        },
+        ChannelSettingsUpdate {
+            allow_nsfw: Some(true),
+            ..Default::default()
+        },
+    ];
+    // Four moderators change four settings of each channel at once.
+    for channel in 0..20 {
+        let channel = format!("channel-{channel}");
+        let tasks: Vec<_> = updates
+            .iter()
+            .cloned()
+            .map(|update| {
+                let queue = queue.clone();
+                let channel = channel.clone();
+                tokio::spawn(async move {
+                    queue
+                        .update_channel_settings("discord", &channel, &update)
+                        .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        let settings = queue.channel_settings("discord", &channel).await.unwrap();
+        assert_eq!(
+            settings,
+            ChannelSettings {
+                default_style: Some("anime".into()),
+                default_tier: Some(Tier::Relax),
+                restrict_buttons: true,
+                allow_nsfw: true,
+            },
+            "{channel}"
+        );
+    }
+    let cleared = queue
+        .update_channel_settings(
+            "discord",
+            "channel-0",
+            &ChannelSettingsUpdate {
+                default_style: Some(None),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(cleared.default_style, None);
+    assert_eq!(cleared.default_tier, Some(Tier::Relax));
+}
+
+#[tokio::test]
+async fn an_unreadable_job_fails_alone_and_its_batch_runs() {
+    let db = TestDb::new().await.unwrap();
+    let queue = db.queue(QueueConfig::default(), 4).await.unwrap();
+    let good = queue.enqueue(&job("a", Tier::Fast, "k")).await.unwrap().id;
+    let bad = queue.enqueue(&job("b", Tier::Fast, "k")).await.unwrap().id;
+    // A request kind from a newer release, say.
+    sqlx::query("UPDATE jobs SET request = '{\"kind\": \"from_the_future\"}' WHERE id = $1")
+        .bind(bad.0)
+        .execute(queue.pool())
+        .await
+        .unwrap();
+    let claimed = queue.claim(2).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|c| c.id()).collect::<Vec<_>>(),
+        vec![good]
+    );
+    let failed = queue.job(bad).await;
+    // The bad row cannot be read back as a job either; its state and reason can.
+    assert!(failed.is_err());
+    let (state, error): (String, Option<String>) =
+        sqlx::query_as("SELECT state, last_error FROM jobs WHERE id = $1")
+            .bind(bad.0)
+            .fetch_one(queue.pool())
+            .await
+            .unwrap();
+    assert_eq!(state, "failed");
+    assert!(
+        error.unwrap_or_default().contains("cannot read the job"),
+        "the reason is kept"
+    );
+    queue.complete(good, 1).await.unwrap();
+}
+
+#[tokio::test]
+async fn every_job_that_ends_without_a_result_is_announced_once() {
+    let db = TestDb::new().await.unwrap();
+    let config = QueueConfig {
+        lease: Duration::from_millis(200),
+        max_attempts: 1,
+        ..QueueConfig::default()
+    };
+    let queue = db.queue(config, 4).await.unwrap();
+    let rescued = queue.enqueue(&job("a", Tier::Fast, "k")).await.unwrap().id;
+    let settled = queue.enqueue(&job("b", Tier::Fast, "k")).await.unwrap().id;
+    let done = queue.enqueue(&job("c", Tier::Fast, "k")).await.unwrap().id;
+    let cancelled = queue.enqueue(&job("d", Tier::Fast, "k")).await.unwrap().id;
+    queue.claim(3).await.unwrap();
+    queue.complete(done, 1).await.unwrap();
+    queue
+        .fail(settled, 1, "boom", Failure::Permanent)
+        .await
+        .unwrap();
+    queue.cancel(cancelled).await.unwrap();
+    // The worker that failed `settled` tells its requester itself.
+    assert!(queue.claim_notice(settled).await.unwrap());
+    assert!(!queue.claim_notice(settled).await.unwrap(), "told once");
+    assert!(
+        !queue.claim_notice(done).await.unwrap(),
+        "a success is posted, not announced"
+    );
+    // `rescued`'s worker died on its last attempt: nobody told its requester.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(queue.rescue_expired().await.unwrap(), 1);
+    let mut swept: Vec<JobId> = queue
+        .claim_notices(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    swept.sort();
+    assert_eq!(swept, vec![rescued, cancelled]);
+    assert!(
+        queue.claim_notices(10).await.unwrap().is_empty(),
+        "never twice"
+    );
+    // A notice that could not be posted is swept again.
+    queue.release_notice(rescued).await.unwrap();
+    let again: Vec<JobId> = queue
+        .claim_notices(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(again, vec![rescued]);
+}
+
+#[tokio::test]
+async fn a_new_attempt_clears_the_images_of_earlier_ones() {
+    let db = TestDb::new().await.unwrap();
+    let queue = db.queue(QueueConfig::default(), 4).await.unwrap();
+    let id = queue.enqueue(&job("a", Tier::Fast, "k")).await.unwrap().id;
+    queue.claim(1).await.unwrap();
+    let image = |idx| JobImage {
+        idx,
+        png: vec![1; 4],
+        width: 64,
+        height: 64,
+        seed: 1,
+        score: None,
+    };
+    queue.clear_images(id, 1).await.unwrap();
+    for idx in 0..4 {
+        queue.store_image(id, 1, &image(idx)).await.unwrap();
+    }
+    // Attempt 1 dies before completing; attempt 2 withholds image 2.
+    queue.release(id, 1).await.unwrap();
+    queue.claim(1).await.unwrap();
+    assert!(
+        queue.clear_images(id, 1).await.is_err(),
+        "a stale attempt clears nothing"
+    );
+    assert!(queue.has_image(id, 1).await.unwrap());
+    queue.clear_images(id, 2).await.unwrap();
+    for idx in [0, 2, 3] {
+        queue.store_image(id, 2, &image(idx)).await.unwrap();
+    }
+    queue.complete(id, 2).await.unwrap();
+    assert!(
+        !queue.has_image(id, 1).await.unwrap(),
+        "withheld on attempt 2"
+    );
+    assert_eq!(queue.images(id).await.unwrap().len(), 3);
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use wordup_bot::buttons::ButtonId;
+use wordup_chat::buttons::ButtonId;
 use wordup_queue::{JobId, JobState};
 use wordup_tests::fake_slack::{FakeSlack, SlackMessage};
 use wordup_tests::interactions::Answer;
@@ -405,4 +405,31 @@ fn the_manifest_asks_for_exactly_the_scopes_the_calls_need() {
         );
     }
     assert!(manifest.contains("/slack/commands") && manifest.contains("/slack/interactions"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_link_in_a_prompt_is_posted_as_typed() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    stack.start_engine(&[]).await.unwrap();
+    let prompt = "<https://evil.example|Free Nitro> a fox in the snow";
+    command(&stack, &format!("{prompt} --seed 4")).await;
+    let parent = parent_of(&stack.slack);
+    let buttons = buttons_message(&stack.slack, &parent.ts, 1).await;
+    wait_for_state(&stack, job_of(&buttons), JobState::Succeeded).await;
+    let file = stack
+        .slack
+        .files()
+        .into_iter()
+        .find(|f| f.channel.is_some())
+        .unwrap();
+    assert!(file.alt_text.chars().count() <= 1000);
+    assert!(!buttons.text.contains("<https://evil"), "{}", buttons.text);
+    assert!(
+        buttons
+            .text
+            .contains("&lt;https://evil.example|Free Nitro&gt;"),
+        "{}",
+        buttons.text
+    );
 }

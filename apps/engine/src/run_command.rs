@@ -1,0 +1,205 @@
+//! `wordup-engine run` (part of the binary, not the library): the queue
+//! worker with delivery wired to the chat platforms.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use prometheus_client::registry::Registry;
+use wordup_chat::delivery::ChatDelivery;
+use wordup_chat::discord::DiscordSettings;
+use wordup_chat::discord::delivery::DiscordDelivery;
+use wordup_chat::metrics::ApiMetrics;
+use wordup_chat::slack::SlackSettings;
+use wordup_chat::slack::delivery::SlackDelivery;
+use wordup_engine::finish::upscale::{self, Tiling, Upscaler};
+use wordup_engine::judge::safety::OpenNsfw;
+use wordup_engine::sd::pipeline::StableDiffusion;
+use wordup_engine::sd::source::ModelSource;
+use wordup_engine::worker::metrics::WorkerMetrics;
+use wordup_engine::worker::render::Models;
+use wordup_engine::worker::{Worker, WorkerConfig};
+use wordup_runtime::metrics::MetricsState;
+use wordup_runtime::settings::DatabaseSettings;
+
+use crate::{FinishArgs, ModelArgs, fetch};
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    database: DatabaseSettings,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    finish: FinishArgs,
+    #[command(flatten)]
+    discord: DiscordSettings,
+    #[command(flatten)]
+    slack: SlackSettings,
+    /// Jobs claimed at once (jobs sharing a batch key).
+    #[arg(long, env = "WORDUP_ENGINE_BATCH", default_value_t = 1)]
+    batch: u32,
+    /// Seconds between polls when no notification arrives.
+    #[arg(long, env = "WORDUP_POLL_SECS", default_value_t = 5.0)]
+    poll_secs: f64,
+    /// Least seconds between progress edits shown to users (Discord asks for ~3).
+    #[arg(long, env = "WORDUP_PROGRESS_EDIT_SECS", default_value_t = 3.0)]
+    progress_edit_secs: f64,
+    /// Where /metrics, /healthz and /readyz are served (ready once the
+    /// models are loaded and Postgres answers).
+    #[arg(long, env = "WORDUP_METRICS_BIND", default_value = "0.0.0.0:9090")]
+    metrics_bind: std::net::SocketAddr,
+    /// Run without the output safety check (development only: images are
+    /// then posted unchecked).
+    #[arg(long, env = "WORDUP_NO_SAFETY_CHECK")]
+    no_safety_check: bool,
+}
+
+/// Settings other commands read that the worker does not act on yet: set,
+/// they would look like a policy in force while doing nothing.
+const NOT_ACTED_ON_BY_RUN: &[&str] = &["WORDUP_BLOCKED_CONCEPTS", "WORDUP_CLIP_MODEL"];
+
+/// Refuses to start when a setting `run` does not act on is set (non-empty).
+fn refuse_inert_settings(set: impl Fn(&str) -> bool) -> Result<()> {
+    let inert: Vec<&str> = NOT_ACTED_ON_BY_RUN
+        .iter()
+        .copied()
+        .filter(|name| set(name))
+        .collect();
+    anyhow::ensure!(
+        inert.is_empty(),
+        "{} {} set, but `wordup-engine run` does not act on {}: unset {} (it applies to the offline `imagine` command only)",
+        inert.join(", "),
+        if inert.len() == 1 { "is" } else { "are" },
+        if inert.len() == 1 { "it" } else { "them" },
+        if inert.len() == 1 { "it" } else { "them" },
+    );
+    Ok(())
+}
+
+pub async fn run(args: RunArgs) -> Result<()> {
+    refuse_inert_settings(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))?;
+    let queue = args.database.connect_and_migrate().await?;
+    let lease = args.database.queue.queue_config()?.lease;
+    // Metrics first, so that an orchestrator sees the engine alive (not
+    // ready) while the models load.
+    let worker_metrics = Arc::new(WorkerMetrics::default());
+    let mut registry = Registry::with_prefix("wordup");
+    worker_metrics.register(&mut registry);
+    let api_metrics = ApiMetrics::default();
+    api_metrics.register(&mut registry);
+    let discord = if args.discord.discord_bot_token.expose().is_empty() {
+        tracing::warn!("WORDUP_DISCORD_BOT_TOKEN is not set: Discord jobs will fail to post");
+        None
+    } else {
+        let mut rest = args.discord.rest()?;
+        rest.counters = api_metrics.for_platform("discord");
+        Some(DiscordDelivery::new(rest))
+    };
+    let slack = if args.slack.enabled() {
+        let mut api = args.slack.api()?;
+        api.counters = api_metrics.for_platform("slack");
+        Some(SlackDelivery {
+            api,
+            queue: queue.clone(),
+        })
+    } else {
+        tracing::warn!("WORDUP_SLACK_BOT_TOKEN is not set: Slack jobs will fail to post");
+        None
+    };
+    let ready = Arc::new(AtomicBool::new(false));
+    let state = MetricsState::new(registry, queue.clone(), ready.clone());
+    let bind = args.metrics_bind;
+    tokio::spawn(async move {
+        if let Err(e) = wordup_runtime::metrics::serve(bind, state).await {
+            tracing::error!(error = %e, "metrics server stopped");
+        }
+    });
+    let (files, options) = fetch(&args.model, false).await?;
+    let pipeline = StableDiffusion::load(&files, &options).context("loading the model")?;
+    let upscaler = if args.finish.upscaler_weights.is_file() {
+        Some(Upscaler::load(
+            &args.finish.upscaler_weights,
+            &upscale::Config::default(),
+            &options.device,
+            candle_core::DType::F32,
+        )?)
+    } else {
+        tracing::warn!(
+            path = %args.finish.upscaler_weights.display(),
+            "no upscaler weights: U buttons will fail with a message"
+        );
+        None
+    };
+    let safety = if args.no_safety_check {
+        tracing::warn!("the output safety check is off");
+        None
+    } else {
+        anyhow::ensure!(
+            args.finish.safety_weights.is_file(),
+            "no safety-check weights at {} (run `python3 scripts/fetch-opennsfw.py target/weights`, set WORDUP_SAFETY_WEIGHTS, or pass --no-safety-check for development)",
+            args.finish.safety_weights.display()
+        );
+        Some(Arc::new(OpenNsfw::load(
+            &args.finish.safety_weights,
+            &candle_core::Device::Cpu,
+        )?))
+    };
+    let secs = |name: &str, v: f64| {
+        Duration::try_from_secs_f64(v)
+            .with_context(|| format!("{name} must be a non-negative number"))
+    };
+    let worker = Worker {
+        queue,
+        models: Arc::new(Models {
+            pipeline,
+            upscaler,
+            tiling: Tiling {
+                tile: args.finish.upscale_tile,
+                pad: 10,
+            },
+        }),
+        safety,
+        delivery: Arc::new(ChatDelivery { discord, slack }),
+        config: WorkerConfig {
+            batch: args.batch.max(1),
+            poll: secs("WORDUP_POLL_SECS", args.poll_secs)?,
+            heartbeat: lease / 3,
+            progress_every: secs("WORDUP_PROGRESS_EDIT_SECS", args.progress_edit_secs)?,
+            nsfw_threshold: args.finish.nsfw_threshold,
+            model_id: ModelSource::parse(&args.model.model, args.model.revision.as_deref()).id(),
+        },
+        metrics: worker_metrics.clone(),
+    };
+    worker_metrics.ready.set(1);
+    ready.store(true, Ordering::Relaxed);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wordup_runtime::signals::shutdown().await;
+        tracing::info!("stopping: finishing the job in hand, releasing the rest");
+        let _ = stop.send(true);
+    });
+    worker.run(stopped).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_the_worker_ignores_stop_it_from_starting() {
+        assert!(refuse_inert_settings(|_| false).is_ok());
+        let error = refuse_inert_settings(|name| name == "WORDUP_CLIP_MODEL")
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("WORDUP_CLIP_MODEL is set"), "{error}");
+        let error = refuse_inert_settings(|_| true).unwrap_err().to_string();
+        assert!(
+            error.starts_with("WORDUP_BLOCKED_CONCEPTS, WORDUP_CLIP_MODEL are set"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,236 @@
+//! Model download through hf-hub against a fake hub on 127.0.0.1 that
+//! speaks the hub's resolve protocol (ranged GETs, etag and commit headers),
+//! run through the real `wordup-engine models fetch` command.
+#![allow(clippy::unwrap_used)]
+
+use wordup_engine_testkit::fixtures as common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use common::scratch;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+
+/// Serves `root`'s files as repo `repo` at revision `revision`; records request paths.
+async fn fake_hub(
+    root: PathBuf,
+    repo: &'static str,
+    revision: &'static str,
+) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let root = root.clone();
+            let log = log.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut reader = BufReader::new(read);
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                let mut headers = HashMap::new();
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).await.unwrap();
+                    let line = line.trim_end();
+                    if line.is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = line.split_once(':') {
+                        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+                    }
+                }
+                let path = request_line
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("/")
+                    .to_owned();
+                log.lock().unwrap().push(path.clone());
+                let prefix = format!("/{repo}/resolve/{revision}/");
+                let file = path.strip_prefix(&prefix).map(|f| root.join(f));
+                let response = match file.as_deref().map(std::fs::read) {
+                    Some(Ok(bytes)) => {
+                        let total = bytes.len();
+                        let (start, end) = headers
+                            .get("range")
+                            .and_then(|r| r.strip_prefix("bytes="))
+                            .and_then(|r| r.split_once('-'))
+                            .map(|(a, b)| {
+                                (
+                                    a.parse::<usize>().unwrap(),
+                                    b.parse::<usize>().unwrap().min(total - 1),
+                                )
+                            })
+                            .unwrap_or((0, total - 1));
+                        let body = &bytes[start..=end];
+                        let mut head = format!(
+                            "HTTP/1.1 206 Partial Content\r\ncontent-length: {}\r\ncontent-range: bytes {start}-{end}/{total}\r\netag: \"{:x}-{total}\"\r\nx-repo-commit: {COMMIT}\r\nconnection: close\r\n\r\n",
+                            body.len(),
+                            path.len() * 7919 + total,
+                        )
+                        .into_bytes();
+                        head.extend_from_slice(body);
+                        head
+                    }
+                    _ => {
+                        b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                            .to_vec()
+                    }
+                };
+                let _ = write.write_all(&response).await;
+                let _ = write.shutdown().await;
+            });
+        }
+    });
+    (format!("http://{address}"), seen)
+}
+
+fn fetch(endpoint: &str, home: &Path, model: &str, revision: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_wordup-engine"))
+        .args([
+            "models",
+            "fetch",
+            "--cpu",
+            "--model",
+            model,
+            "--revision",
+            revision,
+        ])
+        .env("HF_ENDPOINT", endpoint)
+        .env("HF_HOME", home)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_fetch_downloads_a_pinned_revision_and_the_model_loads() {
+    let served = scratch("hub-files");
+    wordup_engine_testkit::tiny::write_tiny_model(&served).unwrap();
+    let (endpoint, seen) = fake_hub(served.clone(), "wordup/tiny-sd", "v1").await;
+    let home = scratch("hf-home");
+
+    let output = tokio::task::spawn_blocking({
+        let (endpoint, home) = (endpoint.clone(), home.clone());
+        move || fetch(&endpoint, &home, "wordup/tiny-sd", "v1")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("is ready in"), "{stdout}");
+
+    let requests = seen.lock().unwrap().clone();
+    assert!(
+        requests
+            .iter()
+            .all(|path| path.starts_with("/wordup/tiny-sd/resolve/v1/")),
+        "{requests:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|path| path.ends_with("unet/diffusion_pytorch_model.safetensors"))
+    );
+
+    // The cache holds a snapshot at the served commit that loads as a model.
+    let snapshot = home
+        .join("hub/models--wordup--tiny-sd/snapshots")
+        .join(COMMIT);
+    let files = wordup_engine::sd::source::ModelFiles::from_dir(
+        &snapshot,
+        wordup_engine::sd::source::Variant::Full,
+    )
+    .unwrap();
+    for (ours, theirs) in [
+        (
+            &files.unet_weights,
+            served.join("unet/diffusion_pytorch_model.safetensors"),
+        ),
+        (
+            &files.vae_weights,
+            served.join("vae/diffusion_pytorch_model.safetensors"),
+        ),
+    ] {
+        assert_eq!(std::fs::read(ours).unwrap(), std::fs::read(theirs).unwrap());
+    }
+
+    // A second fetch is served from the cache: the hub is not asked again.
+    let before = seen.lock().unwrap().len();
+    let output = tokio::task::spawn_blocking({
+        let (endpoint, home) = (endpoint.clone(), home.clone());
+        move || fetch(&endpoint, &home, "wordup/tiny-sd", "v1")
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success());
+    assert_eq!(seen.lock().unwrap().len(), before);
+
+    std::fs::remove_dir_all(served).ok();
+    std::fs::remove_dir_all(home).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_model_with_only_tokenizer_json_is_fetched() {
+    let served = scratch("hub-files-json");
+    wordup_engine_testkit::tiny::write_tiny_model(&served).unwrap();
+    wordup_engine_testkit::tiny::to_tokenizer_json_only(&served.join("tokenizer")).unwrap();
+    let (endpoint, seen) = fake_hub(served.clone(), "wordup/tiny-sd-json", "v1").await;
+    let home = scratch("hf-home-json");
+    let output = tokio::task::spawn_blocking({
+        let (endpoint, home) = (endpoint.clone(), home.clone());
+        move || fetch(&endpoint, &home, "wordup/tiny-sd-json", "v1")
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let requests = seen.lock().unwrap().clone();
+    assert!(
+        requests
+            .iter()
+            .any(|path| path.ends_with("tokenizer/tokenizer.json")),
+        "{requests:?}"
+    );
+    let snapshot = home
+        .join("hub/models--wordup--tiny-sd-json/snapshots")
+        .join(COMMIT);
+    wordup_engine::sd::tokenizer::ClipTokenizer::from_dir(&snapshot.join("tokenizer")).unwrap();
+    std::fs::remove_dir_all(served).ok();
+    std::fs::remove_dir_all(home).ok();
+}
+
+#[test]
+fn offline_fetch_fails_with_a_clear_message() {
+    let home = scratch("hf-offline");
+    // Nothing listens on port 1.
+    let output = fetch("http://127.0.0.1:1", &home, "stabilityai/sd-turbo", "main");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("cannot fetch model_index.json of stabilityai/sd-turbo"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("offline"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    std::fs::remove_dir_all(home).ok();
+}

@@ -1,0 +1,141 @@
+//! /imagine: parse, check the policy and quotas, enqueue.
+
+use wordup_queue::{AspectRatio, ChannelSettings, GRID_IMAGES, ImagineRequest, Request, Tier};
+
+use super::{Accepted, CommandConfig, CommandError, Commands, Invocation, UserError};
+use crate::grammar::{self, ImagineArgs};
+
+/// What to enqueue for parsed arguments in a channel. `random_seed` is used
+/// when the prompt names none.
+pub fn plan(
+    args: &ImagineArgs,
+    channel: &ChannelSettings,
+    config: &CommandConfig,
+    random_seed: u32,
+) -> (Request, Tier, String) {
+    let aspect = args.aspect.unwrap_or(AspectRatio::SQUARE);
+    let request = ImagineRequest {
+        prompt: args.prompt.clone(),
+        negative_prompt: args.negative_prompt.clone(),
+        aspect,
+        seed: args.seed.unwrap_or(u64::from(random_seed)),
+        steps: args.steps,
+        guidance: args.guidance,
+        style: args.style.clone().or_else(|| channel.default_style.clone()),
+        images: u32::from(GRID_IMAGES),
+        model: None,
+    };
+    let tier = args
+        .tier
+        .or(channel.default_tier)
+        .unwrap_or(config.default_tier);
+    let steps = args
+        .steps
+        .map_or_else(|| "default".to_owned(), |s| s.to_string());
+    let batch_key = format!("imagine:{}x{}:{steps}", aspect.width, aspect.height);
+    (Request::Imagine(request), tier, batch_key)
+}
+
+/// Checks the prompt without touching the database: grammar and blocklist.
+pub fn check(text: &str, config: &CommandConfig) -> Result<ImagineArgs, UserError> {
+    let args = grammar::parse_imagine(text)?;
+    if let Some(term) = config.blocklist.find(&args.prompt) {
+        return Err(UserError::BlockedTerm(term.to_owned()));
+    }
+    Ok(args)
+}
+
+impl Commands {
+    pub async fn imagine(
+        &self,
+        invocation: &Invocation,
+        args: &ImagineArgs,
+    ) -> Result<Accepted, CommandError> {
+        if let Some(replayed) = self.replayed(&invocation.idempotency_key).await? {
+            return Ok(replayed);
+        }
+        let channel = self
+            .queue
+            .channel_settings(&invocation.origin.platform, &invocation.origin.channel_id)
+            .await?;
+        let (request, tier, batch_key) = plan(args, &channel, &self.config, rand::random());
+        let job = invocation.job(
+            &channel,
+            invocation.idempotency_key.clone(),
+            tier,
+            request,
+            batch_key,
+        );
+        self.enqueue_within_quota(&job).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Blocklist;
+
+    fn config() -> CommandConfig {
+        CommandConfig {
+            max_active_per_user: 5,
+            max_jobs_per_day: 50,
+            default_tier: Tier::Fast,
+            blocklist: Blocklist::parse("gore"),
+            retention_days: 30.0,
+        }
+    }
+
+    #[test]
+    fn plans_use_channel_defaults_under_the_prompts_own_choices() {
+        let channel = ChannelSettings {
+            default_style: Some("anime".into()),
+            default_tier: Some(Tier::Relax),
+            ..ChannelSettings::default()
+        };
+        for (text, style, tier, seed, batch_key) in [
+            (
+                "a cat",
+                Some("anime"),
+                Tier::Relax,
+                77,
+                "imagine:1x1:default",
+            ),
+            (
+                "a cat --style photo --fast --seed 3 --ar 16:9 --steps 2",
+                Some("photo"),
+                Tier::Fast,
+                3,
+                "imagine:16x9:2",
+            ),
+        ] {
+            let args = check(text, &config()).unwrap();
+            let (request, got_tier, key) = plan(&args, &channel, &config(), 77);
+            let Request::Imagine(request) = request else {
+                panic!("not an imagine")
+            };
+            assert_eq!(request.style.as_deref(), style, "{text}");
+            assert_eq!(request.seed, seed, "{text}");
+            assert_eq!(request.images, u32::from(GRID_IMAGES));
+            assert_eq!((got_tier, key.as_str()), (tier, batch_key), "{text}");
+        }
+        let (_, tier, _) = plan(
+            &check("x", &config()).unwrap(),
+            &ChannelSettings::default(),
+            &config(),
+            1,
+        );
+        assert_eq!(tier, Tier::Fast);
+    }
+
+    #[test]
+    fn blocked_terms_are_refused_before_the_queue() {
+        assert_eq!(
+            check("so much GORE", &config()),
+            Err(UserError::BlockedTerm("gore".into()))
+        );
+        assert!(matches!(
+            check("a --bad", &config()),
+            Err(UserError::Grammar(_))
+        ));
+    }
+}

@@ -1,0 +1,75 @@
+//! A button press under a grid or an upscaled image: a follow-up job.
+
+use wordup_queue::{ChannelSettings, Job, JobState};
+
+use super::{Accepted, CommandError, Commands, Invocation, UserError};
+use crate::buttons::ButtonId;
+
+/// Whether `presser` may press a button under `parent` in a channel with
+/// `channel` settings; `image_stored` is whether the image the button is
+/// about exists (withheld images are never stored).
+pub fn allowed(
+    parent: &Job,
+    image_stored: bool,
+    channel: &ChannelSettings,
+    presser: &str,
+) -> Result<(), UserError> {
+    if parent.state != JobState::Succeeded {
+        return Err(UserError::NotFinished);
+    }
+    if !image_stored {
+        return Err(UserError::NoSuchImage);
+    }
+    if channel.restrict_buttons && parent.origin.user_id != presser {
+        return Err(UserError::NotYourGrid);
+    }
+    Ok(())
+}
+
+impl Commands {
+    pub async fn press(
+        &self,
+        invocation: &Invocation,
+        button: &ButtonId,
+    ) -> Result<Accepted, CommandError> {
+        // A repeated press (of a once-per-button button by anyone, or a
+        // repeated delivery of one press) answers with the job it made,
+        // unless that one failed or was cancelled: then the press after it
+        // makes a new one, however many failed before.
+        let mut key = invocation.idempotency_key.clone();
+        loop {
+            match self.queue.job_by_idempotency_key(&key).await? {
+                Some(job) if matches!(job.state, JobState::Failed | JobState::Cancelled) => {
+                    key = format!("{}:after:{}", invocation.idempotency_key, job.id);
+                }
+                Some(job) => {
+                    return Ok(Accepted {
+                        job: job.id,
+                        position: self.queue.position(job.id).await?,
+                        created: false,
+                    });
+                }
+                None => break,
+            }
+        }
+        let Some(parent) = self.queue.job(button.job).await? else {
+            return Err(UserError::UnknownGrid {
+                days: self.config.retention_days,
+            }
+            .into());
+        };
+        let channel = self
+            .queue
+            .channel_settings(&invocation.origin.platform, &invocation.origin.channel_id)
+            .await?;
+        let image_stored = match button.index() {
+            Some(index) => self.queue.has_image(parent.id, i32::from(index)).await?,
+            None => true,
+        };
+        allowed(&parent, image_stored, &channel, &invocation.origin.user_id)?;
+        let request = button.request();
+        let batch_key = request.kind().to_owned();
+        let job = invocation.job(&channel, key, parent.tier, request, batch_key);
+        self.enqueue_within_quota(&job).await
+    }
+}

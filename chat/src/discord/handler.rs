@@ -1,0 +1,374 @@
+//! Interactions → commands → responses, for the HTTP endpoint and the
+//! gateway alike. A response must reach Discord within 3 s: database work
+//! gets [`ACK_BUDGET`], and whatever is left runs after a deferred ack.
+
+use std::ops::ControlFlow;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use serenity::all::{
+    CommandDataOption, CommandInteraction, ComponentInteraction, CreateInteractionResponse,
+    CreateInteractionResponseMessage, Interaction, Permissions,
+};
+use tracing::Instrument;
+use wordup_queue::{Origin, Queue};
+
+use super::reply::DiscordReply;
+use super::rest::DiscordRest;
+use crate::ack::{ACK_BUDGET, Handled};
+use crate::buttons::ButtonId;
+use crate::commands::answer::{OUR_FAULT, accepted_text, error_text};
+use crate::commands::settings::SettingsChange;
+use crate::commands::{Accepted, CommandError, Commands, Invocation, help, imagine, reply_text};
+use crate::text::shorten;
+
+pub const PLATFORM: &str = "discord";
+/// Where a job's result goes, for the text of a repeated command.
+const WHERE_POSTED: &str = "in this channel";
+
+#[derive(Clone)]
+pub struct DiscordApp {
+    pub commands: Commands,
+    pub rest: DiscordRest,
+}
+
+impl DiscordApp {
+    /// Handles a verified interaction. `channel_nsfw` is whether Discord
+    /// marks the channel NSFW (read from the raw payload, which serenity's
+    /// model drops).
+    pub async fn handle(&self, interaction: Interaction, channel_nsfw: bool) -> Handled {
+        match interaction {
+            Interaction::Ping(_) => now(CreateInteractionResponse::Pong),
+            Interaction::Command(command) => {
+                let span = tracing::info_span!("command", name = %command.data.name, interaction = %command.id);
+                self.command(command, channel_nsfw).instrument(span).await
+            }
+            Interaction::Component(component) => {
+                let span = tracing::info_span!("button", id = %component.data.custom_id, interaction = %component.id);
+                self.component(component, channel_nsfw)
+                    .instrument(span)
+                    .await
+            }
+            _ => now(ephemeral("this interaction is not supported")),
+        }
+    }
+
+    async fn command(&self, command: CommandInteraction, channel_nsfw: bool) -> Handled {
+        match command.data.name.as_str() {
+            "imagine" => self.imagine(command, channel_nsfw).await,
+            "queue" => {
+                let text = self
+                    .commands
+                    .queue_status(PLATFORM, &command.user.id.to_string())
+                    .await;
+                now(ephemeral(&reply_text(text)))
+            }
+            "settings" => {
+                let change = settings_change(&command.data.options);
+                if !change.is_empty() && !may_manage(&command) {
+                    return now(ephemeral(
+                        &crate::commands::UserError::NotAllowed.to_string(),
+                    ));
+                }
+                let text = self
+                    .commands
+                    .settings(
+                        PLATFORM,
+                        &command.channel_id.to_string(),
+                        channel_nsfw,
+                        &change,
+                    )
+                    .await;
+                now(ephemeral(&reply_text(text)))
+            }
+            "help" => now(ephemeral(&help::text("/settings", "/queue"))),
+            other => now(ephemeral(&format!("unknown command /{other}"))),
+        }
+    }
+
+    async fn imagine(&self, command: CommandInteraction, channel_nsfw: bool) -> Handled {
+        let text = option_str(&command.data.options, "prompt").unwrap_or_default();
+        let args = match imagine::check(text, &self.commands.config) {
+            Ok(args) => args,
+            Err(e) => return now(ephemeral(&format!("⚠️ {e}"))),
+        };
+        let reply = DiscordReply {
+            application_id: command.application_id.to_string(),
+            interaction_id: command.id.to_string(),
+            token: command.token.clone(),
+            attachment_size_limit: u64::from(command.attachment_size_limit),
+            reply_to: None,
+        };
+        let invocation = Invocation {
+            origin: origin(command.guild_id, command.channel_id, command.user.id),
+            idempotency_key: format!("{PLATFORM}:{}", command.id),
+            channel_nsfw,
+            reply: reply.to_value(false),
+        };
+        let commands = self.commands.clone();
+        let enqueue = self
+            .commands
+            .pending
+            .spawn(async move { commands.imagine(&invocation, &args).await });
+        let headline = format!("**{}**", escape(&shorten(text, 200)));
+        self.acked(enqueue, reply, headline, false).await
+    }
+
+    async fn component(&self, component: ComponentInteraction, channel_nsfw: bool) -> Handled {
+        let Some(button) = ButtonId::parse(&component.data.custom_id) else {
+            return now(ephemeral("this button is not one of ours"));
+        };
+        let reply = DiscordReply {
+            application_id: component.application_id.to_string(),
+            interaction_id: component.id.to_string(),
+            token: component.token.clone(),
+            attachment_size_limit: u64::from(component.attachment_size_limit),
+            reply_to: Some(component.message.id.to_string()),
+        };
+        let invocation = Invocation {
+            origin: origin(component.guild_id, component.channel_id, component.user.id),
+            idempotency_key: button.press_key(PLATFORM, &component.id.to_string()),
+            channel_nsfw,
+            reply: reply.to_value(false),
+        };
+        let commands = self.commands.clone();
+        let enqueue = self
+            .commands
+            .pending
+            .spawn(async move { commands.press(&invocation, &button).await });
+        let headline = format!("{} — job {}", button.headline(), button.job);
+        self.acked(enqueue, reply, headline, true).await
+    }
+
+    /// Waits up to [`ACK_BUDGET`] for the enqueue: answers with the outcome
+    /// when it is in, else with a deferred ack and an edit once it is.
+    async fn acked(
+        &self,
+        mut enqueue: tokio::task::JoinHandle<Result<Accepted, CommandError>>,
+        reply: DiscordReply,
+        headline: String,
+        private: bool,
+    ) -> Handled {
+        let outcome = tokio::time::timeout(ACK_BUDGET, &mut enqueue).await;
+        let rest = self.rest.clone();
+        let queue = self.commands.queue.clone();
+        match outcome {
+            Ok(Ok(Ok(accepted))) => {
+                // A deferred ack, then the position as an edit: the ack is
+                // what Discord must see in time, and the edit can wait for it.
+                Handled {
+                    response: to_json(&CreateInteractionResponse::Defer(
+                        CreateInteractionResponseMessage::new().ephemeral(private),
+                    )),
+                    after: Some(Box::pin(async move {
+                        edit_place_in_line(&rest, &queue, &reply, &headline, &accepted).await;
+                    })),
+                }
+            }
+            Ok(Ok(Err(e))) => now(ephemeral(&error_text(&e))),
+            Ok(Err(join)) => {
+                tracing::error!(error = %join, "enqueue task failed");
+                now(ephemeral(OUR_FAULT))
+            }
+            Err(_) => Handled {
+                response: to_json(&CreateInteractionResponse::Defer(
+                    CreateInteractionResponseMessage::new().ephemeral(private),
+                )),
+                after: Some(Box::pin(async move {
+                    let text = match enqueue.await {
+                        Ok(Ok(accepted)) => {
+                            edit_place_in_line(&rest, &queue, &reply, &headline, &accepted).await;
+                            return;
+                        }
+                        Ok(Err(e)) => error_text(&e),
+                        Err(_) => OUR_FAULT.to_owned(),
+                    };
+                    edit_original(&rest, &reply, &text).await;
+                })),
+            },
+        }
+    }
+}
+
+/// Edits the interaction's original response, retrying briefly while
+/// Discord has not yet seen our ack (10015 Unknown Webhook / 10062).
+pub async fn edit_original(rest: &DiscordRest, reply: &DiscordReply, content: &str) {
+    for attempt in 0..EDIT_TRIES {
+        if edit_once(rest, reply, content, attempt).await.is_break() {
+            return;
+        }
+    }
+}
+
+/// "queued — #N in line" as an edit of the ack, with the place re-read
+/// before each try: once an engine has the job, its own edits (progress,
+/// done) are newer, and a retried "queued" must not land on top of them.
+/// A try whose read comes just before the claim can still land over the
+/// engine's first progress edit; its next progress edit replaces it.
+async fn edit_place_in_line(
+    rest: &DiscordRest,
+    queue: &Queue,
+    reply: &DiscordReply,
+    headline: &str,
+    accepted: &Accepted,
+) {
+    let mut current = accepted.clone();
+    for attempt in 0..EDIT_TRIES {
+        if accepted.position.is_some() {
+            match queue.position(accepted.job).await {
+                Ok(None) => return,
+                Ok(position) => current.position = position,
+                Err(e) => tracing::debug!(error = %e, "place in line not re-read"),
+            }
+        }
+        let text = accepted_text(headline, &current, WHERE_POSTED);
+        if edit_once(rest, reply, &text, attempt).await.is_break() {
+            return;
+        }
+    }
+}
+
+const EDIT_TRIES: u32 = 5;
+
+/// One try of an edit of the original response: `Continue` after a wait
+/// when Discord has not seen the ack yet, else `Break`.
+async fn edit_once(
+    rest: &DiscordRest,
+    reply: &DiscordReply,
+    content: &str,
+    attempt: u32,
+) -> ControlFlow<()> {
+    let path = format!(
+        "/webhooks/{}/{}/messages/@original",
+        reply.application_id, reply.token
+    );
+    let body = json!({ "content": content, "allowed_mentions": { "parse": [] } });
+    match rest.patch(&path, &body).await {
+        Ok(_) => ControlFlow::Break(()),
+        Err(e) if matches!(e.code(), Some(10015 | 10062 | 10008)) && attempt + 1 < EDIT_TRIES => {
+            tokio::time::sleep(Duration::from_millis(300 * u64::from(attempt + 1))).await;
+            ControlFlow::Continue(())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not edit the interaction response");
+            ControlFlow::Break(())
+        }
+    }
+}
+
+fn now(response: CreateInteractionResponse) -> Handled {
+    Handled::now(to_json(&response))
+}
+
+/// Escapes Discord markdown so a prompt shows as typed: emphasis, code,
+/// spoilers, quotes, masked links (`[text](url)`), headings, and the
+/// `<@id>`, `<#id>` and `<t:…>` forms; line breaks become spaces, so no
+/// line of a prompt can start a heading or a list. Mentions are also off by
+/// `allowed_mentions` on everything we post.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '*' | '_' | '~' | '`' | '|' | '>' | '<' | '[' | ']' | '(' | ')' | '#' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+pub fn origin(
+    guild: Option<serenity::all::GuildId>,
+    channel: serenity::all::ChannelId,
+    user: serenity::all::UserId,
+) -> Origin {
+    Origin {
+        platform: PLATFORM.to_owned(),
+        // Direct messages have no guild.
+        workspace_id: guild.map_or_else(|| "dm".to_owned(), |g| g.to_string()),
+        // A command used in a thread carries the thread's id as its channel.
+        channel_id: channel.to_string(),
+        thread_id: None,
+        user_id: user.to_string(),
+    }
+}
+
+fn option_str<'a>(options: &'a [CommandDataOption], name: &str) -> Option<&'a str> {
+    options
+        .iter()
+        .find(|o| o.name == name)
+        .and_then(|o| o.value.as_str())
+}
+
+fn settings_change(options: &[CommandDataOption]) -> SettingsChange {
+    let flag = |name: &str| {
+        options
+            .iter()
+            .find(|o| o.name == name)
+            .and_then(|o| o.value.as_bool())
+    };
+    SettingsChange {
+        style: option_str(options, "style").map(str::to_owned),
+        tier: option_str(options, "tier").map(str::to_owned),
+        restrict_buttons: flag("restrict_buttons"),
+        allow_nsfw: flag("nsfw"),
+    }
+}
+
+/// Changing settings takes Manage Channels (or Administrator) in the channel.
+fn may_manage(command: &CommandInteraction) -> bool {
+    command
+        .member
+        .as_ref()
+        .and_then(|m| m.permissions)
+        .is_some_and(|p| p.contains(Permissions::MANAGE_CHANNELS) || p.administrator())
+}
+
+pub fn ephemeral(text: &str) -> CreateInteractionResponse {
+    CreateInteractionResponse::Message(
+        CreateInteractionResponseMessage::new()
+            .content(text)
+            .ephemeral(true),
+    )
+}
+
+fn to_json(response: &CreateInteractionResponse) -> Value {
+    serde_json::to_value(response).unwrap_or_else(|_| json!({ "type": 1 }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markdown_in_prompts() {
+        for (prompt, shown) in [
+            ("a *bold* `x`", "a \\*bold\\* \\`x\\`"),
+            (
+                "[Free Nitro](https://evil.example)",
+                "\\[Free Nitro\\]\\(https://evil.example\\)",
+            ),
+            ("<@123> <#456> <t:0>", "\\<@123\\> \\<\\#456\\> \\<t:0\\>"),
+            ("||spoiler|| > quote", "\\|\\|spoiler\\|\\| \\> quote"),
+            ("line\n# heading\n- item", "line \\# heading - item"),
+            ("plain words", "plain words"),
+        ] {
+            assert_eq!(escape(prompt), shown, "{prompt:?}");
+        }
+    }
+
+    #[test]
+    fn responses_have_discords_shape() {
+        assert_eq!(
+            to_json(&CreateInteractionResponse::Pong),
+            json!({"type": 1, "data": null})
+        );
+        let v = to_json(&ephemeral("hi"));
+        assert_eq!(v["type"], 4);
+        assert_eq!(v["data"]["content"], "hi");
+        assert_eq!(v["data"]["flags"], 64);
+    }
+}

@@ -1,0 +1,17 @@
+//! wordup-chat: the chat side of Word Up!. Platform-neutral command logic
+//! first (the grammar, buttons, policy, `commands/`, the texts users see,
+//! delivery by platform), then the platforms' wire formats in `discord/`
+//! and `slack/`.
+
+pub mod ack;
+pub mod buttons;
+pub mod commands;
+pub mod delivery;
+pub mod discord;
+pub mod grammar;
+pub mod metrics;
+pub mod policy;
+pub mod retry;
+pub mod settings;
+pub mod slack;
+pub mod text;

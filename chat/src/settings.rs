@@ -1,0 +1,44 @@
+//! The command settings, from environment variables (or flags), parsed once
+//! at start-up. Every variable is listed in `.env.example`.
+
+use anyhow::{Context, Result};
+use wordup_runtime::settings::QueueSettings;
+
+/// Quotas and policy for commands, from the environment.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommandSettings {
+    /// Jobs one user may have waiting or running at once.
+    #[arg(long, env = "WORDUP_MAX_ACTIVE_PER_USER", default_value_t = 10)]
+    pub max_active_per_user: i64,
+    /// Jobs one user may start per UTC day.
+    #[arg(long, env = "WORDUP_MAX_JOBS_PER_DAY", default_value_t = 200)]
+    pub max_jobs_per_day: i64,
+    /// Tier for prompts and channels that name none: fast or relax.
+    #[arg(long, env = "WORDUP_DEFAULT_TIER", default_value = "fast")]
+    pub default_tier: String,
+    /// Comma-separated terms refused in prompts (whole words, any case).
+    #[arg(long, env = "WORDUP_BLOCKED_TERMS", default_value = "")]
+    pub blocked_terms: String,
+}
+
+impl CommandSettings {
+    pub fn command_config(&self, queue: &QueueSettings) -> Result<crate::commands::CommandConfig> {
+        let default_tier = wordup_queue::Tier::parse(&self.default_tier).with_context(|| {
+            format!(
+                "WORDUP_DEFAULT_TIER must be fast or relax, got {}",
+                self.default_tier
+            )
+        })?;
+        anyhow::ensure!(
+            self.max_active_per_user >= 1 && self.max_jobs_per_day >= 1,
+            "WORDUP_MAX_ACTIVE_PER_USER and WORDUP_MAX_JOBS_PER_DAY must be at least 1"
+        );
+        Ok(crate::commands::CommandConfig {
+            max_active_per_user: self.max_active_per_user,
+            max_jobs_per_day: self.max_jobs_per_day,
+            default_tier,
+            blocklist: crate::policy::Blocklist::parse(&self.blocked_terms),
+            retention_days: queue.retention_days,
+        })
+    }
+}

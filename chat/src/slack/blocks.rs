@@ -1,0 +1,58 @@
+//! Block Kit for results: the buttons under a grid or an upscaled image.
+
+use serde_json::{Value, json};
+use wordup_queue::JobId;
+
+use crate::buttons::ButtonId;
+use wordup_queue::ResultKind;
+
+/// Actions blocks, one per row; each button's `action_id` and `value` are
+/// the button id (Slack allows 255 and 2000 characters).
+pub fn result_blocks(job: JobId, kind: ResultKind, text: &str) -> Value {
+    let rows = match kind {
+        ResultKind::Grid => ButtonId::grid_rows(job),
+        ResultKind::Upscaled => vec![ButtonId::upscale_row(job)],
+    };
+    let mut blocks = vec![json!({ "type": "section", "text": { "type": "mrkdwn", "text": text } })];
+    for (i, row) in rows.into_iter().enumerate() {
+        blocks.push(json!({
+            "type": "actions",
+            "block_id": format!("wu-{job}-{i}"),
+            "elements": row.iter().map(|b| json!({
+                "type": "button",
+                "action_id": b.to_string(),
+                "value": b.to_string(),
+                "text": { "type": "plain_text", "text": b.label(), "emoji": true },
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    Value::Array(blocks)
+}
+
+/// Escapes Slack's control characters so a prompt shows as typed.
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_blocks_carry_nine_buttons_in_three_rows() {
+        let blocks = result_blocks(JobId(9), ResultKind::Grid, "hi");
+        let rows: Vec<usize> = blocks.as_array().unwrap()[1..]
+            .iter()
+            .map(|b| b["elements"].as_array().unwrap().len())
+            .collect();
+        assert_eq!(rows, [4, 4, 1]);
+        assert_eq!(blocks[1]["elements"][2]["action_id"], "wu:u:9:2");
+        assert_eq!(escape("<@U1> & co"), "&lt;@U1&gt; &amp; co");
+        assert_eq!(
+            escape("<https://evil.example|Free Nitro> <!channel>"),
+            "&lt;https://evil.example|Free Nitro&gt; &lt;!channel&gt;"
+        );
+    }
+}

@@ -1,0 +1,135 @@
+//! Posting results into the job's thread: the image uploaded with alt text
+//! (files.getUploadURLExternal → upload → files.completeUploadExternal),
+//! then a message with the buttons; progress as edits of the parent.
+
+use serde_json::json;
+use wordup_queue::{Job, Progress, Queue, Request};
+
+use super::api::{SlackApi, SlackUpload};
+use super::blocks::{escape, result_blocks};
+use super::reply::SlackReply;
+use crate::commands::answer::progress_text;
+use crate::commands::queue_status::describe;
+use crate::delivery::classify;
+use crate::text::shorten;
+use wordup_queue::{DeliveryError, ResultPost};
+
+/// The upload step's record: a retried attempt that finds it does not upload again.
+const FILE_POST: &str = "slack:file";
+
+#[derive(Debug, Clone)]
+pub struct SlackDelivery {
+    pub api: SlackApi,
+    pub queue: Queue,
+}
+
+fn reply(job: &Job) -> Result<SlackReply, DeliveryError> {
+    SlackReply::of(&job.reply)
+        .ok_or_else(|| DeliveryError::Permanent("the job has no Slack reply data".into()))
+}
+
+fn headline(job: &Job) -> String {
+    match &job.request {
+        Request::Imagine(r) => {
+            format!(
+                "<@{}>: *{}*",
+                job.origin.user_id,
+                escape(&shorten(&r.prompt, 300))
+            )
+        }
+        other => format!("<@{}>: {}", job.origin.user_id, describe(other)),
+    }
+}
+
+impl SlackDelivery {
+    /// Edits the parent message (at most as often as the engine reports).
+    pub async fn progress(&self, job: &Job, progress: &Progress) {
+        let Ok(reply) = reply(job) else { return };
+        if !reply.edit_parent {
+            return;
+        }
+        let text = progress_text(&headline(job), progress);
+        if let Err(e) = self
+            .api
+            .update_message(&reply.channel, &reply.parent_ts, &text)
+            .await
+        {
+            tracing::debug!(error = %e, "progress edit failed");
+        }
+    }
+
+    /// Tells the requester something in the thread.
+    pub async fn notice(&self, job: &Job, text: &str) -> Result<(), DeliveryError> {
+        let reply = reply(job)?;
+        self.api
+            .post_message(&json!({
+                "channel": reply.channel,
+                "thread_ts": reply.parent_ts,
+                "text": format!("<@{}> ⚠️ {text}", job.origin.user_id),
+            }))
+            .await
+            .map(drop)
+            .map_err(classify)
+    }
+
+    /// Uploads the image into the thread, then posts the buttons; returns
+    /// the buttons message's ts.
+    pub async fn post_result(&self, job: &Job, post: &ResultPost) -> Result<String, DeliveryError> {
+        let reply = reply(job)?;
+        let comment = format!(
+            "*{}* — {} — <@{}>",
+            escape(&shorten(&post.prompt, 300)),
+            post.what,
+            job.origin.user_id
+        );
+        let uploaded = self
+            .queue
+            .post(job.id, FILE_POST)
+            .await
+            .map_err(|e| DeliveryError::Transient(e.to_string()))?;
+        if uploaded.is_none() {
+            let file_id = self
+                .api
+                .upload_file(
+                    &reply.channel,
+                    &reply.parent_ts,
+                    &comment,
+                    &SlackUpload {
+                        filename: &post.attachment.filename,
+                        title: &post.what,
+                        alt_text: &post.attachment.alt,
+                        bytes: &post.attachment.bytes,
+                    },
+                )
+                .await
+                .map_err(classify)?;
+            self.queue
+                .record_post(job.id, FILE_POST, "slack", &reply.channel, &file_id)
+                .await
+                .map_err(|e| DeliveryError::Transient(e.to_string()))?;
+        }
+        let ts = self
+            .api
+            .post_message(&json!({
+                "channel": reply.channel,
+                "thread_ts": reply.parent_ts,
+                "text": comment,
+                "blocks": result_blocks(job.id, post.kind, &comment),
+            }))
+            .await
+            .map_err(classify)?;
+        if reply.edit_parent
+            && let Err(e) = self
+                .api
+                .update_message(
+                    &reply.channel,
+                    &reply.parent_ts,
+                    &format!("{} — done ✅ (see the thread)", headline(job)),
+                )
+                .await
+        {
+            tracing::warn!(error = %e, "Slack message not updated");
+        }
+        Ok(ts)
+    }
+}

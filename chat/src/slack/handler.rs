@@ -1,0 +1,249 @@
+//! Slash commands and button presses → commands → responses, for the HTTP
+//! endpoints and Socket Mode alike.
+
+use serde_json::{Value, json};
+use slack_morphism::prelude::{SlackCommandEvent, SlackInteractionEvent};
+use tracing::Instrument;
+use wordup_queue::Origin;
+
+use super::api::SlackApi;
+use super::blocks::escape;
+use super::reply::SlackReply;
+use crate::ack::{ACK_BUDGET, Handled};
+use crate::buttons::ButtonId;
+use crate::commands::answer::outcome_text;
+use crate::commands::{
+    Accepted, CommandError, Commands, Invocation, UserError, help, imagine, position_text,
+    reply_text,
+};
+
+pub const PLATFORM: &str = "slack";
+/// Where a job's result goes, for the text of a repeated command.
+const WHERE_POSTED: &str = "in the thread";
+
+#[derive(Clone)]
+pub struct SlackApp {
+    pub commands: Commands,
+    pub api: SlackApi,
+    /// Users who may change channel settings; empty: anyone in the channel.
+    pub settings_admins: Vec<String>,
+}
+
+pub fn ephemeral(text: &str) -> Value {
+    json!({ "response_type": "ephemeral", "text": text })
+}
+
+impl SlackApp {
+    pub async fn command(&self, event: SlackCommandEvent) -> Handled {
+        let span =
+            tracing::info_span!("command", name = %event.command.0, trigger = %event.trigger_id.0);
+        self.command_in_span(event).instrument(span).await
+    }
+
+    async fn command_in_span(&self, event: SlackCommandEvent) -> Handled {
+        let text = event.text.clone().unwrap_or_default();
+        match event.command.0.as_str() {
+            "/imagine" if text.trim().eq_ignore_ascii_case("help") => Handled::now(ephemeral(
+                &help::text("/imagine-settings", "/imagine-queue"),
+            )),
+            "/imagine" => self.imagine(event, &text).await,
+            "/imagine-queue" => Handled::now(ephemeral(&reply_text(
+                self.commands.queue_status(PLATFORM, &event.user_id.0).await,
+            ))),
+            "/imagine-settings" => {
+                let change = match super::settings_text::parse(&text) {
+                    Ok(change) => change,
+                    Err(e) => return Handled::now(ephemeral(&format!("⚠️ {e}"))),
+                };
+                if !change.is_empty()
+                    && !self.settings_admins.is_empty()
+                    && !self.settings_admins.contains(&event.user_id.0)
+                {
+                    return Handled::now(ephemeral(&format!("⚠️ {}", UserError::NotAllowed)));
+                }
+                // Slack marks no channel NSFW, so NSFW output stays off here.
+                Handled::now(ephemeral(&reply_text(
+                    self.commands
+                        .settings(PLATFORM, &event.channel_id.0, false, &change)
+                        .await,
+                )))
+            }
+            other => Handled::now(ephemeral(&format!("unknown command {other}"))),
+        }
+    }
+
+    async fn imagine(&self, event: SlackCommandEvent, text: &str) -> Handled {
+        let args = match imagine::check(text, &self.commands.config) {
+            Ok(args) => args,
+            Err(e) => return Handled::now(ephemeral(&format!("⚠️ {e}"))),
+        };
+        let origin = Origin {
+            platform: PLATFORM.to_owned(),
+            workspace_id: event.team_id.0.clone(),
+            channel_id: event.channel_id.0.clone(),
+            thread_id: None,
+            user_id: event.user_id.0.clone(),
+        };
+        let key = format!("{PLATFORM}:{}", event.trigger_id.0);
+        let headline = format!("<@{}>: *{}*", origin.user_id, escape(&args.prompt));
+        let app = self.clone();
+        let task_headline = headline.clone();
+        let task = self.commands.pending.spawn(async move {
+            if let Some(replayed) = app.commands.replayed(&key).await? {
+                return Ok(replayed);
+            }
+            app.commands.check_quota(&origin).await?;
+            // Slash commands cannot be used in threads: the results go in
+            // the thread of a parent message that says what was asked.
+            let parent_ts = app
+                .api
+                .post_message(&json!({ "channel": origin.channel_id, "text": format!("{task_headline} — queued") }))
+                .await
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "cannot post the parent message");
+                    CommandError::User(UserError::CannotPostHere)
+                })?;
+            let reply = SlackReply {
+                channel: origin.channel_id.clone(),
+                parent_ts: parent_ts.clone(),
+                edit_parent: true,
+            };
+            let invocation = Invocation {
+                origin: Origin {
+                    thread_id: Some(parent_ts.clone()),
+                    ..origin.clone()
+                },
+                idempotency_key: key,
+                channel_nsfw: false,
+                reply: reply.to_value(),
+            };
+            let accepted = match app.commands.imagine(&invocation, &args).await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Leave no parent saying "queued" for a job that is not.
+                    if let Err(e) = app
+                        .api
+                        .update_message(
+                            &origin.channel_id,
+                            &parent_ts,
+                            &format!("{task_headline} — not queued: {}", e.user_message()),
+                        )
+                        .await
+                    {
+                        tracing::warn!(error = %e, "Slack message not updated");
+                    }
+                    return Err(e);
+                }
+            };
+            if let Err(e) = app
+                .api
+                .update_message(
+                    &origin.channel_id,
+                    &parent_ts,
+                    &format!("{task_headline} — {}", position_text(accepted.position)),
+                )
+                .await
+            {
+                tracing::warn!(error = %e, "Slack message not updated");
+            }
+            Ok(accepted)
+        });
+        self.acked(
+            task,
+            event.response_url.0.to_string(),
+            "Your image".to_owned(),
+        )
+        .await
+    }
+
+    pub async fn interaction(&self, event: SlackInteractionEvent) -> Handled {
+        let SlackInteractionEvent::BlockActions(event) = event else {
+            return Handled::now(Value::Null);
+        };
+        let Some(action) = event.actions.as_ref().and_then(|a| a.first()) else {
+            return Handled::now(Value::Null);
+        };
+        let Some(button) = ButtonId::parse(&action.action_id.0) else {
+            return Handled::now(Value::Null);
+        };
+        let span = tracing::info_span!("button", id = %button);
+        let (Some(channel), Some(user), Some(message)) =
+            (&event.channel, &event.user, &event.message)
+        else {
+            return Handled::now(Value::Null);
+        };
+        // Results of a press go in the same thread as the grid.
+        let root = message
+            .origin
+            .thread_ts
+            .clone()
+            .unwrap_or_else(|| message.origin.ts.clone())
+            .0;
+        let invocation = Invocation {
+            origin: Origin {
+                platform: PLATFORM.to_owned(),
+                workspace_id: event.team.id.0.clone(),
+                channel_id: channel.id.0.clone(),
+                thread_id: Some(root.clone()),
+                user_id: user.id.0.clone(),
+            },
+            idempotency_key: button.press_key(PLATFORM, &event.trigger_id.0),
+            channel_nsfw: false,
+            reply: SlackReply {
+                channel: channel.id.0.clone(),
+                parent_ts: root,
+                edit_parent: false,
+            }
+            .to_value(),
+        };
+        let commands = self.commands.clone();
+        let task = self.commands.pending.spawn(
+            async move { commands.press(&invocation, &button).await }.instrument(span.clone()),
+        );
+        let Some(response_url) = event.response_url.as_ref().map(|u| u.0.to_string()) else {
+            return Handled::now(Value::Null);
+        };
+        let headline = button.headline();
+        let api = self.api.clone();
+        // Buttons are acked with an empty 200; what happened goes to the
+        // presser alone through the response URL.
+        Handled {
+            response: Value::Null,
+            after: Some(Box::pin(
+                async move {
+                    let text = outcome_text(&headline, task.await, WHERE_POSTED);
+                    let body = json!({ "response_type": "ephemeral", "replace_original": false, "text": text });
+                    if let Err(e) = api.respond(&response_url, &body).await {
+                        tracing::warn!(error = %e, "could not answer a button press");
+                    }
+                }
+                .instrument(span),
+            )),
+        }
+    }
+
+    /// Waits up to [`ACK_BUDGET`] for the enqueue: answers with the outcome,
+    /// else with "working on it" and the outcome through the response URL.
+    async fn acked(
+        &self,
+        mut task: tokio::task::JoinHandle<Result<Accepted, CommandError>>,
+        response_url: String,
+        headline: String,
+    ) -> Handled {
+        match tokio::time::timeout(ACK_BUDGET, &mut task).await {
+            Ok(result) => Handled::now(ephemeral(&outcome_text(&headline, result, WHERE_POSTED))),
+            Err(_) => {
+                let api = self.api.clone();
+                Handled {
+                    response: ephemeral("⏳ working on it…"),
+                    after: Some(Box::pin(async move {
+                        let text = outcome_text(&headline, task.await, WHERE_POSTED);
+                        if let Err(e) = api.respond(&response_url, &ephemeral(&text)).await {
+                            tracing::warn!(error = %e, "could not answer through the response URL");
+                        }
+                    })),
+                }
+            }
+        }
+    }
+}

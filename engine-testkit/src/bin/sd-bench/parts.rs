@@ -1,0 +1,307 @@
+//! `sd-bench parts`: single building blocks of the UNet and the VAE, run on
+//! the CPU in f32 and on the best device in f32 and f16 with the same random
+//! weights and inputs (the relative error of each), then timed alone on the
+//! device at the VAE's 512² shapes. It answers "which block does a parity
+//! difference come from" and "where does a stage's time go" without a
+//! profiler, which the GPU hosts may lack.
+
+use std::collections::HashMap;
+
+use anyhow::{Result, anyhow};
+use candle_core::conv::CudnnFwdAlgo;
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use candle_transformers::models::stable_diffusion::resnet::{ResnetBlock2D, ResnetBlock2DConfig};
+use candle_transformers::models::stable_diffusion::unet_2d_blocks::{
+    UpDecoderBlock2D, UpDecoderBlock2DConfig,
+};
+use clap::Args;
+use wordup_engine::sd::vae::SelfAttention;
+
+use crate::{relative_l2, synced_median_ms};
+
+#[derive(Args)]
+pub struct PartsArgs {
+    /// Batch size of the timed shapes.
+    #[arg(long, default_value_t = 4)]
+    batch: usize,
+    /// Timed repetitions per part (the median is reported), after one warm-up.
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    /// Side of the timed full-resolution shapes (the VAE's last layers).
+    #[arg(long, default_value_t = 512)]
+    side: usize,
+    /// Skip the timings (errors only).
+    #[arg(long)]
+    no_timing: bool,
+}
+
+/// The same module twice: on the CPU in f32, and on `device` in `dtype`,
+/// from one set of random weights.
+fn twins<M>(
+    device: &Device,
+    dtype: DType,
+    build: impl Fn(VarBuilder) -> candle_core::Result<M>,
+) -> Result<(M, M)> {
+    let varmap = VarMap::new();
+    let reference = build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+    let tensors = varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow!("the weight map's lock is poisoned"))?
+        .iter()
+        .map(|(name, var)| {
+            Ok((
+                name.clone(),
+                var.as_tensor().to_device(device)?.to_dtype(dtype)?,
+            ))
+        })
+        .collect::<Result<HashMap<_, _>>>()?;
+    let twin = build(VarBuilder::from_tensors(tensors, dtype, device))?;
+    Ok((reference, twin))
+}
+
+type Part = Box<dyn Fn(&Tensor) -> candle_core::Result<Tensor>>;
+
+/// A pair of twin modules as parts.
+fn modules<M: Module + 'static>(name: &'static str, (a, b): (M, M)) -> (&'static str, Part, Part) {
+    (
+        name,
+        Box::new(move |x| a.forward(x)),
+        Box::new(move |x| b.forward(x)),
+    )
+}
+
+/// (name, the part on the CPU in f32, the part on the device), each taking
+/// `[n, channels, h, w]`.
+fn parts(
+    device: &Device,
+    dtype: DType,
+    channels: usize,
+) -> Result<Vec<(&'static str, Part, Part)>> {
+    let c = channels;
+    let mut list: Vec<(&'static str, Part, Part)> = Vec::new();
+    list.push(modules(
+        "group_norm",
+        twins(device, dtype, |vb| candle_nn::group_norm(32, c, 1e-6, vb))?,
+    ));
+    list.push((
+        "silu",
+        Box::new(candle_nn::ops::silu),
+        Box::new(candle_nn::ops::silu),
+    ));
+    let up = |x: &Tensor| {
+        let (_, _, h, w) = x.dims4()?;
+        x.upsample_nearest2d(2 * h, 2 * w)
+    };
+    list.push(("upsample_nearest2d", Box::new(up), Box::new(up)));
+    let softmax = |x: &Tensor| candle_nn::ops::softmax(x, candle_core::D::Minus1);
+    list.push(("softmax", Box::new(softmax), Box::new(softmax)));
+    let conv = |vb: VarBuilder| {
+        let cfg = candle_nn::Conv2dConfig {
+            padding: 1,
+            ..Default::default()
+        };
+        candle_nn::conv2d(c, c, 3, cfg, vb)
+    };
+    list.push(modules("conv3x3", twins(device, dtype, conv)?));
+    let resnet = |vb: VarBuilder| {
+        let cfg = ResnetBlock2DConfig {
+            temb_channels: None,
+            ..Default::default()
+        };
+        ResnetBlock2D::new(vb, c, cfg)
+    };
+    let (a, b) = twins(device, dtype, resnet)?;
+    list.push((
+        "resnet_block",
+        Box::new(move |x| a.forward(x, None)),
+        Box::new(move |x| b.forward(x, None)),
+    ));
+    let attention = |vb: VarBuilder| SelfAttention::new(c, 32, vb);
+    list.push(modules("vae_attention", twins(device, dtype, attention)?));
+    let up = |vb: VarBuilder| {
+        let cfg = UpDecoderBlock2DConfig {
+            num_layers: 3,
+            resnet_eps: 1e-6,
+            resnet_groups: 32,
+            add_upsample: true,
+            ..Default::default()
+        };
+        UpDecoderBlock2D::new(vb, c, c, cfg)
+    };
+    list.push(modules("vae_up_block", twins(device, dtype, up)?));
+    Ok(list)
+}
+
+pub fn run(args: &PartsArgs, device: &Device) -> Result<()> {
+    for dtype in [DType::F32, DType::F16] {
+        for (name, reference, part) in parts(device, dtype, 64)? {
+            let x = Tensor::randn(0f32, 1f32, (2, 64, 16, 16), &Device::Cpu)?;
+            let expected = reference(&x)?;
+            let actual = part(&x.to_device(device)?.to_dtype(dtype)?)?;
+            let error = relative_l2(&actual, &expected)?;
+            println!("PART {name} dtype={dtype:?} relative_l2={error:.2e}");
+        }
+    }
+    if args.no_timing {
+        return Ok(());
+    }
+    // The VAE decoder's widest layers at 512² (128 channels at full
+    // resolution) and its attention (512 channels at 64²), in f16.
+    let dtype = DType::F16;
+    let n = args.batch;
+    let full =
+        Tensor::randn(0f32, 1f32, (n, 128, args.side, args.side), device)?.to_dtype(dtype)?;
+    let deep = Tensor::randn(0f32, 1f32, (n, 512, args.side / 8, args.side / 8), device)?
+        .to_dtype(dtype)?;
+    let unet = Tensor::randn(0f32, 1f32, (n, 320, args.side / 8, args.side / 8), device)?
+        .to_dtype(dtype)?;
+    for (name, _, part) in parts(device, dtype, 128)? {
+        if !matches!(
+            name,
+            "group_norm" | "silu" | "upsample_nearest2d" | "conv3x3" | "resnet_block"
+        ) {
+            continue;
+        }
+        let ms = synced_median_ms(args.repeats, device, || Ok(part(&full)?))?;
+        println!("TIME {name} shape={:?} ms={ms:.3}", full.dims());
+    }
+    let (_, attention) = twins(device, dtype, |vb: VarBuilder| {
+        SelfAttention::new(512, 32, vb)
+    })?;
+    let ms = synced_median_ms(args.repeats, device, || Ok(attention.forward(&deep)?))?;
+    println!("TIME vae_attention shape={:?} ms={ms:.3}", deep.dims());
+    // One 3×3 convolution, with cuDNN's algorithm picked per call (candle's
+    // default) and fixed: the difference is the per-call heuristic's cost.
+    for (input, channels) in [(&full, 128), (&unet, 320)] {
+        let kernel =
+            Tensor::randn(0f32, 0.05, (channels, channels, 3, 3), device)?.to_dtype(dtype)?;
+        for (label, algo) in [
+            ("picked per call", None),
+            (
+                "implicit precomp gemm",
+                Some(CudnnFwdAlgo::ImplicitPrecompGemm),
+            ),
+            ("implicit gemm", Some(CudnnFwdAlgo::ImplicitGemm)),
+        ] {
+            let ms = synced_median_ms(args.repeats, device, || {
+                Ok(input.conv2d_with_algo(&kernel, 1, 1, 1, 1, algo)?)
+            })?;
+            println!("TIME conv3x3 ({label}) shape={:?} ms={ms:.3}", input.dims());
+        }
+    }
+    Ok(())
+}
+
+/// The VAE decoder of a model directory, step by step (post-quant 1×1
+/// convolution, conv_in, each mid-block and up-block layer, the output norm
+/// and conv_out), each step on the device fed the CPU's input to it, so an
+/// error is the step's own and does not compound.
+pub fn vae_trace(model: &std::path::Path, device: &Device) -> Result<()> {
+    let files = wordup_engine::sd::source::ModelFiles::from_dir(
+        model,
+        wordup_engine::sd::source::Variant::Full,
+    )?;
+    let cfg: wordup_engine::sd::vae::Config = crate::read_config(model, "vae")?;
+    let on = |d: &Device| -> Result<VarBuilder<'static>> {
+        Ok(VarBuilder::from_tensors(
+            candle_core::safetensors::load(&files.vae_weights, d)?,
+            DType::F32,
+            d,
+        ))
+    };
+    let (cpu, dev) = (on(&Device::Cpu)?, on(device)?);
+    type Step = Box<dyn Fn(&Tensor) -> candle_core::Result<Tensor>>;
+    let build = |vb: &VarBuilder| -> candle_core::Result<Vec<(String, Step)>> {
+        let conv = |i, o, k, vb: VarBuilder| {
+            let cfg = candle_nn::Conv2dConfig {
+                padding: k / 2,
+                ..Default::default()
+            };
+            candle_nn::conv2d(i, o, k, cfg, vb)
+        };
+        let resnet = |i, o, vb: VarBuilder| {
+            let cfg = ResnetBlock2DConfig {
+                out_channels: Some(o),
+                temb_channels: None,
+                groups: cfg.norm_num_groups,
+                ..Default::default()
+            };
+            ResnetBlock2D::new(vb, i, cfg)
+        };
+        let latent = cfg.latent_channels;
+        let reversed: Vec<usize> = cfg.block_out_channels.iter().rev().copied().collect();
+        let top = reversed[0];
+        let d = vb.pp("decoder");
+        let mut steps: Vec<(String, Step)> = Vec::new();
+        let post = conv(latent, latent, 1, vb.pp("post_quant_conv"))?;
+        steps.push(("post_quant_conv".into(), Box::new(move |x| post.forward(x))));
+        let conv_in = conv(latent, top, 3, d.pp("conv_in"))?;
+        steps.push(("conv_in".into(), Box::new(move |x| conv_in.forward(x))));
+        let r0 = resnet(top, top, d.pp("mid_block.resnets.0"))?;
+        steps.push(("mid.resnet0".into(), Box::new(move |x| r0.forward(x, None))));
+        let attention =
+            SelfAttention::new(top, cfg.norm_num_groups, d.pp("mid_block.attentions.0"))?;
+        steps.push((
+            "mid.attention".into(),
+            Box::new(move |x| attention.forward(x)),
+        ));
+        let r1 = resnet(top, top, d.pp("mid_block.resnets.1"))?;
+        steps.push(("mid.resnet1".into(), Box::new(move |x| r1.forward(x, None))));
+        for (i, &out) in reversed.iter().enumerate() {
+            let block = d.pp("up_blocks").pp(i);
+            let mut input = if i == 0 { top } else { reversed[i - 1] };
+            for j in 0..=cfg.layers_per_block {
+                let r = resnet(input, out, block.pp("resnets").pp(j))?;
+                steps.push((
+                    format!("up{i}.resnet{j}"),
+                    Box::new(move |x| r.forward(x, None)),
+                ));
+                input = out;
+            }
+            if i + 1 != reversed.len() {
+                let c = conv(out, out, 3, block.pp("upsamplers.0.conv"))?;
+                steps.push((
+                    format!("up{i}.upsample"),
+                    Box::new(move |x| {
+                        let (_, _, h, w) = x.dims4()?;
+                        c.forward(&x.upsample_nearest2d(2 * h, 2 * w)?)
+                    }),
+                ));
+            }
+        }
+        let first = cfg.block_out_channels[0];
+        let norm = candle_nn::group_norm(cfg.norm_num_groups, first, 1e-6, d.pp("conv_norm_out"))?;
+        steps.push((
+            "norm_out+silu".into(),
+            Box::new(move |x| candle_nn::ops::silu(&norm.forward(x)?)),
+        ));
+        let conv_out = conv(first, cfg.out_channels, 3, d.pp("conv_out"))?;
+        steps.push(("conv_out".into(), Box::new(move |x| conv_out.forward(x))));
+        Ok(steps)
+    };
+    let (reference, actual) = (build(&cpu)?, build(&dev)?);
+    let side = 16;
+    let mut x = (Tensor::randn(
+        0f32,
+        1f32,
+        (2, cfg.latent_channels, side, side),
+        &Device::Cpu,
+    )? / cfg.scaling_factor)?;
+    // The steps must compose to the engine's decoder, or the trace says nothing.
+    let decoded = wordup_engine::sd::vae::AutoEncoder::new(&cfg, cpu.clone())?.decode(&x)?;
+    let mut line = Vec::new();
+    for ((name, expected_step), (_, actual_step)) in reference.iter().zip(&actual) {
+        let expected = expected_step(&x)?;
+        let got = actual_step(&x.to_device(device)?)?;
+        line.push(format!("{name}={:.1e}", relative_l2(&got, &expected)?));
+        x = expected;
+    }
+    line.push(format!(
+        "steps_vs_decoder={:.1e}",
+        relative_l2(&x, &decoded)?
+    ));
+    println!("VAE_TRACE model={} {}", model.display(), line.join(" "));
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! wordup-engine-testkit: what the engine's tests and benchmarks share, kept
+//! out of the engine's public library: the tiny random-weight model
+//! (`tiny`), fixture paths and comparison helpers (`fixtures`), and timing
+//! (`bench`).
+
+pub mod bench;
+pub mod fixtures;
+pub mod tiny;

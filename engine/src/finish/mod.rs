@@ -1,0 +1,4 @@
+pub mod output;
+pub mod refine;
+pub mod resample;
+pub mod upscale;

@@ -1,0 +1,11 @@
+pub mod device;
+pub mod images;
+pub mod noise;
+pub mod pipeline;
+pub mod scheduler;
+pub mod size;
+pub mod source;
+pub mod text_encoder;
+pub mod tokenizer;
+pub mod unet;
+pub mod vae;

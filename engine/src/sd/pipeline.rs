@@ -1,0 +1,424 @@
+//! The Stable Diffusion pipeline: prompt → embeddings → denoising loop →
+//! VAE decode, for txt2img and img2img, with classifier-free guidance.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, IndexOp, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::stable_diffusion::unet_2d::UNet2DConditionModel;
+use serde::de::DeserializeOwned;
+
+use crate::error::{EngineError, Result};
+use crate::sd::noise::NoiseStream;
+use crate::sd::scheduler::{self, Scheduler, SchedulerConfig, SchedulerKind};
+use crate::sd::source::ModelFiles;
+use crate::sd::text_encoder::{self, TextEncoder};
+use crate::sd::tokenizer::ClipTokenizer;
+use crate::sd::{unet, vae};
+
+/// What a loaded pipeline runs on.
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    pub device: Device,
+    pub dtype: DType,
+    /// Overrides the scheduler the model's config names.
+    pub scheduler: Option<SchedulerKind>,
+}
+
+/// Stages reported to a progress callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Encoding,
+    Denoising,
+    Decoding,
+    /// GAN upscaling, tile by tile.
+    Upscaling,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Encoding => "encoding",
+            Stage::Denoising => "denoising",
+            Stage::Decoding => "decoding",
+            Stage::Upscaling => "upscaling",
+        }
+    }
+}
+
+/// Progress callback: stage, step, total. Returning an error (say
+/// [`EngineError::Cancelled`]) stops the run.
+pub type ProgressFn<'a> = dyn FnMut(Stage, usize, usize) -> Result<()> + 'a;
+
+/// One generation: a batch of images sharing a prompt, a seed per image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    pub prompt: String,
+    pub negative_prompt: Option<String>,
+    pub width: usize,
+    pub height: usize,
+    pub steps: usize,
+    /// Classifier-free guidance scale; ≤ 1 runs without it.
+    pub guidance: f64,
+    pub seeds: Vec<u64>,
+}
+
+/// Conditioning for a batch: prompt embeddings, and the negative ones when
+/// guidance is on. Each `[1, tokens, hidden]`.
+#[derive(Debug, Clone)]
+pub struct Conditioning {
+    pub prompt: Tensor,
+    pub negative: Option<Tensor>,
+}
+
+pub struct StableDiffusion {
+    pub tokenizer: ClipTokenizer,
+    pub text_encoder: TextEncoder,
+    pub unet: UNet2DConditionModel,
+    pub vae: vae::AutoEncoder,
+    pub scheduler_config: SchedulerConfig,
+    pub scheduler_kind: SchedulerKind,
+    pub unet_config: unet::Config,
+    pub device: Device,
+    pub dtype: DType,
+}
+
+fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|source| EngineError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| EngineError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn weights<'a>(path: &Path, options: &PipelineOptions) -> Result<VarBuilder<'a>> {
+    // Read rather than mmap: candle's mmap constructor is unsafe, and the
+    // workspace forbids unsafe code.
+    let tensors = candle_core::safetensors::load(path, &options.device)?;
+    Ok(VarBuilder::from_tensors(
+        tensors,
+        options.dtype,
+        &options.device,
+    ))
+}
+
+impl StableDiffusion {
+    pub fn load(files: &ModelFiles, options: &PipelineOptions) -> Result<StableDiffusion> {
+        let root = &files.root;
+        let scheduler_config: SchedulerConfig =
+            read_json(&root.join("scheduler/scheduler_config.json"))?;
+        let scheduler_kind = match options.scheduler {
+            Some(kind) => kind,
+            None => {
+                SchedulerKind::from_class_name(&scheduler_config.class_name).unwrap_or_else(|| {
+                    tracing::warn!(
+                        scheduler = scheduler_config.class_name,
+                        "scheduler not implemented; using DDIM over the same noise schedule"
+                    );
+                    SchedulerKind::Ddim
+                })
+            }
+        };
+        let text_config: text_encoder::Config = read_json(&root.join("text_encoder/config.json"))?;
+        let unet_config: unet::Config = read_json(&root.join("unet/config.json"))?;
+        let vae_config: vae::Config = read_json(&root.join("vae/config.json"))?;
+        let tokenizer = ClipTokenizer::from_dir(&root.join("tokenizer"))?;
+        let text_encoder =
+            TextEncoder::new(&text_config, weights(&files.text_encoder_weights, options)?)?;
+        let unet = unet_config.build(weights(&files.unet_weights, options)?)?;
+        let vae = vae::AutoEncoder::new(&vae_config, weights(&files.vae_weights, options)?)?;
+        Ok(StableDiffusion {
+            tokenizer,
+            text_encoder,
+            unet,
+            vae,
+            scheduler_config,
+            scheduler_kind,
+            unet_config,
+            device: options.device.clone(),
+            dtype: options.dtype,
+        })
+    }
+
+    /// Pixels per latent along a side.
+    pub fn vae_scale(&self) -> usize {
+        self.vae.config.scale_factor()
+    }
+
+    /// Image sides must be multiples of this.
+    pub fn size_multiple(&self) -> usize {
+        self.vae_scale() << self.unet_config.block_out_channels.len().saturating_sub(1)
+    }
+
+    /// The side the model was trained at, in pixels.
+    pub fn native_side(&self) -> usize {
+        self.unet_config.sample_size.unwrap_or(64) * self.vae_scale()
+    }
+
+    pub fn scheduler(&self, steps: usize) -> Scheduler {
+        Scheduler::new(self.scheduler_kind, &self.scheduler_config, steps)
+    }
+
+    /// Text embeddings `[1, 77·chunks, hidden]` of `text`, at least `min_chunks` chunks.
+    pub fn encode_text(&self, text: &str, min_chunks: usize) -> Result<Tensor> {
+        self.encode_chunks(&self.tokenizer.encode_chunks(text, min_chunks)?)
+    }
+
+    /// Text embeddings of padded token chunks, concatenated along the sequence.
+    fn encode_chunks(&self, chunks: &[Vec<u32>]) -> Result<Tensor> {
+        let encoded = chunks
+            .iter()
+            .map(|ids| {
+                let ids = Tensor::new(ids.as_slice(), &self.device)?.unsqueeze(0)?;
+                Ok(self.text_encoder.forward(&ids)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::cat(&encoded, 1)?)
+    }
+
+    /// Prompt and negative-prompt embeddings with the same number of chunks.
+    pub fn condition(
+        &self,
+        prompt: &str,
+        negative: Option<&str>,
+        guidance: f64,
+    ) -> Result<Conditioning> {
+        // Both sides need the same number of chunks: pad the shorter one
+        // with empty chunks (start, end, padding), as encoding "" gives.
+        let mut prompt_ids = self.tokenizer.encode_chunks(prompt, 1)?;
+        let mut negative_ids = if guidance > 1.0 {
+            Some(self.tokenizer.encode_chunks(negative.unwrap_or(""), 1)?)
+        } else {
+            None
+        };
+        let chunks = prompt_ids
+            .len()
+            .max(negative_ids.as_ref().map_or(1, Vec::len));
+        let empty = self.tokenizer.encode_chunks("", 1)?.remove(0);
+        prompt_ids.resize(chunks, empty.clone());
+        if let Some(ids) = &mut negative_ids {
+            ids.resize(chunks, empty);
+        }
+        Ok(Conditioning {
+            prompt: self.encode_chunks(&prompt_ids)?,
+            negative: negative_ids
+                .map(|ids| self.encode_chunks(&ids))
+                .transpose()?,
+        })
+    }
+
+    fn check_size(&self, width: usize, height: usize) -> Result<()> {
+        let multiple = self.size_multiple();
+        if width == 0
+            || height == 0
+            || !width.is_multiple_of(multiple)
+            || !height.is_multiple_of(multiple)
+        {
+            return Err(EngineError::InvalidRequest(format!(
+                "{width}x{height} is not a size this model can make: both sides must be positive multiples of {multiple}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Initial latents `[n, C, h, w]`, one seeded stream per image, returned
+    /// with the streams for later noise (ancestral steps, img2img).
+    pub fn seeded_noise(
+        &self,
+        seeds: &[u64],
+        width: usize,
+        height: usize,
+    ) -> Result<(Tensor, Vec<NoiseStream>)> {
+        let mut streams: Vec<NoiseStream> =
+            seeds.iter().map(|seed| NoiseStream::new(*seed)).collect();
+        let latents = self.draw_noise(&mut streams, &self.latent_shape(width, height))?;
+        Ok((latents, streams))
+    }
+
+    /// The next `[n, ..shape]` batch of noise: one tensor from each image's stream.
+    fn draw_noise(&self, streams: &mut [NoiseStream], shape: &[usize]) -> Result<Tensor> {
+        let noise = streams
+            .iter_mut()
+            .map(|stream| stream.tensor(shape, &self.device, self.dtype))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Tensor::stack(&noise, 0)?)
+    }
+
+    fn latent_shape(&self, width: usize, height: usize) -> [usize; 3] {
+        let scale = self.vae_scale();
+        [self.unet_config.in_channels, height / scale, width / scale]
+    }
+
+    /// txt2img: images `[n, 3, H, W]` in [0, 1], one per seed.
+    pub fn txt2img(&self, generation: &Generation, progress: &mut ProgressFn) -> Result<Tensor> {
+        self.check_size(generation.width, generation.height)?;
+        if generation.seeds.is_empty() {
+            return Err(EngineError::InvalidRequest("no images asked for".into()));
+        }
+        progress(Stage::Encoding, 0, 1)?;
+        let conditioning = self.condition(
+            &generation.prompt,
+            generation.negative_prompt.as_deref(),
+            generation.guidance,
+        )?;
+        let (noise, mut streams) =
+            self.seeded_noise(&generation.seeds, generation.width, generation.height)?;
+        let scheduler = self.scheduler(generation.steps);
+        let latents = noise.affine(scheduler.init_noise_sigma(), 0.0)?;
+        let latents = self.denoise(
+            latents,
+            &conditioning,
+            generation.guidance,
+            &scheduler,
+            0,
+            &mut streams,
+            progress,
+        )?;
+        progress(Stage::Decoding, 0, 1)?;
+        self.decode(&latents)
+    }
+
+    /// img2img: `images` `[n, 3, H, W]` in [0, 1] (one per seed, or one for
+    /// all), re-noised to `strength` and denoised towards the prompt.
+    pub fn img2img(
+        &self,
+        generation: &Generation,
+        images: &Tensor,
+        strength: f64,
+        progress: &mut ProgressFn,
+    ) -> Result<Tensor> {
+        self.check_size(generation.width, generation.height)?;
+        let scheduler = self.scheduler(generation.steps);
+        let start = scheduler::img2img_start(scheduler.timesteps().len(), strength);
+        if start >= scheduler.timesteps().len() {
+            return Err(EngineError::InvalidRequest(format!(
+                "strength {strength} with {} steps runs no step; raise either",
+                generation.steps
+            )));
+        }
+        progress(Stage::Encoding, 0, 1)?;
+        let conditioning = self.condition(
+            &generation.prompt,
+            generation.negative_prompt.as_deref(),
+            generation.guidance,
+        )?;
+        let n = generation.seeds.len();
+        let images = match images.dim(0)? {
+            1 if n > 1 => images.repeat((n, 1, 1, 1))?,
+            m if m == n => images.clone(),
+            m => {
+                return Err(EngineError::InvalidRequest(format!(
+                    "{m} input images for {n} seeds"
+                )));
+            }
+        };
+        let shape = self.latent_shape(generation.width, generation.height);
+        let mut streams: Vec<NoiseStream> = generation
+            .seeds
+            .iter()
+            .map(|s| NoiseStream::new(*s))
+            .collect();
+        let encode_noise = self.draw_noise(&mut streams, &shape)?;
+        let add_noise = self.draw_noise(&mut streams, &shape)?;
+        let latents =
+            self.noised_image_latents(&images, &encode_noise, &add_noise, &scheduler, start)?;
+        let latents = self.denoise(
+            latents,
+            &conditioning,
+            generation.guidance,
+            &scheduler,
+            start,
+            &mut streams,
+            progress,
+        )?;
+        progress(Stage::Decoding, 0, 1)?;
+        self.decode(&latents)
+    }
+
+    /// img2img's starting point: images in [0, 1] encoded, sampled with
+    /// `encode_noise`, scaled, and noised with `add_noise` to step `start`.
+    pub fn noised_image_latents(
+        &self,
+        images: &Tensor,
+        encode_noise: &Tensor,
+        add_noise: &Tensor,
+        scheduler: &Scheduler,
+        start: usize,
+    ) -> Result<Tensor> {
+        let pixels = images.to_dtype(self.dtype)?.affine(2.0, -1.0)?;
+        let latents = self
+            .vae
+            .encode(&pixels)?
+            .sample_with(encode_noise)?
+            .affine(self.vae.config.scaling_factor, 0.0)?;
+        Ok(scheduler.add_noise(&latents, add_noise, start)?)
+    }
+
+    /// The denoising loop from step `start`: latents in, latents out.
+    #[allow(clippy::too_many_arguments)]
+    pub fn denoise(
+        &self,
+        mut latents: Tensor,
+        conditioning: &Conditioning,
+        guidance: f64,
+        scheduler: &Scheduler,
+        start: usize,
+        streams: &mut [NoiseStream],
+        progress: &mut ProgressFn,
+    ) -> Result<Tensor> {
+        let n = latents.dim(0)?;
+        let embeddings = match &conditioning.negative {
+            Some(negative) => Tensor::cat(
+                &[
+                    negative.repeat((n, 1, 1))?,
+                    conditioning.prompt.repeat((n, 1, 1))?,
+                ],
+                0,
+            )?,
+            None => conditioning.prompt.repeat((n, 1, 1))?,
+        }
+        .to_dtype(self.dtype)?;
+        let guided = conditioning.negative.is_some();
+        let timesteps = scheduler.timesteps().to_vec();
+        let total = timesteps.len() - start;
+        for (done, (step, &timestep)) in timesteps.iter().enumerate().skip(start).enumerate() {
+            progress(Stage::Denoising, done, total)?;
+            let input = if guided {
+                Tensor::cat(&[&latents, &latents], 0)?
+            } else {
+                latents.clone()
+            };
+            let input = scheduler.scale_model_input(&input, step)?;
+            let prediction = self.unet.forward(&input, timestep, &embeddings)?;
+            let prediction = if guided {
+                let uncond = prediction.i(..n)?;
+                let cond = prediction.i(n..)?;
+                (&uncond + ((cond - &uncond)? * guidance)?)?
+            } else {
+                prediction
+            };
+            let step_noise = if scheduler.needs_noise() {
+                let shape = latents.dims()[1..].to_vec();
+                Some(self.draw_noise(streams, &shape)?)
+            } else {
+                None
+            };
+            latents = scheduler.step(&prediction, step, &latents, step_noise.as_ref())?;
+        }
+        progress(Stage::Denoising, total, total)?;
+        Ok(latents)
+    }
+
+    /// Latents → images `[n, 3, H, W]` in [0, 1], f32.
+    pub fn decode(&self, latents: &Tensor) -> Result<Tensor> {
+        let scaled = latents.affine(1.0 / self.vae.config.scaling_factor, 0.0)?;
+        let images = self.vae.decode(&scaled)?;
+        Ok(images
+            .to_dtype(DType::F32)?
+            .affine(0.5, 0.5)?
+            .clamp(0f32, 1f32)?)
+    }
+}

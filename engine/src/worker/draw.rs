@@ -1,0 +1,65 @@
+//! Drawing a plan on a blocking thread, with progress forwarded to the
+//! reporter and a stop at the next step once the job is cancelled or its
+//! lease is lost.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use wordup_queue::{GRID_IMAGES, ImagineRequest, Progress};
+
+use super::lease::Flags;
+use super::metrics::{StageTimer, WorkerMetrics};
+use super::plan::Draw;
+use super::render::{Drawn, Models};
+use crate::error::EngineError;
+use crate::sd::pipeline::{ProgressFn, Stage};
+
+/// Draws `draw` for `root` on a blocking thread.
+pub(super) async fn draw(
+    models: Arc<Models>,
+    metrics: Arc<WorkerMetrics>,
+    flags: Arc<Flags>,
+    progress: mpsc::UnboundedSender<Progress>,
+    root: ImagineRequest,
+    draw: Draw,
+) -> Result<Vec<Drawn>, EngineError> {
+    tokio::task::spawn_blocking(move || {
+        let mut timer = StageTimer::new(&metrics);
+        let mut on_progress = |stage: Stage, step: usize, total: usize| {
+            if flags.stop_requested() {
+                return Err(EngineError::Cancelled);
+            }
+            timer.event(stage.name(), step);
+            let _ = progress.send(Progress {
+                stage: stage.name().to_owned(),
+                step: step as u32,
+                total: total as u32,
+            });
+            Ok(())
+        };
+        render(&models, &root, draw, &mut on_progress)
+    })
+    .await
+    .map_err(|e| EngineError::Image(format!("drawing panicked: {e}")))?
+}
+
+fn render(
+    models: &Models,
+    root: &ImagineRequest,
+    draw: Draw,
+    progress: &mut ProgressFn,
+) -> Result<Vec<Drawn>, EngineError> {
+    let count = u32::from(GRID_IMAGES);
+    match draw {
+        Draw::Grid { first_seed } => models.imagine(root, first_seed, count, progress),
+        Draw::Variations {
+            source,
+            strength,
+            first_seed,
+        } => models.vary(root, &source, strength, first_seed, count, progress),
+        Draw::Upscale { source, mode, seed } => Ok(vec![Drawn {
+            image: models.upscale(&models.resolve(root), &source, mode, seed, progress)?,
+            seed,
+        }]),
+    }
+}

@@ -1,0 +1,222 @@
+//! The worker: claims jobs from the queue, keeps their leases alive, draws,
+//! checks, stores the images, has them posted, and settles each job, one
+//! step per module. It knows no chat platform: posting goes through a
+//! [`Delivery`] that the binary wires.
+//!
+//! Crash safety: every write is fenced by (job, attempt). A result is posted
+//! with a key the platform deduplicates on (Discord's message nonce), then
+//! recorded; a retried attempt that finds the record completes without
+//! posting, and one that posts again gets the first message back.
+
+mod announce;
+mod check;
+mod deliver;
+mod draw;
+mod lease;
+pub mod metrics;
+mod plan;
+mod progress;
+pub mod render;
+mod settle;
+mod store;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
+use wordup_queue::{ClaimedJob, Delivery, Job, Progress, Queue, QueueError};
+
+pub use deliver::RESULT_POST;
+pub use lease::Lease;
+
+use crate::judge::safety::OpenNsfw;
+use lease::Flags;
+use metrics::WorkerMetrics;
+use plan::Plan;
+use render::Models;
+use settle::Outcome;
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Jobs claimed at once (sharing a batch key).
+    pub batch: u32,
+    /// Polling interval when no notification arrives.
+    pub poll: Duration,
+    /// Time between heartbeats (well under the lease).
+    pub heartbeat: Duration,
+    /// Least time between progress messages to the requester.
+    pub progress_every: Duration,
+    /// nsfw probability from which an image is withheld.
+    pub nsfw_threshold: f32,
+    /// Model id written into each image's provenance.
+    pub model_id: String,
+}
+
+pub struct Worker<D> {
+    pub queue: Queue,
+    pub models: Arc<Models>,
+    /// `None` runs without the output safety check (development only).
+    pub safety: Option<Arc<OpenNsfw>>,
+    pub delivery: Arc<D>,
+    pub config: WorkerConfig,
+    pub metrics: Arc<WorkerMetrics>,
+}
+
+impl<D: Delivery> Worker<D> {
+    /// Runs until `shutdown` turns true; then finishes the job in hand and
+    /// releases the rest of its batch.
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) -> Result<(), QueueError> {
+        let mut waker = self.queue.waker(self.config.poll).await?;
+        tracing::info!(batch = self.config.batch, "worker started");
+        let rescuer = tokio::spawn(lease::rescue(
+            self.queue.clone(),
+            self.delivery.clone(),
+            self.config.poll.max(Duration::from_secs(1)),
+        ));
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            // The claim itself is never abandoned half-way (a claim that
+            // committed must be run or released); only the waiting is.
+            let claimed = match self.queue.claim(self.config.batch).await {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claim failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if claimed.is_empty() {
+                tokio::select! {
+                    _ = waker.wait() => continue,
+                    _ = shutdown.changed() => break,
+                }
+            }
+            // Every job of the batch is leased from the claim on, so each
+            // keeps a heartbeat while it waits for its turn.
+            let mut jobs = claimed
+                .into_iter()
+                .map(|job| {
+                    let lease = Lease::keep(&self.queue, &job.job, self.config.heartbeat);
+                    (job, lease)
+                })
+                .collect::<Vec<_>>()
+                .into_iter();
+            while let Some((job, lease)) = jobs.next() {
+                self.run_job(job, lease).await;
+                if *shutdown.borrow() {
+                    for (rest, lease) in jobs.by_ref() {
+                        lease.stop();
+                        if let Err(e) = self.queue.release(rest.id(), rest.attempt()).await {
+                            tracing::warn!(job_id = %rest.id(), error = %e, "could not release a job");
+                        }
+                    }
+                }
+            }
+        }
+        rescuer.abort();
+        tracing::info!("worker stopped");
+        Ok(())
+    }
+
+    /// Runs one claimed job to a settlement; `lease` keeps it leased.
+    pub async fn run_job(&self, claimed: ClaimedJob, lease: Lease) {
+        let job = claimed.job;
+        let span = tracing::info_span!("job", job_id = %job.id, attempt = job.attempt, kind = job.request.kind());
+        if let Some(started) = job.started_at {
+            let waited = (started - job.enqueued_at).to_std().unwrap_or_default();
+            self.metrics.wait_seconds.observe(waited.as_secs_f64());
+        }
+        async {
+            let started = Instant::now();
+            let outcome = self.attempt(&job, &lease.flags).await;
+            lease.stop();
+            self.settle(&job, outcome, started).await;
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// One attempt: plan, draw, check, store, deliver.
+    async fn attempt(&self, job: &Job, flags: &Arc<Flags>) -> Outcome {
+        // A previous attempt posted and recorded, then died before completing.
+        match self.queue.post(job.id, RESULT_POST).await {
+            Ok(Some(_)) => return Outcome::Done,
+            Ok(None) => {}
+            Err(e) => return e.into(),
+        }
+        let Plan { root, draw, what } = match self.plan(job).await {
+            Ok(plan) => plan,
+            Err(outcome) => return outcome,
+        };
+        let kind = draw.kind();
+        let (progress_tx, progress_rx) = mpsc::unbounded_channel();
+        let reporter = tokio::spawn(progress::report(
+            self.queue.clone(),
+            self.delivery.clone(),
+            job.clone(),
+            self.config.progress_every,
+            progress_rx,
+            flags.clone(),
+        ));
+        let _ = progress_tx.send(Progress {
+            stage: "starting".into(),
+            step: 0,
+            total: 1,
+        });
+        let drawn = draw::draw(
+            self.models.clone(),
+            self.metrics.clone(),
+            flags.clone(),
+            progress_tx,
+            root.clone(),
+            draw,
+        )
+        .await;
+        let _ = reporter.await;
+        if flags.lost.load(Ordering::Relaxed) {
+            return Outcome::Lost;
+        }
+        let drawn = match drawn {
+            Ok(drawn) => drawn,
+            Err(e) => return e.into(),
+        };
+        self.metrics.images.inc_by(drawn.len() as u64);
+
+        let timed = Instant::now();
+        let withheld = match self.withheld(job, &drawn).await {
+            Ok(withheld) => withheld,
+            Err(e) => return e.into(),
+        };
+        self.metrics.observe_stage("safety", timed.elapsed());
+
+        let timed = Instant::now();
+        let resolved = self.models.resolve(&root);
+        if let Err(outcome) = self.store(job, &resolved, &drawn, &withheld).await {
+            return outcome;
+        }
+        self.metrics.observe_stage("storing", timed.elapsed());
+
+        if withheld.iter().all(|w| *w) {
+            return match self
+                .delivery
+                .notice(job, check::nothing_shown_text(drawn.len()))
+                .await
+            {
+                Ok(()) => Outcome::Done,
+                Err(e) => e.into(),
+            };
+        }
+        let what = what + &check::withheld_note(&withheld).unwrap_or_default();
+        let post = deliver::picture(kind, &drawn, &withheld).and_then(|picture| {
+            self.result_post(job, &root, &resolved, what, kind, &picture, drawn[0].seed)
+        });
+        match post {
+            Ok(post) => self.deliver(job, &post).await,
+            Err(e) => e.into(),
+        }
+    }
+}

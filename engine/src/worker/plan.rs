@@ -1,0 +1,207 @@
+//! What a job draws, with its inputs fetched from the queue: the /imagine
+//! request at the root of its chain and, for follow-ups, the parent's image.
+
+use image::RgbImage;
+use wordup_queue::{
+    Delivery, ImagineRequest, Job, JobId, Request, ResultKind, UpscaleMode, VaryStrength,
+};
+
+use super::Worker;
+use super::render::job_seed;
+use super::settle::Outcome;
+
+/// Longest chain of follow-ups walked back to its /imagine.
+const MAX_CHAIN: usize = 32;
+
+/// What a job draws, with its inputs fetched.
+pub(super) struct Plan {
+    /// The /imagine at the root of the job's chain.
+    pub root: ImagineRequest,
+    pub draw: Draw,
+    /// What the result is, for its message ("seed 42 · 16:9").
+    pub what: String,
+}
+
+pub(super) enum Draw {
+    Grid {
+        first_seed: u64,
+    },
+    Variations {
+        source: RgbImage,
+        strength: VaryStrength,
+        first_seed: u64,
+    },
+    Upscale {
+        source: RgbImage,
+        mode: UpscaleMode,
+        seed: u64,
+    },
+}
+
+impl Draw {
+    pub fn kind(&self) -> ResultKind {
+        match self {
+            Draw::Grid { .. } | Draw::Variations { .. } => ResultKind::Grid,
+            Draw::Upscale { .. } => ResultKind::Upscaled,
+        }
+    }
+}
+
+/// The first seed a job draws with: its own for /imagine, else one derived
+/// from the job id (the same on every attempt).
+pub(super) fn first_seed(job: &Job) -> u64 {
+    match &job.request {
+        Request::Imagine(request) => request.seed,
+        _ => job_seed(job.id.0),
+    }
+}
+
+/// What a job's result is, as its message says.
+pub(super) fn what(request: &Request, first_seed: u64) -> String {
+    match request {
+        Request::Imagine(r) => format!("seed {} · {}:{}", r.seed, r.aspect.width, r.aspect.height),
+        Request::Reroll { .. } => format!("re-roll · seed {first_seed}"),
+        Request::Vary {
+            index, strength, ..
+        } => format!(
+            "{} variations of image {}",
+            match strength {
+                VaryStrength::Subtle => "subtle",
+                VaryStrength::Strong => "strong",
+            },
+            index + 1
+        ),
+        Request::Upscale { index, mode, .. } => match mode {
+            UpscaleMode::Plain => format!("image {} upscaled ×4", index + 1),
+            UpscaleMode::Subtle => format!("image {} upscaled (subtle)", index + 1),
+            UpscaleMode::Creative => format!("image {} upscaled (creative)", index + 1),
+        },
+    }
+}
+
+impl<D: Delivery> Worker<D> {
+    /// Fetches a job's inputs.
+    pub(super) async fn plan(&self, job: &Job) -> Result<Plan, Outcome> {
+        let seed = first_seed(job);
+        let what = what(&job.request, seed);
+        let (root, draw) = match &job.request {
+            Request::Imagine(request) => (request.clone(), Draw::Grid { first_seed: seed }),
+            Request::Reroll { parent } => (
+                self.root_request(*parent).await?,
+                Draw::Grid { first_seed: seed },
+            ),
+            Request::Vary {
+                parent,
+                index,
+                strength,
+            } => (
+                self.root_request(*parent).await?,
+                Draw::Variations {
+                    source: self.parent_image(*parent, *index).await?,
+                    strength: *strength,
+                    first_seed: seed,
+                },
+            ),
+            Request::Upscale {
+                parent,
+                index,
+                mode,
+            } => (
+                self.root_request(*parent).await?,
+                Draw::Upscale {
+                    source: self.parent_image(*parent, *index).await?,
+                    mode: *mode,
+                    seed,
+                },
+            ),
+        };
+        Ok(Plan { root, draw, what })
+    }
+
+    /// The /imagine request at the root of a chain of follow-ups.
+    async fn root_request(&self, mut id: JobId) -> Result<ImagineRequest, Outcome> {
+        for _ in 0..MAX_CHAIN {
+            let Some(job) = self.queue.job(id).await? else {
+                return Err(Outcome::permanent(
+                    "the original job is no longer available (past retention)",
+                ));
+            };
+            match job.request {
+                Request::Imagine(request) => return Ok(request),
+                other => match other.parent() {
+                    Some(parent) => id = parent,
+                    None => break,
+                },
+            }
+        }
+        Err(Outcome::permanent("the chain of follow-ups is too long"))
+    }
+
+    async fn parent_image(&self, parent: JobId, index: u8) -> Result<RgbImage, Outcome> {
+        let Some(stored) = self.queue.image(parent, i32::from(index)).await? else {
+            return Err(Outcome::permanent(format!(
+                "image {} of job {parent} is not available",
+                index + 1
+            )));
+        };
+        image::load_from_memory(&stored.png)
+            .map(|i| i.to_rgb8())
+            .map_err(|e| Outcome::permanent(format!("stored image is unreadable: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wordup_queue::AspectRatio;
+
+    use super::*;
+
+    #[test]
+    fn each_kind_of_job_says_what_it_drew() {
+        let parent = JobId(3);
+        let imagine = Request::Imagine(ImagineRequest {
+            prompt: "a fox".into(),
+            negative_prompt: None,
+            aspect: AspectRatio {
+                width: 16,
+                height: 9,
+            },
+            seed: 42,
+            steps: None,
+            guidance: None,
+            style: None,
+            images: 4,
+            model: None,
+        });
+        for (request, expected) in [
+            (imagine, "seed 42 · 16:9"),
+            (Request::Reroll { parent }, "re-roll · seed 7"),
+            (
+                Request::Vary {
+                    parent,
+                    index: 1,
+                    strength: VaryStrength::Subtle,
+                },
+                "subtle variations of image 2",
+            ),
+            (
+                Request::Upscale {
+                    parent,
+                    index: 3,
+                    mode: UpscaleMode::Plain,
+                },
+                "image 4 upscaled ×4",
+            ),
+            (
+                Request::Upscale {
+                    parent,
+                    index: 0,
+                    mode: UpscaleMode::Creative,
+                },
+                "image 1 upscaled (creative)",
+            ),
+        ] {
+            assert_eq!(what(&request, 7), expected);
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! What each kind of job draws: /imagine and re-roll grids, variations of
+//! one image, upscales. Synchronous and CPU/GPU-bound: the worker runs it on
+//! a blocking thread.
+
+use image::RgbImage;
+use wordup_queue::style::{apply_style, style};
+use wordup_queue::{ImagineRequest, UpscaleMode, VaryStrength};
+
+use crate::error::{EngineError, Result};
+use crate::finish::refine;
+use crate::finish::upscale::{Tiling, Upscaler};
+use crate::sd::images;
+use crate::sd::pipeline::{Generation, ProgressFn, StableDiffusion};
+use crate::sd::scheduler::TimestepSpacing;
+use crate::sd::size;
+
+/// img2img strengths of V buttons: how far a variation may wander.
+pub const VARY_SUBTLE_STRENGTH: f64 = 0.35;
+pub const VARY_STRONG_STRENGTH: f64 = 0.7;
+
+/// The models a worker holds.
+pub struct Models {
+    pub pipeline: StableDiffusion,
+    /// `None` when no upscaler weights are configured: upscales then fail
+    /// with a message saying so.
+    pub upscaler: Option<Upscaler>,
+    pub tiling: Tiling,
+}
+
+/// One image a job made, with the seed that made it.
+#[derive(Debug, Clone)]
+pub struct Drawn {
+    pub image: RgbImage,
+    pub seed: u64,
+}
+
+/// Prompt, negative prompt, steps and guidance resolved against the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    pub prompt: String,
+    pub negative_prompt: Option<String>,
+    pub steps: usize,
+    pub guidance: f64,
+}
+
+/// Steps and guidance where a request names none, by model kind: distilled
+/// (trailing-spacing, SD-Turbo-like) models want 1 step and no guidance;
+/// others 25 steps at 7.5.
+pub fn default_steps_and_guidance(pipeline: &StableDiffusion) -> (usize, f64) {
+    if pipeline.scheduler_config.timestep_spacing == TimestepSpacing::Trailing {
+        (1, 0.0)
+    } else {
+        (25, 7.5)
+    }
+}
+
+impl Models {
+    /// Prompt, steps and guidance for a request: its style applied, and the
+    /// model's defaults where it names none.
+    pub fn resolve(&self, request: &ImagineRequest) -> Resolved {
+        let (steps, guidance) = default_steps_and_guidance(&self.pipeline);
+        let preset = request.style.as_deref().and_then(style);
+        let (prompt, negative_prompt) =
+            apply_style(preset, &request.prompt, request.negative_prompt.as_deref());
+        Resolved {
+            prompt,
+            negative_prompt,
+            steps: request.steps.map_or(steps, |s| s as usize),
+            guidance: request.guidance.map_or(guidance, f64::from),
+        }
+    }
+
+    fn native_budget(&self) -> u32 {
+        let side = self.pipeline.native_side() as u32;
+        side * side
+    }
+
+    /// A grid's images for a prompt: `count` images from `first_seed` on.
+    pub fn imagine(
+        &self,
+        request: &ImagineRequest,
+        first_seed: u64,
+        count: u32,
+        progress: &mut ProgressFn,
+    ) -> Result<Vec<Drawn>> {
+        let resolved = self.resolve(request);
+        let (width, height) = size::dimensions(
+            (request.aspect.width, request.aspect.height),
+            self.native_budget(),
+            self.pipeline.size_multiple() as u32,
+        );
+        let seeds: Vec<u64> = (0..u64::from(count))
+            .map(|i| first_seed.wrapping_add(i))
+            .collect();
+        let generation = Generation {
+            prompt: resolved.prompt,
+            negative_prompt: resolved.negative_prompt,
+            width: width as usize,
+            height: height as usize,
+            steps: resolved.steps,
+            guidance: resolved.guidance,
+            seeds: seeds.clone(),
+        };
+        let output = self.pipeline.txt2img(&generation, progress)?;
+        Ok(images::to_rgb(&output)?
+            .into_iter()
+            .zip(seeds)
+            .map(|(image, seed)| Drawn { image, seed })
+            .collect())
+    }
+
+    /// Variations of `source`: img2img towards the original prompt.
+    pub fn vary(
+        &self,
+        request: &ImagineRequest,
+        source: &RgbImage,
+        strength: VaryStrength,
+        first_seed: u64,
+        count: u32,
+        progress: &mut ProgressFn,
+    ) -> Result<Vec<Drawn>> {
+        let resolved = self.resolve(request);
+        let strength = match strength {
+            VaryStrength::Subtle => VARY_SUBTLE_STRENGTH,
+            VaryStrength::Strong => VARY_STRONG_STRENGTH,
+        };
+        // Variations come out at the model's native size, whatever the
+        // source's (an upscaled image is shrunk back first).
+        let (width, height) = size::dimensions(
+            (source.width(), source.height()),
+            self.native_budget(),
+            self.pipeline.size_multiple() as u32,
+        );
+        let input = images::from_rgb(source, width, height, &self.pipeline.device)?;
+        let seeds: Vec<u64> = (0..u64::from(count))
+            .map(|i| first_seed.wrapping_add(i))
+            .collect();
+        let generation = Generation {
+            prompt: resolved.prompt,
+            negative_prompt: resolved.negative_prompt,
+            width: width as usize,
+            height: height as usize,
+            steps: refine::steps_for_strength(resolved.steps.max(2), strength),
+            guidance: resolved.guidance,
+            seeds: seeds.clone(),
+        };
+        let output = self
+            .pipeline
+            .img2img(&generation, &input, strength, progress)?;
+        Ok(images::to_rgb(&output)?
+            .into_iter()
+            .zip(seeds)
+            .map(|(image, seed)| Drawn { image, seed })
+            .collect())
+    }
+
+    /// One image upscaled: the GAN ×4, or ×2 then refined with img2img.
+    pub fn upscale(
+        &self,
+        resolved: &Resolved,
+        source: &RgbImage,
+        mode: UpscaleMode,
+        seed: u64,
+        progress: &mut ProgressFn,
+    ) -> Result<RgbImage> {
+        let upscaler = self.upscaler.as_ref().ok_or_else(|| {
+            EngineError::InvalidRequest(
+                "upscaling is not available on this engine (no upscaler weights)".into(),
+            )
+        })?;
+        let mut on_tile = |done: usize, total: usize| {
+            progress(crate::sd::pipeline::Stage::Upscaling, done, total)
+        };
+        match mode {
+            UpscaleMode::Plain => {
+                refine::gan_upscale(upscaler, source, 4, self.tiling, &mut on_tile)
+            }
+            UpscaleMode::Subtle | UpscaleMode::Creative => {
+                let doubled = refine::gan_upscale(upscaler, source, 2, self.tiling, &mut on_tile)?;
+                let strength = if mode == UpscaleMode::Subtle {
+                    refine::SUBTLE_STRENGTH
+                } else {
+                    refine::CREATIVE_STRENGTH
+                };
+                refine::refine(
+                    &self.pipeline,
+                    &doubled,
+                    &resolved.prompt,
+                    resolved.negative_prompt.as_deref(),
+                    seed,
+                    refine::steps_for_strength(resolved.steps.max(2), strength),
+                    resolved.guidance,
+                    strength,
+                    progress,
+                )
+            }
+        }
+    }
+}
+
+/// A seed for a job that has none of its own (re-rolls, variations): the
+/// same for every attempt of the job, so a retry draws the same images.
+pub fn job_seed(job_id: i64) -> u64 {
+    // SplitMix64's finalizer: neighbouring ids give unrelated seeds.
+    let mut z = (job_id as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) & u64::from(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_seeds_are_stable_and_spread() {
+        assert_eq!(job_seed(1), job_seed(1));
+        assert_ne!(job_seed(1), job_seed(2));
+        assert!(job_seed(i64::MAX) <= u64::from(u32::MAX));
+    }
+}

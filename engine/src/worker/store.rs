@@ -1,0 +1,53 @@
+//! Storing a job's images in Postgres (for its U and V buttons), each as a
+//! PNG with its provenance.
+
+use wordup_queue::{Delivery, Job, JobImage};
+
+use super::Worker;
+use super::render::{Drawn, Resolved};
+use super::settle::Outcome;
+use crate::finish::output::{self, Provenance};
+
+impl<D: Delivery> Worker<D> {
+    /// Stores every image the safety check let through, in place of any an
+    /// earlier attempt stored.
+    pub(super) async fn store(
+        &self,
+        job: &Job,
+        resolved: &Resolved,
+        drawn: &[Drawn],
+        withheld: &[bool],
+    ) -> Result<(), Outcome> {
+        self.queue.clear_images(job.id, job.attempt).await?;
+        for (idx, d) in drawn.iter().enumerate() {
+            if withheld[idx] {
+                continue;
+            }
+            let png = output::encode_png(&d.image, &self.provenance(resolved, d.seed))?;
+            let image = JobImage {
+                idx: idx as i32,
+                png,
+                width: d.image.width() as i32,
+                height: d.image.height() as i32,
+                seed: d.seed as i64,
+                score: None,
+            };
+            self.queue.store_image(job.id, job.attempt, &image).await?;
+        }
+        Ok(())
+    }
+
+    /// How an image of this job was made, for its PNG.
+    pub(super) fn provenance(&self, resolved: &Resolved, seed: u64) -> Provenance {
+        Provenance {
+            prompt: resolved.prompt.clone(),
+            negative_prompt: resolved.negative_prompt.clone(),
+            seed,
+            steps: resolved.steps,
+            guidance: resolved.guidance,
+            scheduler: self.models.pipeline.scheduler_kind.name().to_owned(),
+            model: self.config.model_id.clone(),
+            clip_score: None,
+        }
+    }
+}
