@@ -30,7 +30,7 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use crate::Failure;
-use crate::error::{QueueError, Result};
+use crate::error::Result;
 use crate::model::{ClaimedJob, Job, JobId};
 use crate::row::{JOB_COLUMNS, JobRow};
 use crate::{Queue, secs};
@@ -189,9 +189,10 @@ impl Queue {
                 Err(e) => {
                     tracing::error!(job_id = %id, error = %e, "claimed an unreadable job; failing it");
                     let reason = format!("this engine cannot read the job: {e}");
-                    match self.fail(id, attempt, &reason, Failure::Permanent).await {
-                        Ok(_) | Err(QueueError::Stale { .. }) => {}
-                        Err(e) => return Err(e),
+                    // The rest of the batch runs whatever happens here; an
+                    // unsettled bad row comes back when its lease expires.
+                    if let Err(e) = self.fail(id, attempt, &reason, Failure::Permanent).await {
+                        tracing::warn!(job_id = %id, error = %e, "could not fail an unreadable job");
                     }
                 }
             }

@@ -5,6 +5,8 @@
 //! that no two processes tell one requester twice, and a notice that could
 //! not be posted is released for a later sweep.
 
+use std::time::Duration;
+
 use crate::Queue;
 use crate::error::Result;
 use crate::model::{Job, JobId};
@@ -28,15 +30,17 @@ impl Queue {
         Ok(claimed == 1)
     }
 
-    /// Claims up to `limit` jobs that ended failed or cancelled and that
-    /// nobody has announced (a rescued last attempt, say), oldest first.
-    /// Rows that cannot be read as jobs are claimed too and left out.
-    pub async fn claim_notices(&self, limit: i64) -> Result<Vec<Job>> {
+    /// Claims up to `limit` jobs that ended failed or cancelled at least
+    /// `older_than` ago and that nobody has announced (a rescued last
+    /// attempt, say), oldest first. Rows that cannot be read as jobs are
+    /// claimed too and left out: nothing can be posted for them.
+    pub async fn claim_notices(&self, limit: i64, older_than: Duration) -> Result<Vec<Job>> {
         let rows: Vec<JobRow> = sqlx::query_as(&format!(
             "WITH pick AS (
                  SELECT id FROM jobs
                  WHERE state IN ('failed', 'cancelled') AND notice_claimed_at IS NULL
                    AND finished_at > now() - make_interval(secs => $2)
+                   AND finished_at <= now() - make_interval(secs => $3)
                  ORDER BY finished_at
                  LIMIT $1
                  FOR UPDATE SKIP LOCKED
@@ -46,6 +50,7 @@ impl Queue {
         ))
         .bind(limit)
         .bind(SWEEP_WINDOW_SECS)
+        .bind(older_than.as_secs_f64())
         .fetch_all(&self.pool)
         .await?;
         Ok(rows

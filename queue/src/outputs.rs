@@ -80,6 +80,24 @@ impl Queue {
         }
     }
 
+    /// Sets the thread a job's messages go in, unless it has one: the
+    /// adapter that posts a job's parent message first wins. Returns the
+    /// job's thread after the call (`thread_id`, or the winner's); `None`
+    /// when the job does not exist.
+    pub async fn set_thread(&self, job: JobId, thread_id: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "WITH set AS (
+                 UPDATE jobs SET thread_id = $2 WHERE id = $1 AND thread_id IS NULL
+                 RETURNING thread_id
+             )
+             SELECT coalesce((SELECT thread_id FROM set), (SELECT thread_id FROM jobs WHERE id = $1))",
+        )
+        .bind(job.0)
+        .bind(thread_id)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     pub async fn images(&self, job: JobId) -> Result<Vec<JobImage>> {
         Ok(sqlx::query_as(
             "SELECT idx, png, width, height, seed, score FROM job_images

@@ -94,6 +94,8 @@ struct Inner {
     responses: Vec<(String, Value)>,
     /// 429s to answer: (method, Retry-After seconds).
     rate_limits: VecDeque<(String, u64)>,
+    /// Errors to answer: (method, Slack error code).
+    failures: VecDeque<(String, String)>,
     socket_acks: Vec<Value>,
     socket: Option<mpsc::UnboundedSender<Value>>,
     next: u64,
@@ -183,6 +185,14 @@ impl FakeSlack {
             .lock()
             .rate_limits
             .push_back((method.to_owned(), retry_after_secs));
+    }
+
+    /// The next call of `method` answers `{"ok": false, "error": error}`.
+    pub fn fail_next(&self, method: &str, error: &str) {
+        self.shared
+            .lock()
+            .failures
+            .push_back((method.to_owned(), error.to_owned()));
     }
 
     /// A fresh response URL on the fake.
@@ -352,6 +362,16 @@ async fn api(
     if let Some(error) = refusal(&method, &body) {
         return fail(error);
     }
+    let failure = {
+        let mut inner = shared.lock();
+        match inner.failures.iter().position(|(m, _)| *m == method) {
+            Some(i) => inner.failures.remove(i),
+            None => None,
+        }
+    };
+    if let Some((_, error)) = failure {
+        return fail(&error);
+    }
     let str_of = |key: &str| body[key].as_str().map(str::to_owned);
     match method.as_str() {
         "chat.postMessage" => {
@@ -370,6 +390,20 @@ async fn api(
                 text: str_of("text").unwrap_or_default(),
                 blocks: body["blocks"].clone(),
             });
+            ok(json!({ "channel": channel, "ts": ts }))
+        }
+        "chat.delete" => {
+            let (Some(channel), Some(ts)) = (str_of("channel"), str_of("ts")) else {
+                return fail("message_not_found");
+            };
+            let mut inner = shared.lock();
+            let before = inner.messages.len();
+            inner
+                .messages
+                .retain(|m| !(m.channel == channel && m.ts == ts));
+            if inner.messages.len() == before {
+                return fail("message_not_found");
+            }
             ok(json!({ "channel": channel, "ts": ts }))
         }
         "chat.update" => {

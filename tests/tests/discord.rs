@@ -979,3 +979,34 @@ async fn sigterm_right_after_a_deferred_ack_still_enqueues_the_job() {
     // And its requester was told its place in line before the bot exited.
     wait_for_original_edit(&stack, &token, "next in line").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_last_attempt_dies_is_announced_once() {
+    let mut stack = Stack::start().await.unwrap();
+    start_bot_with_env(&mut stack, &[("WORDUP_MAX_ATTEMPTS", "1")]).await;
+    // The engine hangs in its post and is killed there: its lease expires
+    // with no attempt left, and nobody settles the job.
+    stack.fake.push_fault(Fault::Hold(Duration::from_secs(120)));
+    stack.start_engine(&[]).await.unwrap();
+    let (id, token) = new_interaction();
+    acked(
+        &stack,
+        &interactions::imagine(&id, &token, &alice(), "a bridge --seed 8"),
+    )
+    .await;
+    let messages = stack.fake.wait_for_messages(1, POST_TIMEOUT).await.unwrap();
+    let job = job_of(&messages[0]);
+    stack.kill_engine().await.unwrap();
+    // Another engine rescues the job as failed and tells the requester.
+    stack.start_engine(&[]).await.unwrap();
+    wait_for_state(&stack, job, JobState::Failed).await;
+    let told = wait_for_original_edit(&stack, &token, "the engine stopped").await;
+    assert!(told.contains("failed"), "{told}");
+    // Later sweeps do not tell again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let notices = original_edits(&stack, &token)
+        .into_iter()
+        .filter(|content| content.contains("the engine stopped"))
+        .count();
+    assert_eq!(notices, 1);
+}

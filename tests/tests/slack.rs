@@ -151,15 +151,18 @@ async fn imagine_in_a_channel_then_upscale_and_reroll_in_its_thread() {
     );
     assert_eq!(png_size(&files[0].bytes), (128, 128));
     wait_for_state(&stack, job, JobState::Succeeded).await;
-    // Progress edited the parent; the last edit says done.
-    let updates: Vec<String> = stack
+    // The parent was posted with the place in line (the job is enqueued
+    // first), progress edited it, and the last edit says done.
+    let parent_texts: Vec<String> = stack
         .slack
         .calls()
         .into_iter()
-        .filter(|c| c.method == "chat.update")
+        .filter(|c| matches!(c.method.as_str(), "chat.postMessage" | "chat.update"))
+        .filter(|c| c.body["thread_ts"].is_null())
         .filter_map(|c| c.body["text"].as_str().map(str::to_owned))
         .collect();
-    assert!(updates.iter().any(|u| u.contains("in line")), "{updates:?}");
+    assert!(parent_texts[0].contains("in line"), "{parent_texts:?}");
+    let updates = &parent_texts[1..];
     assert!(parent_of(&stack.slack).text.contains("done"), "{updates:?}");
 
     // U3 → the upscaled image in the same thread.
@@ -432,4 +435,47 @@ async fn a_hostile_link_in_a_prompt_is_posted_as_typed() {
         "{}",
         buttons.text
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_whose_parent_post_fails_is_kept_and_the_engine_posts_the_parent() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    // Slack cannot take the parent message when the command arrives.
+    stack.slack.fail_next("chat.postMessage", "fatal_error");
+    let (answer, _) = command(&stack, "a lighthouse in fog --seed 6").await;
+    assert_eq!(answer.status, 200);
+    let text = answer.body["text"].as_str().unwrap_or_default();
+    assert!(text.contains("queued"), "the command is kept: {text}");
+    assert!(
+        stack
+            .slack
+            .messages()
+            .iter()
+            .all(|m| m.channel != CHANNEL_ID),
+        "no parent yet"
+    );
+    // The engine posts the parent itself, and the results in its thread.
+    stack.start_engine(&[]).await.unwrap();
+    stack
+        .slack
+        .wait_until("a parent message", TIMEOUT, |f| {
+            f.messages()
+                .iter()
+                .any(|m| m.channel == CHANNEL_ID && m.thread_ts.is_none())
+        })
+        .await
+        .unwrap();
+    let parent = parent_of(&stack.slack);
+    let buttons = buttons_message(&stack.slack, &parent.ts, 1).await;
+    wait_for_state(&stack, job_of(&buttons), JobState::Succeeded).await;
+    let parents = stack
+        .slack
+        .messages()
+        .into_iter()
+        .filter(|m| m.channel == CHANNEL_ID && m.thread_ts.is_none())
+        .count();
+    assert_eq!(parents, 1, "one parent message");
+    let job = stack.queue.job(job_of(&buttons)).await.unwrap().unwrap();
+    assert_eq!(job.origin.thread_id.as_deref(), Some(parent.ts.as_str()));
 }

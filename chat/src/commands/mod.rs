@@ -164,18 +164,6 @@ impl From<GrammarError> for CommandError {
 }
 
 impl Commands {
-    /// An early look at the quotas, before side effects such as Slack's
-    /// parent message; the binding check is the one in
-    /// [`Commands::enqueue_within_quota`].
-    pub async fn check_quota(&self, origin: &Origin) -> Result<(), CommandError> {
-        let counts = self
-            .queue
-            .user_counts(&origin.platform, &origin.user_id)
-            .await?;
-        quota_verdict(&self.config, counts.queued + counts.running, counts.today)?;
-        Ok(())
-    }
-
     /// Enqueues unless the user is over a quota; the counts are read and
     /// the job inserted with no other enqueue of that user's in between.
     pub async fn enqueue_within_quota(&self, job: &NewJob) -> Result<Accepted, CommandError> {

@@ -41,14 +41,29 @@ impl Blocklist {
 }
 
 /// Lowercase words separated by single spaces, padded so that `contains`
-/// matches whole words only, after [`fold`].
+/// matches whole words only, after [`fold`]. Words are split as CLIP's
+/// tokenizer splits them: runs of letters, and each digit alone, so that
+/// "gore2" holds the word "gore".
 fn normalize(text: &str) -> String {
     let folded = fold(text);
-    let words: Vec<String> = folded
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect();
+    let mut words: Vec<String> = Vec::new();
+    let mut in_letters = false;
+    for c in folded.chars() {
+        if c.is_alphabetic() {
+            if !in_letters {
+                words.push(String::new());
+            }
+            if let Some(word) = words.last_mut() {
+                word.push(c);
+            }
+            in_letters = true;
+        } else {
+            if c.is_numeric() {
+                words.push(c.to_string());
+            }
+            in_letters = false;
+        }
+    }
     format!(" {} ", words.join(" "))
 }
 
@@ -91,7 +106,9 @@ fn is_invisible(c: char) -> bool {
 /// Decodes HTML character references as Python's `html.unescape` does
 /// (which CLIP's tokenizer applies): `&name;` for every HTML5 name, the
 /// legacy names without ';' (also as a prefix: `&ampx` is "&x"), and
-/// decimal and hex references with or without ';'.
+/// decimal and hex references with or without ';'. Unlike Python, numeric
+/// references to C1 controls are not mapped through cp1252 and invalid code
+/// points become U+FFFD rather than nothing; neither yields a letter.
 fn unescape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -196,6 +213,8 @@ mod tests {
             "lots of 𝐠𝐨𝐫𝐞",                 // mathematical bold
             "lots of &gopf;ore",            // a named reference to 𝕘
             "LOTS OF ＧＯＲＥ",
+            "lots of gore2", // CLIP reads "gore" "2"
+            "lots of gore²", // NFKC: "gore2"
         ] {
             assert_eq!(list.find(text), Some("gore"), "{text:?}");
         }

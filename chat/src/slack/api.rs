@@ -119,6 +119,12 @@ impl SlackApi {
         Ok(answer["ts"].as_str().unwrap_or_default().to_owned())
     }
 
+    pub async fn delete_message(&self, channel: &str, ts: &str) -> Result<(), SlackError> {
+        self.call("chat.delete", &json!({ "channel": channel, "ts": ts }))
+            .await
+            .map(drop)
+    }
+
     pub async fn update_message(
         &self,
         channel: &str,

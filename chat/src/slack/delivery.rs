@@ -28,6 +28,10 @@ fn reply(job: &Job) -> Result<SlackReply, DeliveryError> {
         .ok_or_else(|| DeliveryError::Permanent("the job has no Slack reply data".into()))
 }
 
+fn transient(e: impl std::fmt::Display) -> DeliveryError {
+    DeliveryError::Transient(e.to_string())
+}
+
 fn headline(job: &Job) -> String {
     match &job.request {
         Request::Imagine(r) => {
@@ -42,16 +46,62 @@ fn headline(job: &Job) -> String {
 }
 
 impl SlackDelivery {
+    /// The job's reply data with its parent message's ts: the one it was
+    /// enqueued with, the one the bot posted since (the job's thread), or
+    /// one posted now when the bot could not (Slack was unreachable, say).
+    /// Whoever records the thread first wins; a loser deletes its parent.
+    async fn with_parent(&self, job: &Job) -> Result<(SlackReply, String), DeliveryError> {
+        let reply = reply(job)?;
+        if let Some(ts) = reply
+            .parent_ts
+            .clone()
+            .or_else(|| job.origin.thread_id.clone())
+        {
+            return Ok((reply, ts));
+        }
+        let current = self.queue.job(job.id).await.map_err(transient)?;
+        if let Some(ts) = current.and_then(|job| job.origin.thread_id) {
+            return Ok((reply, ts));
+        }
+        let ours = self
+            .api
+            .post_message(&json!({
+                "channel": reply.channel,
+                "text": format!("{} — starting", headline(job)),
+            }))
+            .await
+            .map_err(classify)?;
+        let thread = self
+            .queue
+            .set_thread(job.id, &ours)
+            .await
+            .map_err(transient)?
+            .unwrap_or_else(|| ours.clone());
+        if thread != ours
+            && let Err(e) = self.api.delete_message(&reply.channel, &ours).await
+        {
+            tracing::warn!(error = %e, "a second parent message was not deleted");
+        }
+        Ok((reply, thread))
+    }
+
     /// Edits the parent message (at most as often as the engine reports).
     pub async fn progress(&self, job: &Job, progress: &Progress) {
         let Ok(reply) = reply(job) else { return };
         if !reply.edit_parent {
             return;
         }
+        let parent = match self.with_parent(job).await {
+            Ok((_, parent)) => parent,
+            Err(e) => {
+                tracing::debug!(error = %e, "no parent message to show progress in");
+                return;
+            }
+        };
         let text = progress_text(&headline(job), progress);
         if let Err(e) = self
             .api
-            .update_message(&reply.channel, &reply.parent_ts, &text)
+            .update_message(&reply.channel, &parent, &text)
             .await
         {
             tracing::debug!(error = %e, "progress edit failed");
@@ -60,11 +110,11 @@ impl SlackDelivery {
 
     /// Tells the requester something in the thread.
     pub async fn notice(&self, job: &Job, text: &str) -> Result<(), DeliveryError> {
-        let reply = reply(job)?;
+        let (reply, parent) = self.with_parent(job).await?;
         self.api
             .post_message(&json!({
                 "channel": reply.channel,
-                "thread_ts": reply.parent_ts,
+                "thread_ts": parent,
                 "text": format!("<@{}> ⚠️ {text}", job.origin.user_id),
             }))
             .await
@@ -75,7 +125,7 @@ impl SlackDelivery {
     /// Uploads the image into the thread, then posts the buttons; returns
     /// the buttons message's ts.
     pub async fn post_result(&self, job: &Job, post: &ResultPost) -> Result<String, DeliveryError> {
-        let reply = reply(job)?;
+        let (reply, parent) = self.with_parent(job).await?;
         let comment = format!(
             "*{}* — {} — <@{}>",
             escape(&shorten(&post.prompt, 300)),
@@ -86,13 +136,13 @@ impl SlackDelivery {
             .queue
             .post(job.id, FILE_POST)
             .await
-            .map_err(|e| DeliveryError::Transient(e.to_string()))?;
+            .map_err(transient)?;
         if uploaded.is_none() {
             let file_id = self
                 .api
                 .upload_file(
                     &reply.channel,
-                    &reply.parent_ts,
+                    &parent,
                     &comment,
                     &SlackUpload {
                         filename: &post.attachment.filename,
@@ -106,13 +156,13 @@ impl SlackDelivery {
             self.queue
                 .record_post(job.id, FILE_POST, "slack", &reply.channel, &file_id)
                 .await
-                .map_err(|e| DeliveryError::Transient(e.to_string()))?;
+                .map_err(transient)?;
         }
         let ts = self
             .api
             .post_message(&json!({
                 "channel": reply.channel,
-                "thread_ts": reply.parent_ts,
+                "thread_ts": parent,
                 "text": comment,
                 "blocks": result_blocks(job.id, post.kind, &comment),
             }))
@@ -123,7 +173,7 @@ impl SlackDelivery {
                 .api
                 .update_message(
                     &reply.channel,
-                    &reply.parent_ts,
+                    &parent,
                     &format!("{} — done ✅ (see the thread)", headline(job)),
                 )
                 .await

@@ -89,62 +89,26 @@ impl SlackApp {
         let app = self.clone();
         let task_headline = headline.clone();
         let task = self.commands.pending.spawn(async move {
-            if let Some(replayed) = app.commands.replayed(&key).await? {
-                return Ok(replayed);
-            }
-            app.commands.check_quota(&origin).await?;
             // Slash commands cannot be used in threads: the results go in
-            // the thread of a parent message that says what was asked.
-            let parent_ts = app
-                .api
-                .post_message(&json!({ "channel": origin.channel_id, "text": format!("{task_headline} — queued") }))
-                .await
-                .map_err(|e| {
-                    tracing::warn!(error = %e, "cannot post the parent message");
-                    CommandError::User(UserError::CannotPostHere)
-                })?;
-            let reply = SlackReply {
-                channel: origin.channel_id.clone(),
-                parent_ts: parent_ts.clone(),
-                edit_parent: true,
-            };
+            // the thread of a parent message that says what was asked. The
+            // job is enqueued first, so that a Slack that cannot take the
+            // parent message loses no command: the engine posts it then.
             let invocation = Invocation {
-                origin: Origin {
-                    thread_id: Some(parent_ts.clone()),
-                    ..origin.clone()
-                },
+                origin: origin.clone(),
                 idempotency_key: key,
                 channel_nsfw: false,
-                reply: reply.to_value(),
-            };
-            let accepted = match app.commands.imagine(&invocation, &args).await {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Leave no parent saying "queued" for a job that is not.
-                    if let Err(e) = app
-                        .api
-                        .update_message(
-                            &origin.channel_id,
-                            &parent_ts,
-                            &format!("{task_headline} — not queued: {}", e.user_message()),
-                        )
-                        .await
-                    {
-                        tracing::warn!(error = %e, "Slack message not updated");
-                    }
-                    return Err(e);
+                reply: SlackReply {
+                    channel: origin.channel_id.clone(),
+                    parent_ts: None,
+                    edit_parent: true,
                 }
+                .to_value(),
             };
-            if let Err(e) = app
-                .api
-                .update_message(
-                    &origin.channel_id,
-                    &parent_ts,
-                    &format!("{task_headline} — {}", position_text(accepted.position)),
-                )
-                .await
-            {
-                tracing::warn!(error = %e, "Slack message not updated");
+            let accepted = app.commands.imagine(&invocation, &args).await?;
+            if accepted.created {
+                let text = format!("{task_headline} — {}", position_text(accepted.position));
+                app.post_parent(&origin.channel_id, &accepted, &text)
+                    .await?;
             }
             Ok(accepted)
         });
@@ -154,6 +118,48 @@ impl SlackApp {
             "Your image".to_owned(),
         )
         .await
+    }
+
+    /// Posts a new job's parent message and records it as the job's thread,
+    /// unless the engine got there first (then ours is deleted). Where Slack
+    /// refuses for good (the bot is not in the channel), the job is
+    /// cancelled and the requester told at once; where it may take the
+    /// message later, the engine posts it.
+    async fn post_parent(
+        &self,
+        channel: &str,
+        accepted: &Accepted,
+        text: &str,
+    ) -> Result<(), CommandError> {
+        let ours = match self
+            .api
+            .post_message(&json!({ "channel": channel, "text": text }))
+            .await
+        {
+            Ok(ts) => ts,
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "no parent message yet; the engine posts it");
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot post the parent message");
+                let queue = &self.commands.queue;
+                queue.cancel(accepted.job).await?;
+                // Told here and now: no later notice for this cancellation.
+                queue.claim_notice(accepted.job).await?;
+                return Err(UserError::CannotPostHere.into());
+            }
+        };
+        match self.commands.queue.set_thread(accepted.job, &ours).await {
+            Ok(Some(thread)) if thread != ours => {
+                if let Err(e) = self.api.delete_message(channel, &ours).await {
+                    tracing::warn!(error = %e, "a second parent message was not deleted");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "the parent message was not recorded"),
+        }
+        Ok(())
     }
 
     pub async fn interaction(&self, event: SlackInteractionEvent) -> Handled {
@@ -191,7 +197,7 @@ impl SlackApp {
             channel_nsfw: false,
             reply: SlackReply {
                 channel: channel.id.0.clone(),
-                parent_ts: root,
+                parent_ts: Some(root),
                 edit_parent: false,
             }
             .to_value(),

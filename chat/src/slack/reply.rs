@@ -7,7 +7,10 @@ use serde::{Deserialize, Serialize};
 pub struct SlackReply {
     pub channel: String,
     /// The parent message: results go in its thread, progress edits it.
-    pub parent_ts: String,
+    /// `None` until it is posted: a command is enqueued first, and the
+    /// parent's ts is then the job's thread (`Origin::thread_id`).
+    #[serde(default)]
+    pub parent_ts: Option<String>,
     /// For follow-up jobs from buttons: the parent is someone else's message
     /// and is left alone.
     #[serde(default)]

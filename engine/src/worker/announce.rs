@@ -1,9 +1,11 @@
 //! Telling a requester that their job ended without a result, once: the
 //! worker that settles a job tells its own requester, and every worker
-//! sweeps for endings nobody told (a rescued last attempt, an unreadable
-//! job). The queue's notice claim makes sure no requester is told twice.
+//! sweeps for endings nobody told (a rescued last attempt). The queue's notice claim makes sure no requester is told twice.
 
-use wordup_queue::{Delivery, Job, JobState, Queue};
+use std::sync::Arc;
+use std::time::Duration;
+
+use wordup_queue::{Delivery, DeliveryError, Job, JobState, Queue};
 
 /// Endings a sweep tells at most.
 const SWEEP_BATCH: i64 = 20;
@@ -17,10 +19,6 @@ pub(super) fn ending_text(state: JobState, last_error: Option<&str>, attempts: i
         _ if error.starts_with("lease expired") => format!(
             "failed: the engine stopped while drawing this, {attempts} times; please try again"
         ),
-        _ if error.starts_with("this engine cannot read the job") => {
-            "failed: this request is not one the engines can run yet; please try again later"
-                .to_owned()
-        }
         _ => "failed: something went wrong while drawing; please try again".to_owned(),
     }
 }
@@ -39,18 +37,38 @@ pub(super) async fn announce<D: Delivery>(queue: &Queue, delivery: &D, job: &Job
     post(queue, delivery, job, text).await;
 }
 
+/// Posts a claimed notice; gives the claim back when a later try could
+/// succeed, and keeps it when the platform refused for good (a retry would
+/// only add refused calls).
 async fn post<D: Delivery>(queue: &Queue, delivery: &D, job: &Job, text: &str) {
-    if let Err(e) = delivery.notice(job, text).await {
-        tracing::warn!(job_id = %job.id, error = %e, "could not tell the requester how the job ended");
-        if let Err(e) = queue.release_notice(job.id).await {
-            tracing::warn!(job_id = %job.id, error = %e, "a notice stays claimed");
+    match delivery.notice(job, text).await {
+        Ok(()) => {}
+        Err(DeliveryError::Permanent(e)) => {
+            tracing::warn!(job_id = %job.id, error = %e, "the requester cannot be told how the job ended");
+        }
+        Err(DeliveryError::Transient(e)) => {
+            tracing::warn!(job_id = %job.id, error = %e, "notice not posted; a later sweep retries");
+            if let Err(e) = queue.release_notice(job.id).await {
+                tracing::warn!(job_id = %job.id, error = %e, "a notice stays claimed");
+            }
         }
     }
 }
 
-/// Tells the requesters of endings nobody announced.
-pub(super) async fn sweep<D: Delivery>(queue: &Queue, delivery: &D) {
-    let jobs = match queue.claim_notices(SWEEP_BATCH).await {
+/// Tells the requesters of endings nobody announced, every `every`, on a
+/// task of its own (a slow platform must not hold up the rescue of jobs).
+/// Only endings older than a lease are swept: the worker that settles a job
+/// claims its notice right after, with the better reason.
+pub(super) async fn sweeper<D: Delivery>(queue: Queue, delivery: Arc<D>, every: Duration) {
+    let grace = queue.config().lease;
+    loop {
+        tokio::time::sleep(every).await;
+        sweep(&queue, delivery.as_ref(), grace).await;
+    }
+}
+
+async fn sweep<D: Delivery>(queue: &Queue, delivery: &D, grace: Duration) {
+    let jobs = match queue.claim_notices(SWEEP_BATCH, grace).await {
         Ok(jobs) => jobs,
         Err(e) => {
             tracing::warn!(error = %e, "could not look for unannounced endings");
@@ -79,11 +97,6 @@ mod tests {
                 JobState::Failed,
                 Some("lease expired: the worker stopped heartbeating"),
                 "failed: the engine stopped while drawing this, 3 times; please try again",
-            ),
-            (
-                JobState::Failed,
-                Some("this engine cannot read the job: unknown variant"),
-                "failed: this request is not one the engines can run yet; please try again later",
             ),
             (
                 JobState::Failed,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use wordup_queue::{Delivery, Job, JobId, Queue, QueueError};
+use wordup_queue::{Job, JobId, Queue, QueueError};
 
 /// Set by the heartbeat, read by the drawing thread between steps.
 #[derive(Default)]
@@ -61,10 +61,9 @@ async fn heartbeat(queue: Queue, job: JobId, attempt: i32, every: Duration, flag
     }
 }
 
-/// Returns the jobs of dead workers to the queue, and tells the requesters
-/// of jobs that ended without anyone telling them, every `every`. Every
+/// Returns the jobs of dead workers to the queue, every `every`. Every
 /// worker runs one, so that no separate maintainer is needed for recovery.
-pub(super) async fn rescue<D: Delivery>(queue: Queue, delivery: Arc<D>, every: Duration) {
+pub(super) async fn rescue(queue: Queue, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
         match queue.rescue_expired().await {
@@ -72,6 +71,5 @@ pub(super) async fn rescue<D: Delivery>(queue: Queue, delivery: Arc<D>, every: D
             Ok(rescued) => tracing::info!(rescued, "returned jobs of dead workers to the queue"),
             Err(e) => tracing::warn!(error = %e, "rescue failed"),
         }
-        super::announce::sweep(&queue, delivery.as_ref()).await;
     }
 }

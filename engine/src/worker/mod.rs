@@ -70,10 +70,12 @@ impl<D: Delivery> Worker<D> {
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) -> Result<(), QueueError> {
         let mut waker = self.queue.waker(self.config.poll).await?;
         tracing::info!(batch = self.config.batch, "worker started");
-        let rescuer = tokio::spawn(lease::rescue(
+        let every = self.config.poll.max(Duration::from_secs(1));
+        let rescuer = tokio::spawn(lease::rescue(self.queue.clone(), every));
+        let sweeper = tokio::spawn(announce::sweeper(
             self.queue.clone(),
             self.delivery.clone(),
-            self.config.poll.max(Duration::from_secs(1)),
+            every,
         ));
         loop {
             if *shutdown.borrow() {
@@ -118,6 +120,7 @@ impl<D: Delivery> Worker<D> {
             }
         }
         rescuer.abort();
+        sweeper.abort();
         tracing::info!("worker stopped");
         Ok(())
     }
