@@ -19,6 +19,11 @@ pub struct CommandSettings {
     /// Comma-separated terms refused in prompts (whole words, any case).
     #[arg(long, env = "WORDUP_BLOCKED_TERMS", default_value = "")]
     pub blocked_terms: String,
+    /// The model's `tokenizer/` folder (vocab.json and merges.txt, or
+    /// tokenizer.json): prompts over the model's token limit are refused at
+    /// once. Unset: the engine refuses them when it draws.
+    #[arg(long, env = "WORDUP_TOKENIZER_DIR")]
+    pub tokenizer_dir: Option<std::path::PathBuf>,
 }
 
 impl CommandSettings {
@@ -39,6 +44,14 @@ impl CommandSettings {
             default_tier,
             blocklist: crate::policy::Blocklist::parse(&self.blocked_terms),
             retention_days: queue.retention_days,
+            tokenizer: match &self.tokenizer_dir {
+                Some(dir) => Some(std::sync::Arc::new(
+                    wordup_tokenizer::ClipTokenizer::from_dir(dir).with_context(|| {
+                        format!("WORDUP_TOKENIZER_DIR: no tokenizer in {}", dir.display())
+                    })?,
+                )),
+                None => None,
+            },
         })
     }
 }

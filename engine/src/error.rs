@@ -34,3 +34,18 @@ pub enum EngineError {
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+impl From<wordup_tokenizer::TokenizerError> for EngineError {
+    fn from(e: wordup_tokenizer::TokenizerError) -> EngineError {
+        use wordup_tokenizer::TokenizerError;
+        match e {
+            TokenizerError::Io { path, source } => EngineError::Io { path, source },
+            TokenizerError::Json { path, source } => EngineError::Json { path, source },
+            // A prompt too long is the request's fault: no retry helps.
+            too_long @ TokenizerError::TooLong { .. } => {
+                EngineError::InvalidRequest(too_long.to_string())
+            }
+            TokenizerError::Invalid(text) => EngineError::Tokenizer(text),
+        }
+    }
+}

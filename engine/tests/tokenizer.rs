@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use wordup_engine::sd::tokenizer::ClipTokenizer;
+use wordup_tokenizer::ClipTokenizer;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip-tokenizer")

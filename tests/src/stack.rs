@@ -94,6 +94,11 @@ impl Stack {
         })
     }
 
+    /// The tiny model's tokenizer folder (for `WORDUP_TOKENIZER_DIR`).
+    pub fn tokenizer_dir(&self) -> PathBuf {
+        self.model_dir.join("tokenizer")
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}/discord/interactions", self.bot_port)
     }

@@ -17,6 +17,7 @@ fn commands(queue: wordup_queue::Queue) -> Commands {
             default_tier: Tier::Fast,
             blocklist: Blocklist::default(),
             retention_days: 30.0,
+            tokenizer: None,
         },
         pending: Default::default(),
     }

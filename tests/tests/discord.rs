@@ -1010,3 +1010,37 @@ async fn a_job_whose_last_attempt_dies_is_announced_once() {
         .count();
     assert_eq!(notices, 1);
 }
+
+#[tokio::test]
+async fn an_over_long_prompt_is_refused_at_once_with_its_count_and_costs_no_quota() {
+    let mut stack = Stack::start().await.unwrap();
+    let tokenizer = stack.tokenizer_dir().display().to_string();
+    start_bot_with_env(&mut stack, &[("WORDUP_TOKENIZER_DIR", &tokenizer)]).await;
+    let (id, token) = new_interaction();
+    // Well within the 1000 characters, but over 300 of the model's tokens.
+    let prompt = "fox ".repeat(200);
+    let answer = send(
+        &stack,
+        &interactions::imagine(&id, &token, &alice(), prompt.trim_end()),
+    )
+    .await;
+    assert_eq!(answer.body["type"], 4, "{:?}", answer.body);
+    let content = answer.body["data"]["content"].as_str().unwrap();
+    assert!(
+        content.contains("tokens long; the limit is 300"),
+        "{content}"
+    );
+    assert_eq!(
+        job_count(&stack).await,
+        0,
+        "nothing queued, nothing charged"
+    );
+    // A prompt within the limit is queued as before.
+    let (id, token) = new_interaction();
+    acked(
+        &stack,
+        &interactions::imagine(&id, &token, &alice(), "a fox in the snow"),
+    )
+    .await;
+    assert_eq!(job_count(&stack).await, 1);
+}

@@ -214,7 +214,7 @@ async fn a_hub_model_with_only_tokenizer_json_is_fetched() {
     let snapshot = home
         .join("hub/models--wordup--tiny-sd-json/snapshots")
         .join(COMMIT);
-    wordup_engine::sd::tokenizer::ClipTokenizer::from_dir(&snapshot.join("tokenizer")).unwrap();
+    wordup_tokenizer::ClipTokenizer::from_dir(&snapshot.join("tokenizer")).unwrap();
     std::fs::remove_dir_all(served).ok();
     std::fs::remove_dir_all(home).ok();
 }

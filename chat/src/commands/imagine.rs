@@ -1,6 +1,8 @@
 //! /imagine: parse, check the policy and quotas, enqueue.
 
+use wordup_queue::style::{apply_style, style};
 use wordup_queue::{AspectRatio, ChannelSettings, GRID_IMAGES, ImagineRequest, Request, Tier};
+use wordup_tokenizer::ClipTokenizer;
 
 use super::{Accepted, CommandConfig, CommandError, Commands, Invocation, UserError};
 use crate::grammar::{self, ImagineArgs};
@@ -45,6 +47,29 @@ pub fn check(text: &str, config: &CommandConfig) -> Result<ImagineArgs, UserErro
     Ok(args)
 }
 
+/// Refuses a prompt (or negative prompt) that the engine would refuse for
+/// its length, counted as the engine reads it: with its style applied, by
+/// the model's own tokenizer. Checked before the job is enqueued, so an
+/// over-long prompt costs no quota.
+pub fn within_token_limit(
+    request: &ImagineRequest,
+    tokenizer: &ClipTokenizer,
+) -> Result<(), UserError> {
+    let preset = request.style.as_deref().and_then(style);
+    let (prompt, negative) =
+        apply_style(preset, &request.prompt, request.negative_prompt.as_deref());
+    let limit = tokenizer.token_limit();
+    for text in std::iter::once(prompt.as_str()).chain(negative.as_deref()) {
+        // A text the tokenizer cannot read is left to the engine to report.
+        if let Ok(tokens) = tokenizer.count(text)
+            && tokens > limit
+        {
+            return Err(UserError::TooManyTokens { tokens, limit });
+        }
+    }
+    Ok(())
+}
+
 impl Commands {
     pub async fn imagine(
         &self,
@@ -59,6 +84,9 @@ impl Commands {
             .channel_settings(&invocation.origin.platform, &invocation.origin.channel_id)
             .await?;
         let (request, tier, batch_key) = plan(args, &channel, &self.config, rand::random());
+        if let (Some(tokenizer), Request::Imagine(imagine)) = (&self.config.tokenizer, &request) {
+            within_token_limit(imagine, tokenizer)?;
+        }
         let job = invocation.job(
             &channel,
             invocation.idempotency_key.clone(),
@@ -82,7 +110,45 @@ mod tests {
             default_tier: Tier::Fast,
             blocklist: Blocklist::parse("gore"),
             retention_days: 30.0,
+            tokenizer: None,
         }
+    }
+
+    #[test]
+    fn over_long_prompts_are_refused_with_their_count() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../engine/tests/fixtures/clip-tokenizer"
+        );
+        let tokenizer = ClipTokenizer::from_dir(std::path::Path::new(dir)).unwrap();
+        let request = |prompt: String, style: Option<&str>| ImagineRequest {
+            prompt,
+            negative_prompt: None,
+            aspect: AspectRatio::SQUARE,
+            seed: 1,
+            steps: None,
+            guidance: None,
+            style: style.map(str::to_owned),
+            images: 4,
+            model: None,
+        };
+        // "fox" is one token of CLIP's vocabulary.
+        assert_eq!(
+            within_token_limit(&request("fox ".repeat(300), None), &tokenizer),
+            Ok(())
+        );
+        assert_eq!(
+            within_token_limit(&request("fox ".repeat(301), None), &tokenizer),
+            Err(UserError::TooManyTokens {
+                tokens: 301,
+                limit: 300
+            })
+        );
+        // The style's words count too, as the engine reads them.
+        assert!(matches!(
+            within_token_limit(&request("fox ".repeat(299), Some("photo")), &tokenizer),
+            Err(UserError::TooManyTokens { .. })
+        ));
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub struct CommandConfig {
     pub blocklist: Blocklist,
     /// Days finished jobs are kept, for the message on a button that outlived its grid.
     pub retention_days: f64,
+    /// The model's tokenizer, to refuse over-long prompts before they are
+    /// queued; `None` leaves the count to the engine.
+    pub tokenizer: Option<std::sync::Arc<wordup_tokenizer::ClipTokenizer>>,
 }
 
 /// The commands with what they need.
@@ -98,6 +101,8 @@ pub enum UserError {
     BlockedTerm(String),
     #[error("you already have {limit} jobs waiting or running; try again when one finishes")]
     TooManyActive { limit: i64 },
+    #[error("your prompt is {tokens} tokens long; the limit is {limit}, so it was not queued")]
+    TooManyTokens { tokens: usize, limit: usize },
     #[error("you have reached today's limit of {limit} jobs; it resets at 00:00 UTC")]
     DailyLimit { limit: i64 },
     #[error("that grid is no longer available (results are kept for {days} days)")]
@@ -229,6 +234,7 @@ mod tests {
             default_tier: Tier::Fast,
             blocklist: Blocklist::default(),
             retention_days: 30.0,
+            tokenizer: None,
         };
         for (active, today, expected) in [
             (0, 0, Ok(())),

@@ -1,8 +1,7 @@
 //! The prompt blocklist, checked before a job is enqueued.
 
-mod html_entities;
-
 use unicode_normalization::UnicodeNormalization;
+use wordup_tokenizer::html;
 
 /// Terms refused in prompts, matched as whole words, ignoring case and punctuation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -74,7 +73,7 @@ fn normalize(text: &str) -> String {
 /// invisible format characters (zero-width spaces and joiners, soft hyphens)
 /// dropped, and lower case.
 pub fn fold(text: &str) -> String {
-    let unescaped = unescape_html(&unescape_html(text));
+    let unescaped = html::unescape(&html::unescape(text));
     unescaped
         .nfkc()
         .filter(|c| !is_invisible(*c))
@@ -101,81 +100,6 @@ fn is_invisible(c: char) -> bool {
             | '\u{1D173}'..='\u{1D17A}'
             | '\u{E0000}'..='\u{E0FFF}'
     )
-}
-
-/// Decodes HTML character references as Python's `html.unescape` does
-/// (which CLIP's tokenizer applies): `&name;` for every HTML5 name, the
-/// legacy names without ';' (also as a prefix: `&ampx` is "&x"), and
-/// decimal and hex references with or without ';'. Unlike Python, numeric
-/// references to C1 controls are not mapped through cp1252 and invalid code
-/// points become U+FFFD rather than nothing; neither yields a letter.
-fn unescape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find('&') {
-        out.push_str(&rest[..at]);
-        rest = &rest[at + 1..];
-        match decode_reference(rest) {
-            Some((decoded, used)) => {
-                out.push_str(&decoded);
-                rest = &rest[used..];
-            }
-            None => out.push('&'),
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// The reference at the start of `text` (just after its '&'): what it
-/// stands for and how many bytes it spans.
-fn decode_reference(text: &str) -> Option<(String, usize)> {
-    if let Some(number) = text.strip_prefix('#') {
-        let (digits, radix, skip) = match number.strip_prefix(['x', 'X']) {
-            Some(hex) => (leading(hex, |c| c.is_ascii_hexdigit()), 16, 2),
-            None => (leading(number, |c| c.is_ascii_digit()), 10, 1),
-        };
-        if digits.is_empty() {
-            return None;
-        }
-        let semicolon = usize::from(text[skip + digits.len()..].starts_with(';'));
-        let decoded = u32::from_str_radix(digits, radix)
-            .ok()
-            .filter(|code| *code != 0)
-            .and_then(char::from_u32)
-            .unwrap_or(char::REPLACEMENT_CHARACTER);
-        return Some((decoded.to_string(), skip + digits.len() + semicolon));
-    }
-    let name = leading(text, |c| {
-        !matches!(c, '\t' | '\n' | '\x0C' | ' ' | '<' | '&' | '#' | ';')
-    });
-    let name = &name[..name.char_indices().nth(32).map_or(name.len(), |(i, _)| i)];
-    if name.is_empty() {
-        return None;
-    }
-    if text[name.len()..].starts_with(';')
-        && let Some(decoded) = entity(&text[..=name.len()])
-    {
-        return Some((decoded.to_owned(), name.len() + 1));
-    }
-    // The longest legacy name that `name` starts with (as HTML reads it).
-    (2..=name.len())
-        .rev()
-        .filter(|len| name.is_char_boundary(*len))
-        .find_map(|len| entity(&name[..len]).map(|decoded| (decoded.to_owned(), len)))
-}
-
-/// The longest prefix of `text` whose characters all satisfy `keep`.
-fn leading(text: &str, keep: impl Fn(char) -> bool) -> &str {
-    let end = text.find(|c: char| !keep(c)).unwrap_or(text.len());
-    &text[..end]
-}
-
-fn entity(name: &str) -> Option<&'static str> {
-    html_entities::ENTITIES
-        .binary_search_by(|(known, _)| (*known).cmp(name))
-        .ok()
-        .map(|i| html_entities::ENTITIES[i].1)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use image::RgbImage;
 use serde::Deserialize;
 
 use crate::error::{EngineError, Result};
-use crate::sd::tokenizer::ClipTokenizer;
+use wordup_tokenizer::ClipTokenizer;
 
 pub const MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 pub const STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];

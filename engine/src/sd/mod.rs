@@ -6,6 +6,5 @@ pub mod scheduler;
 pub mod size;
 pub mod source;
 pub mod text_encoder;
-pub mod tokenizer;
 pub mod unet;
 pub mod vae;

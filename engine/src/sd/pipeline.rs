@@ -13,8 +13,8 @@ use crate::sd::noise::NoiseStream;
 use crate::sd::scheduler::{self, Scheduler, SchedulerConfig, SchedulerKind};
 use crate::sd::source::ModelFiles;
 use crate::sd::text_encoder::{self, TextEncoder};
-use crate::sd::tokenizer::ClipTokenizer;
 use crate::sd::{unet, vae};
+use wordup_tokenizer::ClipTokenizer;
 
 /// What a loaded pipeline runs on.
 #[derive(Debug, Clone)]

@@ -3,16 +3,44 @@
 //! `tokenizer_config.json`), on the tokenizers crate with CLIP's
 //! normalisation and split, as transformers' CLIPTokenizerFast.
 //!
+//! It is its own crate because the engine encodes prompts with it and the
+//! bot counts their tokens with it, to refuse an over-long prompt at once.
+//!
 //! Long prompts are not cut: they are split into chunks of
 //! `max_len - 2` tokens, each wrapped in start/end tokens and padded, and the
 //! text encoder's outputs of the chunks are concatenated.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use tokenizers::Tokenizer;
 
-use crate::error::{EngineError, Result};
+pub mod html;
+mod html_entities;
+
+/// Why a tokenizer could not be built or a text encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizerError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("malformed {path}: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("tokenizer: {0}")]
+    Invalid(String),
+    /// The text needs more chunks than a model reads.
+    #[error("prompt is {tokens} tokens long; the limit is {limit}")]
+    TooLong { tokens: usize, limit: usize },
+}
+
+pub type Result<T, E = TokenizerError> = std::result::Result<T, E>;
 
 pub const START: &str = "<|startoftext|>";
 pub const END: &str = "<|endoftext|>";
@@ -28,20 +56,20 @@ pub const TOKENIZER_JSON: &str = "tokenizer.json";
 fn bpe_of_tokenizer_json(mut json: Value) -> Result<(Value, Vec<String>)> {
     let model = &mut json["model"];
     if model["type"].as_str().is_some_and(|kind| kind != "BPE") {
-        return Err(EngineError::Tokenizer(format!(
+        return Err(TokenizerError::Invalid(format!(
             "tokenizer.json holds a {} model, not CLIP's BPE",
             model["type"]
         )));
     }
     let vocab = model["vocab"].take();
     if !vocab.is_object() {
-        return Err(EngineError::Tokenizer(
+        return Err(TokenizerError::Invalid(
             "tokenizer.json has no BPE vocabulary".into(),
         ));
     }
     let merges = model["merges"]
         .as_array()
-        .ok_or_else(|| EngineError::Tokenizer("tokenizer.json has no BPE merges".into()))?
+        .ok_or_else(|| TokenizerError::Invalid("tokenizer.json has no BPE merges".into()))?
         .iter()
         .map(|merge| match merge {
             Value::String(line) => Some(line.clone()),
@@ -52,7 +80,7 @@ fn bpe_of_tokenizer_json(mut json: Value) -> Result<(Value, Vec<String>)> {
             _ => None,
         })
         .collect::<Option<Vec<String>>>()
-        .ok_or_else(|| EngineError::Tokenizer("tokenizer.json has a malformed merge".into()))?;
+        .ok_or_else(|| TokenizerError::Invalid("tokenizer.json has a malformed merge".into()))?;
     Ok((vocab, merges))
 }
 
@@ -76,10 +104,10 @@ impl ClipTokenizer {
     pub fn from_dir(dir: &Path) -> Result<ClipTokenizer> {
         let read = |name: &str| {
             let path = dir.join(name);
-            std::fs::read_to_string(&path).map_err(|source| EngineError::Io { path, source })
+            std::fs::read_to_string(&path).map_err(|source| TokenizerError::Io { path, source })
         };
         let parse = |name: &str| -> Result<Value> {
-            serde_json::from_str(&read(name)?).map_err(|source| EngineError::Json {
+            serde_json::from_str(&read(name)?).map_err(|source| TokenizerError::Json {
                 path: dir.join(name),
                 source,
             })
@@ -122,7 +150,7 @@ impl ClipTokenizer {
             vocab[token]
                 .as_u64()
                 .map(|id| id as u32)
-                .ok_or_else(|| EngineError::Tokenizer(format!("vocabulary has no {token:?}")))
+                .ok_or_else(|| TokenizerError::Invalid(format!("vocabulary has no {token:?}")))
         };
         let (start, end, pad_id) = (id_of(START)?, id_of(END)?, id_of(pad)?);
         // Special tokens are matched before BPE and never split; transformers
@@ -162,7 +190,7 @@ impl ClipTokenizer {
         let inner: Tokenizer = spec
             .to_string()
             .parse()
-            .map_err(|error| EngineError::Tokenizer(format!("building the tokenizer: {error}")))?;
+            .map_err(|error| TokenizerError::Invalid(format!("building the tokenizer: {error}")))?;
         Ok(ClipTokenizer {
             inner,
             start,
@@ -179,7 +207,7 @@ impl ClipTokenizer {
         let encoding = self
             .inner
             .encode(cleaned.as_str(), false)
-            .map_err(|error| EngineError::Tokenizer(error.to_string()))?;
+            .map_err(|error| TokenizerError::Invalid(error.to_string()))?;
         Ok(encoding.get_ids().to_vec())
     }
 
@@ -199,11 +227,10 @@ impl ClipTokenizer {
         let per_chunk = self.max_len - 2;
         let needed = ids.len().div_ceil(per_chunk).max(1);
         if needed > self.max_chunks {
-            return Err(EngineError::InvalidRequest(format!(
-                "prompt is {} tokens long; the limit is {}",
-                ids.len(),
-                self.max_chunks * per_chunk
-            )));
+            return Err(TokenizerError::TooLong {
+                tokens: ids.len(),
+                limit: self.token_limit(),
+            });
         }
         let count = needed.max(min_chunks);
         Ok((0..count)
@@ -218,6 +245,16 @@ impl ClipTokenizer {
                 padded
             })
             .collect())
+    }
+
+    /// The most tokens a text may have (its chunks, start and end excluded).
+    pub fn token_limit(&self) -> usize {
+        self.max_chunks * (self.max_len - 2)
+    }
+
+    /// How many tokens `text` has, as the text encoder reads it.
+    pub fn count(&self, text: &str) -> Result<usize> {
+        Ok(self.encode_raw(text)?.len())
     }
 
     pub fn pad_id(&self) -> u32 {
@@ -243,7 +280,7 @@ fn token_name(value: &Value) -> Option<String> {
 /// ftfy's `fix_text` that prompts meet: curly quotes, Latin ligatures and
 /// full-width forms. ftfy's mojibake repair is not reproduced.
 fn clean(text: &str) -> String {
-    let text = unescape_html(&unescape_html(text));
+    let text = html::unescape(&html::unescape(text));
     text.chars()
         .flat_map(|c| {
             let fixed: &[char] = match c {
@@ -271,80 +308,6 @@ fn clean(text: &str) -> String {
         .collect::<String>()
         .trim()
         .to_owned()
-}
-
-fn unescape_html(text: &str) -> String {
-    if !text.contains('&') {
-        return text.to_owned();
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find('&') {
-        out.push_str(&rest[..at]);
-        rest = &rest[at..];
-        let end = rest[1..].find(|c: char| c == ';' || c.is_whitespace() || c == '&');
-        let decoded = match end {
-            Some(end) if rest.as_bytes()[end + 1] == b';' => {
-                decode_entity(&rest[1..=end]).map(|c| (c, end + 2))
-            }
-            _ => None,
-        };
-        match decoded {
-            Some((c, used)) => {
-                out.push(c);
-                rest = &rest[used..];
-            }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-fn decode_entity(name: &str) -> Option<char> {
-    if let Some(number) = name.strip_prefix('#') {
-        let code = match number.strip_prefix(['x', 'X']) {
-            Some(hex) => u32::from_str_radix(hex, 16).ok()?,
-            None => number.parse().ok()?,
-        };
-        return char::from_u32(code);
-    }
-    Some(match name {
-        "amp" => '&',
-        "lt" => '<',
-        "gt" => '>',
-        "quot" => '"',
-        "apos" => '\'',
-        "nbsp" => '\u{a0}',
-        "copy" => '©',
-        "reg" => '®',
-        "trade" => '™',
-        "hellip" => '…',
-        "mdash" => '—',
-        "ndash" => '–',
-        "lsquo" => '‘',
-        "rsquo" => '’',
-        "ldquo" => '“',
-        "rdquo" => '”',
-        "eacute" => 'é',
-        "egrave" => 'è',
-        "agrave" => 'à',
-        "uuml" => 'ü',
-        "ouml" => 'ö',
-        "auml" => 'ä',
-        "szlig" => 'ß',
-        "ntilde" => 'ñ',
-        "ccedil" => 'ç',
-        "deg" => '°',
-        "euro" => '€',
-        "pound" => '£',
-        "yen" => '¥',
-        "times" => '×',
-        _ => return None,
-    })
 }
 
 #[cfg(test)]
