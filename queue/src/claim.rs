@@ -48,14 +48,23 @@ pub struct Settled {
 /// LIMIT, Postgres's cached generic plan assumes a tenth of the table and
 /// the claim gets several times slower. Each batch size gets its own
 /// prepared statement.
-pub(crate) fn claim_sql(limit: u32) -> String {
-    format!("{}\nRETURNING {JOB_COLUMNS}", claim_ctes(limit, ""))
+/// `platforms` is the parameter holding the platforms to claim, if limited.
+pub(crate) fn claim_sql(limit: u32, platforms: Option<&str>) -> String {
+    format!(
+        "{}\nRETURNING {JOB_COLUMNS}",
+        claim_ctes(limit, "", platforms)
+    )
 }
 
-fn claim_ctes(limit: u32, gate: &str) -> String {
+fn claim_ctes(limit: u32, gate: &str, platforms: Option<&str>) -> String {
+    let only = platforms.map_or_else(String::new, |param| {
+        format!("AND platform = ANY({param}::text[])")
+    });
     CLAIM_CTES
         .replace("{fill_limit}", &(limit.max(1) - 1).to_string())
         .replace("{gate}", gate)
+        .replace("{platforms}", &only)
+        .replace("{fill_platforms}", &only.replace("platform", "j.platform"))
 }
 
 /// Completes the caller's finished jobs (each fenced by its attempt) and
@@ -68,8 +77,8 @@ fn claim_ctes(limit: u32, gate: &str) -> String {
 /// job just claimed elsewhere), so a worker completing that job waits for
 /// it; with completions first, a waiting statement holds no claim locks and
 /// two workers cannot wait on each other.
-fn settle_and_claim_sql(limit: u32) -> String {
-    let ctes = claim_ctes(limit, "AND (SELECT count(*) FROM done) >= 0");
+fn settle_and_claim_sql(limit: u32, platforms: Option<&str>) -> String {
+    let ctes = claim_ctes(limit, "AND (SELECT count(*) FROM done) >= 0", platforms);
     let claim = ctes.trim_start().trim_start_matches("WITH ");
     format!(
         r#"
@@ -93,13 +102,13 @@ const CLAIM_CTES: &str = r#"
 WITH aged AS (
     SELECT id, batch_key, sort_key FROM jobs
     WHERE state = 'queued' AND tier = 'relax' AND sort_key <= now() AND run_at <= now()
-      {gate}
+      {gate} {platforms}
     ORDER BY sort_key, id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
 ), in_order AS (
     SELECT id, batch_key, sort_key FROM jobs
-    WHERE state = 'queued' AND run_at <= now() AND NOT EXISTS (SELECT FROM aged)
+    WHERE state = 'queued' AND run_at <= now() AND NOT EXISTS (SELECT FROM aged) {platforms}
     ORDER BY sort_key, id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
@@ -111,6 +120,7 @@ WITH aged AS (
     SELECT next.id FROM head, LATERAL (
         SELECT j.id FROM jobs j
         WHERE j.state = 'queued' AND j.run_at <= now() AND j.batch_key = head.batch_key
+          {fill_platforms}
           AND (j.sort_key, j.id) > (head.sort_key, head.id)
         ORDER BY j.sort_key, j.id
         LIMIT {fill_limit}
@@ -134,10 +144,13 @@ impl Queue {
     /// Claims up to `limit` jobs that share one batch key, fairly ordered, and
     /// leases them. Returns them in claim order; empty when nothing is claimable.
     pub async fn claim(&self, limit: u32) -> Result<Vec<ClaimedJob>> {
-        let rows: Vec<JobRow> = sqlx::query_as(&claim_sql(limit))
-            .bind(secs(self.config.lease))
-            .fetch_all(&self.pool)
-            .await?;
+        let platforms = self.serving_platforms();
+        let sql = claim_sql(limit, platforms.map(|_| "$2"));
+        let mut query = sqlx::query_as(&sql).bind(secs(self.config.lease));
+        if let Some(platforms) = platforms {
+            query = query.bind(platforms);
+        }
+        let rows: Vec<JobRow> = query.fetch_all(&self.pool).await?;
         let mut jobs = self.readable(rows).await?;
         // RETURNING has no defined order.
         jobs.sort_by_key(|job| (job.sort_key, job.id));
@@ -149,12 +162,16 @@ impl Queue {
     pub async fn settle_and_claim(&self, done: &[(JobId, i32)], limit: u32) -> Result<Settled> {
         let ids: Vec<i64> = done.iter().map(|(id, _)| id.0).collect();
         let attempts: Vec<i32> = done.iter().map(|(_, attempt)| *attempt).collect();
-        let rows: Vec<PgRow> = sqlx::query(&settle_and_claim_sql(limit))
+        let platforms = self.serving_platforms();
+        let sql = settle_and_claim_sql(limit, platforms.map(|_| "$4"));
+        let mut query = sqlx::query(&sql)
             .bind(secs(self.config.lease))
             .bind(&ids)
-            .bind(&attempts)
-            .fetch_all(&self.pool)
-            .await?;
+            .bind(&attempts);
+        if let Some(platforms) = platforms {
+            query = query.bind(platforms);
+        }
+        let rows: Vec<PgRow> = query.fetch_all(&self.pool).await?;
         let completed: Vec<i64> = match rows.first() {
             Some(row) => row.try_get("completed")?,
             None => Vec::new(),
@@ -204,13 +221,16 @@ impl Queue {
     /// plan noted above.
     pub async fn explain_claim(&self, limit: u32) -> Result<String> {
         let mut tx = self.pool.begin().await?;
-        let lines: Vec<String> = sqlx::query_scalar(&format!(
+        let platforms = self.serving_platforms();
+        let sql = format!(
             "EXPLAIN (ANALYZE, COSTS OFF) {}",
-            claim_sql(limit)
-        ))
-        .bind(secs(self.config.lease))
-        .fetch_all(&mut *tx)
-        .await?;
+            claim_sql(limit, platforms.map(|_| "$2"))
+        );
+        let mut query = sqlx::query_scalar(&sql).bind(secs(self.config.lease));
+        if let Some(platforms) = platforms {
+            query = query.bind(platforms);
+        }
+        let lines: Vec<String> = query.fetch_all(&mut *tx).await?;
         tx.rollback().await?;
         Ok(lines.join("\n"))
     }

@@ -16,6 +16,7 @@ mod channels;
 mod claim;
 mod config;
 pub mod delivery;
+mod engines;
 mod enqueue;
 mod error;
 mod lease;
@@ -63,6 +64,8 @@ pub const CANCEL_CHANNEL: &str = "wordup_cancel";
 pub struct Queue {
     pool: PgPool,
     config: QueueConfig,
+    /// Platforms this handle claims jobs of; `None`: all ([`Queue::serving`]).
+    platforms: Option<std::sync::Arc<Vec<String>>>,
 }
 
 impl Queue {
@@ -103,7 +106,11 @@ impl Queue {
     }
 
     pub fn from_pool(pool: PgPool, config: QueueConfig) -> Queue {
-        Queue { pool, config }
+        Queue {
+            pool,
+            config,
+            platforms: None,
+        }
     }
 
     /// Applies the embedded migrations; safe to run from several processes at once.

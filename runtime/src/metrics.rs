@@ -21,12 +21,18 @@ pub struct TierLabels {
     pub tier: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WaitingLabels {
+    pub platform: String,
+}
+
 /// The queue's depth, read at each scrape.
 #[derive(Debug, Clone, Default)]
 struct QueueGauges {
     queued: Family<TierLabels, Gauge>,
     running: Gauge,
     oldest_wait_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    waiting_for_engine: Family<WaitingLabels, Gauge>,
 }
 
 #[derive(Clone)]
@@ -48,6 +54,11 @@ impl MetricsState {
             gauges.queued.clone(),
         );
         registry.register("queue_running", "Jobs running", gauges.running.clone());
+        registry.register(
+            "queue_waiting_for_engine",
+            "Queued jobs of a platform that no live engine serves",
+            gauges.waiting_for_engine.clone(),
+        );
         registry.register(
             "queue_oldest_wait_seconds",
             "How long the oldest claimable job has waited",
@@ -85,6 +96,19 @@ async fn metrics(State(state): State<MetricsState>) -> Response {
             state.gauges.oldest_wait_seconds.set(depth.oldest_wait_secs);
         }
         Err(e) => tracing::warn!(error = %e, "queue depth unavailable for /metrics"),
+    }
+    match state.queue.waiting_for_an_engine().await {
+        Ok(waiting) => {
+            state.gauges.waiting_for_engine.clear();
+            for (platform, n) in waiting {
+                state
+                    .gauges
+                    .waiting_for_engine
+                    .get_or_create(&WaitingLabels { platform })
+                    .set(n);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "engine coverage unavailable for /metrics"),
     }
     let mut text = String::new();
     if prometheus_client::encoding::text::encode(&mut text, &state.registry).is_err() {

@@ -864,6 +864,57 @@ async fn every_job_that_ends_without_a_result_is_announced_once() {
 }
 
 #[tokio::test]
+async fn an_engine_claims_only_what_it_can_post_and_the_rest_says_it_waits() {
+    let db = TestDb::new().await.unwrap();
+    let queue = db.queue(QueueConfig::default(), 4).await.unwrap();
+    let on = |platform: &str, user: &str| NewJob {
+        origin: wordup_queue::Origin {
+            platform: platform.to_owned(),
+            ..wordup_tests::jobs::origin(user)
+        },
+        ..job(user, Tier::Fast, "k")
+    };
+    let slack = queue.enqueue(&on("slack", "a")).await.unwrap().id;
+    let discord = queue.enqueue(&on("discord", "b")).await.unwrap().id;
+    let later_slack = queue.enqueue(&on("slack", "c")).await.unwrap().id;
+    let discord_only = queue.clone().serving(vec!["discord".to_owned()]);
+    // No engine has said what it serves: every queued job waits for one.
+    assert_eq!(
+        queue.waiting_for_an_engine().await.unwrap(),
+        vec![("discord".to_owned(), 1), ("slack".to_owned(), 2)]
+    );
+    discord_only.engine_seen("engine-1").await.unwrap();
+    assert_eq!(queue.served_platforms().await.unwrap(), vec!["discord"]);
+    assert_eq!(
+        queue.waiting_for_an_engine().await.unwrap(),
+        vec![("slack".to_owned(), 2)]
+    );
+    // The Discord engine skips the Slack jobs ahead of its own, in one
+    // batch claim and in settle-and-claim alike.
+    let claimed = discord_only.claim(3).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|c| c.id()).collect::<Vec<_>>(),
+        vec![discord]
+    );
+    let settled = discord_only
+        .settle_and_claim(&[(discord, 1)], 3)
+        .await
+        .unwrap();
+    assert!(settled.stale.is_empty());
+    assert!(settled.claimed.is_empty(), "only Slack jobs are left");
+    assert_eq!(state_of(&queue, slack).await, JobState::Queued);
+    // An engine that serves Slack takes them in order.
+    let slack_engine = queue.clone().serving(vec!["slack".to_owned()]);
+    let claimed = slack_engine.claim(3).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|c| c.id()).collect::<Vec<_>>(),
+        vec![slack, later_slack]
+    );
+    discord_only.engine_gone("engine-1").await.unwrap();
+    assert!(queue.served_platforms().await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn a_new_attempt_clears_the_images_of_earlier_ones() {
     let db = TestDb::new().await.unwrap();
     let queue = db.queue(QueueConfig::default(), 4).await.unwrap();

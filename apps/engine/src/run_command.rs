@@ -91,7 +91,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let api_metrics = ApiMetrics::default();
     api_metrics.register(&mut registry);
     let discord = if args.discord.discord_bot_token.expose().is_empty() {
-        tracing::warn!("WORDUP_DISCORD_BOT_TOKEN is not set: Discord jobs will fail to post");
+        tracing::warn!(
+            "WORDUP_DISCORD_BOT_TOKEN is not set: Discord jobs are left to other engines"
+        );
         None
     } else {
         let mut rest = args.discord.rest()?;
@@ -106,9 +108,22 @@ pub async fn run(args: RunArgs) -> Result<()> {
             queue: queue.clone(),
         })
     } else {
-        tracing::warn!("WORDUP_SLACK_BOT_TOKEN is not set: Slack jobs will fail to post");
+        tracing::warn!("WORDUP_SLACK_BOT_TOKEN is not set: Slack jobs are left to other engines");
         None
     };
+    // Claim only what this engine can post; other jobs wait for an engine
+    // that can (and /queue and the metrics say so).
+    let platforms: Vec<String> = [("discord", discord.is_some()), ("slack", slack.is_some())]
+        .into_iter()
+        .filter(|(_, served)| *served)
+        .map(|(platform, _)| platform.to_owned())
+        .collect();
+    anyhow::ensure!(
+        !platforms.is_empty(),
+        "this engine could post to no platform: set WORDUP_DISCORD_BOT_TOKEN and/or WORDUP_SLACK_BOT_TOKEN"
+    );
+    tracing::info!(?platforms, "claiming jobs of these platforms");
+    let queue = queue.serving(platforms);
     let ready = Arc::new(AtomicBool::new(false));
     let state = MetricsState::new(registry, queue.clone(), ready.clone());
     let bind = args.metrics_bind;

@@ -6,8 +6,9 @@ use wordup_queue::{Job, JobState, Request};
 
 use super::{CommandError, Commands};
 
-/// One line per job, in claim order.
-pub fn render(jobs: &[(Job, Option<i64>)]) -> String {
+/// One line per job, in claim order. A queued job of a platform that no
+/// live engine serves (`served`) says that it waits for one.
+pub fn render(jobs: &[(Job, Option<i64>)], served: &[String]) -> String {
     if jobs.is_empty() {
         return "You have no jobs waiting or running.".to_owned();
     }
@@ -19,6 +20,11 @@ pub fn render(jobs: &[(Job, Option<i64>)]) -> String {
                 format!("running — {} {}/{}", p.stage, p.step, p.total)
             }
             (JobState::Running, _, None) => "running".to_owned(),
+            (JobState::Queued, Some(n), _) if !served.contains(&job.origin.platform) => format!(
+                "#{n} in line ({}), waiting for an engine that can post to {}",
+                job.tier.as_str(),
+                job.origin.platform
+            ),
             (JobState::Queued, Some(n), _) => format!("#{n} in line ({})", job.tier.as_str()),
             (state, _, _) => state.as_str().to_owned(),
         };
@@ -50,11 +56,79 @@ impl Commands {
         user_id: &str,
     ) -> Result<String, CommandError> {
         let jobs = self.queue.user_active_jobs(platform, user_id).await?;
+        let served = self.queue.served_platforms().await?;
         let mut listed = Vec::with_capacity(jobs.len());
         for job in jobs {
             let position = self.queue.position(job.id).await?;
             listed.push((job, position));
         }
-        Ok(render(&listed))
+        Ok(render(&listed, &served))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wordup_queue::{AspectRatio, ImagineRequest, JobId, Origin, Tier};
+
+    use super::*;
+
+    fn queued(id: i64, platform: &str) -> Job {
+        let now = chrono::Utc::now();
+        Job {
+            id: JobId(id),
+            idempotency_key: None,
+            tier: Tier::Fast,
+            state: JobState::Queued,
+            origin: Origin {
+                platform: platform.to_owned(),
+                workspace_id: "w".into(),
+                channel_id: "c".into(),
+                thread_id: None,
+                user_id: "u".into(),
+            },
+            reply: serde_json::Value::Null,
+            request: Request::Imagine(ImagineRequest {
+                prompt: "a fox".into(),
+                negative_prompt: None,
+                aspect: AspectRatio::SQUARE,
+                seed: 1,
+                steps: None,
+                guidance: None,
+                style: None,
+                images: 4,
+                model: None,
+            }),
+            batch_key: "k".into(),
+            sort_key: now,
+            attempt: 0,
+            max_attempts: 3,
+            run_at: now,
+            enqueued_at: now,
+            started_at: None,
+            lease_expires_at: None,
+            finished_at: None,
+            cancel_requested: false,
+            last_error: None,
+            progress: None,
+        }
+    }
+
+    #[test]
+    fn a_job_no_engine_can_post_says_it_waits_for_one() {
+        let jobs = [
+            (queued(1, "discord"), Some(1)),
+            (queued(2, "slack"), Some(2)),
+        ];
+        let text = render(&jobs, &["discord".to_owned()]);
+        assert!(
+            text.contains("job 1 — \"a fox\" — #1 in line (fast)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "job 2 — \"a fox\" — #2 in line (fast), waiting for an engine that can post to slack"
+            ),
+            "{text}"
+        );
     }
 }

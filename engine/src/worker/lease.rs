@@ -61,10 +61,14 @@ async fn heartbeat(queue: Queue, job: JobId, attempt: i32, every: Duration, flag
     }
 }
 
-/// Returns the jobs of dead workers to the queue, every `every`. Every
-/// worker runs one, so that no separate maintainer is needed for recovery.
-pub(super) async fn rescue(queue: Queue, every: Duration) {
+/// Returns the jobs of dead workers to the queue, every `every`, and says
+/// that this engine (`engine_id`) is alive and what it serves. Every worker
+/// runs one, so that no separate maintainer is needed for recovery.
+pub(super) async fn rescue(queue: Queue, engine_id: String, every: Duration) {
     loop {
+        if let Err(e) = queue.engine_seen(&engine_id).await {
+            tracing::warn!(error = %e, "could not say what this engine serves");
+        }
         tokio::time::sleep(every).await;
         match queue.rescue_expired().await {
             Ok(0) => {}

@@ -71,7 +71,13 @@ impl<D: Delivery> Worker<D> {
         let mut waker = self.queue.waker(self.config.poll).await?;
         tracing::info!(batch = self.config.batch, "worker started");
         let every = self.config.poll.max(Duration::from_secs(1));
-        let rescuer = tokio::spawn(lease::rescue(self.queue.clone(), every));
+        // Unique per process: a restarted engine is a new one.
+        let engine_id = format!(
+            "engine-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        let rescuer = tokio::spawn(lease::rescue(self.queue.clone(), engine_id.clone(), every));
         let sweeper = tokio::spawn(announce::sweeper(
             self.queue.clone(),
             self.delivery.clone(),
@@ -121,6 +127,9 @@ impl<D: Delivery> Worker<D> {
         }
         rescuer.abort();
         sweeper.abort();
+        if let Err(e) = self.queue.engine_gone(&engine_id).await {
+            tracing::warn!(error = %e, "could not deregister this engine");
+        }
         tracing::info!("worker stopped");
         Ok(())
     }
