@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use wordup_queue::{Delivery, DeliveryError, Job, JobState, Queue};
 
+use super::metrics::WorkerMetrics;
+
 /// Endings a sweep tells at most.
 const SWEEP_BATCH: i64 = 20;
 
@@ -25,7 +27,13 @@ pub(super) fn ending_text(state: JobState, last_error: Option<&str>, attempts: i
 
 /// Tells the requester `text` about `job`'s ending unless someone has;
 /// gives the claim back if the notice cannot be posted.
-pub(super) async fn announce<D: Delivery>(queue: &Queue, delivery: &D, job: &Job, text: &str) {
+pub(super) async fn announce<D: Delivery>(
+    queue: &Queue,
+    delivery: &D,
+    metrics: &WorkerMetrics,
+    job: &Job,
+    text: &str,
+) {
     match queue.claim_notice(job.id).await {
         Ok(true) => {}
         Ok(false) => return,
@@ -34,14 +42,24 @@ pub(super) async fn announce<D: Delivery>(queue: &Queue, delivery: &D, job: &Job
             return;
         }
     }
-    post(queue, delivery, job, text).await;
+    post(queue, delivery, metrics, job, text).await;
 }
 
 /// Posts a claimed notice; gives the claim back when a later try could
 /// succeed, and keeps it when the platform refused for good (a retry would
 /// only add refused calls).
-async fn post<D: Delivery>(queue: &Queue, delivery: &D, job: &Job, text: &str) {
-    match delivery.notice(job, text).await {
+async fn post<D: Delivery>(
+    queue: &Queue,
+    delivery: &D,
+    metrics: &WorkerMetrics,
+    job: &Job,
+    text: &str,
+) {
+    let posted = delivery.notice(job, text).await;
+    if posted.is_err() {
+        metrics.delivery_failures.inc();
+    }
+    match posted {
         Ok(()) => {}
         Err(DeliveryError::Permanent(e)) => {
             tracing::warn!(job_id = %job.id, error = %e, "the requester cannot be told how the job ended");
@@ -59,15 +77,20 @@ async fn post<D: Delivery>(queue: &Queue, delivery: &D, job: &Job, text: &str) {
 /// task of its own (a slow platform must not hold up the rescue of jobs).
 /// Only endings older than a lease are swept: the worker that settles a job
 /// claims its notice right after, with the better reason.
-pub(super) async fn sweeper<D: Delivery>(queue: Queue, delivery: Arc<D>, every: Duration) {
+pub(super) async fn sweeper<D: Delivery>(
+    queue: Queue,
+    delivery: Arc<D>,
+    metrics: Arc<WorkerMetrics>,
+    every: Duration,
+) {
     let grace = queue.config().lease;
     loop {
         tokio::time::sleep(every).await;
-        sweep(&queue, delivery.as_ref(), grace).await;
+        sweep(&queue, delivery.as_ref(), &metrics, grace).await;
     }
 }
 
-async fn sweep<D: Delivery>(queue: &Queue, delivery: &D, grace: Duration) {
+async fn sweep<D: Delivery>(queue: &Queue, delivery: &D, metrics: &WorkerMetrics, grace: Duration) {
     let jobs = match queue.claim_notices(SWEEP_BATCH, grace).await {
         Ok(jobs) => jobs,
         Err(e) => {
@@ -77,7 +100,7 @@ async fn sweep<D: Delivery>(queue: &Queue, delivery: &D, grace: Duration) {
     };
     for job in jobs {
         let text = ending_text(job.state, job.last_error.as_deref(), job.attempt);
-        post(queue, delivery, &job, &text).await;
+        post(queue, delivery, metrics, &job, &text).await;
     }
 }
 

@@ -81,6 +81,7 @@ impl<D: Delivery> Worker<D> {
         let sweeper = tokio::spawn(announce::sweeper(
             self.queue.clone(),
             self.delivery.clone(),
+            self.metrics.clone(),
             every,
         ));
         loop {

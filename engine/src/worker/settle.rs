@@ -103,7 +103,14 @@ impl<D: Delivery> Worker<D> {
                 // Settle first: the notice may wait out rate limits, and the
                 // lease is no longer kept.
                 let settled = self.queue.acknowledge_cancel(job.id, job.attempt).await;
-                announce::announce(&self.queue, self.delivery.as_ref(), job, "cancelled").await;
+                announce::announce(
+                    &self.queue,
+                    self.delivery.as_ref(),
+                    &self.metrics,
+                    job,
+                    "cancelled",
+                )
+                .await;
                 settled
             }
             Outcome::Failed {
@@ -116,7 +123,14 @@ impl<D: Delivery> Worker<D> {
                     Ok(FailOutcome::Failed) => {
                         self.metrics.count_job(kind, "failed");
                         let text = format!("failed: {user_text}");
-                        announce::announce(&self.queue, self.delivery.as_ref(), job, &text).await;
+                        announce::announce(
+                            &self.queue,
+                            self.delivery.as_ref(),
+                            &self.metrics,
+                            job,
+                            &text,
+                        )
+                        .await;
                         Ok(())
                     }
                     Ok(FailOutcome::Retrying { .. }) => {
