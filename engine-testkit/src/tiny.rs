@@ -12,6 +12,7 @@ use serde_json::json;
 use wordup_engine::error::{EngineError, Result};
 use wordup_engine::sd::noise::NoiseStream;
 use wordup_engine::sd::{text_encoder, unet, vae};
+use wordup_tokenizer::ClipTokenizer;
 
 const VOCAB: &str = include_str!("../../engine/tests/fixtures/sd2-tiny/tokenizer/vocab.json");
 const MERGES: &str = include_str!("../../engine/tests/fixtures/sd2-tiny/tokenizer/merges.txt");
@@ -148,52 +149,12 @@ fn reseed(varmap: &VarMap) -> Result<()> {
     Ok(())
 }
 
-/// Rewrites a tokenizer folder as transformers 5 saves it: the vocabulary
-/// and merges in `tokenizer.json` alone (merges as pairs, the current
-/// tokenizers format), `vocab.json` and `merges.txt` removed.
+/// Rewrites a tokenizer folder as transformers 5 saves it: `tokenizer.json`
+/// alone, `vocab.json` and `merges.txt` removed.
 pub fn to_tokenizer_json_only(tokenizer_dir: &Path) -> Result<()> {
-    let read = |name: &str| {
-        let path = tokenizer_dir.join(name);
-        std::fs::read_to_string(&path).map_err(|source| EngineError::Io { path, source })
-    };
-    let vocab: serde_json::Value =
-        serde_json::from_str(&read("vocab.json")?).map_err(|source| EngineError::Json {
-            path: tokenizer_dir.join("vocab.json"),
-            source,
-        })?;
-    let merges: Vec<serde_json::Value> = read("merges.txt")?
-        .lines()
-        .filter(|line| !line.starts_with("#version") && !line.trim().is_empty())
-        .filter_map(|line| line.split_once(' '))
-        .map(|(a, b)| json!([a, b]))
-        .collect();
-    let tokenizer = json!({
-        "version": "1.0",
-        "truncation": null,
-        "padding": null,
-        "added_tokens": [],
-        "normalizer": {"type": "Sequence", "normalizers": [
-            {"type": "NFC"},
-            {"type": "Replace", "pattern": {"Regex": "\\s+"}, "content": " "},
-            {"type": "Lowercase"}
-        ]},
-        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
-            {"type": "Split", "pattern": {"Regex": "'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+"},
-             "behavior": "Removed", "invert": true},
-            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}
-        ]},
-        "post_processor": null,
-        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
-        "model": {
-            "type": "BPE", "dropout": null, "unk_token": "<|endoftext|>",
-            "continuing_subword_prefix": "", "end_of_word_suffix": "</w>",
-            "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
-            "vocab": vocab, "merges": merges
-        }
-    });
+    let json = ClipTokenizer::from_dir(tokenizer_dir)?.to_json()?;
     let path = tokenizer_dir.join("tokenizer.json");
-    std::fs::write(&path, tokenizer.to_string())
-        .map_err(|source| EngineError::Io { path, source })?;
+    std::fs::write(&path, json).map_err(|source| EngineError::Io { path, source })?;
     for name in ["vocab.json", "merges.txt"] {
         let path = tokenizer_dir.join(name);
         std::fs::remove_file(&path).map_err(|source| EngineError::Io { path, source })?;

@@ -257,6 +257,14 @@ impl ClipTokenizer {
         Ok(self.encode_raw(text)?.len())
     }
 
+    /// The tokenizer as a `tokenizer.json`, in the tokenizers crate's
+    /// current format (merges as pairs), as transformers 5 saves it.
+    pub fn to_json(&self) -> Result<String> {
+        self.inner
+            .to_string(false)
+            .map_err(|error| TokenizerError::Invalid(format!("saving the tokenizer: {error}")))
+    }
+
     pub fn pad_id(&self) -> u32 {
         self.pad
     }

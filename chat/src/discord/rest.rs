@@ -48,11 +48,6 @@ impl RestError {
         }
     }
 
-    /// Client errors other than rate limits will not succeed on a retry.
-    pub fn is_transient(&self) -> bool {
-        !self.status().is_some_and(|status| status.is_client_error())
-    }
-
     /// Discord's JSON error code (50013 Missing Permissions, 10062 Unknown interaction, ...).
     pub fn code(&self) -> Option<i64> {
         match self {
@@ -203,8 +198,9 @@ pub fn log_route(path: &str) -> String {
 }
 
 impl crate::delivery::Transience for RestError {
+    /// Client errors other than rate limits will not succeed on a retry.
     fn is_transient(&self) -> bool {
-        RestError::is_transient(self)
+        !self.status().is_some_and(|status| status.is_client_error())
     }
 }
 
