@@ -84,10 +84,10 @@ impl Delivery for ChatDelivery {
         })
     }
 
-    async fn notice(&self, job: &Job, text: &str) -> Result<(), DeliveryError> {
+    async fn notice(&self, job: &Job, key: &str, text: &str) -> Result<(), DeliveryError> {
         match self.platform(job)? {
-            Platform::Discord(discord) => discord.notice(job, text).await,
-            Platform::Slack(slack) => slack.notice(job, text).await,
+            Platform::Discord(discord) => discord.notice(job, key, text).await,
+            Platform::Slack(slack) => slack.notice(job, key, text).await,
         }
     }
 }

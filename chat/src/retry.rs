@@ -54,13 +54,26 @@ impl From<reqwest::Error> for GaveUp {
     }
 }
 
+/// Which failed tries [`send`] repeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resend {
+    /// Connection failures, timeouts and 5xx: the call is a read, an edit
+    /// or a delete, which a repeat cannot double.
+    Freely,
+    /// Only tries that surely did not land (no connection, a 429): after a
+    /// timeout or a 5xx the platform may have posted, and only the caller
+    /// can look before posting again.
+    IfUnsent,
+}
+
 /// Sends the request `build` makes (again for each attempt), waiting out
-/// 429s for their `retry_after` and retrying connection failures and 5xx
-/// with backoff. Any other answer is the caller's to read. `what` names the
-/// call in logs.
+/// 429s for their `retry_after` and retrying connection failures (and, when
+/// `resend` allows, timeouts and 5xx) with backoff. Any other answer is the
+/// caller's to read. `what` names the call in logs.
 pub async fn send<F>(
     counters: &ApiCounters,
     what: &str,
+    resend: Resend,
     mut build: F,
 ) -> Result<reqwest::Response, GaveUp>
 where
@@ -73,9 +86,10 @@ where
         let request = build()?;
         let response = match request.send().await {
             Ok(response) => response,
-            // Connection failures are retried: posts carry deduplication
-            // keys where the platform has them.
-            Err(e) if attempt < MAX_ATTEMPTS && (e.is_connect() || e.is_timeout()) => {
+            Err(e)
+                if attempt < MAX_ATTEMPTS
+                    && (e.is_connect() || (e.is_timeout() && resend == Resend::Freely)) =>
+            {
                 counters.retries.inc();
                 tokio::time::sleep(backoff(attempt)).await;
                 continue;
@@ -100,7 +114,7 @@ where
             tokio::time::sleep(wait).await;
             continue;
         }
-        if status.is_server_error() && attempt < MAX_ATTEMPTS {
+        if status.is_server_error() && resend == Resend::Freely && attempt < MAX_ATTEMPTS {
             counters.retries.inc();
             tokio::time::sleep(backoff(attempt)).await;
             continue;

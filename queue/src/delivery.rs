@@ -66,10 +66,12 @@ pub trait Delivery: Send + Sync + 'static {
         job: &Job,
         post: &ResultPost,
     ) -> impl Future<Output = Result<Posted, DeliveryError>> + Send;
-    /// Tells the requester why there is no (full) result.
+    /// Tells the requester why there is no (full) result; a notice with
+    /// the same `key` for the same job is posted once.
     fn notice(
         &self,
         job: &Job,
+        key: &str,
         text: &str,
     ) -> impl Future<Output = Result<(), DeliveryError>> + Send;
 }

@@ -19,6 +19,7 @@ pub mod delivery;
 mod engines;
 mod enqueue;
 mod error;
+mod intents;
 mod lease;
 mod maintenance;
 mod model;

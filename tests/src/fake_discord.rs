@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post, put};
@@ -44,7 +44,13 @@ pub struct Message {
     pub channel_id: String,
     pub payload: Value,
     pub files: Vec<FilePart>,
+    pub created: Instant,
 }
+
+/// The bot user's id, as `GET /users/@me` answers and message authors show.
+pub const BOT_USER_ID: &str = "990000000000000001";
+/// How long Discord honours `enforce_nonce` ("the past few minutes").
+pub const NONCE_WINDOW: Duration = Duration::from_secs(180);
 
 /// Faults applied, in order, to message creation in channels.
 #[derive(Debug, Clone)]
@@ -53,6 +59,9 @@ pub enum Fault {
     RateLimit(f64),
     /// Create the message, then hold the response this long.
     Hold(Duration),
+    /// Create the message, then answer 504 as Discord's edge does when
+    /// the answer timed out: the client cannot tell that it landed.
+    LoseAnswer,
 }
 
 #[derive(Default)]
@@ -63,6 +72,9 @@ struct Inner {
     originals: HashMap<String, Value>,
     faults: VecDeque<Fault>,
     next_id: u64,
+    /// How long a nonce is deduplicated ([`NONCE_WINDOW`] unless a test
+    /// shortens it to stand for a retry that comes later).
+    nonce_window: Option<Duration>,
     /// The connected gateway client's dispatch queue, and what it sent us.
     gateway: Option<tokio::sync::mpsc::UnboundedSender<Value>>,
     gateway_received: Vec<Value>,
@@ -98,7 +110,11 @@ impl FakeDiscord {
             base: url.clone(),
         };
         let router = Router::new()
-            .route("/api/v10/channels/{channel}/messages", post(create_message))
+            .route(
+                "/api/v10/channels/{channel}/messages",
+                post(create_message).get(list_messages),
+            )
+            .route("/api/v10/users/@me", get(users_me))
             .route("/api/v10/channels/{channel}", get(get_channel))
             .route(
                 "/api/v10/webhooks/{app}/{token}/messages/{message}",
@@ -145,6 +161,12 @@ impl FakeDiscord {
             .ok_or_else(|| anyhow::anyhow!("no gateway client connected"))?
             .send(json!({ "op": 0, "t": "INTERACTION_CREATE", "d": interaction }))
             .map_err(|_| anyhow::anyhow!("the gateway client went away"))
+    }
+
+    /// Shortens how long nonces are deduplicated (zero: a retry that comes
+    /// after Discord forgot the nonce).
+    pub fn set_nonce_window(&self, window: Duration) {
+        self.lock().nonce_window = Some(window);
     }
 
     pub fn push_fault(&self, fault: Fault) {
@@ -255,8 +277,12 @@ impl Shared {
     fn next_id(&self) -> String {
         let mut inner = self.lock();
         inner.next_id += 1;
-        // Snowflake-shaped: a timestamp part and a counter.
-        (1_300_000_000_000_000_000u64 + inner.next_id).to_string()
+        // A snowflake: milliseconds since Discord's epoch, then a counter.
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+            - 1_420_070_400_000;
+        ((ms << 22) | (inner.next_id & 0xfff)).to_string()
     }
 }
 
@@ -437,6 +463,7 @@ fn message_json(message: &Message) -> Value {
         "content": message.payload["content"],
         "components": message.payload["components"],
         "nonce": message.payload["nonce"],
+        "author": { "id": BOT_USER_ID, "username": "Word Up!", "bot": true },
         "attachments": attachments,
         "type": 0,
         "flags": message.payload["flags"].as_u64().unwrap_or(0),
@@ -483,6 +510,7 @@ async fn create_message(
         return refused;
     }
     let payload = json.clone().unwrap_or(Value::Null);
+    let window = shared.lock().nonce_window.unwrap_or(NONCE_WINDOW);
     // Discord: with enforce_nonce, a nonce seen recently from the same author returns that message.
     let existing = payload["enforce_nonce"]
         .as_bool()
@@ -496,6 +524,7 @@ async fn create_message(
                     m.channel_id == channel
                         && !payload["nonce"].is_null()
                         && m.payload["nonce"] == payload["nonce"]
+                        && m.created.elapsed() < window
                 })
                 .cloned()
         })
@@ -508,16 +537,82 @@ async fn create_message(
                 channel_id: channel,
                 payload,
                 files: files.clone(),
+                created: Instant::now(),
             };
             shared.lock().messages.push(message.clone());
             message
         }
     };
+    if let Some(Fault::LoseAnswer) = fault {
+        shared.record(&method, path, &headers, json, files, 504);
+        return error(StatusCode::GATEWAY_TIMEOUT, 0, "504: Gateway Time-out");
+    }
     shared.record(&method, path, &headers, json, files, 200);
     if let Some(Fault::Hold(duration)) = fault {
         tokio::time::sleep(duration).await;
     }
     axum::Json(message_json(&message)).into_response()
+}
+
+/// `GET /channels/{id}/messages`: newest first, after a snowflake, at
+/// most `limit` (1–100) of them. Fetched messages carry no nonce.
+async fn list_messages(
+    State(shared): State<Shared>,
+    Path(channel): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let path = uri.to_string();
+    if !shared.authorized(&headers) {
+        shared.record(&method, path, &headers, None, Vec::new(), 401);
+        return error(StatusCode::UNAUTHORIZED, 0, "401: Unauthorized");
+    }
+    let limit = query.get("limit").map_or(Ok(50), |l| l.parse::<usize>());
+    let after = query.get("after").map_or(Ok(0), |a| a.parse::<u64>());
+    let (Ok(limit @ 1..=100), Ok(after)) = (limit, after) else {
+        shared.record(&method, path, &headers, None, Vec::new(), 400);
+        return error(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body");
+    };
+    let mut found: Vec<Value> = shared
+        .lock()
+        .messages
+        .iter()
+        .filter(|m| m.channel_id == channel && m.id.parse::<u64>().is_ok_and(|id| id > after))
+        .map(|m| {
+            let mut json = message_json(m);
+            json.as_object_mut().map(|j| j.remove("nonce"));
+            json
+        })
+        .collect();
+    found.reverse();
+    found.truncate(limit);
+    shared.record(&method, path, &headers, None, Vec::new(), 200);
+    axum::Json(Value::Array(found)).into_response()
+}
+
+async fn users_me(State(shared): State<Shared>, method: Method, headers: HeaderMap) -> Response {
+    if !shared.authorized(&headers) {
+        shared.record(
+            &method,
+            "/api/v10/users/@me".into(),
+            &headers,
+            None,
+            Vec::new(),
+            401,
+        );
+        return error(StatusCode::UNAUTHORIZED, 0, "401: Unauthorized");
+    }
+    shared.record(
+        &method,
+        "/api/v10/users/@me".into(),
+        &headers,
+        None,
+        Vec::new(),
+        200,
+    );
+    axum::Json(json!({ "id": BOT_USER_ID, "username": "Word Up!", "bot": true })).into_response()
 }
 
 async fn get_channel(
@@ -564,8 +659,31 @@ async fn edit_original(
         shared.record(&method, path, &headers, json, files, 404);
         return error(StatusCode::NOT_FOUND, 10015, "Unknown Webhook");
     };
-    if let Some(content) = json.as_ref().and_then(|j| j.get("content")) {
-        original["content"] = content.clone();
+    for field in ["content", "components", "allowed_mentions"] {
+        if let Some(value) = json.as_ref().and_then(|j| j.get(field)) {
+            original[field] = value.clone();
+        }
+    }
+    if !files.is_empty() {
+        let described = json
+            .as_ref()
+            .map_or(Value::Null, |j| j["attachments"].clone());
+        original["attachments"] = files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                json!({
+                    "id": format!("{}{i}", original["id"].as_str().unwrap_or_default()),
+                    "filename": f.filename,
+                    "size": f.bytes.len(),
+                    "content_type": f.content_type,
+                    "description": described
+                        .as_array()
+                        .and_then(|a| a.iter().find(|a| a["id"] == i))
+                        .map_or(Value::Null, |a| a["description"].clone()),
+                })
+            })
+            .collect();
     }
     let body = original.clone();
     drop(inner);
@@ -615,6 +733,7 @@ async fn followup(
         channel_id: format!("followup:{token}"),
         payload: json.clone().unwrap_or(Value::Null),
         files: files.clone(),
+        created: Instant::now(),
     };
     shared.lock().messages.push(message.clone());
     shared.record(&method, path, &headers, json, files, 200);

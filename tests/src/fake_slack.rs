@@ -38,6 +38,8 @@ pub struct SlackMessage {
     pub thread_ts: Option<String>,
     pub text: String,
     pub blocks: Value,
+    /// chat.postMessage's `metadata`, returned only when asked for.
+    pub metadata: Value,
 }
 
 impl SlackMessage {
@@ -84,6 +86,8 @@ pub struct SlackFile {
     pub channel: Option<String>,
     pub thread_ts: Option<String>,
     pub initial_comment: Option<String>,
+    /// The ts of the message that shared it.
+    pub shared_ts: Option<String>,
 }
 
 #[derive(Default)]
@@ -96,6 +100,8 @@ struct Inner {
     rate_limits: VecDeque<(String, u64)>,
     /// Errors to answer: (method, Slack error code).
     failures: VecDeque<(String, String)>,
+    /// Methods whose next call is carried out, then answered 504.
+    lost_answers: VecDeque<String>,
     socket_acks: Vec<Value>,
     socket: Option<mpsc::UnboundedSender<Value>>,
     next: u64,
@@ -117,6 +123,21 @@ impl Shared {
         inner.next += 1;
         inner.next
     }
+
+    /// A message ts as Slack makes them: the time, with a counter to keep
+    /// them unique.
+    fn next_ts(&self) -> String {
+        let n = self.next();
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        format!("{secs}.{:06}", n % 1_000_000)
+    }
+}
+
+/// Slack's ts as a number, for `oldest`.
+fn ts_value(ts: &str) -> f64 {
+    ts.parse().unwrap_or(0.0)
 }
 
 pub struct FakeSlack {
@@ -188,6 +209,12 @@ impl FakeSlack {
     }
 
     /// The next call of `method` answers `{"ok": false, "error": error}`.
+    /// Carries out the next call of `method`, then answers 504 (Slack's
+    /// edge timing out): the client cannot tell that it landed.
+    pub fn lose_next_answer(&self, method: &str) {
+        self.shared.lock().lost_answers.push_back(method.to_owned());
+    }
+
     pub fn fail_next(&self, method: &str, error: &str) {
         self.shared
             .lock()
@@ -298,7 +325,15 @@ pub fn refusal(method: &str, body: &Value) -> Option<&'static str> {
                 }),
                 _ => true,
             };
-            (blocks.len() > 50 || !blocks.iter().all(block_ok)).then_some("invalid_blocks")
+            if blocks.len() > 50 || !blocks.iter().all(block_ok) {
+                return Some("invalid_blocks");
+            }
+            let metadata = &body["metadata"];
+            let event_type_ok = metadata["event_type"].as_str().is_some_and(|t| {
+                !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            });
+            (!metadata.is_null() && (!event_type_ok || !metadata["event_payload"].is_object()))
+                .then_some("invalid_metadata_format")
         }
         "files.getUploadURLExternal" => {
             (chars(&body["alt_txt"]) > 1000).then_some("alt_txt_too_large")
@@ -362,6 +397,21 @@ async fn api(
     if let Some(error) = refusal(&method, &body) {
         return fail(error);
     }
+    let lost_answer = {
+        let mut inner = shared.lock();
+        match inner.lost_answers.iter().position(|m| *m == method) {
+            Some(i) => inner.lost_answers.remove(i).is_some(),
+            None => false,
+        }
+    };
+    if lost_answer {
+        // Carried out, but the client hears only a timeout.
+        if let Some(call) = shared.lock().calls.last_mut() {
+            call.status = 504;
+        }
+        drop(carry_out(&shared, &method, &body));
+        return (StatusCode::GATEWAY_TIMEOUT, "upstream request timeout").into_response();
+    }
     let failure = {
         let mut inner = shared.lock();
         match inner.failures.iter().position(|(m, _)| *m == method) {
@@ -372,8 +422,13 @@ async fn api(
     if let Some((_, error)) = failure {
         return fail(&error);
     }
+    carry_out(&shared, &method, &body)
+}
+
+/// A Web API method's effect and answer.
+fn carry_out(shared: &Shared, method: &str, body: &Value) -> Response {
     let str_of = |key: &str| body[key].as_str().map(str::to_owned);
-    match method.as_str() {
+    match method {
         "chat.postMessage" => {
             let Some(channel) = str_of("channel") else {
                 return fail("channel_not_found");
@@ -381,16 +436,70 @@ async fn api(
             if channel == "CNOTINVITED" {
                 return fail("not_in_channel");
             }
-            let n = shared.next();
-            let ts = format!("{}.{n:06}", 1_780_000_000 + n);
+            let ts = shared.next_ts();
             shared.lock().messages.push(SlackMessage {
                 ts: ts.clone(),
                 channel: channel.clone(),
                 thread_ts: str_of("thread_ts"),
                 text: str_of("text").unwrap_or_default(),
                 blocks: body["blocks"].clone(),
+                metadata: body["metadata"].clone(),
             });
             ok(json!({ "channel": channel, "ts": ts }))
+        }
+        "conversations.replies" | "conversations.history" => {
+            let Some(channel) = str_of("channel") else {
+                return fail("channel_not_found");
+            };
+            let thread = str_of("ts");
+            if method == "conversations.replies" && thread.is_none() {
+                return fail("invalid_arguments");
+            }
+            let oldest = str_of("oldest").map_or(0.0, |o| ts_value(&o));
+            let limit = str_of("limit")
+                .and_then(|l| l.parse::<usize>().ok())
+                .unwrap_or(100);
+            let with_metadata = str_of("include_all_metadata").as_deref() == Some("true");
+            let inner = shared.lock();
+            let in_place = |m_thread: &Option<String>, ts: &str| match &thread {
+                // A thread: its parent and its replies.
+                Some(parent) => ts == parent || m_thread.as_deref() == Some(parent),
+                // The channel: top-level messages only.
+                None => m_thread.is_none(),
+            };
+            let mut found: Vec<(f64, Value)> = inner
+                .messages
+                .iter()
+                .filter(|m| m.channel == channel && in_place(&m.thread_ts, &m.ts))
+                .map(|m| {
+                    let mut json = m.json();
+                    if with_metadata && !m.metadata.is_null() {
+                        json["metadata"] = m.metadata.clone();
+                    }
+                    (ts_value(&m.ts), json)
+                })
+                .chain(inner.files.iter().filter_map(|f| {
+                    let ts = f.shared_ts.as_ref()?;
+                    (f.channel.as_deref() == Some(&channel) && in_place(&f.thread_ts, ts)).then(
+                        || {
+                            (
+                                ts_value(ts),
+                                json!({ "type": "message", "ts": ts, "thread_ts": f.thread_ts,
+                                    "files": [{ "id": f.id, "name": f.filename }] }),
+                            )
+                        },
+                    )
+                }))
+                .filter(|(ts, _)| *ts > oldest)
+                .collect();
+            found.sort_by(|a, b| a.0.total_cmp(&b.0));
+            // Replies come oldest first, history newest first.
+            if method == "conversations.history" {
+                found.reverse();
+            }
+            found.truncate(limit);
+            let messages: Vec<Value> = found.into_iter().map(|(_, m)| m).collect();
+            ok(json!({ "messages": messages, "has_more": false }))
         }
         "chat.delete" => {
             let (Some(channel), Some(ts)) = (str_of("channel"), str_of("ts")) else {
@@ -437,6 +546,7 @@ async fn api(
                 channel: None,
                 thread_ts: None,
                 initial_comment: None,
+                shared_ts: None,
             });
             ok(json!({ "upload_url": format!("{}/upload/{id}", shared.base), "file_id": id }))
         }
@@ -459,6 +569,18 @@ async fn api(
                 stored.channel = str_of("channel_id");
                 stored.thread_ts = str_of("thread_ts");
                 stored.initial_comment = str_of("initial_comment");
+            }
+            drop(inner);
+            for file in &files {
+                let ts = shared.next_ts();
+                if let Some(stored) = shared
+                    .lock()
+                    .files
+                    .iter_mut()
+                    .find(|f| Some(f.id.as_str()) == file["id"].as_str())
+                {
+                    stored.shared_ts = Some(ts);
+                }
             }
             ok(json!({ "files": files }))
         }

@@ -645,8 +645,9 @@ async fn an_engine_killed_between_posting_and_recording_posts_once() {
     );
     assert!(stack.queue.post(job, "result").await.unwrap().is_none());
 
-    // A new engine rescues the job once its lease expires, draws it again
-    // and posts with the same nonce: Discord hands back the first message.
+    // A new engine rescues the job once its lease expires, draws it again,
+    // finds the first attempt's intent and looks before posting: the
+    // message is there, so it is recorded and not posted again.
     stack.start_engine(&[]).await.unwrap();
     wait_for_state(&stack, job, JobState::Succeeded).await;
     let messages = stack.fake.messages();
@@ -661,12 +662,69 @@ async fn an_engine_killed_between_posting_and_recording_posts_once() {
                     .ends_with(&format!("/channels/{CHANNEL_ID}/messages"))
         })
         .count();
-    assert_eq!(
-        posts, 2,
-        "the second attempt did post, and was deduplicated"
+    assert_eq!(posts, 1, "the second attempt found the first's message");
+    assert!(
+        stack.fake.requests().iter().any(|r| r.method == "GET"
+            && r.path
+                .contains(&format!("/channels/{CHANNEL_ID}/messages?after="))),
+        "it looked in the channel"
     );
     let stored = stack.queue.job(job).await.unwrap().unwrap();
     assert_eq!(stored.attempt, 2);
+    assert_eq!(
+        stack
+            .queue
+            .post(job, "result")
+            .await
+            .unwrap()
+            .unwrap()
+            .message_id,
+        messages[0].id
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_whose_answer_timed_out_is_found_and_not_posted_again() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    // Discord creates the message and its edge answers 504; by the retry it
+    // has forgotten the nonce, as it does after a few minutes.
+    stack.fake.set_nonce_window(Duration::ZERO);
+    stack.fake.push_fault(Fault::LoseAnswer);
+    stack.start_engine(&[]).await.unwrap();
+    let (id, token) = new_interaction();
+    acked(
+        &stack,
+        &interactions::imagine(&id, &token, &alice(), "a lighthouse --seed 4"),
+    )
+    .await;
+    let messages = stack.fake.wait_for_messages(1, POST_TIMEOUT).await.unwrap();
+    let job = job_of(&messages[0]);
+    wait_for_state(&stack, job, JobState::Succeeded).await;
+    assert_eq!(stack.fake.messages().len(), 1, "posted exactly once");
+    let requests = stack.fake.requests();
+    let posts: Vec<u16> = requests
+        .iter()
+        .filter(|r| {
+            r.method == "POST"
+                && r.path
+                    .ends_with(&format!("/channels/{CHANNEL_ID}/messages"))
+        })
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(
+        posts,
+        [504],
+        "a 504 after the post is not sent again blindly"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.method == "GET" && r.path.contains("/messages?after=") && r.status == 200),
+        "it looked for the message"
+    );
+    let stored = stack.queue.job(job).await.unwrap().unwrap();
+    assert_eq!(stored.attempt, 1, "found within the attempt, not redrawn");
     assert_eq!(
         stack
             .queue
@@ -894,7 +952,7 @@ async fn register_commands_puts_the_definitions_for_a_guild_or_globally() {
         );
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
-            stdout.contains("/imagine, /settings, /queue, /help"),
+            stdout.contains("/imagine, /settings, /queue, /cancel, /help"),
             "{stdout}"
         );
         let put = stack
@@ -913,7 +971,7 @@ async fn register_commands_puts_the_definitions_for_a_guild_or_globally() {
             .iter()
             .map(|c| c["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["imagine", "settings", "queue", "help"]);
+        assert_eq!(names, ["imagine", "settings", "queue", "cancel", "help"]);
     }
 }
 

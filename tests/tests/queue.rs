@@ -1068,3 +1068,23 @@ async fn settle_and_claim_completes_fenced_and_claims_in_one_statement() {
         assert_eq!(state_of(&queue, id).await, JobState::Succeeded);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_intent_to_post_says_when_the_first_try_began() {
+    let db = TestDb::new().await.unwrap();
+    let queue = db.queue(QueueConfig::default(), 4).await.unwrap();
+    let id = queue.enqueue(&job("a", Tier::Fast, "k")).await.unwrap().id;
+    let before = db_now(&queue).await;
+    assert_eq!(queue.intend_post(id, "result").await.unwrap(), None);
+    let first = queue
+        .intend_post(id, "result")
+        .await
+        .unwrap()
+        .expect("a repeat");
+    assert!(first >= before);
+    // Later tries still name the first one; other keys and jobs are apart.
+    assert_eq!(queue.intend_post(id, "result").await.unwrap(), Some(first));
+    assert_eq!(queue.intend_post(id, "notice:ended").await.unwrap(), None);
+    let other = queue.enqueue(&job("b", Tier::Fast, "k")).await.unwrap().id;
+    assert_eq!(queue.intend_post(other, "result").await.unwrap(), None);
+}

@@ -347,6 +347,63 @@ async fn a_rate_limited_upload_is_retried_after_retry_after_and_posted_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posts_whose_answers_timed_out_are_found_and_not_posted_again() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    command(&stack, "a weathervane --seed 8").await;
+    let parent = parent_of(&stack.slack);
+    // Slack shares the file and posts the buttons, but both answers are
+    // lost (its edge answers 504).
+    stack.slack.lose_next_answer("files.completeUploadExternal");
+    stack.slack.lose_next_answer("chat.postMessage");
+    stack.start_engine(&[]).await.unwrap();
+    let buttons = buttons_message(&stack.slack, &parent.ts, 1).await;
+    let job = job_of(&buttons);
+    wait_for_state(&stack, job, JobState::Succeeded).await;
+    let shared: Vec<_> = stack
+        .slack
+        .files()
+        .into_iter()
+        .filter(|f| f.channel.is_some())
+        .collect();
+    assert_eq!(shared.len(), 1, "the file is shared once");
+    assert_eq!(
+        stack.slack.thread(CHANNEL_ID, &parent.ts).len(),
+        1,
+        "one buttons message"
+    );
+    let calls = stack.slack.calls();
+    let statuses = |method: &str| -> Vec<u16> {
+        calls
+            .iter()
+            .filter(|c| {
+                c.method == method
+                    && (method != "chat.postMessage" || c.body["thread_ts"].is_string())
+            })
+            .map(|c| c.status)
+            .collect()
+    };
+    assert_eq!(statuses("files.completeUploadExternal"), [504]);
+    assert_eq!(statuses("chat.postMessage"), [504], "not posted again");
+    assert!(
+        statuses("conversations.replies").len() >= 2,
+        "it looked in the thread before each repeat"
+    );
+    let stored = stack.queue.job(job).await.unwrap().unwrap();
+    assert_eq!(stored.attempt, 1, "found within the attempt, not redrawn");
+    assert_eq!(
+        stack
+            .queue
+            .post(job, "slack:file")
+            .await
+            .unwrap()
+            .unwrap()
+            .message_id,
+        shared[0].id
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socket_mode_acks_on_the_socket_and_the_job_runs() {
     let mut stack = Stack::start().await.unwrap();
     stack.start_slack_socket().await.unwrap();
@@ -399,9 +456,27 @@ fn the_manifest_asks_for_exactly_the_scopes_the_calls_need() {
         .filter(|l| !l.contains(" ") && !l.starts_with("command:"))
         .collect();
     // commands: the slash commands; chat:write: postMessage and update;
-    // files:write: getUploadURLExternal and completeUploadExternal.
-    assert_eq!(scopes, ["commands", "chat:write", "files:write"]);
-    for command in ["/imagine", "/imagine-settings", "/imagine-queue"] {
+    // files:write: getUploadURLExternal and completeUploadExternal;
+    // *:history: conversations.replies and .history, to look for a post
+    // whose answer was lost.
+    assert_eq!(
+        scopes,
+        [
+            "commands",
+            "chat:write",
+            "files:write",
+            "channels:history",
+            "groups:history",
+            "im:history",
+            "mpim:history"
+        ]
+    );
+    for command in [
+        "/imagine",
+        "/imagine-settings",
+        "/imagine-queue",
+        "/imagine-cancel",
+    ] {
         assert!(
             manifest.contains(&format!("command: {command}\n")),
             "{command}"

@@ -98,7 +98,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     } else {
         let mut rest = args.discord.rest()?;
         rest.counters = api_metrics.for_platform("discord");
-        Some(DiscordDelivery::new(rest))
+        Some(DiscordDelivery::new(rest, queue.clone()))
     };
     let slack = if args.slack.enabled() {
         let mut api = args.slack.api()?;

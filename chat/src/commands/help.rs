@@ -5,7 +5,7 @@ use wordup_queue::style;
 use crate::grammar::{MAX_GUIDANCE, MAX_PROMPT_CHARS, MAX_STEPS};
 
 /// The help text; `settings_command` is how the platform names /settings.
-pub fn text(settings_command: &str, queue_command: &str) -> String {
+pub fn text(settings_command: &str, queue_command: &str, cancel_command: &str) -> String {
     format!(
         "**/imagine** `<prompt> [parameters]` draws four images from your prompt (up to {MAX_PROMPT_CHARS} characters).\n\
          Parameters:\n\
@@ -17,7 +17,7 @@ pub fn text(settings_command: &str, queue_command: &str) -> String {
          • `--style <preset>` one of {}\n\
          • `--fast` / `--relax` which line to wait in (relax waits behind fast, never forever)\n\
          Under a grid: **U1–U4** upscale an image, **V1–V4** make variations of one, **🔄** re-rolls.\n\
-         **{queue_command}** shows your jobs and places in line; **{settings_command}** shows or changes this channel's defaults.",
+         **{queue_command}** shows your jobs and places in line; **{cancel_command}** `[job]` stops one of yours (queued or running); **{settings_command}** shows or changes this channel's defaults.",
         style::style_names()
     )
 }

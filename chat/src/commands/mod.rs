@@ -4,11 +4,14 @@
 //! the outcomes.
 
 pub mod answer;
+pub mod cancel;
 pub mod help;
 pub mod imagine;
 pub mod press;
 pub mod queue_status;
 pub mod settings;
+#[cfg(test)]
+mod test_jobs;
 
 use wordup_queue::{ChannelSettings, JobId, NewJob, Origin, Queue, QueueError, Request, Tier};
 
@@ -121,6 +124,18 @@ pub enum UserError {
     BadSetting(String),
     #[error("I can't post in this channel: invite me first (`/invite @Word Up!`)")]
     CannotPostHere,
+    #[error("\"{0}\" is not a job number; /queue lists yours")]
+    BadJobNumber(String),
+    #[error("there is no job {0}")]
+    NoSuchJob(JobId),
+    #[error("job {0} is not yours to cancel")]
+    NotYourJob(JobId),
+    #[error("job {0} has already finished")]
+    AlreadyFinished(JobId),
+    #[error("you have no jobs waiting or running")]
+    NothingToCancel,
+    #[error("you have several jobs; say which to cancel: {0}")]
+    WhichJob(String),
 }
 
 /// A command's failure: the user's mistake, or ours.

@@ -68,49 +68,10 @@ impl Commands {
 
 #[cfg(test)]
 mod tests {
-    use wordup_queue::{AspectRatio, ImagineRequest, JobId, Origin, Tier};
-
     use super::*;
 
     fn queued(id: i64, platform: &str) -> Job {
-        let now = chrono::Utc::now();
-        Job {
-            id: JobId(id),
-            idempotency_key: None,
-            tier: Tier::Fast,
-            state: JobState::Queued,
-            origin: Origin {
-                platform: platform.to_owned(),
-                workspace_id: "w".into(),
-                channel_id: "c".into(),
-                thread_id: None,
-                user_id: "u".into(),
-            },
-            reply: serde_json::Value::Null,
-            request: Request::Imagine(ImagineRequest {
-                prompt: "a fox".into(),
-                negative_prompt: None,
-                aspect: AspectRatio::SQUARE,
-                seed: 1,
-                steps: None,
-                guidance: None,
-                style: None,
-                images: 4,
-                model: None,
-            }),
-            batch_key: "k".into(),
-            sort_key: now,
-            attempt: 0,
-            max_attempts: 3,
-            run_at: now,
-            enqueued_at: now,
-            started_at: None,
-            lease_expires_at: None,
-            finished_at: None,
-            cancel_requested: false,
-            last_error: None,
-            progress: None,
-        }
+        crate::commands::test_jobs::queued(id, platform, "u")
     }
 
     #[test]
@@ -121,12 +82,12 @@ mod tests {
         ];
         let text = render(&jobs, &["discord".to_owned()]);
         assert!(
-            text.contains("job 1 — \"a fox\" — #1 in line (fast)\n"),
+            text.contains("job 1 — \"fox 1\" — #1 in line (fast)\n"),
             "{text}"
         );
         assert!(
             text.contains(
-                "job 2 — \"a fox\" — #2 in line (fast), waiting for an engine that can post to slack"
+                "job 2 — \"fox 2\" — #2 in line (fast), waiting for an engine that can post to slack"
             ),
             "{text}"
         );

@@ -2,11 +2,15 @@
 //! may have expired by the time a job is done), and the ack's edits while
 //! the token lives.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 use serenity::all::{ButtonStyle, CreateActionRow, CreateButton};
-use wordup_queue::{Job, Progress, Request};
+use tokio::sync::OnceCell;
+use wordup_queue::{Job, Progress, Queue, Request};
 
 use super::handler::{edit_original, escape};
+use super::once;
 use super::reply::DiscordReply;
 use super::rest::{DiscordRest, RestError, Upload};
 use crate::buttons::ButtonId;
@@ -16,14 +20,56 @@ use crate::delivery::classify;
 use crate::text::shorten;
 use wordup_queue::{DeliveryError, ResultKind, ResultPost};
 
+/// The key a job's result message is recorded under as an intent.
+const RESULT_POST: &str = "discord:result";
+
 #[derive(Debug, Clone)]
 pub struct DiscordDelivery {
     pub rest: DiscordRest,
+    pub queue: Queue,
+    /// The bot's user id, asked of Discord once.
+    me: Arc<OnceCell<String>>,
 }
 
 impl DiscordDelivery {
-    pub fn new(rest: DiscordRest) -> DiscordDelivery {
-        DiscordDelivery { rest }
+    pub fn new(rest: DiscordRest, queue: Queue) -> DiscordDelivery {
+        DiscordDelivery {
+            rest,
+            queue,
+            me: Arc::default(),
+        }
+    }
+
+    /// The bot's own user id (the author of what it posted).
+    async fn me(&self) -> Result<&str, DeliveryError> {
+        self.me
+            .get_or_try_init(|| async {
+                let user = self.rest.get("/users/@me").await.map_err(classify)?;
+                user.get("id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        DeliveryError::Transient("Discord's /users/@me has no id".into())
+                    })
+            })
+            .await
+            .map(String::as_str)
+    }
+
+    /// One post of `job` in its channel, made at most once.
+    async fn once<'a>(
+        &'a self,
+        job: &'a Job,
+        key: &'a str,
+    ) -> Result<once::Post<'a>, DeliveryError> {
+        Ok(once::Post {
+            rest: &self.rest,
+            queue: &self.queue,
+            author: self.me().await?,
+            job,
+            key,
+            channel_id: &job.origin.channel_id,
+        })
     }
 
     /// The largest attachment the job's channel takes, in bytes.
@@ -41,24 +87,25 @@ impl DiscordDelivery {
     }
 
     /// Tells the requester something (a blocked image, a failure): in the
-    /// ack while its token lives, else as a message that mentions them.
-    pub async fn notice(&self, job: &Job, text: &str) -> Result<(), DeliveryError> {
+    /// ack while its token lives, else as a message that mentions them,
+    /// once per `key`.
+    pub async fn notice(&self, job: &Job, key: &str, text: &str) -> Result<(), DeliveryError> {
         if let Some(reply) = live_reply(job) {
             edit_original(&self.rest, &reply, &format!("⚠️ {text}")).await;
             return Ok(());
         }
+        let key = format!("notice:{key}");
         let body = json!({
-            "content": format!("<@{}> ⚠️ {text}", job.origin.user_id),
+            // The job's id tells this notice from another job's same one.
+            "content": format!("<@{}> ⚠️ {text} (job {})", job.origin.user_id, job.id),
             "allowed_mentions": { "users": [job.origin.user_id] },
             "nonce": format!("wn{}", job.id),
             "enforce_nonce": true,
         });
-        self.rest
-            .post(
-                &format!("/channels/{}/messages", job.origin.channel_id),
-                &body,
-            )
-            .await
+        self.once(job, &key)
+            .await?
+            .create(&body, &[])
+            .await?
             .map(drop)
             .map_err(classify)
     }
@@ -89,21 +136,14 @@ impl DiscordDelivery {
             description: post.attachment.alt.clone(),
             bytes: post.attachment.bytes.clone(),
         };
-        let path = format!("/channels/{}/messages", job.origin.channel_id);
-        let posted = match self
-            .rest
-            .call(
-                reqwest::Method::POST,
-                &path,
-                Some(&body),
-                std::slice::from_ref(&upload),
-            )
-            .await
-        {
+        let once = self.once(job, RESULT_POST).await?;
+        let mut replaced_ack = false;
+        let posted = match once.create(&body, std::slice::from_ref(&upload)).await? {
             Ok(message) => message,
             // The bot cannot post here (not invited with the bot scope, or
-            // missing Send Messages / Attach Files): answer through the
-            // interaction while its token lives, and say what is missing.
+            // missing Send Messages / Attach Files): the result replaces
+            // the ack while its token lives (an edit, which a retry cannot
+            // double), saying what is missing.
             Err(e @ RestError::Api { .. })
                 if matches!(e.code(), Some(50001 | 50013)) && live.is_some() =>
             {
@@ -111,17 +151,27 @@ impl DiscordDelivery {
                     return Err(classify(e));
                 };
                 tracing::warn!(error = %e, "cannot post as the bot; answering through the interaction");
-                body.as_object_mut().map(|b| b.remove("message_reference"));
-                body["content"] = json!(format!(
-                    "{}\n-# I can't post in this channel as a bot: ask a moderator to give Word Up! Send Messages, Attach Files and Read Message History here.",
-                    body["content"].as_str().unwrap_or_default()
-                ));
-                let path = format!("/webhooks/{}/{}", live.application_id, live.token);
+                let mut edit = json!({
+                    "content": format!(
+                        "{}\n-# I can't post in this channel as a bot: ask a moderator to give Word Up! Send Messages, Attach Files and Read Message History here.",
+                        body["content"].as_str().unwrap_or_default()
+                    ),
+                    "components": body["components"],
+                    "allowed_mentions": body["allowed_mentions"],
+                });
+                if edit["components"].is_null() {
+                    edit.as_object_mut().map(|b| b.remove("components"));
+                }
+                let path = format!(
+                    "/webhooks/{}/{}/messages/@original",
+                    live.application_id, live.token
+                );
+                replaced_ack = true;
                 self.rest
                     .call(
-                        reqwest::Method::POST,
+                        reqwest::Method::PATCH,
                         &path,
-                        Some(&body),
+                        Some(&edit),
                         std::slice::from_ref(&upload),
                     )
                     .await
@@ -133,14 +183,8 @@ impl DiscordDelivery {
             {
                 tracing::warn!(error = %e, "cannot reply here; posting without the reply");
                 body.as_object_mut().map(|b| b.remove("message_reference"));
-                self.rest
-                    .call(
-                        reqwest::Method::POST,
-                        &path,
-                        Some(&body),
-                        std::slice::from_ref(&upload),
-                    )
-                    .await
+                once.create(&body, std::slice::from_ref(&upload))
+                    .await?
                     .map_err(classify)?
             }
             Err(e) => return Err(classify(e)),
@@ -152,7 +196,7 @@ impl DiscordDelivery {
                 DeliveryError::Transient("Discord returned a message without an id".into())
             })?
             .to_owned();
-        if let Some(live) = &live {
+        if let Some(live) = live.as_ref().filter(|_| !replaced_ack) {
             edit_original(
                 &self.rest,
                 live,

@@ -81,7 +81,22 @@ impl DiscordApp {
                     .await;
                 now(ephemeral(&reply_text(text)))
             }
-            "help" => now(ephemeral(&help::text("/settings", "/queue"))),
+            "cancel" => {
+                let target = command
+                    .data
+                    .options
+                    .iter()
+                    .find(|o| o.name == "job")
+                    .and_then(|o| o.value.as_i64())
+                    .filter(|id| *id > 0)
+                    .map(wordup_queue::JobId);
+                let text = self
+                    .commands
+                    .cancel(PLATFORM, &command.user.id.to_string(), target)
+                    .await;
+                now(ephemeral(&reply_text(text)))
+            }
+            "help" => now(ephemeral(&help::text("/settings", "/queue", "/cancel"))),
             other => now(ephemeral(&format!("unknown command /{other}"))),
         }
     }

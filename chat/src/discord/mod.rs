@@ -5,6 +5,7 @@ pub mod delivery;
 pub mod endpoint;
 pub mod gateway;
 pub mod handler;
+pub mod once;
 pub mod reply;
 pub mod rest;
 pub mod slash_commands;

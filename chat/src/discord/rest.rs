@@ -13,7 +13,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::metrics::ApiCounters;
-use crate::retry::{self, GaveUp};
+use crate::retry::{self, GaveUp, Resend};
 use wordup_runtime::secret::Secret;
 
 pub const DISCORD_URL: &str = "https://discord.com";
@@ -113,7 +113,14 @@ impl DiscordRest {
         let url = format!("{}{path}", self.api);
         let payload = body.map(|b| with_attachments(b, uploads));
         let route = log_route(path);
-        let response = retry::send(&self.counters, &route, || {
+        // A POST creates a message (Discord's nonce deduplicates only for a
+        // few minutes): its callers look for it before trying again.
+        let resend = if method == Method::POST {
+            Resend::IfUnsent
+        } else {
+            Resend::Freely
+        };
+        let response = retry::send(&self.counters, &route, resend, || {
             let request = self
                 .client
                 .request(method.clone(), &url)

@@ -51,6 +51,16 @@ pub fn definitions() -> Vec<CreateCommand> {
                 "Allow NSFW output (only in channels marked NSFW)",
             )),
         CreateCommand::new("queue").description("Your jobs and their places in line"),
+        CreateCommand::new("cancel")
+            .description("Stop one of your queued or running jobs")
+            .add_option(
+                CreateCommandOption::new(
+                    CommandOptionType::Integer,
+                    "job",
+                    "The job's number (from /queue); your only job when left out",
+                )
+                .min_int_value(1),
+            ),
         CreateCommand::new("help").description("How to use Word Up!"),
     ]
 }

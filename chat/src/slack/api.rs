@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::metrics::ApiCounters;
-use crate::retry::{self, GaveUp};
+use crate::retry::{self, GaveUp, Resend};
 use wordup_runtime::secret::Secret;
 
 pub const SLACK_API_URL: &str = "https://slack.com/api";
@@ -119,6 +119,37 @@ impl SlackApi {
         Ok(answer["ts"].as_str().unwrap_or_default().to_owned())
     }
 
+    /// The messages of a thread (or of the channel, when `thread_ts` is
+    /// `None`) since `oldest`, with their metadata: the first page, newest
+    /// first, which is all a look for a post made since then needs.
+    pub async fn messages_since(
+        &self,
+        channel: &str,
+        thread_ts: Option<&str>,
+        oldest: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<Value>, SlackError> {
+        let oldest = format!(
+            "{}.{:06}",
+            oldest.timestamp(),
+            oldest.timestamp_subsec_micros()
+        );
+        let mut form = vec![
+            ("channel", channel.to_owned()),
+            ("oldest", oldest),
+            ("include_all_metadata", "true".to_owned()),
+            ("limit", "200".to_owned()),
+        ];
+        let method = match thread_ts {
+            Some(ts) => {
+                form.push(("ts", ts.to_owned()));
+                "conversations.replies"
+            }
+            None => "conversations.history",
+        };
+        let answer = self.call_form(method, &form).await?;
+        Ok(answer["messages"].as_array().cloned().unwrap_or_default())
+    }
+
     pub async fn delete_message(&self, channel: &str, ts: &str) -> Result<(), SlackError> {
         self.call("chat.delete", &json!({ "channel": channel, "ts": ts }))
             .await
@@ -183,7 +214,7 @@ impl SlackApi {
     }
 
     async fn upload_bytes(&self, url: &str, upload: &SlackUpload<'_>) -> Result<(), SlackError> {
-        let response = retry::send(&self.counters, "file upload", || {
+        let response = retry::send(&self.counters, "file upload", Resend::Freely, || {
             let part = reqwest::multipart::Part::bytes(upload.bytes.to_vec())
                 .file_name(upload.filename.to_owned());
             Ok(self
@@ -228,7 +259,7 @@ impl SlackApi {
         body: Body<'_>,
     ) -> Result<Value, SlackError> {
         let url = format!("{}/{method}", self.base);
-        let response = retry::send(&self.counters, method, || {
+        let response = retry::send(&self.counters, method, resend(method), || {
             let request = self.client.post(&url).bearer_auth(token.expose());
             Ok(match &body {
                 Body::Json(json) => request.json(json),
@@ -254,6 +285,15 @@ impl SlackApi {
             });
         }
         Ok(answer)
+    }
+}
+
+/// Methods that post (Slack deduplicates nothing) are repeated only when
+/// the try surely did not land; their callers look before trying again.
+fn resend(method: &str) -> Resend {
+    match method {
+        "chat.postMessage" | "files.completeUploadExternal" => Resend::IfUnsent,
+        _ => Resend::Freely,
     }
 }
 

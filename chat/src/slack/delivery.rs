@@ -7,15 +7,19 @@ use wordup_queue::{Job, Progress, Queue, Request};
 
 use super::api::{SlackApi, SlackUpload};
 use super::blocks::{escape, result_blocks};
+use super::once;
 use super::reply::SlackReply;
 use crate::commands::answer::progress_text;
 use crate::commands::queue_status::describe;
-use crate::delivery::classify;
 use crate::text::shorten;
 use wordup_queue::{DeliveryError, ResultPost};
 
 /// The upload step's record: a retried attempt that finds it does not upload again.
 const FILE_POST: &str = "slack:file";
+/// The parent message a job's thread hangs from, when the bot posts it.
+const PARENT_POST: &str = "slack:parent";
+/// The message with the result's buttons.
+const BUTTONS_POST: &str = "slack:buttons";
 
 #[derive(Debug, Clone)]
 pub struct SlackDelivery {
@@ -63,14 +67,17 @@ impl SlackDelivery {
         if let Some(ts) = current.and_then(|job| job.origin.thread_id) {
             return Ok((reply, ts));
         }
-        let ours = self
-            .api
-            .post_message(&json!({
+        let ours = once::post_message(
+            &self.api,
+            &self.queue,
+            job,
+            PARENT_POST,
+            json!({
                 "channel": reply.channel,
                 "text": format!("{} — starting", headline(job)),
-            }))
-            .await
-            .map_err(classify)?;
+            }),
+        )
+        .await?;
         let thread = self
             .queue
             .set_thread(job.id, &ours)
@@ -108,18 +115,22 @@ impl SlackDelivery {
         }
     }
 
-    /// Tells the requester something in the thread.
-    pub async fn notice(&self, job: &Job, text: &str) -> Result<(), DeliveryError> {
+    /// Tells the requester something in the thread, once per `key`.
+    pub async fn notice(&self, job: &Job, key: &str, text: &str) -> Result<(), DeliveryError> {
         let (reply, parent) = self.with_parent(job).await?;
-        self.api
-            .post_message(&json!({
+        once::post_message(
+            &self.api,
+            &self.queue,
+            job,
+            &format!("notice:{key}"),
+            json!({
                 "channel": reply.channel,
                 "thread_ts": parent,
                 "text": format!("<@{}> ⚠️ {text}", job.origin.user_id),
-            }))
-            .await
-            .map(drop)
-            .map_err(classify)
+            }),
+        )
+        .await
+        .map(drop)
     }
 
     /// Uploads the image into the thread, then posts the buttons; returns
@@ -138,36 +149,40 @@ impl SlackDelivery {
             .await
             .map_err(transient)?;
         if uploaded.is_none() {
-            let file_id = self
-                .api
-                .upload_file(
-                    &reply.channel,
-                    &parent,
-                    &comment,
-                    &SlackUpload {
-                        filename: &post.attachment.filename,
-                        title: &post.what,
-                        alt_text: &post.attachment.alt,
-                        bytes: &post.attachment.bytes,
-                    },
-                )
-                .await
-                .map_err(classify)?;
+            let file_id = once::upload_file(
+                &self.api,
+                &self.queue,
+                job,
+                FILE_POST,
+                &reply.channel,
+                &parent,
+                &comment,
+                &SlackUpload {
+                    filename: &post.attachment.filename,
+                    title: &post.what,
+                    alt_text: &post.attachment.alt,
+                    bytes: &post.attachment.bytes,
+                },
+            )
+            .await?;
             self.queue
                 .record_post(job.id, FILE_POST, "slack", &reply.channel, &file_id)
                 .await
                 .map_err(transient)?;
         }
-        let ts = self
-            .api
-            .post_message(&json!({
+        let ts = once::post_message(
+            &self.api,
+            &self.queue,
+            job,
+            BUTTONS_POST,
+            json!({
                 "channel": reply.channel,
                 "thread_ts": parent,
                 "text": comment,
                 "blocks": result_blocks(job.id, post.kind, &comment),
-            }))
-            .await
-            .map_err(classify)?;
+            }),
+        )
+        .await?;
         if reply.edit_parent
             && let Err(e) = self
                 .api

@@ -44,12 +44,23 @@ impl SlackApp {
         let text = event.text.clone().unwrap_or_default();
         match event.command.0.as_str() {
             "/imagine" if text.trim().eq_ignore_ascii_case("help") => Handled::now(ephemeral(
-                &help::text("/imagine-settings", "/imagine-queue"),
+                &help::text("/imagine-settings", "/imagine-queue", "/imagine-cancel"),
             )),
             "/imagine" => self.imagine(event, &text).await,
             "/imagine-queue" => Handled::now(ephemeral(&reply_text(
                 self.commands.queue_status(PLATFORM, &event.user_id.0).await,
             ))),
+            "/imagine-cancel" => {
+                let text = match crate::commands::cancel::parse_target(&text) {
+                    Ok(target) => {
+                        self.commands
+                            .cancel(PLATFORM, &event.user_id.0, target)
+                            .await
+                    }
+                    Err(e) => Err(e.into()),
+                };
+                Handled::now(ephemeral(&reply_text(text)))
+            }
             "/imagine-settings" => {
                 let change = match super::settings_text::parse(&text) {
                     Ok(change) => change,

@@ -6,6 +6,7 @@ pub mod blocks;
 pub mod delivery;
 pub mod endpoint;
 pub mod handler;
+pub mod once;
 pub mod reply;
 pub mod settings_text;
 pub mod socket;

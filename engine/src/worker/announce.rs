@@ -55,7 +55,7 @@ async fn post<D: Delivery>(
     job: &Job,
     text: &str,
 ) {
-    let posted = delivery.notice(job, text).await;
+    let posted = delivery.notice(job, "ended", text).await;
     if posted.is_err() {
         metrics.delivery_failures.inc();
     }

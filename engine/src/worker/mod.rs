@@ -216,7 +216,7 @@ impl<D: Delivery> Worker<D> {
         if withheld.iter().all(|w| *w) {
             return match self
                 .delivery
-                .notice(job, check::nothing_shown_text(drawn.len()))
+                .notice(job, "nothing-shown", check::nothing_shown_text(drawn.len()))
                 .await
             {
                 Ok(()) => Outcome::Done,

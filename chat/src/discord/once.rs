@@ -1,0 +1,170 @@
+//! Posting at most once. Discord deduplicates a message's nonce for a few
+//! minutes only, and a post whose answer was lost (a timeout, a 5xx) may
+//! have landed. So a post is recorded as an intent first; a second try
+//! looks in the channel, since the first, for our message with the same
+//! content and buttons before posting again.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use wordup_queue::{DeliveryError, Job, Queue};
+
+use super::rest::{DiscordRest, RestError, Upload};
+use crate::delivery::Transience;
+use crate::retry::backoff;
+
+/// Tries of one post within a delivery; the job's own retries come after.
+const TRIES: u32 = 4;
+/// How far before the first try to look: Discord's clock and ours differ.
+const CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(120);
+/// Discord's epoch, in milliseconds since the Unix epoch.
+const DISCORD_EPOCH_MS: i64 = 1_420_070_400_000;
+
+/// The smallest snowflake of a message created at `at` or later.
+pub fn snowflake_at(at: chrono::DateTime<chrono::Utc>) -> u64 {
+    let ms = (at.timestamp_millis() - DISCORD_EPOCH_MS).max(0);
+    u64::try_from(ms).unwrap_or(0) << 22
+}
+
+/// Every button's custom_id in a message's components, in order.
+fn custom_ids(message: &Value) -> Vec<&str> {
+    message["components"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|row| row["components"].as_array().into_iter().flatten())
+        .filter_map(|b| b["custom_id"].as_str())
+        .collect()
+}
+
+/// The message among `messages` that `author` posted with `body`'s content
+/// and buttons: buttons carry the job's id, and a notice's text names its
+/// requester and reason.
+pub fn find_posted<'a>(messages: &'a [Value], author: &str, body: &Value) -> Option<&'a Value> {
+    messages.iter().find(|m| {
+        m["author"]["id"] == author
+            && m["content"] == body["content"]
+            && custom_ids(m) == custom_ids(body)
+    })
+}
+
+/// A post of one job's message in one channel.
+pub struct Post<'a> {
+    pub rest: &'a DiscordRest,
+    pub queue: &'a Queue,
+    /// The bot's own user id, the author of what it posted.
+    pub author: &'a str,
+    pub job: &'a Job,
+    /// The post's name among the job's posts.
+    pub key: &'a str,
+    pub channel_id: &'a str,
+}
+
+impl Post<'_> {
+    /// Creates `body` (with `uploads`) in the channel at most once and
+    /// returns the message. The outer error is the queue's; the inner one
+    /// is Discord's last answer, for the caller to read.
+    pub async fn create(
+        &self,
+        body: &Value,
+        uploads: &[Upload],
+    ) -> Result<Result<Value, RestError>, DeliveryError> {
+        let path = format!("/channels/{}/messages", self.channel_id);
+        let mut n = 0;
+        loop {
+            n += 1;
+            let failed = match self.look(body).await? {
+                Ok(Some(found)) => return Ok(Ok(found)),
+                Ok(None) => match self
+                    .rest
+                    .call(reqwest::Method::POST, &path, Some(body), uploads)
+                    .await
+                {
+                    Ok(message) => return Ok(Ok(message)),
+                    Err(e) if e.is_transient() => e,
+                    Err(e) => return Ok(Err(e)),
+                },
+                Err(e) => e,
+            };
+            if n == TRIES {
+                return Ok(Err(failed));
+            }
+            tokio::time::sleep(backoff(n).min(Duration::from_secs(4))).await;
+        }
+    }
+
+    /// Records the intent; on a repeat, looks for the earlier try's
+    /// message. The inner error is Discord not being able to say.
+    async fn look(&self, body: &Value) -> Result<Result<Option<Value>, RestError>, DeliveryError> {
+        let since = self
+            .queue
+            .intend_post(self.job.id, self.key)
+            .await
+            .map_err(|e| DeliveryError::Transient(e.to_string()))?;
+        let Some(since) = since else {
+            return Ok(Ok(None));
+        };
+        let path = format!(
+            "/channels/{}/messages?after={}&limit=100",
+            self.channel_id,
+            snowflake_at(since - CLOCK_SKEW)
+        );
+        match self.rest.get(&path).await {
+            Ok(messages) => {
+                let messages = messages.as_array().cloned().unwrap_or_default();
+                Ok(Ok(find_posted(&messages, self.author, body).cloned()))
+            }
+            Err(e) if e.is_transient() => Ok(Err(e)),
+            // Without Read Message History the bot cannot look: a possible
+            // duplicate is better than a result never posted.
+            Err(e) => {
+                tracing::warn!(error = %e, post = self.key, "cannot look for an earlier try; posting again");
+                Ok(Ok(None))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn snowflakes_count_milliseconds_from_discords_epoch() {
+        let at = chrono::DateTime::from_timestamp_millis(DISCORD_EPOCH_MS + 1000).unwrap();
+        assert_eq!(snowflake_at(at), 1000 << 22);
+        let before = chrono::DateTime::from_timestamp_millis(0).unwrap();
+        assert_eq!(snowflake_at(before), 0);
+    }
+
+    #[test]
+    fn an_earlier_try_is_ours_with_the_same_content_and_buttons() {
+        let buttons = |job: u64| {
+            json!([{ "type": 1, "components": [
+                { "type": 2, "custom_id": format!("wu:u1:{job}") },
+                { "type": 2, "custom_id": format!("wu:v1:{job}") },
+            ]}])
+        };
+        let body = json!({ "content": "**fox** — seed 1", "components": buttons(42) });
+        let messages = vec![
+            json!({ "id": "1", "author": { "id": "other" }, "content": "**fox** — seed 1", "components": buttons(42) }),
+            json!({ "id": "2", "author": { "id": "bot" }, "content": "**fox** — seed 1", "components": buttons(41) }),
+            json!({ "id": "3", "author": { "id": "bot" }, "content": "**fox** — seed 2", "components": buttons(42) }),
+            json!({ "id": "4", "author": { "id": "bot" }, "content": "**fox** — seed 1", "components": buttons(42) }),
+        ];
+        assert_eq!(
+            find_posted(&messages, "bot", &body).map(|m| &m["id"]),
+            Some(&json!("4"))
+        );
+        assert_eq!(find_posted(&messages[..3], "bot", &body), None);
+        let notice = json!({ "content": "<@7> ⚠️ it failed" });
+        let notices = vec![
+            json!({ "id": "5", "author": { "id": "bot" }, "content": "<@7> ⚠️ it failed", "components": [] }),
+        ];
+        assert_eq!(
+            find_posted(&notices, "bot", &notice).map(|m| &m["id"]),
+            Some(&json!("5"))
+        );
+    }
+}
