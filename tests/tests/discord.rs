@@ -1102,3 +1102,71 @@ async fn an_over_long_prompt_is_refused_at_once_with_its_count_and_costs_no_quot
     .await;
     assert_eq!(job_count(&stack).await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_ones_own_queued_job_and_its_ack_then_says_so() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    let (id, token) = new_interaction();
+    acked(
+        &stack,
+        &interactions::imagine(&id, &token, &alice(), "a red kite --seed 2"),
+    )
+    .await;
+    let job = stack
+        .queue
+        .job_by_idempotency_key(&format!("discord:{id}"))
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let cancel = |member: Member, options: Value| {
+        let stack = &stack;
+        async move {
+            let (id, token) = new_interaction();
+            let answer = send(
+                stack,
+                &interactions::command(&id, &token, &member, "cancel", options),
+            )
+            .await;
+            assert_eq!(answer.body["data"]["flags"], 64, "{:?}", answer.body);
+            answer.body["data"]["content"].as_str().unwrap().to_owned()
+        }
+    };
+    let bob = Member::new("1200000000000000200", "bob");
+    let options = json!([{ "name": "job", "type": 4, "value": job.0 }]);
+    for (member, options, expected) in [
+        (
+            bob.clone(),
+            options.clone(),
+            format!("job {job} is not yours"),
+        ),
+        (bob, json!([]), "you have no jobs".to_owned()),
+        (
+            alice(),
+            json!([{ "name": "job", "type": 4, "value": 999_999 }]),
+            "there is no job 999999".to_owned(),
+        ),
+    ] {
+        let text = cancel(member, options).await;
+        assert!(text.contains(&expected), "{text}");
+        assert_eq!(
+            stack.queue.job(job).await.unwrap().unwrap().state,
+            JobState::Queued
+        );
+    }
+    // Alice's only job needs no number.
+    let text = cancel(alice(), json!([])).await;
+    assert!(text.contains(&format!("Cancelled job {job}")), "{text}");
+    assert_eq!(
+        stack.queue.job(job).await.unwrap().unwrap().state,
+        JobState::Cancelled
+    );
+    let text = cancel(alice(), options).await;
+    assert!(text.contains("already finished"), "{text}");
+    // An engine's sweep tells the channel, in the ack, once.
+    stack.start_engine(&[]).await.unwrap();
+    let told = wait_for_original_edit(&stack, &token, "cancelled").await;
+    assert!(told.starts_with("⚠️"), "{told}");
+    assert!(stack.fake.messages().is_empty(), "nothing drawn or posted");
+}

@@ -554,3 +554,59 @@ async fn a_command_whose_parent_post_fails_is_kept_and_the_engine_posts_the_pare
     let job = stack.queue.job(job_of(&buttons)).await.unwrap().unwrap();
     assert_eq!(job.origin.thread_id.as_deref(), Some(parent.ts.as_str()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imagine_cancel_stops_ones_own_queued_job() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    command(&stack, "a tin robot --seed 3").await;
+    let parent = parent_of(&stack.slack);
+    let job = stack.queue.user_active_jobs("slack", ALICE).await.unwrap()[0].id;
+    let cancel = |user: &'static str, text: String| {
+        let stack = &stack;
+        async move {
+            let fields =
+                slack::command_fields("/imagine-cancel", &text, user, &stack.slack.response_url());
+            let answer = slack::send_signed(
+                &stack.http,
+                &stack.slack_commands(),
+                SIGNING_SECRET,
+                chrono::Utc::now().timestamp(),
+                slack::form(&fields),
+            )
+            .await
+            .unwrap();
+            assert_eq!(answer.body["response_type"], "ephemeral");
+            answer.body["text"].as_str().unwrap().to_owned()
+        }
+    };
+    for (user, text, expected) in [
+        ("U0BOB", job.to_string(), format!("job {job} is not yours")),
+        (ALICE, "fox".to_owned(), "is not a job number".to_owned()),
+    ] {
+        let answer = cancel(user, text).await;
+        assert!(answer.contains(&expected), "{answer}");
+    }
+    let answer = cancel(ALICE, format!("#{job}")).await;
+    assert!(answer.contains(&format!("Cancelled job {job}")), "{answer}");
+    wait_for_state(&stack, job, JobState::Cancelled).await;
+    // An engine's sweep says so in the job's thread, once.
+    stack.start_engine(&[]).await.unwrap();
+    stack
+        .slack
+        .wait_until("a cancelled notice", TIMEOUT, |f| {
+            f.thread(CHANNEL_ID, &parent.ts)
+                .iter()
+                .any(|m| m.text.contains("cancelled"))
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let notices = stack
+        .slack
+        .thread(CHANNEL_ID, &parent.ts)
+        .into_iter()
+        .filter(|m| m.text.contains("cancelled"))
+        .count();
+    assert_eq!(notices, 1);
+}
