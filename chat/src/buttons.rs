@@ -21,6 +21,8 @@ pub enum Action {
     Reroll,
     /// "Vary (subtle)" and "Vary (strong)" under an upscaled image.
     VaryUpscaled { strength: VaryStrength },
+    /// ❌ under any result: its requester or a channel manager deletes it.
+    Delete,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,10 +33,10 @@ pub struct ButtonId {
 }
 
 impl ButtonId {
-    /// The follow-up job a press asks for.
-    pub fn request(&self) -> Request {
+    /// The follow-up job a press asks for; none for ❌.
+    pub fn request(&self) -> Option<Request> {
         let parent = self.job;
-        match self.action {
+        Some(match self.action {
             Action::Upscale { index } => Request::Upscale {
                 parent,
                 index,
@@ -51,7 +53,8 @@ impl ButtonId {
                 index: 0,
                 strength,
             },
-        }
+            Action::Delete => return None,
+        })
     }
 
     /// The image the button is about, if one.
@@ -59,7 +62,7 @@ impl ButtonId {
         match self.action {
             Action::Upscale { index } | Action::Vary { index } => Some(index),
             Action::VaryUpscaled { .. } => Some(0),
-            Action::Reroll => None,
+            Action::Reroll | Action::Delete => None,
         }
     }
 
@@ -95,6 +98,7 @@ impl ButtonId {
             Action::VaryUpscaled {
                 strength: VaryStrength::Strong,
             } => "Vary (strong)".to_owned(),
+            Action::Delete => "❌".to_owned(),
         }
     }
 
@@ -110,10 +114,11 @@ impl ButtonId {
             Action::VaryUpscaled {
                 strength: VaryStrength::Strong,
             } => "Making strong variations".to_owned(),
+            Action::Delete => "Deleting the result".to_owned(),
         }
     }
 
-    /// The buttons under a grid: U1–U4, V1–V4, 🔄, in rows.
+    /// The buttons under a grid: U1–U4, V1–V4, then 🔄 and ❌, in rows.
     pub fn grid_rows(job: JobId) -> Vec<Vec<ButtonId>> {
         let row = |action: fn(u8) -> Action| {
             (0..GRID_IMAGES)
@@ -126,21 +131,26 @@ impl ButtonId {
         vec![
             row(|index| Action::Upscale { index }),
             row(|index| Action::Vary { index }),
-            vec![ButtonId {
-                action: Action::Reroll,
-                job,
-            }],
+            vec![
+                ButtonId {
+                    action: Action::Reroll,
+                    job,
+                },
+                ButtonId {
+                    action: Action::Delete,
+                    job,
+                },
+            ],
         ]
     }
 
-    /// The buttons under an upscaled image.
+    /// The buttons under an upscaled image: the two variations and ❌.
     pub fn upscale_row(job: JobId) -> Vec<ButtonId> {
         [VaryStrength::Subtle, VaryStrength::Strong]
             .into_iter()
-            .map(|strength| ButtonId {
-                action: Action::VaryUpscaled { strength },
-                job,
-            })
+            .map(|strength| Action::VaryUpscaled { strength })
+            .chain([Action::Delete])
+            .map(|action| ButtonId { action, job })
             .collect()
     }
 
@@ -167,6 +177,7 @@ impl ButtonId {
             "vS" if no_index => Action::VaryUpscaled {
                 strength: VaryStrength::Strong,
             },
+            "x" if no_index => Action::Delete,
             _ => return None,
         };
         Some(ButtonId { action, job })
@@ -186,6 +197,7 @@ impl fmt::Display for ButtonId {
             Action::VaryUpscaled {
                 strength: VaryStrength::Strong,
             } => write!(f, "{PREFIX}:vS:{job}"),
+            Action::Delete => write!(f, "{PREFIX}:x:{job}"),
         }
     }
 }
@@ -199,7 +211,7 @@ mod tests {
         let job = JobId(i64::MAX);
         let mut all: Vec<ButtonId> = ButtonId::grid_rows(job).into_iter().flatten().collect();
         all.extend(ButtonId::upscale_row(job));
-        assert_eq!(all.len(), 11);
+        assert_eq!(all.len(), 13);
         let mut ids = std::collections::HashSet::new();
         for button in all {
             let text = button.to_string();
@@ -234,7 +246,15 @@ mod tests {
             ("wu:r:7:0", None),
             ("wu:u:0:1", None),
             ("wu:u:-3:1", None),
+            (
+                "wu:x:12",
+                Some(ButtonId {
+                    action: Action::Delete,
+                    job: JobId(12),
+                }),
+            ),
             ("wu:x:12:1", None),
+            ("wu:q:12", None),
             ("xx:u:12:1", None),
             ("wu:u:12:1:9", None),
             ("", None),
@@ -249,22 +269,25 @@ mod tests {
         let rows = ButtonId::grid_rows(job);
         assert_eq!(
             rows[0][1].request(),
-            Request::Upscale {
+            Some(Request::Upscale {
                 parent: job,
                 index: 1,
                 mode: UpscaleMode::Plain
-            }
+            })
         );
         assert_eq!(rows[1][3].label(), "V4");
-        assert_eq!(rows[2][0].request(), Request::Reroll { parent: job });
+        assert_eq!(rows[2][0].request(), Some(Request::Reroll { parent: job }));
+        assert_eq!(rows[2][1].label(), "❌");
+        assert_eq!(rows[2][1].request(), None);
         assert_eq!(
             ButtonId::upscale_row(job)[0].request(),
-            Request::Vary {
+            Some(Request::Vary {
                 parent: job,
                 index: 0,
                 strength: VaryStrength::Subtle
-            }
+            })
         );
+        assert_eq!(ButtonId::upscale_row(job)[2].action, Action::Delete);
     }
 
     #[test]

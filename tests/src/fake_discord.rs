@@ -114,6 +114,10 @@ impl FakeDiscord {
                 "/api/v10/channels/{channel}/messages",
                 post(create_message).get(list_messages),
             )
+            .route(
+                "/api/v10/channels/{channel}/messages/{message}",
+                axum::routing::delete(delete_message),
+            )
             .route("/api/v10/users/@me", get(users_me))
             .route("/api/v10/channels/{channel}", get(get_channel))
             .route(
@@ -590,6 +594,36 @@ async fn list_messages(
     found.truncate(limit);
     shared.record(&method, path, &headers, None, Vec::new(), 200);
     axum::Json(Value::Array(found)).into_response()
+}
+
+/// `DELETE /channels/{id}/messages/{id}`: the bot may delete its own
+/// messages; an unknown one is 10008.
+async fn delete_message(
+    State(shared): State<Shared>,
+    Path((channel, message)): Path<(String, String)>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let path = uri.path().to_owned();
+    if !shared.authorized(&headers) {
+        shared.record(&method, path, &headers, None, Vec::new(), 401);
+        return error(StatusCode::UNAUTHORIZED, 0, "401: Unauthorized");
+    }
+    let removed = {
+        let mut inner = shared.lock();
+        let before = inner.messages.len();
+        inner
+            .messages
+            .retain(|m| !(m.channel_id == channel && m.id == message));
+        inner.messages.len() < before
+    };
+    if !removed {
+        shared.record(&method, path, &headers, None, Vec::new(), 404);
+        return error(StatusCode::NOT_FOUND, 10008, "Unknown Message");
+    }
+    shared.record(&method, path, &headers, None, Vec::new(), 204);
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn users_me(State(shared): State<Shared>, method: Method, headers: HeaderMap) -> Response {

@@ -584,6 +584,18 @@ fn carry_out(shared: &Shared, method: &str, body: &Value) -> Response {
             }
             ok(json!({ "files": files }))
         }
+        "files.delete" => {
+            let Some(file) = str_of("file") else {
+                return fail("file_not_found");
+            };
+            let mut inner = shared.lock();
+            let before = inner.files.len();
+            inner.files.retain(|f| f.id != file);
+            if inner.files.len() == before {
+                return fail("file_not_found");
+            }
+            ok(json!({}))
+        }
         "apps.connections.open" => {
             ok(json!({ "url": format!("{}/socket", shared.base.replace("http://", "ws://")) }))
         }

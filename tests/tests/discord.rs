@@ -110,7 +110,7 @@ fn assert_grid(message: &Message) -> JobId {
         vec![
             vec!["U1", "U2", "U3", "U4"],
             vec!["V1", "V2", "V3", "V4"],
-            vec!["🔄"]
+            vec!["🔄", "❌"]
         ]
     );
     let job = job_of(message);
@@ -236,7 +236,7 @@ async fn imagine_then_upscale_and_vary_across_a_bot_restart() {
         .into_iter()
         .map(|(_, l)| l)
         .collect();
-    assert_eq!(labels, ["Vary (subtle)", "Vary (strong)"]);
+    assert_eq!(labels, ["Vary (subtle)", "Vary (strong)", "❌"]);
     assert_eq!(
         png_size(&upscaled.files[0].bytes),
         (256, 256),
@@ -338,6 +338,39 @@ async fn imagine_then_upscale_and_vary_across_a_bot_restart() {
         .unwrap();
     assert!(steps > 0, "UNet steps timed");
     assert_eq!(get(format!("{}/readyz", stack.engine_url())).await.0, 200);
+
+    // ❌: not for Bob; Alice deletes her variations; a member who may
+    // manage messages deletes her upscale.
+    let x = format!("wu:x:{vary_job}");
+    let bob = Member::new("1200000000000000200", "bob");
+    let mut moderator = Member::new("1200000000000000300", "moderator");
+    moderator.permissions = ((1u64 << 10) | (1 << 11) | (1 << 13) | (1 << 31)).to_string();
+    let upscale_job = ButtonId::parse(&upscaled.button_rows()[0][0].0)
+        .unwrap()
+        .job;
+    for (member, custom_id, message, expected, left) in [
+        (bob, &x, variations, "only the person who asked", 3),
+        (alice(), &x, variations, "Deleted the result of job", 2),
+        (
+            moderator,
+            &format!("wu:x:{upscale_job}"),
+            upscaled,
+            "Deleted the result of job",
+            1,
+        ),
+    ] {
+        let (id, token) = new_interaction();
+        let answer = send(
+            &stack,
+            &interactions::button(&id, &token, &member, custom_id, &message.json()),
+        )
+        .await;
+        assert_eq!(answer.body["data"]["flags"], 64, "{:?}", answer.body);
+        let content = answer.body["data"]["content"].as_str().unwrap();
+        assert!(content.contains(expected), "{content}");
+        assert_eq!(stack.fake.messages().len(), left);
+    }
+    assert_eq!(stack.fake.messages()[0].id, grid.id, "the grid stays");
 }
 
 #[tokio::test]

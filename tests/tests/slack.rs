@@ -135,7 +135,7 @@ async fn imagine_in_a_channel_then_upscale_and_reroll_in_its_thread() {
         [
             vec!["U1", "U2", "U3", "U4"],
             vec!["V1", "V2", "V3", "V4"],
-            vec!["🔄"]
+            vec!["🔄", "❌"]
         ]
     );
     let job = job_of(&grid_buttons);
@@ -174,7 +174,7 @@ async fn imagine_in_a_channel_then_upscale_and_reroll_in_its_thread() {
         .into_iter()
         .map(|(_, l)| l)
         .collect();
-    assert_eq!(labels, ["Vary (subtle)", "Vary (strong)"]);
+    assert_eq!(labels, ["Vary (subtle)", "Vary (strong)", "❌"]);
     let files = stack.slack.files();
     assert_eq!(files.len(), 2);
     assert_eq!(png_size(&files[1].bytes), (256, 256));
@@ -205,6 +205,48 @@ async fn imagine_in_a_channel_then_upscale_and_reroll_in_its_thread() {
             .unwrap()
             .contains("re-roll")
     );
+
+    // ❌: Bob may not; Alice deletes the re-roll's buttons and its image.
+    let rerolled_job = job_of(&rerolled);
+    let x = format!("wu:x:{rerolled_job}");
+    let before = stack.slack.responses().len();
+    for (n, (user, expected, buttons_left, files_left)) in [
+        ("U0BOB", "only the person who asked", 3, 3),
+        (ALICE, "Deleted the result of job", 2, 2),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let payload = slack::block_actions(&x, user, &rerolled.json(), &stack.slack.response_url());
+        let answer = slack::send_signed(
+            &stack.http,
+            &stack.slack_interactions(),
+            SIGNING_SECRET,
+            chrono::Utc::now().timestamp(),
+            slack::interaction_form(&payload),
+        )
+        .await
+        .unwrap();
+        assert_eq!(answer.status, 200);
+        stack
+            .slack
+            .wait_until("the presser is told", TIMEOUT, |f| {
+                f.responses().len() > before + n
+            })
+            .await
+            .unwrap();
+        let last = stack.slack.responses().last().unwrap().1.clone();
+        assert!(last["text"].as_str().unwrap().contains(expected), "{last}");
+        assert_eq!(last["response_type"], "ephemeral");
+        let buttons = stack
+            .slack
+            .thread(CHANNEL_ID, &parent.ts)
+            .iter()
+            .filter(|m| !m.button_rows().is_empty())
+            .count();
+        assert_eq!(buttons, buttons_left, "{user}");
+        assert_eq!(stack.slack.files().len(), files_left, "{user}");
+    }
 }
 
 #[tokio::test]

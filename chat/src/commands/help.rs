@@ -16,7 +16,7 @@ pub fn text(settings_command: &str, queue_command: &str, cancel_command: &str) -
          • `--guidance G` how closely to follow the prompt (0–{MAX_GUIDANCE})\n\
          • `--style <preset>` one of {}\n\
          • `--fast` / `--relax` which line to wait in (relax waits behind fast, never forever)\n\
-         Under a grid: **U1–U4** upscale an image, **V1–V4** make variations of one, **🔄** re-rolls.\n\
+         Under a grid: **U1–U4** upscale an image, **V1–V4** make variations of one, **🔄** re-rolls, **❌** deletes it (yours, or any if you manage the channel).\n\
          **{queue_command}** shows your jobs and places in line; **{cancel_command}** `[job]` stops one of yours (queued or running); **{settings_command}** shows or changes this channel's defaults.",
         style::style_names()
     )

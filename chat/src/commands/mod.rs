@@ -5,6 +5,7 @@
 
 pub mod answer;
 pub mod cancel;
+pub mod delete;
 pub mod help;
 pub mod imagine;
 pub mod press;
@@ -136,6 +137,12 @@ pub enum UserError {
     NothingToCancel,
     #[error("you have several jobs; say which to cancel: {0}")]
     WhichJob(String),
+    #[error(
+        "only the person who asked for this result, or someone who manages the channel, can delete it"
+    )]
+    NotYourResult,
+    #[error("that button starts no job")]
+    NotAFollowUp,
 }
 
 /// A command's failure: the user's mistake, or ours.

@@ -67,7 +67,7 @@ impl Commands {
             None => true,
         };
         allowed(&parent, image_stored, &channel, &invocation.origin.user_id)?;
-        let request = button.request();
+        let request = button.request().ok_or(UserError::NotAFollowUp)?;
         let batch_key = request.kind().to_owned();
         let job = invocation.job(&channel, key, parent.tier, request, batch_key);
         self.enqueue_within_quota(&job).await

@@ -16,7 +16,7 @@ use wordup_queue::{Origin, Queue};
 use super::reply::DiscordReply;
 use super::rest::DiscordRest;
 use crate::ack::{ACK_BUDGET, Handled};
-use crate::buttons::ButtonId;
+use crate::buttons::{Action, ButtonId};
 use crate::commands::answer::{OUR_FAULT, accepted_text, error_text};
 use crate::commands::settings::SettingsChange;
 use crate::commands::{Accepted, CommandError, Commands, Invocation, help, imagine, reply_text};
@@ -133,6 +133,9 @@ impl DiscordApp {
         let Some(button) = ButtonId::parse(&component.data.custom_id) else {
             return now(ephemeral("this button is not one of ours"));
         };
+        if button.action == Action::Delete {
+            return self.delete_result(&component, button).await;
+        }
         let reply = DiscordReply {
             application_id: component.application_id.to_string(),
             interaction_id: component.id.to_string(),
@@ -153,6 +156,37 @@ impl DiscordApp {
             .spawn(async move { commands.press(&invocation, &button).await });
         let headline = format!("{} — job {}", button.headline(), button.job);
         self.acked(enqueue, reply, headline, true).await
+    }
+
+    /// ❌: deletes the message the button is on, for the job's requester or
+    /// a member who may manage messages here.
+    async fn delete_result(&self, component: &ComponentInteraction, button: ButtonId) -> Handled {
+        let manages = component
+            .member
+            .as_ref()
+            .and_then(|m| m.permissions)
+            .is_some_and(|p| p.manage_messages() || p.administrator());
+        let presser = component.user.id.to_string();
+        if let Err(e) = self.commands.deletable(button.job, &presser, manages).await {
+            e.log();
+            return now(ephemeral(&error_text(&e)));
+        }
+        let path = format!(
+            "/channels/{}/messages/{}",
+            component.channel_id, component.message.id
+        );
+        match self.rest.delete(&path).await {
+            Ok(_) => now(ephemeral(&format!(
+                "Deleted the result of job {}.",
+                button.job
+            ))),
+            Err(e) => {
+                tracing::warn!(error = %e, "a result was not deleted");
+                now(ephemeral(
+                    "⚠️ I could not delete that message; please try again",
+                ))
+            }
+        }
     }
 
     /// Waits up to [`ACK_BUDGET`] for the enqueue: answers with the outcome

@@ -97,6 +97,10 @@ impl DiscordRest {
         self.call(Method::PATCH, path, Some(body), &[]).await
     }
 
+    pub async fn delete(&self, path: &str) -> Result<Value, RestError> {
+        self.call(Method::DELETE, path, None, &[]).await
+    }
+
     pub async fn put(&self, path: &str, body: &Value) -> Result<Value, RestError> {
         self.call(Method::PUT, path, Some(body), &[]).await
     }

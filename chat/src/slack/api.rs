@@ -156,6 +156,13 @@ impl SlackApi {
             .map(drop)
     }
 
+    /// Deletes a file the bot shared (files.delete).
+    pub async fn delete_file(&self, file: &str) -> Result<(), SlackError> {
+        self.call_form("files.delete", &[("file", file.to_owned())])
+            .await
+            .map(drop)
+    }
+
     pub async fn update_message(
         &self,
         channel: &str,

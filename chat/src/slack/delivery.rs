@@ -15,7 +15,7 @@ use crate::text::shorten;
 use wordup_queue::{DeliveryError, ResultPost};
 
 /// The upload step's record: a retried attempt that finds it does not upload again.
-const FILE_POST: &str = "slack:file";
+pub const FILE_POST: &str = "slack:file";
 /// The parent message a job's thread hangs from, when the bot posts it.
 const PARENT_POST: &str = "slack:parent";
 /// The message with the result's buttons.

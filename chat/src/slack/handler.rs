@@ -8,10 +8,11 @@ use wordup_queue::Origin;
 
 use super::api::SlackApi;
 use super::blocks::escape;
+use super::delivery::FILE_POST;
 use super::reply::SlackReply;
 use crate::ack::{ACK_BUDGET, Handled};
-use crate::buttons::ButtonId;
-use crate::commands::answer::outcome_text;
+use crate::buttons::{Action, ButtonId};
+use crate::commands::answer::{OUR_FAULT, error_text, outcome_text};
 use crate::commands::{
     Accepted, CommandError, Commands, Invocation, UserError, help, imagine, position_text,
     reply_text,
@@ -189,6 +190,38 @@ impl SlackApp {
         else {
             return Handled::now(Value::Null);
         };
+        if button.action == Action::Delete {
+            let Some(response_url) = event.response_url.as_ref().map(|u| u.0.to_string()) else {
+                return Handled::now(Value::Null);
+            };
+            let app = self.clone();
+            let (channel, user, ts) = (
+                channel.id.0.clone(),
+                user.id.0.clone(),
+                message.origin.ts.0.clone(),
+            );
+            let task = self.commands.pending.spawn(
+                async move { app.delete_result(button, &channel, &user, &ts).await }
+                    .instrument(span.clone()),
+            );
+            let api = self.api.clone();
+            return Handled {
+                response: Value::Null,
+                after: Some(Box::pin(
+                    async move {
+                        let text = match task.await {
+                            Ok(text) => text,
+                            Err(_) => OUR_FAULT.to_owned(),
+                        };
+                        let body = json!({ "response_type": "ephemeral", "replace_original": false, "text": text });
+                        if let Err(e) = api.respond(&response_url, &body).await {
+                            tracing::warn!(error = %e, "could not answer a button press");
+                        }
+                    }
+                    .instrument(span),
+                )),
+            };
+        }
         // Results of a press go in the same thread as the grid.
         let root = message
             .origin
@@ -237,6 +270,36 @@ impl SlackApp {
                 .instrument(span),
             )),
         }
+    }
+
+    /// ❌: deletes the buttons message `ts` and the file shared with it,
+    /// for the job's requester or a settings admin. Returns what to tell
+    /// the presser.
+    async fn delete_result(&self, button: ButtonId, channel: &str, user: &str, ts: &str) -> String {
+        let manages = self.settings_admins.iter().any(|admin| admin == user);
+        if let Err(e) = self.commands.deletable(button.job, user, manages).await {
+            e.log();
+            return error_text(&e);
+        }
+        if let Err(e) = self.api.delete_message(channel, ts).await {
+            tracing::warn!(error = %e, "a result was not deleted");
+            return "⚠️ I could not delete that message; please try again".to_owned();
+        }
+        // The image is a message of its own in the thread: the file's.
+        match self.commands.queue.post(button.job, FILE_POST).await {
+            Ok(Some(file)) => {
+                if let Err(e) = self.api.delete_file(&file.message_id).await {
+                    tracing::warn!(error = %e, "a result's file was not deleted");
+                    return "⚠️ I deleted the buttons but not the image; please try again"
+                        .to_owned();
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "a result's file is unknown");
+            }
+        }
+        format!("Deleted the result of job {}.", button.job)
     }
 
     /// Waits up to [`ACK_BUDGET`] for the enqueue: answers with the outcome,

@@ -45,6 +45,7 @@ pub struct SlackSettings {
     pub slack_api_url: String,
     /// Slack user ids allowed to change channel settings (comma-separated);
     /// empty lets anyone in the channel (Slack sends no roles with commands).
+    /// They may also delete anyone's result with ❌.
     #[arg(long, env = "WORDUP_SLACK_SETTINGS_ADMINS", value_delimiter = ',')]
     pub slack_settings_admins: Vec<String>,
 }
