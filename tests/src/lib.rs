@@ -5,5 +5,6 @@ pub mod fake_slack;
 pub mod interactions;
 pub mod jobs;
 pub mod pg;
+pub mod private_pg;
 pub mod slack_requests;
 pub mod stack;

@@ -19,14 +19,22 @@ pub fn database_url() -> String {
 /// A fresh, migrated database, dropped with the value.
 pub struct TestDb {
     admin: PgConnectOptions,
+    /// The server's URL as given, for [`TestDb::url`].
+    server_url: String,
     name: String,
     pub options: PgConnectOptions,
 }
 
 impl TestDb {
+    /// A database on the shared server (`DATABASE_URL`).
     pub async fn new() -> Result<TestDb> {
+        TestDb::on_server(&database_url()).await
+    }
+
+    /// A database on the server of `server_url`, whose role may create databases.
+    pub async fn on_server(server_url: &str) -> Result<TestDb> {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let admin = PgConnectOptions::from_str(&database_url())
+        let admin = PgConnectOptions::from_str(server_url)
             .context("DATABASE_URL is not a Postgres URL")?
             .disable_statement_logging();
         let name = format!(
@@ -46,6 +54,7 @@ impl TestDb {
         let options = admin.clone().database(&name);
         let db = TestDb {
             admin,
+            server_url: server_url.to_owned(),
             name,
             options,
         };
@@ -59,7 +68,7 @@ impl TestDb {
 
     /// A URL for child processes.
     pub fn url(&self) -> String {
-        let mut url = url::Url::parse(&database_url()).expect("DATABASE_URL parsed before");
+        let mut url = url::Url::parse(&self.server_url).expect("the server URL parsed before");
         url.set_path(&self.name);
         url.to_string()
     }

@@ -53,6 +53,8 @@ fn free_port() -> Result<u16> {
 pub struct Stack {
     bot: Option<Child>,
     engine: Option<Child>,
+    /// Engines beside the first ([`Stack::start_another_engine`]).
+    more_engines: Vec<Child>,
     pub db: TestDb,
     pub queue: Queue,
     pub fake: FakeDiscord,
@@ -70,7 +72,11 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start() -> Result<Stack> {
-        let db = TestDb::new().await?;
+        Stack::start_on(TestDb::new().await?).await
+    }
+
+    /// The stack on a database of the caller's (on a server of its own, say).
+    pub async fn start_on(db: TestDb) -> Result<Stack> {
         let queue = db.queue(QueueConfig::default(), 4).await?;
         let fake = FakeDiscord::start(BOT_TOKEN).await?;
         let slack = FakeSlack::start().await?;
@@ -91,6 +97,7 @@ impl Stack {
             engine_metrics_port: free_port()?,
             bot: None,
             engine: None,
+            more_engines: Vec::new(),
         })
     }
 
@@ -241,6 +248,27 @@ impl Stack {
     /// Starts `wordup-engine run` on the tiny model with the real
     /// upscaler and safety weights.
     pub async fn start_engine(&mut self, extra_env: &[(&str, &str)]) -> Result<()> {
+        let command = self.engine_command(self.engine_metrics_port, extra_env)?;
+        self.engine = Some(spawn_engine(command)?);
+        Ok(())
+    }
+
+    /// Starts one more engine beside the first (its metrics on a port of its own).
+    pub async fn start_another_engine(&mut self, extra_env: &[(&str, &str)]) -> Result<()> {
+        let command = self.engine_command(free_port()?, extra_env)?;
+        self.more_engines.push(spawn_engine(command)?);
+        Ok(())
+    }
+
+    /// Whether every engine started is still running.
+    pub fn engines_running(&mut self) -> bool {
+        self.engine
+            .iter_mut()
+            .chain(self.more_engines.iter_mut())
+            .all(|engine| engine.try_wait().ok().flatten().is_none())
+    }
+
+    fn engine_command(&self, metrics_port: u16, extra_env: &[(&str, &str)]) -> Result<Command> {
         let weights = weights_dir();
         let mut command = Command::new(workspace_bin("wordup-engine")?);
         command
@@ -255,17 +283,13 @@ impl Stack {
                 weights.join("open_nsfw.safetensors"),
             )
             .env("WORDUP_POLL_SECS", "0.5")
-            .env(
-                "WORDUP_METRICS_BIND",
-                format!("127.0.0.1:{}", self.engine_metrics_port),
-            )
+            .env("WORDUP_METRICS_BIND", format!("127.0.0.1:{metrics_port}"))
             .env("WORDUP_PROGRESS_EDIT_SECS", "0.3");
         self.common_env(&mut command);
         for (name, value) in extra_env {
             command.env(name, value);
         }
-        self.engine = Some(command.spawn().context("starting wordup-engine")?);
-        Ok(())
+        Ok(command)
     }
 
     /// SIGKILL: no destructors, no release; only the lease is left.
@@ -282,6 +306,10 @@ impl Stack {
         terminate(&engine)?;
         Ok(tokio::time::timeout(Duration::from_secs(60), engine.wait()).await??)
     }
+}
+
+fn spawn_engine(mut command: Command) -> Result<Child> {
+    command.spawn().context("starting wordup-engine")
 }
 
 fn terminate(child: &Child) -> Result<()> {
