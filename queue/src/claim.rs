@@ -31,7 +31,7 @@ use sqlx::postgres::PgRow;
 
 use crate::Failure;
 use crate::error::Result;
-use crate::model::{ClaimedJob, Job, JobId};
+use crate::model::{ClaimedJob, Job, JobId, Request};
 use crate::row::{JOB_COLUMNS, JobRow};
 use crate::{Queue, secs};
 
@@ -194,24 +194,31 @@ impl Queue {
         })
     }
 
-    /// The claimed rows as jobs. A row that does not decode (a request kind
-    /// from a newer release, say) fails alone, for good, with the reason;
-    /// the rest of the batch runs.
+    /// The claimed rows as jobs. A job whose request this release cannot
+    /// read (a kind from a newer release, say), or a row that does not
+    /// decode at all, fails alone, for good, with the reason; the rest of
+    /// the batch runs. (Its requester is told by the sweep of endings.)
     async fn readable(&self, rows: Vec<JobRow>) -> Result<Vec<Job>> {
         let mut jobs = Vec::with_capacity(rows.len());
         for row in rows {
             let (id, attempt) = row.attempt_key();
-            match Job::try_from(row) {
-                Ok(job) => jobs.push(job),
-                Err(e) => {
-                    tracing::error!(job_id = %id, error = %e, "claimed an unreadable job; failing it");
-                    let reason = format!("this engine cannot read the job: {e}");
-                    // The rest of the batch runs whatever happens here; an
-                    // unsettled bad row comes back when its lease expires.
-                    if let Err(e) = self.fail(id, attempt, &reason, Failure::Permanent).await {
-                        tracing::warn!(job_id = %id, error = %e, "could not fail an unreadable job");
-                    }
+            let unreadable = match Job::try_from(row) {
+                Ok(Job {
+                    request: Request::Unreadable { error },
+                    ..
+                }) => error,
+                Ok(job) => {
+                    jobs.push(job);
+                    continue;
                 }
+                Err(e) => e.to_string(),
+            };
+            tracing::error!(job_id = %id, error = %unreadable, "claimed an unreadable job; failing it");
+            let reason = format!("{}: {unreadable}", crate::UNREADABLE_JOB);
+            // The rest of the batch runs whatever happens here; an
+            // unsettled bad row comes back when its lease expires.
+            if let Err(e) = self.fail(id, attempt, &reason, Failure::Permanent).await {
+                tracing::warn!(job_id = %id, error = %e, "could not fail an unreadable job");
             }
         }
         Ok(jobs)

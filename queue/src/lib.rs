@@ -53,6 +53,10 @@ pub use waker::{Wake, Waker};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+/// How the `last_error` of a job whose request this release cannot read
+/// begins (the claim fails such jobs; the announcement reads it).
+pub const UNREADABLE_JOB: &str = "this engine cannot read the job";
+
 /// Channel that enqueues and rescues notify, so idle workers look again.
 pub const JOBS_CHANNEL: &str = "wordup_jobs";
 /// Channel that carries [`ProgressEvent`]s as JSON.

@@ -183,6 +183,13 @@ pub enum Request {
     Reroll {
         parent: JobId,
     },
+    /// A stored request this release cannot read (a kind from a newer
+    /// release, say): never enqueued, never run; it lets the job be failed
+    /// and its requester told why.
+    #[serde(skip)]
+    Unreadable {
+        error: String,
+    },
 }
 
 impl Request {
@@ -192,12 +199,13 @@ impl Request {
             Request::Upscale { .. } => "upscale",
             Request::Vary { .. } => "vary",
             Request::Reroll { .. } => "reroll",
+            Request::Unreadable { .. } => "unreadable",
         }
     }
 
     pub fn parent(&self) -> Option<JobId> {
         match self {
-            Request::Imagine(_) => None,
+            Request::Imagine(_) | Request::Unreadable { .. } => None,
             Request::Upscale { parent, .. }
             | Request::Vary { parent, .. }
             | Request::Reroll { parent } => Some(*parent),

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::error::{QueueError, Result};
-use crate::model::{Job, JobId, JobState, Origin, Progress, Tier};
+use crate::model::{Job, JobId, JobState, Origin, Progress, Request, Tier};
 
 /// The column list every job query selects, in [`JobRow`]'s order.
 pub(crate) const JOB_COLUMNS: &str = "jobs.id, jobs.idempotency_key, jobs.tier, jobs.state, \
@@ -66,7 +66,9 @@ impl TryFrom<JobRow> for Job {
                 user_id: row.user_id,
             },
             reply: row.reply,
-            request: serde_json::from_value(row.request).map_err(corrupt)?,
+            request: serde_json::from_value(row.request).unwrap_or_else(|e| Request::Unreadable {
+                error: e.to_string(),
+            }),
             batch_key: row.batch_key,
             sort_key: row.sort_key,
             attempt: row.attempt,

@@ -1203,3 +1203,33 @@ async fn cancel_stops_ones_own_queued_job_and_its_ack_then_says_so() {
     assert!(told.starts_with("⚠️"), "{told}");
     assert!(stack.fake.messages().is_empty(), "nothing drawn or posted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_no_engine_can_read_fails_and_its_requester_is_told() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    let (id, token) = new_interaction();
+    acked(
+        &stack,
+        &interactions::imagine(&id, &token, &alice(), "a paper boat --seed 1"),
+    )
+    .await;
+    let job = stack
+        .queue
+        .job_by_idempotency_key(&format!("discord:{id}"))
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    // A request kind from a newer release, say.
+    sqlx::query("UPDATE jobs SET request = '{\"kind\": \"from_the_future\"}' WHERE id = $1")
+        .bind(job.0)
+        .execute(stack.queue.pool())
+        .await
+        .unwrap();
+    stack.start_engine(&[]).await.unwrap();
+    wait_for_state(&stack, job, JobState::Failed).await;
+    let told = wait_for_original_edit(&stack, &token, "cannot read this job").await;
+    assert!(told.contains("failed"), "{told}");
+    assert!(stack.fake.messages().is_empty());
+}

@@ -10,7 +10,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use wordup_queue::{
     BackoffPolicy, CANCEL_CHANNEL, CancelOutcome, ChannelSettings, ChannelSettingsUpdate,
     FailOutcome, Failure, JobId, JobImage, JobState, NewJob, Progress, Queue, QueueConfig,
-    QueueError, Tier,
+    QueueError, Request, Tier,
 };
 use wordup_tests::jobs::job;
 use wordup_tests::pg::TestDb;
@@ -779,20 +779,29 @@ async fn an_unreadable_job_fails_alone_and_its_batch_runs() {
         claimed.iter().map(|c| c.id()).collect::<Vec<_>>(),
         vec![good]
     );
-    let failed = queue.job(bad).await;
-    // The bad row cannot be read back as a job either; its state and reason can.
-    assert!(failed.is_err());
-    let (state, error): (String, Option<String>) =
-        sqlx::query_as("SELECT state, last_error FROM jobs WHERE id = $1")
-            .bind(bad.0)
-            .fetch_one(queue.pool())
-            .await
-            .unwrap();
-    assert_eq!(state, "failed");
+    // Read back, it is a failed job whose request cannot be read, with
+    // the reason kept and its origin intact.
+    let failed = queue.job(bad).await.unwrap().unwrap();
+    assert_eq!(failed.state, JobState::Failed);
+    assert!(matches!(failed.request, Request::Unreadable { .. }));
     assert!(
-        error.unwrap_or_default().contains("cannot read the job"),
+        failed
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("cannot read the job"),
         "the reason is kept"
     );
+    assert_eq!(failed.origin.user_id, "b");
+    // So the sweep of endings can tell its requester.
+    let announced = queue
+        .claim_notices(10, Duration::ZERO)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|job| job.id)
+        .collect::<Vec<_>>();
+    assert_eq!(announced, vec![bad]);
     queue.complete(good, 1).await.unwrap();
 }
 

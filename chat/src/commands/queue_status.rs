@@ -46,6 +46,7 @@ pub fn describe(request: &Request) -> String {
             format!("variations of image {} of job {parent}", index + 1)
         }
         Request::Reroll { parent } => format!("re-roll of job {parent}"),
+        Request::Unreadable { .. } => "a job this release cannot read".to_owned(),
     }
 }
 

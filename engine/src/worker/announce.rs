@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use wordup_queue::{Delivery, DeliveryError, Job, JobState, Queue};
+use wordup_queue::{Delivery, DeliveryError, Job, JobState, Queue, UNREADABLE_JOB};
 
 use super::metrics::WorkerMetrics;
 
@@ -21,6 +21,9 @@ pub(super) fn ending_text(state: JobState, last_error: Option<&str>, attempts: i
         _ if error.starts_with("lease expired") => format!(
             "failed: the engine stopped while drawing this, {attempts} times; please try again"
         ),
+        _ if error.starts_with(UNREADABLE_JOB) => {
+            "failed: the engines running cannot read this job (it needs a newer release); please try again later".to_owned()
+        }
         _ => "failed: something went wrong while drawing; please try again".to_owned(),
     }
 }
@@ -120,6 +123,11 @@ mod tests {
                 JobState::Failed,
                 Some("lease expired: the worker stopped heartbeating"),
                 "failed: the engine stopped while drawing this, 3 times; please try again",
+            ),
+            (
+                JobState::Failed,
+                Some("this engine cannot read the job: unknown variant `from_the_future`"),
+                "failed: the engines running cannot read this job (it needs a newer release); please try again later",
             ),
             (
                 JobState::Failed,

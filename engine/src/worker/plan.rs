@@ -76,6 +76,7 @@ pub(super) fn what(request: &Request, first_seed: u64) -> String {
             UpscaleMode::Subtle => format!("image {} upscaled (subtle)", index + 1),
             UpscaleMode::Creative => format!("image {} upscaled (creative)", index + 1),
         },
+        Request::Unreadable { .. } => "a job this engine cannot read".to_owned(),
     }
 }
 
@@ -85,6 +86,13 @@ impl<D: Delivery> Worker<D> {
         let seed = first_seed(job);
         let what = what(&job.request, seed);
         let (root, draw) = match &job.request {
+            // The claim fails these; a job read back otherwise is failed here.
+            Request::Unreadable { error } => {
+                return Err(Outcome::permanent(format!(
+                    "{}: {error}",
+                    wordup_queue::UNREADABLE_JOB
+                )));
+            }
             Request::Imagine(request) => (request.clone(), Draw::Grid { first_seed: seed }),
             Request::Reroll { parent } => (
                 self.root_request(*parent).await?,
@@ -128,6 +136,9 @@ impl<D: Delivery> Worker<D> {
             };
             match job.request {
                 Request::Imagine(request) => return Ok(request),
+                Request::Unreadable { .. } => {
+                    return Err(Outcome::permanent("the original job cannot be read"));
+                }
                 other => match other.parent() {
                     Some(parent) => id = parent,
                     None => break,
