@@ -652,3 +652,43 @@ async fn imagine_cancel_stops_ones_own_queued_job() {
         .count();
     assert_eq!(notices, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parent_post_whose_answer_timed_out_is_found_by_the_engine() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    // Slack posts the bot's parent message, but its answer is lost: the
+    // bot leaves the parent to the engine, which must find this one.
+    stack.slack.lose_next_answer("chat.postMessage");
+    let (answer, _) = command(&stack, "a clock tower --seed 9").await;
+    assert!(
+        answer.body["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("queued"),
+        "{}",
+        answer.body
+    );
+    stack.start_engine(&[]).await.unwrap();
+    let parent = parent_of(&stack.slack);
+    let buttons = buttons_message(&stack.slack, &parent.ts, 1).await;
+    let job = job_of(&buttons);
+    wait_for_state(&stack, job, JobState::Succeeded).await;
+    let parents = stack
+        .slack
+        .messages()
+        .into_iter()
+        .filter(|m| m.channel == CHANNEL_ID && m.thread_ts.is_none())
+        .count();
+    assert_eq!(parents, 1, "one parent message");
+    let job = stack.queue.job(job).await.unwrap().unwrap();
+    assert_eq!(job.origin.thread_id.as_deref(), Some(parent.ts.as_str()));
+    assert!(
+        stack
+            .slack
+            .calls()
+            .iter()
+            .any(|c| c.method == "conversations.history"),
+        "the engine looked in the channel"
+    );
+}

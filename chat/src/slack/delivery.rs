@@ -16,8 +16,8 @@ use wordup_queue::{DeliveryError, ResultPost};
 
 /// The upload step's record: a retried attempt that finds it does not upload again.
 pub const FILE_POST: &str = "slack:file";
-/// The parent message a job's thread hangs from, when the bot posts it.
-const PARENT_POST: &str = "slack:parent";
+/// The parent message a job's thread hangs from, whoever posts it.
+pub const PARENT_POST: &str = "slack:parent";
 /// The message with the result's buttons.
 const BUTTONS_POST: &str = "slack:buttons";
 
@@ -68,9 +68,10 @@ impl SlackDelivery {
             return Ok((reply, ts));
         }
         let ours = once::post_message(
+            once::TRIES,
             &self.api,
             &self.queue,
-            job,
+            job.id,
             PARENT_POST,
             json!({
                 "channel": reply.channel,
@@ -119,9 +120,10 @@ impl SlackDelivery {
     pub async fn notice(&self, job: &Job, key: &str, text: &str) -> Result<(), DeliveryError> {
         let (reply, parent) = self.with_parent(job).await?;
         once::post_message(
+            once::TRIES,
             &self.api,
             &self.queue,
-            job,
+            job.id,
             &format!("notice:{key}"),
             json!({
                 "channel": reply.channel,
@@ -152,7 +154,7 @@ impl SlackDelivery {
             let file_id = once::upload_file(
                 &self.api,
                 &self.queue,
-                job,
+                job.id,
                 FILE_POST,
                 &reply.channel,
                 &parent,
@@ -171,9 +173,10 @@ impl SlackDelivery {
                 .map_err(transient)?;
         }
         let ts = once::post_message(
+            once::TRIES,
             &self.api,
             &self.queue,
-            job,
+            job.id,
             BUTTONS_POST,
             json!({
                 "channel": reply.channel,

@@ -4,11 +4,12 @@
 use serde_json::{Value, json};
 use slack_morphism::prelude::{SlackCommandEvent, SlackInteractionEvent};
 use tracing::Instrument;
-use wordup_queue::Origin;
+use wordup_queue::{DeliveryError, Origin};
 
 use super::api::SlackApi;
 use super::blocks::escape;
-use super::delivery::FILE_POST;
+use super::delivery::{FILE_POST, PARENT_POST};
+use super::once;
 use super::reply::SlackReply;
 use crate::ack::{ACK_BUDGET, Handled};
 use crate::buttons::{Action, ButtonId};
@@ -143,13 +144,20 @@ impl SlackApp {
         accepted: &Accepted,
         text: &str,
     ) -> Result<(), CommandError> {
-        let ours = match self
-            .api
-            .post_message(&json!({ "channel": channel, "text": text }))
-            .await
+        // One try within the ack's time; the engine's later tries look for
+        // this one (it may have landed though its answer was lost).
+        let ours = match once::post_message(
+            1,
+            &self.api,
+            &self.commands.queue,
+            accepted.job,
+            PARENT_POST,
+            json!({ "channel": channel, "text": text }),
+        )
+        .await
         {
             Ok(ts) => ts,
-            Err(e) if e.is_transient() => {
+            Err(e @ DeliveryError::Transient(_)) => {
                 tracing::warn!(error = %e, "no parent message yet; the engine posts it");
                 return Ok(());
             }

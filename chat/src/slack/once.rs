@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use wordup_queue::{DeliveryError, Job, JobId, Queue};
+use wordup_queue::{DeliveryError, JobId, Queue};
 
 use super::api::{SlackApi, SlackError};
 use crate::delivery::classify;
@@ -17,7 +17,7 @@ use crate::retry::backoff;
 /// The metadata `event_type` of our posts.
 const POST_EVENT: &str = "wordup_post";
 /// Tries of one post within a delivery; the job's own retries come after.
-const TRIES: u32 = 4;
+pub const TRIES: u32 = 4;
 /// How far before the first try to look: Slack's clock and ours differ.
 const CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(120);
 
@@ -65,14 +65,14 @@ enum Look<T> {
 async fn look<T>(
     api: &SlackApi,
     queue: &Queue,
-    job: &Job,
+    job: JobId,
     key: &str,
     channel: &str,
     thread_ts: Option<&str>,
     find: impl Fn(&[Value]) -> Option<T>,
 ) -> Result<Look<T>, DeliveryError> {
     let since: Option<DateTime<Utc>> = queue
-        .intend_post(job.id, key)
+        .intend_post(job, key)
         .await
         .map_err(|e| DeliveryError::Transient(e.to_string()))?;
     let Some(since) = since else {
@@ -97,9 +97,10 @@ async fn look<T>(
 /// each try after a look for an earlier one's result.
 #[allow(clippy::too_many_arguments)]
 async fn tries<T, F, Fut>(
+    tries: u32,
     api: &SlackApi,
     queue: &Queue,
-    job: &Job,
+    job: JobId,
     key: &str,
     channel: &str,
     thread_ts: Option<&str>,
@@ -122,7 +123,7 @@ where
                 Err(e) => return Err(classify(e)),
             },
         };
-        if n == TRIES {
+        if n >= tries {
             return Err(classify(failed));
         }
         tokio::time::sleep(backoff(n).min(Duration::from_secs(4))).await;
@@ -130,19 +131,21 @@ where
 }
 
 /// Posts `message` (a chat.postMessage body) as post `key` of `job`, at
-/// most once; returns its ts.
+/// most once, in up to `tries` tries; returns its ts.
 pub async fn post_message(
+    tries: u32,
     api: &SlackApi,
     queue: &Queue,
-    job: &Job,
+    job: JobId,
     key: &str,
     mut message: Value,
 ) -> Result<String, DeliveryError> {
-    let marker = marker(job.id, key);
+    let marker = marker(job, key);
     message["metadata"] = marker.clone();
     let channel = message["channel"].as_str().unwrap_or_default().to_owned();
     let thread = message["thread_ts"].as_str().map(str::to_owned);
-    tries(
+    self::tries(
+        tries,
         api,
         queue,
         job,
@@ -161,7 +164,7 @@ pub async fn post_message(
 pub async fn upload_file(
     api: &SlackApi,
     queue: &Queue,
-    job: &Job,
+    job: JobId,
     key: &str,
     channel: &str,
     thread_ts: &str,
@@ -169,6 +172,7 @@ pub async fn upload_file(
     upload: &super::api::SlackUpload<'_>,
 ) -> Result<String, DeliveryError> {
     tries(
+        TRIES,
         api,
         queue,
         job,

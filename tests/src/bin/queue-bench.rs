@@ -32,6 +32,10 @@ struct Args {
     /// Print the claim's EXPLAIN ANALYZE on a full backlog.
     #[arg(long)]
     explain: bool,
+    /// Claim as an engine that serves only these platforms (comma-separated),
+    /// as `wordup-engine run` does; unset: every platform.
+    #[arg(long, value_delimiter = ',')]
+    serving: Vec<String>,
 }
 
 fn main() -> Result<()> {
@@ -54,7 +58,10 @@ async fn run(args: Args) -> Result<()> {
         .await
         .context("creating the benchmark database")?;
     let max_workers = args.workers.iter().copied().max().unwrap_or(1);
-    let queue = db.queue(QueueConfig::default(), max_workers + 4).await?;
+    let mut queue = db.queue(QueueConfig::default(), max_workers + 4).await?;
+    if !args.serving.is_empty() {
+        queue = queue.serving(args.serving.clone());
+    }
     let version: String = sqlx::query_scalar("SHOW server_version")
         .fetch_one(queue.pool())
         .await?;
