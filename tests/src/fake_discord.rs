@@ -558,8 +558,8 @@ async fn create_message(
     axum::Json(message_json(&message)).into_response()
 }
 
-/// `GET /channels/{id}/messages`: newest first, after a snowflake, at
-/// most `limit` (1–100) of them. Fetched messages carry no nonce.
+/// `GET /channels/{id}/messages?after=`: the first `limit` (1–100)
+/// messages after a snowflake, newest first. Fetched messages carry no nonce.
 async fn list_messages(
     State(shared): State<Shared>,
     Path(channel): Path<String>,
@@ -590,8 +590,9 @@ async fn list_messages(
             json
         })
         .collect();
-    found.reverse();
+    // Discord: the `limit` messages right after `after`, newest first.
     found.truncate(limit);
+    found.reverse();
     shared.record(&method, path, &headers, None, Vec::new(), 200);
     axum::Json(Value::Array(found)).into_response()
 }

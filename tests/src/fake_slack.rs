@@ -497,9 +497,24 @@ fn carry_out(shared: &Shared, method: &str, body: &Value) -> Response {
             if method == "conversations.history" {
                 found.reverse();
             }
-            found.truncate(limit);
-            let messages: Vec<Value> = found.into_iter().map(|(_, m)| m).collect();
-            ok(json!({ "messages": messages, "has_more": false }))
+            // Pages of `limit`, the cursor naming where the next begins.
+            let start = str_of("cursor")
+                .and_then(|c| c.strip_prefix("next:")?.parse::<usize>().ok())
+                .unwrap_or(0);
+            let has_more = found.len() > start + limit;
+            let messages: Vec<Value> = found
+                .into_iter()
+                .skip(start)
+                .take(limit)
+                .map(|(_, m)| m)
+                .collect();
+            let cursor = if has_more {
+                format!("next:{}", start + limit)
+            } else {
+                String::new()
+            };
+            ok(json!({ "messages": messages, "has_more": has_more,
+                       "response_metadata": { "next_cursor": cursor } }))
         }
         "chat.delete" => {
             let (Some(channel), Some(ts)) = (str_of("channel"), str_of("ts")) else {

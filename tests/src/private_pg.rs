@@ -44,6 +44,7 @@ impl PrivatePostgres {
     /// Creates the cluster (role `wordup`, trusted on 127.0.0.1) and starts it.
     pub fn start() -> Result<PrivatePostgres> {
         let bin = server_bin()?;
+        remove_stale(&bin);
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -140,6 +141,33 @@ impl PrivatePostgres {
             String::from_utf8_lossy(&output.stderr)
         );
         Ok(())
+    }
+}
+
+/// Stops and removes the servers of test processes that died without
+/// dropping theirs (killed, say): their folders name the process.
+fn remove_stale(bin: &Path) {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("wordup-pg-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let stale = PrivatePostgres {
+            bin: bin.to_owned(),
+            dir: entry.path(),
+            port: 0,
+        };
+        drop(stale);
     }
 }
 

@@ -16,18 +16,21 @@ pub fn may_delete(job: &Job, presser: &str, manages_channel: bool) -> Result<(),
 }
 
 impl Commands {
-    /// The job whose result `presser` asks to delete, when they may.
-    pub async fn deletable(
+    /// Whether `presser` may delete the result of `job`: a channel manager
+    /// always may (the job may be past retention); anyone else only their own.
+    pub async fn may_delete(
         &self,
         job: JobId,
         presser: &str,
         manages_channel: bool,
-    ) -> Result<Job, CommandError> {
+    ) -> Result<(), CommandError> {
+        if manages_channel {
+            return Ok(());
+        }
         let job = self.queue.job(job).await?.ok_or(UserError::UnknownGrid {
             days: self.config.retention_days,
         })?;
-        may_delete(&job, presser, manages_channel)?;
-        Ok(job)
+        Ok(may_delete(&job, presser, manages_channel)?)
     }
 }
 

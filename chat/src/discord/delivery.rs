@@ -94,14 +94,15 @@ impl DiscordDelivery {
             edit_original(&self.rest, &reply, &format!("⚠️ {text}")).await;
             return Ok(());
         }
-        let key = format!("notice:{key}");
         let body = json!({
             // The job's id tells this notice from another job's same one.
             "content": format!("<@{}> ⚠️ {text} (job {})", job.origin.user_id, job.id),
             "allowed_mentions": { "users": [job.origin.user_id] },
-            "nonce": format!("wn{}", job.id),
+            // ≤ 25 characters, one per notice of a job.
+            "nonce": format!("wn{}{}", job.id, key.chars().next().unwrap_or('n')),
             "enforce_nonce": true,
         });
+        let key = format!("notice:{key}");
         self.once(job, &key)
             .await?
             .create(&body, &[])
@@ -137,13 +138,23 @@ impl DiscordDelivery {
             bytes: post.attachment.bytes.clone(),
         };
         let once = self.once(job, RESULT_POST).await?;
+        let uploads = std::slice::from_ref(&upload);
+        let mut created = once.create(&body, uploads).await?;
+        // Replying needs Read Message History; without it, post plainly.
+        if let Err(e @ RestError::Api { .. }) = &created
+            && e.code() == Some(50013)
+            && body.get("message_reference").is_some()
+        {
+            tracing::warn!(error = %e, "cannot reply here; posting without the reply");
+            body.as_object_mut().map(|b| b.remove("message_reference"));
+            created = once.create(&body, uploads).await?;
+        }
         let mut replaced_ack = false;
-        let posted = match once.create(&body, std::slice::from_ref(&upload)).await? {
+        let posted = match created {
             Ok(message) => message,
             // The bot cannot post here (not invited with the bot scope, or
-            // missing Send Messages / Attach Files): the result replaces
-            // the ack while its token lives (an edit, which a retry cannot
-            // double), saying what is missing.
+            // missing Send Messages / Attach Files): answer through the
+            // interaction while its token lives, saying what is missing.
             Err(e @ RestError::Api { .. })
                 if matches!(e.code(), Some(50001 | 50013)) && live.is_some() =>
             {
@@ -151,7 +162,7 @@ impl DiscordDelivery {
                     return Err(classify(e));
                 };
                 tracing::warn!(error = %e, "cannot post as the bot; answering through the interaction");
-                let mut edit = json!({
+                let mut answer = json!({
                     "content": format!(
                         "{}\n-# I can't post in this channel as a bot: ask a moderator to give Word Up! Send Messages, Attach Files and Read Message History here.",
                         body["content"].as_str().unwrap_or_default()
@@ -159,32 +170,26 @@ impl DiscordDelivery {
                     "components": body["components"],
                     "allowed_mentions": body["allowed_mentions"],
                 });
-                if edit["components"].is_null() {
-                    edit.as_object_mut().map(|b| b.remove("components"));
+                if answer["components"].is_null() {
+                    answer.as_object_mut().map(|b| b.remove("components"));
                 }
-                let path = format!(
-                    "/webhooks/{}/{}/messages/@original",
-                    live.application_id, live.token
-                );
-                replaced_ack = true;
-                self.rest
-                    .call(
+                let webhook = format!("/webhooks/{}/{}", live.application_id, live.token);
+                // A button press's ack is ephemeral: the result goes in a
+                // public follow-up (which Discord cannot be asked about, so
+                // a lost answer may repeat it). A command's ack is public:
+                // the result replaces it, an edit a retry cannot double.
+                let (method, path) = if live.reply_to.is_some() {
+                    (reqwest::Method::POST, webhook)
+                } else {
+                    replaced_ack = true;
+                    (
                         reqwest::Method::PATCH,
-                        &path,
-                        Some(&edit),
-                        std::slice::from_ref(&upload),
+                        format!("{webhook}/messages/@original"),
                     )
+                };
+                self.rest
+                    .call(method, &path, Some(&answer), uploads)
                     .await
-                    .map_err(classify)?
-            }
-            // Replying needs Read Message History; without it, post plainly.
-            Err(e @ RestError::Api { .. })
-                if e.code() == Some(50013) && body.get("message_reference").is_some() =>
-            {
-                tracing::warn!(error = %e, "cannot reply here; posting without the reply");
-                body.as_object_mut().map(|b| b.remove("message_reference"));
-                once.create(&body, std::slice::from_ref(&upload))
-                    .await?
                     .map_err(classify)?
             }
             Err(e) => return Err(classify(e)),

@@ -134,7 +134,7 @@ impl DiscordApp {
             return now(ephemeral("this button is not one of ours"));
         };
         if button.action == Action::Delete {
-            return self.delete_result(&component, button).await;
+            return self.delete_result(&component, button);
         }
         let reply = DiscordReply {
             application_id: component.application_id.to_string(),
@@ -159,33 +159,47 @@ impl DiscordApp {
     }
 
     /// ❌: deletes the message the button is on, for the job's requester or
-    /// a member who may manage messages here.
-    async fn delete_result(&self, component: &ComponentInteraction, button: ButtonId) -> Handled {
+    /// a member who may manage messages here. Acked at once (privately);
+    /// the outcome follows as an edit.
+    fn delete_result(&self, component: &ComponentInteraction, button: ButtonId) -> Handled {
         let manages = component
             .member
             .as_ref()
             .and_then(|m| m.permissions)
             .is_some_and(|p| p.manage_messages() || p.administrator());
         let presser = component.user.id.to_string();
-        if let Err(e) = self.commands.deletable(button.job, &presser, manages).await {
-            e.log();
-            return now(ephemeral(&error_text(&e)));
-        }
         let path = format!(
             "/channels/{}/messages/{}",
             component.channel_id, component.message.id
         );
-        match self.rest.delete(&path).await {
-            Ok(_) => now(ephemeral(&format!(
-                "Deleted the result of job {}.",
-                button.job
-            ))),
-            Err(e) => {
-                tracing::warn!(error = %e, "a result was not deleted");
-                now(ephemeral(
-                    "⚠️ I could not delete that message; please try again",
-                ))
-            }
+        let reply = DiscordReply {
+            application_id: component.application_id.to_string(),
+            interaction_id: component.id.to_string(),
+            token: component.token.clone(),
+            attachment_size_limit: u64::from(component.attachment_size_limit),
+            reply_to: None,
+        };
+        let (commands, rest) = (self.commands.clone(), self.rest.clone());
+        Handled {
+            response: to_json(&CreateInteractionResponse::Defer(
+                CreateInteractionResponseMessage::new().ephemeral(true),
+            )),
+            after: Some(Box::pin(async move {
+                let text = match commands.may_delete(button.job, &presser, manages).await {
+                    Err(e) => {
+                        e.log();
+                        error_text(&e)
+                    }
+                    Ok(()) => match rest.delete(&path).await {
+                        Ok(_) => format!("Deleted the result of job {}.", button.job),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "a result was not deleted");
+                            "⚠️ I could not delete that message; please try again".to_owned()
+                        }
+                    },
+                };
+                edit_original(&rest, &reply, &text).await;
+            })),
         }
     }
 

@@ -17,6 +17,9 @@ use crate::retry::backoff;
 const TRIES: u32 = 4;
 /// How far before the first try to look: Discord's clock and ours differ.
 const CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(120);
+/// Messages per page of a look (Discord's most), and pages looked at.
+const PAGE: usize = 100;
+const MAX_PAGES: usize = 10;
 /// Discord's epoch, in milliseconds since the Unix epoch.
 const DISCORD_EPOCH_MS: i64 = 1_420_070_400_000;
 
@@ -104,24 +107,41 @@ impl Post<'_> {
         let Some(since) = since else {
             return Ok(Ok(None));
         };
-        let path = format!(
-            "/channels/{}/messages?after={}&limit=100",
-            self.channel_id,
-            snowflake_at(since - CLOCK_SKEW)
-        );
-        match self.rest.get(&path).await {
-            Ok(messages) => {
-                let messages = messages.as_array().cloned().unwrap_or_default();
-                Ok(Ok(find_posted(&messages, self.author, body).cloned()))
+        // Discord pages forward from `after`: the 100 messages right after
+        // it, newest first.
+        let mut after = snowflake_at(since - CLOCK_SKEW);
+        for _ in 0..MAX_PAGES {
+            let path = format!(
+                "/channels/{}/messages?after={after}&limit={PAGE}",
+                self.channel_id
+            );
+            let page = match self.rest.get(&path).await {
+                Ok(page) => page.as_array().cloned().unwrap_or_default(),
+                Err(e) if e.is_transient() => return Ok(Err(e)),
+                // Without Read Message History the bot cannot look: a
+                // possible duplicate is better than a result never posted.
+                Err(e) => {
+                    tracing::warn!(error = %e, post = self.key, "cannot look for an earlier try; posting again");
+                    return Ok(Ok(None));
+                }
+            };
+            if let Some(found) = find_posted(&page, self.author, body) {
+                return Ok(Ok(Some(found.clone())));
             }
-            Err(e) if e.is_transient() => Ok(Err(e)),
-            // Without Read Message History the bot cannot look: a possible
-            // duplicate is better than a result never posted.
-            Err(e) => {
-                tracing::warn!(error = %e, post = self.key, "cannot look for an earlier try; posting again");
-                Ok(Ok(None))
+            let newest = page
+                .iter()
+                .filter_map(|m| m["id"].as_str()?.parse::<u64>().ok())
+                .max();
+            match newest {
+                Some(newest) if page.len() >= PAGE => after = newest,
+                _ => return Ok(Ok(None)),
             }
         }
+        tracing::warn!(
+            post = self.key,
+            "an earlier try was not found in {MAX_PAGES} pages; posting again"
+        );
+        Ok(Ok(None))
     }
 }
 

@@ -117,9 +117,12 @@ impl DiscordRest {
         let url = format!("{}{path}", self.api);
         let payload = body.map(|b| with_attachments(b, uploads));
         let route = log_route(path);
-        // A POST creates a message (Discord's nonce deduplicates only for a
-        // few minutes): its callers look for it before trying again.
-        let resend = if method == Method::POST {
+        // A POST to a channel's messages or a follow-up creates a message
+        // (Discord's nonce deduplicates only for a few minutes): its callers
+        // look for it before trying again. Other calls are safe to repeat
+        // (a second interaction callback is refused as already acknowledged).
+        let creates = path.ends_with("/messages") || path.starts_with("/webhooks/");
+        let resend = if method == Method::POST && creates {
             Resend::IfUnsent
         } else {
             Resend::Freely

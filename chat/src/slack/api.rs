@@ -12,6 +12,8 @@ use crate::retry::{self, GaveUp, Resend};
 use wordup_runtime::secret::Secret;
 
 pub const SLACK_API_URL: &str = "https://slack.com/api";
+/// Pages of history a look for an earlier post reads at most.
+pub const LOOK_PAGES: usize = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SlackError {
@@ -120,8 +122,9 @@ impl SlackApi {
     }
 
     /// The messages of a thread (or of the channel, when `thread_ts` is
-    /// `None`) since `oldest`, with their metadata: the first page, newest
-    /// first, which is all a look for a post made since then needs.
+    /// `None`) since `oldest`, with their metadata: up to [`LOOK_PAGES`]
+    /// pages (Slack pages with a cursor; a busy channel may need more than
+    /// one, and apps outside the Marketplace get small pages).
     pub async fn messages_since(
         &self,
         channel: &str,
@@ -146,8 +149,19 @@ impl SlackApi {
             }
             None => "conversations.history",
         };
-        let answer = self.call_form(method, &form).await?;
-        Ok(answer["messages"].as_array().cloned().unwrap_or_default())
+        let mut messages = Vec::new();
+        for _ in 0..LOOK_PAGES {
+            let answer = self.call_form(method, &form).await?;
+            messages.extend(answer["messages"].as_array().cloned().unwrap_or_default());
+            match answer["response_metadata"]["next_cursor"].as_str() {
+                Some(cursor) if !cursor.is_empty() => {
+                    form.retain(|(name, _)| *name != "cursor");
+                    form.push(("cursor", cursor.to_owned()));
+                }
+                _ => break,
+            }
+        }
+        Ok(messages)
     }
 
     pub async fn delete_message(&self, channel: &str, ts: &str) -> Result<(), SlackError> {

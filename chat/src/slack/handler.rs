@@ -285,7 +285,7 @@ impl SlackApp {
     /// the presser.
     async fn delete_result(&self, button: ButtonId, channel: &str, user: &str, ts: &str) -> String {
         let manages = self.settings_admins.iter().any(|admin| admin == user);
-        if let Err(e) = self.commands.deletable(button.job, user, manages).await {
+        if let Err(e) = self.commands.may_delete(button.job, user, manages).await {
             e.log();
             return error_text(&e);
         }
