@@ -10,6 +10,7 @@ pub mod delivery;
 pub mod discord;
 pub mod grammar;
 pub mod metrics;
+pub mod once;
 pub mod policy;
 pub mod retry;
 pub mod settings;

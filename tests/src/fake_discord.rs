@@ -233,6 +233,15 @@ impl Shared {
             .is_some_and(|v| v == format!("Bot {}", self.bot_token))
     }
 
+    /// Records and answers 401 a bodiless request without the bot token.
+    fn unauthorized(&self, method: &Method, path: &str, headers: &HeaderMap) -> Option<Response> {
+        if self.authorized(headers) {
+            return None;
+        }
+        self.record(method, path.to_owned(), headers, None, Vec::new(), 401);
+        Some(error(StatusCode::UNAUTHORIZED, 0, "401: Unauthorized"))
+    }
+
     /// Records and answers a request Discord would refuse ([`refusal`]).
     fn refused(
         &self,
@@ -569,9 +578,8 @@ async fn list_messages(
     headers: HeaderMap,
 ) -> Response {
     let path = uri.to_string();
-    if !shared.authorized(&headers) {
-        shared.record(&method, path, &headers, None, Vec::new(), 401);
-        return error(StatusCode::UNAUTHORIZED, 0, "401: Unauthorized");
+    if let Some(refused) = shared.unauthorized(&method, &path, &headers) {
+        return refused;
     }
     let limit = query.get("limit").map_or(Ok(50), |l| l.parse::<usize>());
     let after = query.get("after").map_or(Ok(0), |a| a.parse::<u64>());
@@ -607,9 +615,8 @@ async fn delete_message(
     headers: HeaderMap,
 ) -> Response {
     let path = uri.path().to_owned();
-    if !shared.authorized(&headers) {
-        shared.record(&method, path, &headers, None, Vec::new(), 401);
-        return error(StatusCode::UNAUTHORIZED, 0, "401: Unauthorized");
+    if let Some(refused) = shared.unauthorized(&method, &path, &headers) {
+        return refused;
     }
     let removed = {
         let mut inner = shared.lock();
@@ -628,25 +635,11 @@ async fn delete_message(
 }
 
 async fn users_me(State(shared): State<Shared>, method: Method, headers: HeaderMap) -> Response {
-    if !shared.authorized(&headers) {
-        shared.record(
-            &method,
-            "/api/v10/users/@me".into(),
-            &headers,
-            None,
-            Vec::new(),
-            401,
-        );
-        return error(StatusCode::UNAUTHORIZED, 0, "401: Unauthorized");
+    let path = "/api/v10/users/@me";
+    if let Some(refused) = shared.unauthorized(&method, path, &headers) {
+        return refused;
     }
-    shared.record(
-        &method,
-        "/api/v10/users/@me".into(),
-        &headers,
-        None,
-        Vec::new(),
-        200,
-    );
+    shared.record(&method, path.into(), &headers, None, Vec::new(), 200);
     axum::Json(json!({ "id": BOT_USER_ID, "username": "Word Up!", "bot": true })).into_response()
 }
 

@@ -192,6 +192,13 @@ impl FakeSlack {
         self.shared.lock().files.clone()
     }
 
+    /// The files shared into a channel (files.completeUploadExternal done).
+    pub fn shared_files(&self) -> Vec<SlackFile> {
+        let mut files = self.files();
+        files.retain(|f| f.channel.is_some());
+        files
+    }
+
     /// Bodies posted to response URLs.
     pub fn responses(&self) -> Vec<(String, Value)> {
         self.shared.lock().responses.clone()

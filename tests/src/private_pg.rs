@@ -11,6 +11,8 @@ use anyhow::{Context, Result};
 
 pub struct PrivatePostgres {
     bin: PathBuf,
+    /// Whether the server's programs run as postgres (we are root).
+    as_postgres: bool,
     dir: PathBuf,
     pub port: u16,
 }
@@ -44,7 +46,8 @@ impl PrivatePostgres {
     /// Creates the cluster (role `wordup`, trusted on 127.0.0.1) and starts it.
     pub fn start() -> Result<PrivatePostgres> {
         let bin = server_bin()?;
-        remove_stale(&bin);
+        let as_postgres = is_root();
+        remove_stale(&bin, as_postgres);
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -54,8 +57,13 @@ impl PrivatePostgres {
             rand::random::<u32>()
         ));
         std::fs::create_dir_all(&dir)?;
-        let server = PrivatePostgres { bin, dir, port };
-        if is_root() {
+        let server = PrivatePostgres {
+            bin,
+            as_postgres,
+            dir,
+            port,
+        };
+        if as_postgres {
             // The server refuses to run as root: it runs as postgres.
             server.run_plain("chown", &["-R", "postgres:postgres", &server.dir_str()])?;
         }
@@ -121,7 +129,7 @@ impl PrivatePostgres {
     fn run(&self, program: &str, args: &[&str]) -> Result<()> {
         let program = self.bin.join(program);
         let program = path_str(&program)?;
-        if is_root() {
+        if self.as_postgres {
             let mut all = vec!["-u", "postgres", "--", program.as_str()];
             all.extend_from_slice(args);
             self.run_plain("runuser", &all)
@@ -146,7 +154,7 @@ impl PrivatePostgres {
 
 /// Stops and removes the servers of test processes that died without
 /// dropping theirs (killed, say): their folders name the process.
-fn remove_stale(bin: &Path) {
+fn remove_stale(bin: &Path, as_postgres: bool) {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
         return;
     };
@@ -164,6 +172,7 @@ fn remove_stale(bin: &Path) {
         }
         let stale = PrivatePostgres {
             bin: bin.to_owned(),
+            as_postgres,
             dir: entry.path(),
             port: 0,
         };

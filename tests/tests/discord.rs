@@ -74,6 +74,15 @@ fn original_edits(stack: &Stack, token: &str) -> Vec<String> {
         .collect()
 }
 
+/// The job an interaction made, if any.
+async fn job_made_by(stack: &Stack, interaction_id: &str) -> Option<wordup_queue::Job> {
+    stack
+        .queue
+        .job_by_idempotency_key(&format!("discord:{interaction_id}"))
+        .await
+        .unwrap()
+}
+
 /// The first edit of an interaction's original response that contains `text`.
 async fn wait_for_original_edit(stack: &Stack, token: &str, text: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -634,12 +643,7 @@ async fn quotas_blocklist_and_channel_settings() {
         &interactions::imagine(&id, &token, &bob, "a quiet harbour"),
     )
     .await;
-    let job = stack
-        .queue
-        .job_by_idempotency_key(&format!("discord:{id}"))
-        .await
-        .unwrap()
-        .unwrap();
+    let job = job_made_by(&stack, &id).await.unwrap();
     assert_eq!(job.tier, wordup_queue::Tier::Relax);
     let Request::Imagine(request) = job.request else {
         panic!("not an imagine")
@@ -819,13 +823,7 @@ async fn withheld_images_are_never_posted_and_the_requester_is_told() {
         &interactions::imagine(&id, &token, &alice(), "a meadow --seed 1"),
     )
     .await;
-    let job = stack
-        .queue
-        .job_by_idempotency_key(&format!("discord:{id}"))
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let job = job_made_by(&stack, &id).await.unwrap().id;
     wait_for_state(&stack, job, JobState::Succeeded).await;
     assert!(stack.fake.messages().is_empty(), "nothing posted");
     assert!(
@@ -913,15 +911,7 @@ async fn sigterm_finishes_the_job_in_hand_and_releases_the_rest_of_the_batch() {
     }
     let mut jobs = Vec::new();
     for id in &ids {
-        jobs.push(
-            stack
-                .queue
-                .job_by_idempotency_key(&format!("discord:{id}"))
-                .await
-                .unwrap()
-                .unwrap()
-                .id,
-        );
+        jobs.push(job_made_by(&stack, id).await.unwrap().id);
     }
     // The first post is held, so the engine is mid-job when the signal comes.
     stack.fake.push_fault(Fault::Hold(Duration::from_secs(5)));
@@ -1061,11 +1051,7 @@ async fn sigterm_right_after_a_deferred_ack_still_enqueues_the_job() {
     assert!(!stack.bot_exited(), "the bot waits for the acked command");
     hold.commit().await.unwrap();
     stack.stop_bot().await.unwrap();
-    let job = stack
-        .queue
-        .job_by_idempotency_key(&format!("discord:{id}"))
-        .await
-        .unwrap();
+    let job = job_made_by(&stack, &id).await;
     assert!(job.is_some(), "the acked command was enqueued before exit");
     // And its requester was told its place in line before the bot exited.
     wait_for_original_edit(&stack, &token, "next in line").await;
@@ -1146,13 +1132,7 @@ async fn cancel_stops_ones_own_queued_job_and_its_ack_then_says_so() {
         &interactions::imagine(&id, &token, &alice(), "a red kite --seed 2"),
     )
     .await;
-    let job = stack
-        .queue
-        .job_by_idempotency_key(&format!("discord:{id}"))
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let job = job_made_by(&stack, &id).await.unwrap().id;
     let cancel = |member: Member, options: Value| {
         let stack = &stack;
         async move {
@@ -1214,13 +1194,7 @@ async fn a_job_no_engine_can_read_fails_and_its_requester_is_told() {
         &interactions::imagine(&id, &token, &alice(), "a paper boat --seed 1"),
     )
     .await;
-    let job = stack
-        .queue
-        .job_by_idempotency_key(&format!("discord:{id}"))
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+    let job = job_made_by(&stack, &id).await.unwrap().id;
     // A request kind from a newer release, say.
     sqlx::query("UPDATE jobs SET request = '{\"kind\": \"from_the_future\"}' WHERE id = $1")
         .bind(job.0)

@@ -374,12 +374,7 @@ async fn a_rate_limited_upload_is_retried_after_retry_after_and_posted_once() {
         [429, 200]
     );
     assert!(completes[1].at - completes[0].at >= Duration::from_secs(1));
-    let posted: Vec<_> = stack
-        .slack
-        .files()
-        .into_iter()
-        .filter(|f| f.channel.is_some())
-        .collect();
+    let posted: Vec<_> = stack.slack.shared_files();
     assert_eq!(posted.len(), 1, "posted once");
     assert_eq!(
         stack.slack.thread(CHANNEL_ID, &parent.ts).len(),
@@ -402,12 +397,7 @@ async fn posts_whose_answers_timed_out_are_found_and_not_posted_again() {
     let buttons = buttons_message(&stack.slack, &parent.ts, 1).await;
     let job = job_of(&buttons);
     wait_for_state(&stack, job, JobState::Succeeded).await;
-    let shared: Vec<_> = stack
-        .slack
-        .files()
-        .into_iter()
-        .filter(|f| f.channel.is_some())
-        .collect();
+    let shared: Vec<_> = stack.slack.shared_files();
     assert_eq!(shared.len(), 1, "the file is shared once");
     assert_eq!(
         stack.slack.thread(CHANNEL_ID, &parent.ts).len(),

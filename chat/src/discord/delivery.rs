@@ -40,36 +40,16 @@ impl DiscordDelivery {
         }
     }
 
-    /// The bot's own user id (the author of what it posted).
-    async fn me(&self) -> Result<&str, DeliveryError> {
-        self.me
-            .get_or_try_init(|| async {
-                let user = self.rest.get("/users/@me").await.map_err(classify)?;
-                user.get("id")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-                    .ok_or_else(|| {
-                        DeliveryError::Transient("Discord's /users/@me has no id".into())
-                    })
-            })
-            .await
-            .map(String::as_str)
-    }
-
     /// One post of `job` in its channel, made at most once.
-    async fn once<'a>(
-        &'a self,
-        job: &'a Job,
-        key: &'a str,
-    ) -> Result<once::Post<'a>, DeliveryError> {
-        Ok(once::Post {
+    fn once<'a>(&'a self, job: &'a Job, key: &'a str) -> once::Post<'a> {
+        once::Post {
             rest: &self.rest,
             queue: &self.queue,
-            author: self.me().await?,
+            me: &self.me,
             job,
             key,
             channel_id: &job.origin.channel_id,
-        })
+        }
     }
 
     /// The largest attachment the job's channel takes, in bytes.
@@ -104,7 +84,6 @@ impl DiscordDelivery {
         });
         let key = format!("notice:{key}");
         self.once(job, &key)
-            .await?
             .create(&body, &[])
             .await?
             .map(drop)
@@ -137,7 +116,7 @@ impl DiscordDelivery {
             description: post.attachment.alt.clone(),
             bytes: post.attachment.bytes.clone(),
         };
-        let once = self.once(job, RESULT_POST).await?;
+        let once = self.once(job, RESULT_POST);
         let uploads = std::slice::from_ref(&upload);
         let mut created = once.create(&body, uploads).await?;
         // Replying needs Read Message History; without it, post plainly.

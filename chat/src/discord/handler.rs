@@ -133,9 +133,6 @@ impl DiscordApp {
         let Some(button) = ButtonId::parse(&component.data.custom_id) else {
             return now(ephemeral("this button is not one of ours"));
         };
-        if button.action == Action::Delete {
-            return self.delete_result(&component, button);
-        }
         let reply = DiscordReply {
             application_id: component.application_id.to_string(),
             interaction_id: component.id.to_string(),
@@ -143,6 +140,9 @@ impl DiscordApp {
             attachment_size_limit: u64::from(component.attachment_size_limit),
             reply_to: Some(component.message.id.to_string()),
         };
+        if button.action == Action::Delete {
+            return self.delete_result(&component, button, reply);
+        }
         let invocation = Invocation {
             origin: origin(component.guild_id, component.channel_id, component.user.id),
             idempotency_key: button.press_key(PLATFORM, &component.id.to_string()),
@@ -161,7 +161,12 @@ impl DiscordApp {
     /// ❌: deletes the message the button is on, for the job's requester or
     /// a member who may manage messages here. Acked at once (privately);
     /// the outcome follows as an edit.
-    fn delete_result(&self, component: &ComponentInteraction, button: ButtonId) -> Handled {
+    fn delete_result(
+        &self,
+        component: &ComponentInteraction,
+        button: ButtonId,
+        reply: DiscordReply,
+    ) -> Handled {
         let manages = component
             .member
             .as_ref()
@@ -172,13 +177,6 @@ impl DiscordApp {
             "/channels/{}/messages/{}",
             component.channel_id, component.message.id
         );
-        let reply = DiscordReply {
-            application_id: component.application_id.to_string(),
-            interaction_id: component.id.to_string(),
-            token: component.token.clone(),
-            attachment_size_limit: u64::from(component.attachment_size_limit),
-            reply_to: None,
-        };
         let (commands, rest) = (self.commands.clone(), self.rest.clone());
         Handled {
             response: to_json(&CreateInteractionResponse::Defer(

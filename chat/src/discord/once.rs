@@ -1,22 +1,14 @@
-//! Posting at most once. Discord deduplicates a message's nonce for a few
-//! minutes only, and a post whose answer was lost (a timeout, a 5xx) may
-//! have landed. So a post is recorded as an intent first; a second try
-//! looks in the channel, since the first, for our message with the same
-//! content and buttons before posting again.
-
-use std::time::Duration;
+//! Posting at most once on Discord, whose nonce deduplicates for a few
+//! minutes only: a repeat looks in the channel, from the first try on, for
+//! our message with the same content and buttons
+//! ([`crate::once::post_once`]).
 
 use serde_json::Value;
+use tokio::sync::OnceCell;
 use wordup_queue::{DeliveryError, Job, Queue};
 
 use super::rest::{DiscordRest, RestError, Upload};
-use crate::delivery::Transience;
-use crate::retry::backoff;
-
-/// Tries of one post within a delivery; the job's own retries come after.
-const TRIES: u32 = 4;
-/// How far before the first try to look: Discord's clock and ours differ.
-const CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(120);
+use crate::once::{TRIES, post_once};
 /// Messages per page of a look (Discord's most), and pages looked at.
 const PAGE: usize = 100;
 const MAX_PAGES: usize = 10;
@@ -55,8 +47,9 @@ pub fn find_posted<'a>(messages: &'a [Value], author: &str, body: &Value) -> Opt
 pub struct Post<'a> {
     pub rest: &'a DiscordRest,
     pub queue: &'a Queue,
-    /// The bot's own user id, the author of what it posted.
-    pub author: &'a str,
+    /// The bot's own user id (the author of what it posted), asked of
+    /// Discord when first needed.
+    pub me: &'a OnceCell<String>,
     pub job: &'a Job,
     /// The post's name among the job's posts.
     pub key: &'a str,
@@ -72,61 +65,46 @@ impl Post<'_> {
         body: &Value,
         uploads: &[Upload],
     ) -> Result<Result<Value, RestError>, DeliveryError> {
-        let path = format!("/channels/{}/messages", self.channel_id);
-        let mut n = 0;
-        loop {
-            n += 1;
-            let failed = match self.look(body).await? {
-                Ok(Some(found)) => return Ok(Ok(found)),
-                Ok(None) => match self
-                    .rest
-                    .call(reqwest::Method::POST, &path, Some(body), uploads)
-                    .await
-                {
-                    Ok(message) => return Ok(Ok(message)),
-                    Err(e) if e.is_transient() => e,
-                    Err(e) => return Ok(Err(e)),
-                },
-                Err(e) => e,
-            };
-            if n == TRIES {
-                return Ok(Err(failed));
-            }
-            tokio::time::sleep(backoff(n).min(Duration::from_secs(4))).await;
-        }
+        let path = &format!("/channels/{}/messages", self.channel_id);
+        post_once(
+            self.queue,
+            self.job.id,
+            self.key,
+            TRIES,
+            |since| self.look(body, since),
+            || {
+                self.rest
+                    .call(reqwest::Method::POST, path, Some(body), uploads)
+            },
+        )
+        .await
     }
 
-    /// Records the intent; on a repeat, looks for the earlier try's
-    /// message. The inner error is Discord not being able to say.
-    async fn look(&self, body: &Value) -> Result<Result<Option<Value>, RestError>, DeliveryError> {
-        let since = self
-            .queue
-            .intend_post(self.job.id, self.key)
-            .await
-            .map_err(|e| DeliveryError::Transient(e.to_string()))?;
-        let Some(since) = since else {
-            return Ok(Ok(None));
-        };
-        // Discord pages forward from `after`: the 100 messages right after
-        // it, newest first.
-        let mut after = snowflake_at(since - CLOCK_SKEW);
+    /// Our message with `body`'s content and buttons, posted since `since`.
+    /// Discord pages forward from `after`: the 100 messages right after it,
+    /// newest first.
+    async fn look(
+        &self,
+        body: &Value,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Value>, RestError> {
+        let author = self
+            .me
+            .get_or_try_init(|| async {
+                let user = self.rest.get("/users/@me").await?;
+                Ok::<_, RestError>(user["id"].as_str().unwrap_or_default().to_owned())
+            })
+            .await?;
+        let mut after = snowflake_at(since);
         for _ in 0..MAX_PAGES {
             let path = format!(
                 "/channels/{}/messages?after={after}&limit={PAGE}",
                 self.channel_id
             );
-            let page = match self.rest.get(&path).await {
-                Ok(page) => page.as_array().cloned().unwrap_or_default(),
-                Err(e) if e.is_transient() => return Ok(Err(e)),
-                // Without Read Message History the bot cannot look: a
-                // possible duplicate is better than a result never posted.
-                Err(e) => {
-                    tracing::warn!(error = %e, post = self.key, "cannot look for an earlier try; posting again");
-                    return Ok(Ok(None));
-                }
-            };
-            if let Some(found) = find_posted(&page, self.author, body) {
-                return Ok(Ok(Some(found.clone())));
+            let page = self.rest.get(&path).await?;
+            let page = page.as_array().map(Vec::as_slice).unwrap_or_default();
+            if let Some(found) = find_posted(page, author, body) {
+                return Ok(Some(found.clone()));
             }
             let newest = page
                 .iter()
@@ -134,14 +112,14 @@ impl Post<'_> {
                 .max();
             match newest {
                 Some(newest) if page.len() >= PAGE => after = newest,
-                _ => return Ok(Ok(None)),
+                _ => return Ok(None),
             }
         }
         tracing::warn!(
             post = self.key,
             "an earlier try was not found in {MAX_PAGES} pages; posting again"
         );
-        Ok(Ok(None))
+        Ok(None)
     }
 }
 

@@ -68,7 +68,7 @@ impl SlackDelivery {
             return Ok((reply, ts));
         }
         let ours = once::post_message(
-            once::TRIES,
+            crate::once::TRIES,
             &self.api,
             &self.queue,
             job.id,
@@ -120,7 +120,7 @@ impl SlackDelivery {
     pub async fn notice(&self, job: &Job, key: &str, text: &str) -> Result<(), DeliveryError> {
         let (reply, parent) = self.with_parent(job).await?;
         once::post_message(
-            once::TRIES,
+            crate::once::TRIES,
             &self.api,
             &self.queue,
             job.id,
@@ -173,7 +173,7 @@ impl SlackDelivery {
                 .map_err(transient)?;
         }
         let ts = once::post_message(
-            once::TRIES,
+            crate::once::TRIES,
             &self.api,
             &self.queue,
             job.id,

@@ -2,7 +2,9 @@
 //! endpoints and Socket Mode alike.
 
 use serde_json::{Value, json};
-use slack_morphism::prelude::{SlackCommandEvent, SlackInteractionEvent};
+use slack_morphism::prelude::{
+    SlackCommandEvent, SlackInteractionBlockActionsEvent, SlackInteractionEvent,
+};
 use tracing::Instrument;
 use wordup_queue::{DeliveryError, Origin};
 
@@ -199,9 +201,9 @@ impl SlackApp {
             return Handled::now(Value::Null);
         };
         if button.action == Action::Delete {
-            let Some(response_url) = event.response_url.as_ref().map(|u| u.0.to_string()) else {
+            if event.response_url.is_none() {
                 return Handled::now(Value::Null);
-            };
+            }
             let app = self.clone();
             let (channel, user, ts) = (
                 channel.id.0.clone(),
@@ -212,23 +214,9 @@ impl SlackApp {
                 async move { app.delete_result(button, &channel, &user, &ts).await }
                     .instrument(span.clone()),
             );
-            let api = self.api.clone();
-            return Handled {
-                response: Value::Null,
-                after: Some(Box::pin(
-                    async move {
-                        let text = match task.await {
-                            Ok(text) => text,
-                            Err(_) => OUR_FAULT.to_owned(),
-                        };
-                        let body = json!({ "response_type": "ephemeral", "replace_original": false, "text": text });
-                        if let Err(e) = api.respond(&response_url, &body).await {
-                            tracing::warn!(error = %e, "could not answer a button press");
-                        }
-                    }
-                    .instrument(span),
-                )),
-            };
+            return self.answer_privately(&event, span, async move {
+                task.await.unwrap_or_else(|_| OUR_FAULT.to_owned())
+            });
         }
         // Results of a press go in the same thread as the grid.
         let root = message
@@ -258,19 +246,29 @@ impl SlackApp {
         let task = self.commands.pending.spawn(
             async move { commands.press(&invocation, &button).await }.instrument(span.clone()),
         );
+        let headline = button.headline();
+        self.answer_privately(&event, span, async move {
+            outcome_text(&headline, task.await, WHERE_POSTED)
+        })
+    }
+
+    /// Buttons are acked with an empty 200; what happened (`text`, once
+    /// known) goes to the presser alone through the response URL.
+    fn answer_privately(
+        &self,
+        event: &SlackInteractionBlockActionsEvent,
+        span: tracing::Span,
+        text: impl std::future::Future<Output = String> + Send + 'static,
+    ) -> Handled {
         let Some(response_url) = event.response_url.as_ref().map(|u| u.0.to_string()) else {
             return Handled::now(Value::Null);
         };
-        let headline = button.headline();
         let api = self.api.clone();
-        // Buttons are acked with an empty 200; what happened goes to the
-        // presser alone through the response URL.
         Handled {
             response: Value::Null,
             after: Some(Box::pin(
                 async move {
-                    let text = outcome_text(&headline, task.await, WHERE_POSTED);
-                    let body = json!({ "response_type": "ephemeral", "replace_original": false, "text": text });
+                    let body = json!({ "response_type": "ephemeral", "replace_original": false, "text": text.await });
                     if let Err(e) = api.respond(&response_url, &body).await {
                         tracing::warn!(error = %e, "could not answer a button press");
                     }

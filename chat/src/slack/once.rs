@@ -1,25 +1,17 @@
-//! Posting at most once. Slack deduplicates nothing, and a post whose
-//! answer was lost (a timeout, a 5xx) may have landed. So a post is
-//! recorded as an intent first and carries metadata naming its job and
-//! key; a second try of it looks for that metadata in the thread (or the
-//! channel) before posting again.
+//! Posting at most once on Slack, which deduplicates nothing: a post
+//! carries metadata naming its job and key, and a repeat looks for that
+//! metadata (or a file's name) in the thread or channel
+//! ([`crate::once::post_once`]).
 
-use std::time::Duration;
-
-use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use wordup_queue::{DeliveryError, JobId, Queue};
 
-use super::api::{SlackApi, SlackError};
+use super::api::{SlackApi, SlackUpload};
 use crate::delivery::classify;
-use crate::retry::backoff;
+use crate::once::post_once;
 
 /// The metadata `event_type` of our posts.
 const POST_EVENT: &str = "wordup_post";
-/// Tries of one post within a delivery; the job's own retries come after.
-pub const TRIES: u32 = 4;
-/// How far before the first try to look: Slack's clock and ours differ.
-const CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(120);
 
 /// The metadata that marks post `key` of `job`.
 pub fn marker(job: JobId, key: &str) -> Value {
@@ -51,85 +43,6 @@ pub fn find_file(messages: &[Value], filename: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// What a look for an earlier try found.
-enum Look<T> {
-    /// It landed: this is it.
-    Found(T),
-    /// No earlier try, or it did not land: post.
-    Post,
-    /// Slack could not say (5xx, unreachable): posting could double it.
-    Unknown(SlackError),
-}
-
-/// Looks for an earlier try of `key` of `job` with `find`, when there was one.
-async fn look<T>(
-    api: &SlackApi,
-    queue: &Queue,
-    job: JobId,
-    key: &str,
-    channel: &str,
-    thread_ts: Option<&str>,
-    find: impl Fn(&[Value]) -> Option<T>,
-) -> Result<Look<T>, DeliveryError> {
-    let since: Option<DateTime<Utc>> = queue
-        .intend_post(job, key)
-        .await
-        .map_err(|e| DeliveryError::Transient(e.to_string()))?;
-    let Some(since) = since else {
-        return Ok(Look::Post);
-    };
-    match api
-        .messages_since(channel, thread_ts, since - CLOCK_SKEW)
-        .await
-    {
-        Ok(messages) => Ok(find(&messages).map_or(Look::Post, Look::Found)),
-        Err(e) if e.is_transient() => Ok(Look::Unknown(e)),
-        // Without a history scope the bot cannot look: a possible
-        // duplicate is better than a result never posted.
-        Err(e) => {
-            tracing::warn!(error = %e, post = key, "cannot look for an earlier try; posting again");
-            Ok(Look::Post)
-        }
-    }
-}
-
-/// Runs `attempt` until it succeeds, fails for good or runs out of tries,
-/// each try after a look for an earlier one's result.
-#[allow(clippy::too_many_arguments)]
-async fn tries<T, F, Fut>(
-    tries: u32,
-    api: &SlackApi,
-    queue: &Queue,
-    job: JobId,
-    key: &str,
-    channel: &str,
-    thread_ts: Option<&str>,
-    find: impl Fn(&[Value]) -> Option<T>,
-    mut attempt: F,
-) -> Result<T, DeliveryError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, SlackError>>,
-{
-    let mut n = 0;
-    loop {
-        n += 1;
-        let failed = match look(api, queue, job, key, channel, thread_ts, &find).await? {
-            Look::Found(found) => return Ok(found),
-            Look::Unknown(e) => e,
-            Look::Post => match attempt().await {
-                Ok(posted) => return Ok(posted),
-                Err(e) if e.is_transient() => e,
-                Err(e) => return Err(classify(e)),
-            },
-        };
-        if n >= tries {
-            return Err(classify(failed));
-        }
-        tokio::time::sleep(backoff(n).min(Duration::from_secs(4))).await;
-    }
-}
-
 /// Posts `message` (a chat.postMessage body) as post `key` of `job`, at
 /// most once, in up to `tries` tries; returns its ts.
 pub async fn post_message(
@@ -140,22 +53,24 @@ pub async fn post_message(
     key: &str,
     mut message: Value,
 ) -> Result<String, DeliveryError> {
-    let marker = marker(job, key);
+    let marker = &marker(job, key);
     message["metadata"] = marker.clone();
-    let channel = message["channel"].as_str().unwrap_or_default().to_owned();
-    let thread = message["thread_ts"].as_str().map(str::to_owned);
-    self::tries(
-        tries,
-        api,
+    let channel = message["channel"].as_str().unwrap_or_default();
+    let thread = message["thread_ts"].as_str();
+    let message = &message;
+    post_once(
         queue,
         job,
         key,
-        &channel,
-        thread.as_deref(),
-        |messages| find_marked(messages, &marker),
-        || api.post_message(&message),
+        tries,
+        |since| async move {
+            let messages = api.messages_since(channel, thread, since).await?;
+            Ok(find_marked(&messages, marker))
+        },
+        || api.post_message(message),
     )
-    .await
+    .await?
+    .map_err(classify)
 }
 
 /// Uploads a file into a thread as post `key` of `job`, at most once (its
@@ -169,20 +84,21 @@ pub async fn upload_file(
     channel: &str,
     thread_ts: &str,
     comment: &str,
-    upload: &super::api::SlackUpload<'_>,
+    upload: &SlackUpload<'_>,
 ) -> Result<String, DeliveryError> {
-    tries(
-        TRIES,
-        api,
+    post_once(
         queue,
         job,
         key,
-        channel,
-        Some(thread_ts),
-        |messages| find_file(messages, upload.filename),
+        crate::once::TRIES,
+        |since| async move {
+            let messages = api.messages_since(channel, Some(thread_ts), since).await?;
+            Ok(find_file(&messages, upload.filename))
+        },
         || api.upload_file(channel, thread_ts, comment, upload),
     )
-    .await
+    .await?
+    .map_err(classify)
 }
 
 #[cfg(test)]
