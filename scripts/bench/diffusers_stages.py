@@ -1,6 +1,7 @@
 """Per-stage timings of diffusers/transformers (PyTorch) on an SD-Turbo-sized
 model with random weights, from the same config files as the Rust side.
-Prints `RESULT torch <stage> size=<px> batch=<n> ms=<median>` lines."""
+Prints `RESULT torch <stage> size=<px> batch=<n> ms=<median>` lines. The
+draft decoder (TAESD, `taesd_decode`) is timed where the configs have one."""
 import argparse
 import statistics
 import sys
@@ -8,8 +9,8 @@ import time
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, UNet2DConditionModel
-from sd_configs import load
+from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
+from sd_configs import has, load
 from transformers import CLIPTextConfig, CLIPTextModel
 
 
@@ -44,6 +45,10 @@ def main():
     encoder = CLIPTextModel(CLIPTextConfig(**load(configs, "text_encoder"))).to(device, dtype).eval()
     unet = UNet2DConditionModel(**load(configs, "unet")).to(device, dtype).eval()
     vae = AutoencoderKL(**load(configs, "vae")).to(device, dtype).eval()
+    # The draft decoder takes the same latents as the VAE.
+    taesd = AutoencoderTiny(**load(configs, "taesd")).to(device, dtype).eval() if has(configs, "taesd") else None
+    if taesd is None:
+        print(f"no taesd config in {configs}: skipping taesd_decode", file=sys.stderr)
     scale = 2 ** (len(vae.config.block_out_channels) - 1)
 
     with torch.inference_mode():
@@ -63,6 +68,10 @@ def main():
                 ms = median_ms(args.repeats, device, lambda: vae.decode(latents).sample)
                 print(f"vae decode {side}² batch {batch}: {ms:.0f} ms", file=sys.stderr)
                 print(f"RESULT torch vae_decode size={side} batch={batch} ms={ms:.2f}")
+                if taesd is not None:
+                    ms = median_ms(args.repeats, device, lambda: taesd.decode(latents).sample)
+                    print(f"taesd decode {side}² batch {batch}: {ms:.0f} ms", file=sys.stderr)
+                    print(f"RESULT torch taesd_decode size={side} batch={batch} ms={ms:.2f}")
 
 
 if __name__ == "__main__":

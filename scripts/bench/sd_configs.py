@@ -2,6 +2,11 @@
 import json
 
 
+def has(configs, part):
+    """Whether `load` finds a config for `part`."""
+    return (configs / f"{part}.json").exists() or (configs / part / "config.json").exists()
+
+
 def load(configs, part):
     """`<configs>/<part>.json` (scripts/bench/sd-turbo), or a model directory's
     `<part>/config.json`, without diffusers' bookkeeping keys."""

@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 use common::scratch;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
+use wordup_engine::sd::source::{ModelSource, SingleModelFiles, Variant};
+use wordup_engine::sd::taesd::TinyAutoEncoder;
 
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
@@ -232,5 +234,107 @@ fn offline_fetch_fails_with_a_clear_message() {
     );
     assert!(stderr.contains("offline"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+    std::fs::remove_dir_all(home).ok();
+}
+
+/// hf-hub takes HF_ENDPOINT and HF_HOME from the environment, which a test
+/// cannot set in its own process (no unsafe code): the library's one-model
+/// fetch runs in a copy of this test binary started with them, running only
+/// `single_model_fetch_in_child`, which does nothing unless this is set.
+const CHILD_REPO: &str = "WORDUP_TEST_SINGLE_MODEL_REPO";
+
+#[tokio::test]
+async fn single_model_fetch_in_child() {
+    let Ok(repo) = std::env::var(CHILD_REPO) else {
+        return;
+    };
+    let source = ModelSource::parse(&repo, Some("v1"));
+    match SingleModelFiles::fetch(&source, Variant::PreferFp16, false).await {
+        // On a line of its own: libtest has written "test … " before it.
+        Ok(files) => println!("\nFETCHED {}", files.root.display()),
+        Err(error) => println!("\nFAILED {error}"),
+    }
+}
+
+/// The child's `FETCHED <root>` or `FAILED <error>` line.
+async fn fetch_single_model(endpoint: &str, home: &Path, repo: &str) -> String {
+    let mut child = Command::new(std::env::current_exe().unwrap());
+    child
+        .args([
+            "--exact",
+            "single_model_fetch_in_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("HF_ENDPOINT", endpoint)
+        .env("HF_HOME", home)
+        .env(CHILD_REPO, repo);
+    let output = tokio::task::spawn_blocking(move || child.output().unwrap())
+        .await
+        .unwrap();
+    common::stdout_lines(&output)
+        .into_iter()
+        .find(|line| line.starts_with("FETCHED ") || line.starts_with("FAILED "))
+        .unwrap_or_else(|| panic!("no result from the child: {output:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taesd_repo_is_fetched_and_loads() {
+    let served = scratch("hub-taesd");
+    let fixture = common::fixtures().join("taesd-tiny");
+    for file in ["config.json", "diffusion_pytorch_model.safetensors"] {
+        std::fs::copy(fixture.join(file), served.join(file)).unwrap();
+    }
+    let (endpoint, seen) = fake_hub(served.clone(), "wordup/tiny-taesd", "v1").await;
+    let home = scratch("hf-home-taesd");
+
+    let line = fetch_single_model(&endpoint, &home, "wordup/tiny-taesd").await;
+    let snapshot = home
+        .join("hub/models--wordup--tiny-taesd/snapshots")
+        .join(COMMIT);
+    assert_eq!(line, format!("FETCHED {}", snapshot.display()));
+    let requests = seen.lock().unwrap().clone();
+    for file in [
+        "config.json",
+        // The repository has no fp16 variant: asked for, then the full file.
+        "diffusion_pytorch_model.fp16.safetensors",
+        "diffusion_pytorch_model.safetensors",
+    ] {
+        let path = format!("/wordup/tiny-taesd/resolve/v1/{file}");
+        assert!(requests.contains(&path), "{path} not in {requests:?}");
+    }
+
+    let files = SingleModelFiles::from_dir(&snapshot, Variant::PreferFp16).unwrap();
+    assert_eq!(
+        std::fs::read(&files.weights).unwrap(),
+        std::fs::read(served.join("diffusion_pytorch_model.safetensors")).unwrap()
+    );
+    let options = wordup_engine::PipelineOptions {
+        device: candle_core::Device::Cpu,
+        dtype: candle_core::DType::F32,
+        scheduler: None,
+    };
+    TinyAutoEncoder::load(&files, &options).unwrap();
+
+    std::fs::remove_dir_all(served).ok();
+    std::fs::remove_dir_all(home).ok();
+}
+
+#[tokio::test]
+async fn offline_taesd_fetch_fails_with_a_clear_message() {
+    let home = scratch("hf-offline-taesd");
+    // Nothing listens on port 1.
+    let line = fetch_single_model(
+        "http://127.0.0.1:1",
+        &home,
+        wordup_engine::sd::source::DEFAULT_TAESD,
+    )
+    .await;
+    assert!(
+        line.starts_with("FAILED ")
+            && line.contains("cannot fetch config.json of madebyollin/taesd"),
+        "{line}"
+    );
+    assert!(line.contains("offline"), "{line}");
     std::fs::remove_dir_all(home).ok();
 }

@@ -5,6 +5,7 @@ pub mod pipeline;
 pub mod scheduler;
 pub mod size;
 pub mod source;
+pub mod taesd;
 pub mod text_encoder;
 pub mod unet;
 pub mod vae;

@@ -83,7 +83,7 @@ pub struct StableDiffusion {
     pub dtype: DType,
 }
 
-fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|source| EngineError::Io {
         path: path.to_path_buf(),
         source,
@@ -94,7 +94,7 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     })
 }
 
-fn weights<'a>(path: &Path, options: &PipelineOptions) -> Result<VarBuilder<'a>> {
+pub(crate) fn weights<'a>(path: &Path, options: &PipelineOptions) -> Result<VarBuilder<'a>> {
     // Read rather than mmap: candle's mmap constructor is unsafe, and the
     // workspace forbids unsafe code.
     let tensors = candle_core::safetensors::load(path, &options.device)?;

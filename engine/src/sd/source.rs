@@ -69,6 +69,10 @@ impl ModelSource {
     }
 }
 
+/// The default draft decoder: TAESD for SD 1.x/2.x (and SD-Turbo) latents,
+/// a one-model repository ([`SingleModelFiles`]).
+pub const DEFAULT_TAESD: &str = "madebyollin/taesd";
+
 /// The default CLIP for scores and reranking.
 pub const DEFAULT_CLIP: &str = "openai/clip-vit-base-patch32";
 /// Files of a transformers CLIP directory.
@@ -230,22 +234,89 @@ impl ModelFiles {
                     fetch_from_hub(repo, revision, CONFIG_FILES, OPTIONAL_FILES, progress).await?;
                 fetch_tokenizer(&hub, repo).await?;
                 for (folder, stem) in WEIGHT_FILES {
-                    let mut last_error = None;
-                    for name in weight_names(stem, variant) {
-                        let file = format!("{folder}/{name}");
-                        match hub.get(&file).await {
-                            Ok(_) => {
-                                last_error = None;
-                                break;
-                            }
-                            Err(error) => last_error = Some(download_error(repo, &file, error)),
-                        }
-                    }
-                    if let Some(error) = last_error {
-                        return Err(error);
-                    }
+                    fetch_weights(&hub, repo, &format!("{folder}/"), stem, variant).await?;
                 }
                 ModelFiles::from_dir(&root, variant)
+            }
+        }
+    }
+}
+
+/// The first of `stem`'s weight files (in `variant`'s order of preference)
+/// that the repository has, under `prefix` ("" or "folder/").
+async fn fetch_weights(
+    hub: &ApiRepo,
+    repo: &str,
+    prefix: &str,
+    stem: &str,
+    variant: Variant,
+) -> Result<()> {
+    let mut last_error = None;
+    for name in weight_names(stem, variant) {
+        let file = format!("{prefix}{name}");
+        match hub.get(&file).await {
+            Ok(_) => return Ok(()),
+            Err(error) => last_error = Some(download_error(repo, &file, error)),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| EngineError::Download(format!("{repo}: no {stem} weights"))))
+}
+
+/// The files of a one-model diffusers repository or folder (as
+/// `madebyollin/taesd`): `config.json` and `diffusion_pytorch_model.safetensors`.
+#[derive(Debug, Clone)]
+pub struct SingleModelFiles {
+    pub root: PathBuf,
+    pub config: PathBuf,
+    pub weights: PathBuf,
+}
+
+const SINGLE_MODEL_CONFIG: &str = "config.json";
+const SINGLE_MODEL_WEIGHTS: &str = "diffusion_pytorch_model";
+
+impl SingleModelFiles {
+    /// Resolves the files of a local directory, checking that they are there.
+    pub fn from_dir(root: &Path, variant: Variant) -> Result<SingleModelFiles> {
+        let config = root.join(SINGLE_MODEL_CONFIG);
+        let candidates = weight_names(SINGLE_MODEL_WEIGHTS, variant);
+        let weights = candidates
+            .iter()
+            .map(|name| root.join(name))
+            .find(|path| path.is_file());
+        let mut missing = Vec::new();
+        if !config.is_file() {
+            missing.push(SINGLE_MODEL_CONFIG.to_owned());
+        }
+        if weights.is_none() {
+            missing.push(candidates.join(" or "));
+        }
+        match weights {
+            Some(weights) if missing.is_empty() => Ok(SingleModelFiles {
+                root: root.to_path_buf(),
+                config,
+                weights,
+            }),
+            _ => Err(EngineError::MissingFile(format!(
+                "{} is not a diffusers model folder: no {}",
+                root.display(),
+                missing.join(", ")
+            ))),
+        }
+    }
+
+    /// Local files for `source`, downloading what the hub cache lacks.
+    pub async fn fetch(
+        source: &ModelSource,
+        variant: Variant,
+        progress: bool,
+    ) -> Result<SingleModelFiles> {
+        match source {
+            ModelSource::Dir(path) => SingleModelFiles::from_dir(path, variant),
+            ModelSource::Hub { repo, revision } => {
+                let (root, hub) =
+                    fetch_from_hub(repo, revision, &[SINGLE_MODEL_CONFIG], &[], progress).await?;
+                fetch_weights(&hub, repo, "", SINGLE_MODEL_WEIGHTS, variant).await?;
+                SingleModelFiles::from_dir(&root, variant)
             }
         }
     }

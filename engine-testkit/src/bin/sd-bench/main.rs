@@ -4,9 +4,9 @@
 //!   loop, VAE decode, the copy back to the host) on a diffusers model
 //!   directory, per batch size and step count. Prints
 //!   `RESULT candle e2e size=<px> batch=<n> steps=<k> ms=<median> images_per_s=<x>`.
-//! - `stages`: text encoding, one UNet step and one VAE decode timed alone
-//!   (the device synchronised around each) on random weights built from
-//!   config files, per size and batch; prints
+//! - `stages`: text encoding, one UNet step, one VAE decode and one TAESD
+//!   (draft) decode timed alone (the device synchronised around each) on
+//!   random weights built from config files, per size and batch; prints
 //!   `RESULT candle <stage> size=<px> batch=<n> ms=<median>` for
 //!   `scripts/bench-engine.sh` and `scripts/gpu-check.sh stages`, whose
 //!   PyTorch side is `scripts/bench/diffusers_stages.py`.
@@ -31,7 +31,7 @@ use clap::{Args, Parser, Subcommand};
 use wordup_engine::sd::device::{best_device, parse_dtype, variant_for};
 use wordup_engine::sd::pipeline::{Generation, PipelineOptions, StableDiffusion};
 use wordup_engine::sd::source::ModelFiles;
-use wordup_engine::sd::{text_encoder, unet, vae};
+use wordup_engine::sd::{taesd, text_encoder, unet, vae};
 use wordup_engine_testkit::bench::median_ms;
 
 /// Largest absolute difference of a pixel in [0, 1] between the GPU in f32
@@ -62,8 +62,9 @@ enum Command {
 
 #[derive(Args)]
 struct StagesArgs {
-    /// Folder with unet.json, vae.json and text_encoder.json, or a diffusers
-    /// model directory (its configs only; the weights are random).
+    /// Folder with unet.json, vae.json and text_encoder.json (and taesd.json
+    /// for the draft decoder, skipped without it), or a diffusers model
+    /// directory (its configs only; the weights are random).
     #[arg(long, default_value = "scripts/bench/sd-turbo")]
     configs: PathBuf,
     /// Image sides in pixels.
@@ -185,6 +186,12 @@ fn differences(a: &Tensor, b: &Tensor) -> Result<(f32, f32)> {
     ))
 }
 
+/// Whether [`read_config`] finds a config for `part`.
+fn has_config(configs: &std::path::Path, part: &str) -> bool {
+    configs.join(format!("{part}.json")).is_file()
+        || configs.join(part).join("config.json").is_file()
+}
+
 /// `<configs>/<part>.json`, or a model directory's `<part>/config.json`.
 pub(crate) fn read_config<T: serde::de::DeserializeOwned>(
     configs: &std::path::Path,
@@ -228,6 +235,17 @@ fn stages(args: &StagesArgs) -> Result<()> {
     let encoder = text_encoder::TextEncoder::new(&text_cfg, vb.pp("text_encoder"))?;
     let unet = unet_cfg.build(vb.pp("unet"))?;
     let vae = vae::AutoEncoder::new(&vae_cfg, vb.pp("vae"))?;
+    // The draft decoder takes the same latents as the VAE.
+    let taesd = if has_config(&args.configs, "taesd") {
+        let cfg: taesd::Config = read_config(&args.configs, "taesd")?;
+        Some(taesd::TinyAutoEncoder::new(&cfg, vb.pp("taesd"))?)
+    } else {
+        eprintln!(
+            "no taesd config in {}: skipping taesd_decode",
+            args.configs.display()
+        );
+        None
+    };
 
     // 77 ordinary token ids, below the start-of-text id.
     let ids: Vec<u32> = (0..77u32).map(|i| 49406u32.min(320 + i * 7)).collect();
@@ -251,6 +269,11 @@ fn stages(args: &StagesArgs) -> Result<()> {
             let ms = synced_median_ms(args.repeats, &device, || Ok(vae.decode(&latents)?))?;
             eprintln!("vae decode {side}² batch {batch}: {ms:.1} ms");
             println!("RESULT candle vae_decode size={side} batch={batch} ms={ms:.2}");
+            if let Some(taesd) = &taesd {
+                let ms = synced_median_ms(args.repeats, &device, || Ok(taesd.decode(&latents)?))?;
+                eprintln!("taesd decode {side}² batch {batch}: {ms:.1} ms");
+                println!("RESULT candle taesd_decode size={side} batch={batch} ms={ms:.2}");
+            }
         }
     }
     Ok(())
