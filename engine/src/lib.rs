@@ -9,6 +9,8 @@ pub mod error;
 pub mod finish;
 /// Judging images: CLIP and the output safety check.
 pub mod judge;
+/// Layers with CPU kernels of our own: convolution, GroupNorm(+SiLU).
+pub mod ops;
 /// Stable Diffusion: the models, the tokenizer, schedulers, the pipeline.
 pub mod sd;
 /// The queue worker: claim, render, check, store, deliver, settle.

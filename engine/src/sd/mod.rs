@@ -2,6 +2,7 @@ pub mod device;
 pub mod images;
 pub mod noise;
 pub mod pipeline;
+pub mod resnet;
 pub mod scheduler;
 pub mod size;
 pub mod source;

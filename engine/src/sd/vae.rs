@@ -3,12 +3,11 @@
 //! that img2img can sample the latent distribution with our seeded noise.
 
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, Linear, VarBuilder};
-use candle_transformers::models::stable_diffusion::resnet::{ResnetBlock2D, ResnetBlock2DConfig};
-use candle_transformers::models::stable_diffusion::unet_2d_blocks::{
-    DownEncoderBlock2D, DownEncoderBlock2DConfig, UpDecoderBlock2D, UpDecoderBlock2DConfig,
-};
+use candle_nn::{Linear, VarBuilder};
 use serde::Deserialize;
+
+use crate::ops::{Conv2d, GroupNorm};
+use crate::sd::resnet::{self, ResnetBlock2D};
 
 fn default_scaling_factor() -> f64 {
     0.18215
@@ -47,11 +46,72 @@ impl Config {
 }
 
 fn conv3x3(i: usize, o: usize, vb: VarBuilder) -> Result<Conv2d> {
-    let cfg = Conv2dConfig {
-        padding: 1,
-        ..Default::default()
-    };
-    candle_nn::conv2d(i, o, 3, cfg, vb)
+    Conv2d::load(i, o, 3, 1, 1, vb)
+}
+
+/// The VAE's ResNet blocks: no time embedding, eps 1e-6.
+fn resnet_config(cfg: &Config, out_channels: usize) -> resnet::Config {
+    resnet::Config {
+        out_channels,
+        temb_channels: None,
+        groups: cfg.norm_num_groups,
+        eps: 1e-6,
+        output_scale_factor: 1.0,
+    }
+}
+
+fn resnets(cfg: &Config, count: usize, input: usize, out: usize, vb: VarBuilder) -> Result<Vec<ResnetBlock2D>> {
+    (0..count)
+        .map(|i| {
+            let input = if i == 0 { input } else { out };
+            ResnetBlock2D::new(&resnet_config(cfg, out), input, vb.pp("resnets").pp(i))
+        })
+        .collect()
+}
+
+/// ResNet blocks, then (except at the deepest level) a stride-2 convolution
+/// on the input padded by one at the bottom and right, as diffusers does.
+#[derive(Debug)]
+struct DownBlock {
+    resnets: Vec<ResnetBlock2D>,
+    downsample: Option<Conv2d>,
+}
+
+impl DownBlock {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let mut xs = xs.clone();
+        for resnet in &self.resnets {
+            xs = resnet.forward(&xs, None)?;
+        }
+        match &self.downsample {
+            Some(conv) => conv.forward(&xs.pad_with_zeros(3, 0, 1)?.pad_with_zeros(2, 0, 1)?),
+            None => Ok(xs),
+        }
+    }
+}
+
+/// ResNet blocks, then (except at full resolution) a nearest ×2 upsampling
+/// and a 3×3 convolution.
+#[derive(Debug)]
+struct UpBlock {
+    resnets: Vec<ResnetBlock2D>,
+    upsample: Option<Conv2d>,
+}
+
+impl UpBlock {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let mut xs = xs.clone();
+        for resnet in &self.resnets {
+            xs = resnet.forward(&xs, None)?;
+        }
+        match &self.upsample {
+            Some(conv) => {
+                let (_, _, h, w) = xs.dims4()?;
+                conv.forward(&xs.upsample_nearest2d(2 * h, 2 * w)?)
+            }
+            None => Ok(xs),
+        }
+    }
 }
 
 /// A linear layer whose weight may be stored as a 1×1 convolution
@@ -94,7 +154,7 @@ impl SelfAttention {
             ["query", "key", "value", "proj_attn"]
         };
         Ok(SelfAttention {
-            norm: candle_nn::group_norm(groups, channels, 1e-6, vb.pp("group_norm"))?,
+            norm: GroupNorm::load(groups, channels, 1e-6, vb.pp("group_norm"))?,
             to_q: projection(channels, vb.pp(q))?,
             to_k: projection(channels, vb.pp(k))?,
             to_v: projection(channels, vb.pp(v))?,
@@ -144,17 +204,11 @@ struct MidBlock {
 impl MidBlock {
     fn new(cfg: &Config, vb: VarBuilder) -> Result<MidBlock> {
         let channels = *cfg.block_out_channels.last().unwrap_or(&0);
-        let resnet = ResnetBlock2DConfig {
-            temb_channels: None,
-            groups: cfg.norm_num_groups,
-            eps: 1e-6,
-            output_scale_factor: 1.0,
-            ..Default::default()
-        };
+        let resnet = resnet_config(cfg, channels);
         Ok(MidBlock {
-            first: ResnetBlock2D::new(vb.pp("resnets.0"), channels, resnet)?,
+            first: ResnetBlock2D::new(&resnet, channels, vb.pp("resnets.0"))?,
             attention: SelfAttention::new(channels, cfg.norm_num_groups, vb.pp("attentions.0"))?,
-            second: ResnetBlock2D::new(vb.pp("resnets.1"), channels, resnet)?,
+            second: ResnetBlock2D::new(&resnet, channels, vb.pp("resnets.1"))?,
         })
     }
 
@@ -168,7 +222,7 @@ impl MidBlock {
 #[derive(Debug)]
 struct Encoder {
     conv_in: Conv2d,
-    down_blocks: Vec<DownEncoderBlock2D>,
+    down_blocks: Vec<DownBlock>,
     mid_block: MidBlock,
     conv_norm_out: GroupNorm,
     conv_out: Conv2d,
@@ -182,28 +236,21 @@ impl Encoder {
             .iter()
             .enumerate()
             .map(|(i, &out)| {
-                let block = DownEncoderBlock2DConfig {
-                    num_layers: cfg.layers_per_block,
-                    resnet_eps: 1e-6,
-                    resnet_groups: cfg.norm_num_groups,
-                    add_downsample: i + 1 != channels.len(),
-                    downsample_padding: 0,
-                    ..Default::default()
-                };
+                let vb = vb.pp("down_blocks").pp(i);
                 let input = if i == 0 { channels[0] } else { channels[i - 1] };
-                DownEncoderBlock2D::new(vb.pp("down_blocks").pp(i), input, out, block)
+                Ok(DownBlock {
+                    resnets: resnets(cfg, cfg.layers_per_block, input, out, vb.clone())?,
+                    downsample: (i + 1 != channels.len())
+                        .then(|| Conv2d::load(out, out, 3, 0, 2, vb.pp("downsamplers.0.conv")))
+                        .transpose()?,
+                })
             })
             .collect::<Result<_>>()?;
         Ok(Encoder {
             conv_in: conv3x3(cfg.in_channels, channels[0], vb.pp("conv_in"))?,
             down_blocks,
             mid_block: MidBlock::new(cfg, vb.pp("mid_block"))?,
-            conv_norm_out: candle_nn::group_norm(
-                cfg.norm_num_groups,
-                last,
-                1e-6,
-                vb.pp("conv_norm_out"),
-            )?,
+            conv_norm_out: GroupNorm::load(cfg.norm_num_groups, last, 1e-6, vb.pp("conv_norm_out"))?,
             conv_out: conv3x3(last, 2 * cfg.latent_channels, vb.pp("conv_out"))?,
         })
     }
@@ -214,7 +261,7 @@ impl Encoder {
             xs = block.forward(&xs)?;
         }
         let xs = self.mid_block.forward(&xs)?;
-        let xs = candle_nn::ops::silu(&self.conv_norm_out.forward(&xs)?)?;
+        let xs = self.conv_norm_out.forward_silu(&xs)?;
         self.conv_out.forward(&xs)
     }
 }
@@ -223,7 +270,7 @@ impl Encoder {
 struct Decoder {
     conv_in: Conv2d,
     mid_block: MidBlock,
-    up_blocks: Vec<UpDecoderBlock2D>,
+    up_blocks: Vec<UpBlock>,
     conv_norm_out: GroupNorm,
     conv_out: Conv2d,
 }
@@ -235,15 +282,14 @@ impl Decoder {
             .iter()
             .enumerate()
             .map(|(i, &out)| {
-                let block = UpDecoderBlock2DConfig {
-                    num_layers: cfg.layers_per_block + 1,
-                    resnet_eps: 1e-6,
-                    resnet_groups: cfg.norm_num_groups,
-                    add_upsample: i + 1 != reversed.len(),
-                    ..Default::default()
-                };
+                let vb = vb.pp("up_blocks").pp(i);
                 let input = if i == 0 { reversed[0] } else { reversed[i - 1] };
-                UpDecoderBlock2D::new(vb.pp("up_blocks").pp(i), input, out, block)
+                Ok(UpBlock {
+                    resnets: resnets(cfg, cfg.layers_per_block + 1, input, out, vb.clone())?,
+                    upsample: (i + 1 != reversed.len())
+                        .then(|| conv3x3(out, out, vb.pp("upsamplers.0.conv")))
+                        .transpose()?,
+                })
             })
             .collect::<Result<_>>()?;
         let first = cfg.block_out_channels[0];
@@ -251,12 +297,7 @@ impl Decoder {
             conv_in: conv3x3(cfg.latent_channels, reversed[0], vb.pp("conv_in"))?,
             mid_block: MidBlock::new(cfg, vb.pp("mid_block"))?,
             up_blocks,
-            conv_norm_out: candle_nn::group_norm(
-                cfg.norm_num_groups,
-                first,
-                1e-6,
-                vb.pp("conv_norm_out"),
-            )?,
+            conv_norm_out: GroupNorm::load(cfg.norm_num_groups, first, 1e-6, vb.pp("conv_norm_out"))?,
             conv_out: conv3x3(first, cfg.out_channels, vb.pp("conv_out"))?,
         })
     }
@@ -266,7 +307,7 @@ impl Decoder {
         for block in &self.up_blocks {
             xs = block.forward(&xs)?;
         }
-        let xs = candle_nn::ops::silu(&self.conv_norm_out.forward(&xs)?)?;
+        let xs = self.conv_norm_out.forward_silu(&xs)?;
         self.conv_out.forward(&xs)
     }
 }
@@ -297,17 +338,16 @@ pub struct AutoEncoder {
 impl AutoEncoder {
     pub fn new(cfg: &Config, vb: VarBuilder) -> Result<AutoEncoder> {
         let latent = cfg.latent_channels;
-        let one = Conv2dConfig::default();
         Ok(AutoEncoder {
             encoder: Encoder::new(cfg, vb.pp("encoder"))?,
             decoder: Decoder::new(cfg, vb.pp("decoder"))?,
             quant_conv: cfg
                 .use_quant_conv
-                .then(|| candle_nn::conv2d(2 * latent, 2 * latent, 1, one, vb.pp("quant_conv")))
+                .then(|| Conv2d::load(2 * latent, 2 * latent, 1, 0, 1, vb.pp("quant_conv")))
                 .transpose()?,
             post_quant_conv: cfg
                 .use_post_quant_conv
-                .then(|| candle_nn::conv2d(latent, latent, 1, one, vb.pp("post_quant_conv")))
+                .then(|| Conv2d::load(latent, latent, 1, 0, 1, vb.pp("post_quant_conv")))
                 .transpose()?,
             config: cfg.clone(),
         })
