@@ -5,7 +5,6 @@ use std::path::Path;
 
 use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::stable_diffusion::unet_2d::UNet2DConditionModel;
 use serde::de::DeserializeOwned;
 
 use crate::error::{EngineError, Result};
@@ -74,7 +73,7 @@ pub struct Conditioning {
 pub struct StableDiffusion {
     pub tokenizer: ClipTokenizer,
     pub text_encoder: TextEncoder,
-    pub unet: UNet2DConditionModel,
+    pub unet: unet::UNet,
     pub vae: vae::AutoEncoder,
     pub scheduler_config: SchedulerConfig,
     pub scheduler_kind: SchedulerKind,

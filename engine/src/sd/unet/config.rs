@@ -1,11 +1,9 @@
-//! The UNet, from `unet/config.json` into candle's `UNet2DConditionModel`.
+//! `unet/config.json`, and what each level of the UNet is made of.
 
 use candle_nn::VarBuilder;
-use candle_transformers::models::stable_diffusion::unet_2d::{
-    BlockConfig, UNet2DConditionModel, UNet2DConditionModelConfig,
-};
 use serde::Deserialize;
 
+use super::UNet;
 use crate::error::{EngineError, Result};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -16,7 +14,7 @@ pub enum PerBlock {
 }
 
 impl PerBlock {
-    fn get(&self, block: usize) -> Option<usize> {
+    pub(crate) fn get(&self, block: usize) -> Option<usize> {
         match self {
             PerBlock::One(n) => Some(*n),
             PerBlock::Each(list) => list.get(block).copied(),
@@ -86,11 +84,10 @@ pub struct Config {
 }
 
 impl Config {
-    /// candle's config. candle mirrors the down blocks for the up path, so
-    /// the up block types must be the down ones reversed.
-    pub fn to_candle(&self) -> Result<UNet2DConditionModelConfig> {
+    /// Per level, down path order: (channels, heads, has cross-attention).
+    pub(crate) fn levels(&self) -> Result<Vec<(usize, usize, bool)>> {
         let n = self.block_out_channels.len();
-        if self.down_block_types.len() != n || self.up_block_types.len() != n {
+        if n == 0 || self.down_block_types.len() != n || self.up_block_types.len() != n {
             return Err(EngineError::UnsupportedModel(format!(
                 "unet has {n} block widths but {} down and {} up blocks",
                 self.down_block_types.len(),
@@ -101,49 +98,35 @@ impl Config {
             .num_attention_heads
             .as_ref()
             .unwrap_or(&self.attention_head_dim);
-        let mut blocks = Vec::with_capacity(n);
-        for (i, down) in self.down_block_types.iter().enumerate() {
-            let up = &self.up_block_types[n - 1 - i];
-            let cross = match (down.as_str(), up.as_str()) {
-                ("CrossAttnDownBlock2D", "CrossAttnUpBlock2D") => true,
-                ("DownBlock2D", "UpBlock2D") => false,
-                _ => {
+        (0..n)
+            .map(|i| {
+                let (down, up) = (&self.down_block_types[i], &self.up_block_types[n - 1 - i]);
+                // The up path mirrors the down path, as in every SD 1.x/2.x model.
+                let cross = match (down.as_str(), up.as_str()) {
+                    ("CrossAttnDownBlock2D", "CrossAttnUpBlock2D") => true,
+                    ("DownBlock2D", "UpBlock2D") => false,
+                    _ => {
+                        return Err(EngineError::UnsupportedModel(format!(
+                            "unet block pair {down}/{up} is not supported"
+                        )));
+                    }
+                };
+                let heads = heads.get(i).ok_or_else(|| {
+                    EngineError::UnsupportedModel(format!("unet has no head count for block {i}"))
+                })?;
+                let channels = self.block_out_channels[i];
+                if heads == 0 || !channels.is_multiple_of(heads) || !channels.is_multiple_of(self.norm_num_groups) {
                     return Err(EngineError::UnsupportedModel(format!(
-                        "unet block pair {down}/{up} is not supported"
+                        "unet block {i}: {channels} channels do not split into {heads} heads and {} groups",
+                        self.norm_num_groups
                     )));
                 }
-            };
-            blocks.push(BlockConfig {
-                out_channels: self.block_out_channels[i],
-                use_cross_attn: cross.then_some(self.transformer_layers_per_block),
-                attention_head_dim: heads.get(i).ok_or_else(|| {
-                    EngineError::UnsupportedModel(format!("unet has no head count for block {i}"))
-                })?,
-            });
-        }
-        Ok(UNet2DConditionModelConfig {
-            center_input_sample: self.center_input_sample,
-            flip_sin_to_cos: self.flip_sin_to_cos,
-            freq_shift: self.freq_shift,
-            blocks,
-            layers_per_block: self.layers_per_block,
-            downsample_padding: self.downsample_padding,
-            mid_block_scale_factor: self.mid_block_scale_factor,
-            norm_num_groups: self.norm_num_groups,
-            norm_eps: self.norm_eps,
-            cross_attention_dim: self.cross_attention_dim,
-            sliced_attention_size: None,
-            use_linear_projection: self.use_linear_projection,
-        })
+                Ok((channels, heads, cross))
+            })
+            .collect()
     }
 
-    pub fn build(&self, vb: VarBuilder) -> Result<UNet2DConditionModel> {
-        Ok(UNet2DConditionModel::new(
-            vb,
-            self.in_channels,
-            self.out_channels,
-            false,
-            self.to_candle()?,
-        )?)
+    pub fn build(&self, vb: VarBuilder) -> Result<UNet> {
+        UNet::new(self, vb)
     }
 }

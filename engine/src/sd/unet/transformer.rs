@@ -1,0 +1,212 @@
+//! The UNet's spatial transformer (diffusers' `Transformer2DModel` with
+//! `BasicTransformerBlock`s): self-attention over positions, cross-attention
+//! to the prompt, a GEGLU feed-forward. Same weight names as diffusers.
+
+use candle_core::{D, DType, Module, Result, Tensor};
+use candle_nn::{LayerNorm, Linear, VarBuilder};
+
+use crate::ops::{Conv2d, GroupNorm};
+
+/// Query rows per attention chunk: the scores of one chunk are
+/// `heads · ATTENTION_CHUNK · keys` floats, which at 64² latents (4096 keys)
+/// keeps them near 80 MB rather than the whole image's 330 MB.
+const ATTENTION_CHUNK: usize = 1024;
+
+/// Multi-head attention; `context` None is self-attention.
+#[derive(Debug)]
+struct Attention {
+    to_q: Linear,
+    to_k: Linear,
+    to_v: Linear,
+    to_out: Linear,
+    heads: usize,
+    scale: f64,
+}
+
+impl Attention {
+    fn new(query_dim: usize, context_dim: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
+        let head_dim = query_dim / heads;
+        Ok(Self {
+            to_q: candle_nn::linear_no_bias(query_dim, query_dim, vb.pp("to_q"))?,
+            to_k: candle_nn::linear_no_bias(context_dim, query_dim, vb.pp("to_k"))?,
+            to_v: candle_nn::linear_no_bias(context_dim, query_dim, vb.pp("to_v"))?,
+            to_out: candle_nn::linear(query_dim, query_dim, vb.pp("to_out.0"))?,
+            heads,
+            scale: 1.0 / (head_dim as f64).sqrt(),
+        })
+    }
+
+    /// [batch, tokens, channels] → [batch · heads, tokens, head_dim]
+    fn split_heads(&self, xs: &Tensor) -> Result<Tensor> {
+        let (batch, tokens, channels) = xs.dims3()?;
+        xs.reshape((batch, tokens, self.heads, channels / self.heads))?
+            .transpose(1, 2)?
+            .reshape((batch * self.heads, tokens, channels / self.heads))?
+            .contiguous()
+    }
+
+    fn forward(&self, xs: &Tensor, context: Option<&Tensor>) -> Result<Tensor> {
+        let (batch, tokens, channels) = xs.dims3()?;
+        let context = context.unwrap_or(xs);
+        // The scale goes on q, the smallest of the three, not on the scores.
+        let q = self.split_heads(&(self.to_q.forward(xs)? * self.scale)?)?;
+        let k = self.split_heads(&self.to_k.forward(context)?)?;
+        let v = self.split_heads(&self.to_v.forward(context)?)?;
+        let dtype = q.dtype();
+        // Scores and softmax in f32: f16 overflows over thousands of keys.
+        let (q, k, v) = (
+            q.to_dtype(DType::F32)?,
+            k.to_dtype(DType::F32)?.t()?.contiguous()?,
+            v.to_dtype(DType::F32)?,
+        );
+        let mut chunks = Vec::with_capacity(tokens.div_ceil(ATTENTION_CHUNK));
+        for start in (0..tokens).step_by(ATTENTION_CHUNK) {
+            let len = ATTENTION_CHUNK.min(tokens - start);
+            let scores = q.narrow(1, start, len)?.matmul(&k)?;
+            chunks.push(candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?);
+        }
+        let attended = Tensor::cat(&chunks, 1)?
+            .to_dtype(dtype)?
+            .reshape((batch, self.heads, tokens, channels / self.heads))?
+            .transpose(1, 2)?
+            .reshape((batch, tokens, channels))?;
+        self.to_out.forward(&attended)
+    }
+}
+
+/// GEGLU: a projection to twice the width, one half gating the other
+/// through the exact (erf) GELU, as diffusers' `GELU`/`GEGLU` computes.
+#[derive(Debug)]
+struct FeedForward {
+    proj: Linear,
+    out: Linear,
+    inner: usize,
+}
+
+impl FeedForward {
+    fn new(dim: usize, vb: VarBuilder) -> Result<Self> {
+        let inner = 4 * dim;
+        Ok(Self {
+            proj: candle_nn::linear(dim, 2 * inner, vb.pp("net.0.proj"))?,
+            out: candle_nn::linear(inner, dim, vb.pp("net.2"))?,
+            inner,
+        })
+    }
+}
+
+impl Module for FeedForward {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let projected = self.proj.forward(xs)?;
+        let hidden = projected.narrow(D::Minus1, 0, self.inner)?;
+        let gate = projected.narrow(D::Minus1, self.inner, self.inner)?;
+        self.out.forward(&(hidden * gate.gelu_erf()?)?)
+    }
+}
+
+#[derive(Debug)]
+struct TransformerBlock {
+    norm1: LayerNorm,
+    attn1: Attention,
+    norm2: LayerNorm,
+    attn2: Attention,
+    norm3: LayerNorm,
+    ff: FeedForward,
+}
+
+impl TransformerBlock {
+    fn new(dim: usize, context_dim: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            norm1: candle_nn::layer_norm(dim, 1e-5, vb.pp("norm1"))?,
+            attn1: Attention::new(dim, dim, heads, vb.pp("attn1"))?,
+            norm2: candle_nn::layer_norm(dim, 1e-5, vb.pp("norm2"))?,
+            attn2: Attention::new(dim, context_dim, heads, vb.pp("attn2"))?,
+            norm3: candle_nn::layer_norm(dim, 1e-5, vb.pp("norm3"))?,
+            ff: FeedForward::new(dim, vb.pp("ff"))?,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor, context: &Tensor) -> Result<Tensor> {
+        let xs = (self.attn1.forward(&self.norm1.forward(xs)?, None)? + xs)?;
+        let xs = (self.attn2.forward(&self.norm2.forward(&xs)?, Some(context))? + xs)?;
+        self.ff.forward(&self.norm3.forward(&xs)?)? + xs
+    }
+}
+
+/// A projection into or out of the transformer: a linear layer over
+/// channels (SD 2.x), or the equivalent 1×1 convolution (SD 1.x).
+#[derive(Debug)]
+enum Projection {
+    Linear(Linear),
+    Conv(Conv2d),
+}
+
+impl Projection {
+    fn new(linear: bool, channels: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(if linear {
+            Projection::Linear(candle_nn::linear(channels, channels, vb)?)
+        } else {
+            Projection::Conv(Conv2d::load(channels, channels, 1, 0, 1, vb)?)
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    pub channels: usize,
+    pub heads: usize,
+    pub context_dim: usize,
+    pub layers: usize,
+    pub groups: usize,
+    pub linear_projection: bool,
+}
+
+#[derive(Debug)]
+pub struct Transformer2D {
+    norm: GroupNorm,
+    proj_in: Projection,
+    blocks: Vec<TransformerBlock>,
+    proj_out: Projection,
+}
+
+impl Transformer2D {
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let c = cfg.channels;
+        Ok(Self {
+            norm: GroupNorm::load(cfg.groups, c, 1e-6, vb.pp("norm"))?,
+            proj_in: Projection::new(cfg.linear_projection, c, vb.pp("proj_in"))?,
+            blocks: (0..cfg.layers)
+                .map(|i| {
+                    let vb = vb.pp("transformer_blocks").pp(i);
+                    TransformerBlock::new(c, cfg.context_dim, cfg.heads, vb)
+                })
+                .collect::<Result<_>>()?,
+            proj_out: Projection::new(cfg.linear_projection, c, vb.pp("proj_out"))?,
+        })
+    }
+
+    pub fn forward(&self, xs: &Tensor, context: &Tensor) -> Result<Tensor> {
+        let (batch, channels, height, width) = xs.dims4()?;
+        let to_tokens = |t: &Tensor| -> Result<Tensor> {
+            t.reshape((batch, channels, height * width))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let normed = self.norm.forward(xs)?;
+        let mut tokens = match &self.proj_in {
+            Projection::Linear(proj) => proj.forward(&to_tokens(&normed)?)?,
+            Projection::Conv(conv) => to_tokens(&conv.forward(&normed)?)?,
+        };
+        for block in &self.blocks {
+            tokens = block.forward(&tokens, context)?;
+        }
+        let to_image = |t: &Tensor| -> Result<Tensor> {
+            t.transpose(1, 2)?
+                .contiguous()?
+                .reshape((batch, channels, height, width))
+        };
+        match &self.proj_out {
+            Projection::Linear(proj) => to_image(&proj.forward(&tokens)?)? + xs,
+            Projection::Conv(conv) => conv.forward_plus(&to_image(&tokens)?, xs),
+        }
+    }
+}
