@@ -104,6 +104,24 @@ impl Conv2d {
         Self::new(conv.weight().clone(), conv.bias().cloned(), padding, stride)
     }
 
+    /// Loads `weight` alone, like `candle_nn::conv2d_no_bias`.
+    pub fn load_no_bias(
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        padding: usize,
+        stride: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let cfg = Conv2dConfig {
+            padding,
+            stride,
+            ..Default::default()
+        };
+        let conv = candle_nn::conv2d_no_bias(c_in, c_out, kernel, cfg, vb)?;
+        Self::new(conv.weight().clone(), None, padding, stride)
+    }
+
     fn shape_for(&self, x: &Tensor) -> Result<ConvShape> {
         let (batch, c_in, height, width) = x.dims4()?;
         let (c_out, w_in, kernel, _) = self.weight.dims4()?;

@@ -3,9 +3,9 @@
 //! GroupNorm+SiLU so that each of its passes is one kernel on the CPU.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
-use crate::ops::{Conv2d, GroupNorm};
+use crate::ops::{Conv2d, GroupNorm, Linear};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Config {
@@ -36,7 +36,7 @@ impl ResnetBlock2D {
             conv1: Conv2d::load(in_channels, out, 3, 1, 1, vb.pp("conv1"))?,
             time_emb_proj: cfg
                 .temb_channels
-                .map(|t| candle_nn::linear(t, out, vb.pp("time_emb_proj")))
+                .map(|t| Linear::load(t, out, vb.pp("time_emb_proj")))
                 .transpose()?,
             norm2: GroupNorm::load(cfg.groups, out, cfg.eps, vb.pp("norm2"))?,
             conv2: Conv2d::load(out, out, 3, 1, 1, vb.pp("conv2"))?,

@@ -9,7 +9,9 @@
 //! without weights (activations, upsampling) too.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
+use candle_nn::VarBuilder;
+
+use crate::ops::Conv2d;
 use serde::Deserialize;
 
 use crate::error::{EngineError, Result};
@@ -181,15 +183,10 @@ fn conv3x3(
     bias: bool,
     vb: VarBuilder,
 ) -> candle_core::Result<Conv2d> {
-    let cfg = Conv2dConfig {
-        padding: 1,
-        stride,
-        ..Default::default()
-    };
     if bias {
-        candle_nn::conv2d(input, output, 3, cfg, vb)
+        Conv2d::load(input, output, 3, 1, stride, vb)
     } else {
-        candle_nn::conv2d_no_bias(input, output, 3, cfg, vb)
+        Conv2d::load_no_bias(input, output, 3, 1, stride, vb)
     }
 }
 
@@ -221,7 +218,7 @@ impl Block {
             ],
             skip: (input != output)
                 .then(|| {
-                    candle_nn::conv2d_no_bias(input, output, 1, Default::default(), vb.pp("skip"))
+                    Conv2d::load_no_bias(input, output, 1, 0, 1, vb.pp("skip"))
                 })
                 .transpose()?,
             act,
@@ -234,12 +231,12 @@ impl Module for Block {
         let [first, second, third] = &self.convs;
         let ys = self.act.forward(&first.forward(xs)?)?;
         let ys = self.act.forward(&second.forward(&ys)?)?;
-        let ys = third.forward(&ys)?;
         let skip = match &self.skip {
             Some(conv) => conv.forward(xs)?,
             None => xs.clone(),
         };
-        (ys + skip)?.relu()
+        // The skip is added inside the last convolution's kernel.
+        third.forward_plus(&ys, &skip)?.relu()
     }
 }
 

@@ -3,7 +3,9 @@
 //! from `text_encoder/config.json`.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{Embedding, LayerNorm, VarBuilder};
+
+use crate::ops::Linear;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -58,10 +60,10 @@ impl Attention {
     fn new(cfg: &Config, vb: VarBuilder) -> Result<Attention> {
         let h = cfg.hidden_size;
         Ok(Attention {
-            q_proj: candle_nn::linear(h, h, vb.pp("q_proj"))?,
-            k_proj: candle_nn::linear(h, h, vb.pp("k_proj"))?,
-            v_proj: candle_nn::linear(h, h, vb.pp("v_proj"))?,
-            out_proj: candle_nn::linear(h, h, vb.pp("out_proj"))?,
+            q_proj: Linear::load(h, h, vb.pp("q_proj"))?,
+            k_proj: Linear::load(h, h, vb.pp("k_proj"))?,
+            v_proj: Linear::load(h, h, vb.pp("v_proj"))?,
+            out_proj: Linear::load(h, h, vb.pp("out_proj"))?,
             heads: cfg.num_attention_heads,
             head_dim: h / cfg.num_attention_heads,
         })
@@ -110,8 +112,8 @@ impl EncoderLayer {
             layer_norm1: candle_nn::layer_norm(h, cfg.layer_norm_eps, vb.pp("layer_norm1"))?,
             self_attn: Attention::new(cfg, vb.pp("self_attn"))?,
             layer_norm2: candle_nn::layer_norm(h, cfg.layer_norm_eps, vb.pp("layer_norm2"))?,
-            fc1: candle_nn::linear(h, cfg.intermediate_size, vb.pp("mlp").pp("fc1"))?,
-            fc2: candle_nn::linear(cfg.intermediate_size, h, vb.pp("mlp").pp("fc2"))?,
+            fc1: Linear::load(h, cfg.intermediate_size, vb.pp("mlp").pp("fc1"))?,
+            fc2: Linear::load(cfg.intermediate_size, h, vb.pp("mlp").pp("fc2"))?,
             activation: cfg.hidden_act,
         })
     }

@@ -3,10 +3,10 @@
 //! that img2img can sample the latent distribution with our seeded noise.
 
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 use serde::Deserialize;
 
-use crate::ops::{Conv2d, GroupNorm};
+use crate::ops::{Conv2d, GroupNorm, Linear};
 use crate::sd::resnet::{self, ResnetBlock2D};
 
 fn default_scaling_factor() -> f64 {
@@ -125,7 +125,7 @@ fn projection(channels: usize, vb: VarBuilder) -> Result<Linear> {
             .get((channels, channels, 1, 1), "weight")?
             .reshape((channels, channels))?,
     };
-    Ok(Linear::new(weight, Some(vb.get(channels, "bias")?)))
+    Linear::new(weight, Some(vb.get(channels, "bias")?))
 }
 
 /// The mid-block's single-head self-attention over all positions

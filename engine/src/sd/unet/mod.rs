@@ -7,12 +7,12 @@ mod config;
 mod transformer;
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
 pub use config::{Config, PerBlock};
 
 use self::blocks::{DownBlock, LevelConfig, MidBlock, UpBlock};
-use crate::ops::{Conv2d, GroupNorm};
+use crate::ops::{Conv2d, GroupNorm, Linear};
 use crate::sd::resnet;
 
 #[derive(Debug)]
@@ -104,8 +104,8 @@ impl UNet {
             flip_sin_to_cos: cfg.flip_sin_to_cos,
             freq_shift: cfg.freq_shift,
             center_input_sample: cfg.center_input_sample,
-            time_linear_1: candle_nn::linear(first, time_dim, vb.pp("time_embedding.linear_1"))?,
-            time_linear_2: candle_nn::linear(time_dim, time_dim, vb.pp("time_embedding.linear_2"))?,
+            time_linear_1: Linear::load(first, time_dim, vb.pp("time_embedding.linear_1"))?,
+            time_linear_2: Linear::load(time_dim, time_dim, vb.pp("time_embedding.linear_2"))?,
             down_blocks,
             mid_block,
             up_blocks,

@@ -3,9 +3,9 @@
 //! to the prompt, a GEGLU feed-forward. Same weight names as diffusers.
 
 use candle_core::{D, DType, Module, Result, Tensor};
-use candle_nn::{LayerNorm, Linear, VarBuilder};
+use candle_nn::{LayerNorm, VarBuilder};
 
-use crate::ops::{Conv2d, GroupNorm};
+use crate::ops::{Conv2d, GroupNorm, Linear};
 
 /// Query rows per attention chunk: the scores of one chunk are
 /// `heads · ATTENTION_CHUNK · keys` floats, which at 64² latents (4096 keys)
@@ -27,10 +27,10 @@ impl Attention {
     fn new(query_dim: usize, context_dim: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
         let head_dim = query_dim / heads;
         Ok(Self {
-            to_q: candle_nn::linear_no_bias(query_dim, query_dim, vb.pp("to_q"))?,
-            to_k: candle_nn::linear_no_bias(context_dim, query_dim, vb.pp("to_k"))?,
-            to_v: candle_nn::linear_no_bias(context_dim, query_dim, vb.pp("to_v"))?,
-            to_out: candle_nn::linear(query_dim, query_dim, vb.pp("to_out.0"))?,
+            to_q: Linear::load_no_bias(query_dim, query_dim, vb.pp("to_q"))?,
+            to_k: Linear::load_no_bias(context_dim, query_dim, vb.pp("to_k"))?,
+            to_v: Linear::load_no_bias(context_dim, query_dim, vb.pp("to_v"))?,
+            to_out: Linear::load(query_dim, query_dim, vb.pp("to_out.0"))?,
             heads,
             scale: 1.0 / (head_dim as f64).sqrt(),
         })
@@ -87,8 +87,8 @@ impl FeedForward {
     fn new(dim: usize, vb: VarBuilder) -> Result<Self> {
         let inner = 4 * dim;
         Ok(Self {
-            proj: candle_nn::linear(dim, 2 * inner, vb.pp("net.0.proj"))?,
-            out: candle_nn::linear(inner, dim, vb.pp("net.2"))?,
+            proj: Linear::load(dim, 2 * inner, vb.pp("net.0.proj"))?,
+            out: Linear::load(inner, dim, vb.pp("net.2"))?,
             inner,
         })
     }
@@ -143,7 +143,7 @@ enum Projection {
 impl Projection {
     fn new(linear: bool, channels: usize, vb: VarBuilder) -> Result<Self> {
         Ok(if linear {
-            Projection::Linear(candle_nn::linear(channels, channels, vb)?)
+            Projection::Linear(Linear::load(channels, channels, vb)?)
         } else {
             Projection::Conv(Conv2d::load(channels, channels, 1, 0, 1, vb)?)
         })
