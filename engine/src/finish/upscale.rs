@@ -6,9 +6,10 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
+use candle_nn::VarBuilder;
 
 use crate::error::{EngineError, Result};
+use crate::ops::Conv2d;
 
 /// The network's shape; the defaults are RealESRGAN_x4plus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,11 +37,7 @@ const NEGATIVE_SLOPE: f64 = 0.2;
 const RESIDUAL_SCALE: f64 = 0.2;
 
 fn conv(i: usize, o: usize, vb: VarBuilder) -> Result<Conv2d> {
-    let cfg = Conv2dConfig {
-        padding: 1,
-        ..Default::default()
-    };
-    Ok(candle_nn::conv2d(i, o, 3, cfg, vb)?)
+    Ok(Conv2d::load(i, o, 3, 1, 1, vb)?)
 }
 
 fn lrelu(xs: &Tensor) -> candle_core::Result<Tensor> {

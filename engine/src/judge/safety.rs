@@ -7,11 +7,11 @@
 use std::path::Path;
 
 use candle_core::{D, DType, Device, Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig};
 use image::RgbImage;
 
 use crate::error::{EngineError, Result};
 use crate::finish::resample::{self, Filter};
+use crate::ops::Conv2d;
 
 /// BGR means subtracted from 0..255 pixels.
 const MEAN_BGR: [f32; 3] = [104.0, 117.0, 123.0];
@@ -78,12 +78,7 @@ impl OpenNsfw {
         let mut conv = |prefix: &str, stride: usize, padding: usize| -> Result<Conv2d> {
             let weight = take(&format!("{prefix}_weights_fused_bn"))?;
             let bias = take(&format!("{prefix}_bias_fused_bn"))?;
-            let cfg = Conv2dConfig {
-                stride,
-                padding,
-                ..Default::default()
-            };
-            Ok(Conv2d::new(weight, Some(bias), cfg))
+            Ok(Conv2d::new(weight, Some(bias), padding, stride)?)
         };
         let stem = conv("Conv__440", 2, 3)?;
         let mut blocks = Vec::new();
