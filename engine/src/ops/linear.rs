@@ -4,8 +4,13 @@
 //! more than the product (2–3× slower than PyTorch per layer); `[in, out]`
 //! is the layout its kernel reads directly. Elsewhere candle's layer runs.
 
-use candle_core::{DType, Module, Result, Tensor};
+use candle_core::{D, DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
+
+/// Below this many rows (the text encoder's 77 tokens, say) gemm splits the
+/// work between threads poorly; the output's columns are split between
+/// two single-threaded products instead.
+const FEW_ROWS: usize = 256;
 
 #[derive(Debug, Clone)]
 enum Weights {
@@ -50,7 +55,11 @@ impl Module for Linear {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         match &self.weights {
             Weights::Transposed { weight_t, bias } => {
-                let ys = xs.broadcast_matmul(weight_t)?;
+                let ys = if xs.elem_count() / xs.dim(D::Minus1)? < FEW_ROWS {
+                    halves(xs, weight_t)?
+                } else {
+                    xs.broadcast_matmul(weight_t)?
+                };
                 match bias {
                     Some(bias) => ys.broadcast_add(bias),
                     None => Ok(ys),
@@ -59,6 +68,20 @@ impl Module for Linear {
             Weights::Candle(linear) => linear.forward(xs),
         }
     }
+}
+
+/// `xs · weight_t`, the two halves of the output's columns computed on two
+/// threads (rayon runs gemm's own splitting inline when both are busy).
+fn halves(xs: &Tensor, weight_t: &Tensor) -> Result<Tensor> {
+    let n = weight_t.dim(1)?;
+    if n < 2 || rayon::current_num_threads() < 2 {
+        return xs.broadcast_matmul(weight_t);
+    }
+    let (left, right) = rayon::join(
+        || xs.broadcast_matmul(&weight_t.narrow(1, 0, n / 2)?),
+        || xs.broadcast_matmul(&weight_t.narrow(1, n / 2, n - n / 2)?),
+    );
+    Tensor::cat(&[left?, right?], D::Minus1)
 }
 
 #[cfg(test)]
@@ -70,7 +93,8 @@ mod tests {
     #[test]
     fn matches_candles_linear() -> Result<()> {
         let dev = Device::Cpu;
-        for dims in [vec![5, 7], vec![2, 77, 7], vec![2, 3, 4, 7]] {
+        // Few rows (split in halves) and many (one product).
+        for dims in [vec![5, 7], vec![2, 77, 7], vec![2, 3, 4, 7], vec![1, 300, 7]] {
             let x = Tensor::randn(0f32, 1.0, dims.as_slice(), &dev)?;
             let w = Tensor::randn(0f32, 1.0, (6, 7), &dev)?;
             let b = Tensor::randn(0f32, 1.0, 6, &dev)?;
