@@ -22,7 +22,7 @@ impl Activation {
     fn apply(self, xs: &Tensor) -> Result<Tensor> {
         match self {
             Activation::QuickGelu => xs * candle_nn::ops::sigmoid(&(xs * 1.702)?)?,
-            Activation::Gelu => xs.gelu_erf(),
+            Activation::Gelu => crate::ops::gelu::gelu_erf(xs),
             Activation::GeluNew => xs.gelu(),
         }
     }

@@ -2,9 +2,10 @@
 //! `BasicTransformerBlock`s): self-attention over positions, cross-attention
 //! to the prompt, a GEGLU feed-forward. Same weight names as diffusers.
 
-use candle_core::{D, DType, Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 
+use crate::ops::gelu::geglu;
 use crate::ops::{Conv2d, GroupNorm, Linear};
 
 /// Query rows per attention chunk: the scores of one chunk are
@@ -80,7 +81,6 @@ impl Attention {
 struct FeedForward {
     proj: Linear,
     out: Linear,
-    inner: usize,
 }
 
 impl FeedForward {
@@ -89,17 +89,13 @@ impl FeedForward {
         Ok(Self {
             proj: Linear::load(dim, 2 * inner, vb.pp("net.0.proj"))?,
             out: Linear::load(inner, dim, vb.pp("net.2"))?,
-            inner,
         })
     }
 }
 
 impl Module for FeedForward {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let projected = self.proj.forward(xs)?;
-        let hidden = projected.narrow(D::Minus1, 0, self.inner)?;
-        let gate = projected.narrow(D::Minus1, self.inner, self.inner)?;
-        self.out.forward(&(hidden * gate.gelu_erf()?)?)
+        self.out.forward(&geglu(&self.proj.forward(xs)?)?)
     }
 }
 
