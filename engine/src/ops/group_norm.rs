@@ -10,6 +10,8 @@ use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, T
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
+use super::softmax::fast_exp;
+
 #[derive(Debug)]
 struct HostParams {
     weight: Vec<f32>,
@@ -134,7 +136,7 @@ impl GroupNormOp<'_> {
             if self.silu {
                 for (o, &x) in out.iter_mut().zip(input) {
                     let y = x * scale + shift;
-                    *o = y / (1.0 + (-y).exp());
+                    *o = y / (1.0 + fast_exp(-y));
                 }
             } else {
                 for (o, &x) in out.iter_mut().zip(input) {

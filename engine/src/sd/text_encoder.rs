@@ -86,7 +86,7 @@ impl Attention {
             .matmul(&k.t()?)?
             .to_dtype(DType::F32)?
             .broadcast_add(causal_mask)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
+        let probs = crate::ops::softmax::softmax_last_dim(&scores)?.to_dtype(dtype)?;
         let out = probs
             .matmul(&v)?
             .transpose(1, 2)?

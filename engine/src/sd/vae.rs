@@ -180,7 +180,7 @@ impl Module for SelfAttention {
         let k = self.to_k.forward(&tokens)?.to_dtype(DType::F32)?;
         let v = self.to_v.forward(&tokens)?.to_dtype(DType::F32)?;
         let scores = (q.matmul(&k.t()?.contiguous()?)? * self.scale)?;
-        let attended = candle_nn::ops::softmax_last_dim(&scores)?
+        let attended = crate::ops::softmax::softmax_last_dim(&scores)?
             .matmul(&v)?
             .to_dtype(dtype)?;
         let out = self

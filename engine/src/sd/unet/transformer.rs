@@ -64,7 +64,7 @@ impl Attention {
         for start in (0..tokens).step_by(ATTENTION_CHUNK) {
             let len = ATTENTION_CHUNK.min(tokens - start);
             let scores = q.narrow(1, start, len)?.matmul(&k)?;
-            chunks.push(candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?);
+            chunks.push(crate::ops::softmax::softmax_last_dim(&scores)?.matmul(&v)?);
         }
         let attended = Tensor::cat(&chunks, 1)?
             .to_dtype(dtype)?
