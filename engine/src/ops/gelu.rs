@@ -5,7 +5,6 @@
 //! much as a matmul. Elsewhere candle's ops run.
 
 use candle_core::{CpuStorage, CustomOp1, D, DType, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
@@ -57,13 +56,11 @@ impl CustomOp1 for Gelu {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let input = contiguous_input(storage, layout)?;
         let mut out = vec![0f32; input.len()];
-        out.par_chunks_mut(CHUNK)
-            .zip(input.par_chunks(CHUNK))
-            .for_each(|(out, input)| {
-                for (o, &x) in out.iter_mut().zip(input) {
-                    *o = gelu(x);
-                }
-            });
+        super::for_each_row(&mut out, input, CHUNK, |_, out, input| {
+            for (o, &x) in out.iter_mut().zip(input) {
+                *o = gelu(x);
+            }
+        });
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }
@@ -92,14 +89,12 @@ impl CustomOp1 for Geglu {
         }
         let half = width / 2;
         let mut out = vec![0f32; input.len() / 2];
-        out.par_chunks_mut(half)
-            .zip(input.par_chunks(width))
-            .for_each(|(out, row)| {
-                let (hidden, gate) = row.split_at(half);
-                for ((o, &h), &g) in out.iter_mut().zip(hidden).zip(gate) {
-                    *o = h * gelu(g);
-                }
-            });
+        super::for_each_row(&mut out, input, width, |_, out, row| {
+            let (hidden, gate) = row.split_at(half);
+            for ((o, &h), &g) in out.iter_mut().zip(hidden).zip(gate) {
+                *o = h * gelu(g);
+            }
+        });
         if let Some(last) = dims.last_mut() {
             *last = half;
         }

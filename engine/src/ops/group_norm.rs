@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
-use rayon::prelude::*;
 
 use super::softmax::fast_exp;
 
@@ -108,13 +107,10 @@ impl CustomOp1 for GroupNormOp<'_> {
         let spatial: usize = dims[2..].iter().product();
         let per_group = channels / self.groups;
         let mut out = vec![0f32; input.len()];
-        out.par_chunks_mut(per_group * spatial)
-            .zip(input.par_chunks(per_group * spatial))
-            .enumerate()
-            .for_each(|(index, (out, input))| {
-                let first_channel = (index % self.groups) * per_group;
-                self.normalise_group(input, out, spatial, first_channel);
-            });
+        super::for_each_row(&mut out, input, per_group * spatial, |index, out, input| {
+            let first_channel = (index % self.groups) * per_group;
+            self.normalise_group(input, out, spatial, first_channel);
+        });
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }
