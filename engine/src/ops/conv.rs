@@ -63,7 +63,12 @@ pub struct Conv2d {
 }
 
 impl Conv2d {
-    pub fn new(weight: Tensor, bias: Option<Tensor>, padding: usize, stride: usize) -> Result<Self> {
+    pub fn new(
+        weight: Tensor,
+        bias: Option<Tensor>,
+        padding: usize,
+        stride: usize,
+    ) -> Result<Self> {
         let (_, _, kh, kw) = weight.dims4()?;
         if kh != kw {
             candle_core::bail!("conv2d: only square kernels are supported, got {kh}×{kw}");
@@ -263,6 +268,14 @@ unsafe impl Send for SharedOut {}
 #[allow(unsafe_code)]
 unsafe impl Sync for SharedOut {}
 
+impl SharedOut {
+    /// A method, so that closures capture the whole (Send) wrapper rather
+    /// than the raw pointer field alone.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// `out (+)= weight ⊛ input + bias`, all NCHW, contiguous. With `accumulate`
 /// the product is added to what `out` holds (a residual).
 pub fn conv2d(
@@ -304,47 +317,48 @@ pub fn conv2d(
         .collect();
     let shared = SharedOut(out.as_mut_ptr());
 
-    tiles.into_par_iter().for_each_init(Vec::new, |columns, (b, first_row)| {
-        let shared = shared;
-        let last_row = (first_row + rows).min(oh);
-        let n = (last_row - first_row) * ow;
-        let image = &input[b * s.c_in * s.height * s.width..][..s.c_in * s.height * s.width];
-        let (rhs, rhs_rs): (&[f32], usize) = if s.is_pointwise() {
-            (&image[first_row * s.width..], s.height * s.width)
-        } else {
-            columns.resize(depth * n, 0.0);
-            unfold(s, image, first_row, last_row, columns);
-            (columns.as_slice(), n)
-        };
-        #[allow(unsafe_code)]
-        // SAFETY: the destination rows [first_row, last_row) of image `b`,
-        // in every output channel, belong to this tile alone; the pointers
-        // and strides stay inside `out`, `weight` and `rhs`.
-        unsafe {
-            let dst = shared.0.add(b * s.c_out * plane + first_row * ow);
-            gemm::gemm(
-                s.c_out,
-                n,
-                depth,
-                dst,
-                1,
-                plane as isize,
-                read_out,
-                weight.as_ptr(),
-                1,
-                depth as isize,
-                rhs.as_ptr(),
-                1,
-                rhs_rs as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-        }
-    });
+    tiles
+        .into_par_iter()
+        .for_each_init(Vec::new, |columns, (b, first_row)| {
+            let last_row = (first_row + rows).min(oh);
+            let n = (last_row - first_row) * ow;
+            let image = &input[b * s.c_in * s.height * s.width..][..s.c_in * s.height * s.width];
+            let (rhs, rhs_rs): (&[f32], usize) = if s.is_pointwise() {
+                (&image[first_row * s.width..], s.height * s.width)
+            } else {
+                columns.resize(depth * n, 0.0);
+                unfold(s, image, first_row, last_row, columns);
+                (columns.as_slice(), n)
+            };
+            #[allow(unsafe_code)]
+            // SAFETY: the destination rows [first_row, last_row) of image `b`,
+            // in every output channel, belong to this tile alone; the pointers
+            // and strides stay inside `out`, `weight` and `rhs`.
+            unsafe {
+                let dst = shared.get().add(b * s.c_out * plane + first_row * ow);
+                gemm::gemm(
+                    s.c_out,
+                    n,
+                    depth,
+                    dst,
+                    1,
+                    plane as isize,
+                    read_out,
+                    weight.as_ptr(),
+                    1,
+                    depth as isize,
+                    rhs.as_ptr(),
+                    1,
+                    rhs_rs as isize,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        });
 }
 
 /// im2col for output rows `[first_row, last_row)` of one image: row
@@ -438,11 +452,18 @@ mod tests {
             let got = ours.forward(&x)?;
             assert_eq!(got.dims(), expected.dims());
             let diff = (got - &expected)?.abs()?.max_all()?.to_scalar::<f32>()?;
-            assert!(diff < 1e-4, "case {:?}: max diff {diff}", (batch, c_in, h, w, k, padding, stride));
+            assert!(
+                diff < 1e-4,
+                "case {:?}: max diff {diff}",
+                (batch, c_in, h, w, k, padding, stride)
+            );
 
             let residual = Tensor::randn(0f32, 1.0, expected.dims(), &dev)?;
             let got = ours.forward_plus(&x, &residual)?;
-            let diff = (got - (expected + residual)?)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            let diff = (got - (expected + residual)?)?
+                .abs()?
+                .max_all()?
+                .to_scalar::<f32>()?;
             assert!(diff < 1e-4, "residual case: max diff {diff}");
         }
         Ok(())

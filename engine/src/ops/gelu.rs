@@ -109,7 +109,8 @@ pub fn geglu(projected: &Tensor) -> Result<Tensor> {
         projected.contiguous()?.apply_op1_no_bwd(&Geglu)
     } else {
         let half = projected.dim(D::Minus1)? / 2;
-        projected.narrow(D::Minus1, 0, half)? * projected.narrow(D::Minus1, half, half)?.gelu_erf()?
+        projected.narrow(D::Minus1, 0, half)?
+            * projected.narrow(D::Minus1, half, half)?.gelu_erf()?
     }
 }
 
@@ -144,7 +145,10 @@ mod tests {
     fn gelu_and_geglu_match_candles() -> Result<()> {
         let dev = Device::Cpu;
         let xs = (Tensor::randn(0f32, 3.0, (2, 5, 40), &dev)? * 1.0)?;
-        let diff = (gelu_erf(&xs)? - xs.gelu_erf()?)?.abs()?.flatten_all()?.max(0)?;
+        let diff = (gelu_erf(&xs)? - xs.gelu_erf()?)?
+            .abs()?
+            .flatten_all()?
+            .max(0)?;
         assert!(diff.to_scalar::<f32>()? < 1e-5);
         let expected = (xs.narrow(2, 0, 20)? * xs.narrow(2, 20, 20)?.gelu_erf()?)?;
         let got = geglu(&xs)?;

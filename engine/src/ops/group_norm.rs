@@ -58,7 +58,11 @@ impl GroupNorm {
             }
             _ => {
                 let y = self.inner.forward(x)?;
-                if silu { candle_nn::ops::silu(&y) } else { Ok(y) }
+                if silu {
+                    candle_nn::ops::silu(&y)
+                } else {
+                    Ok(y)
+                }
             }
         }
     }
@@ -128,7 +132,9 @@ impl GroupNormOp<'_> {
         {
             // y = x·scale + shift, with the mean folded into the shift.
             let scale = (inv_std * self.host.weight[first + c] as f64) as f32;
-            let shift = (self.host.bias[first + c] as f64 - mean * inv_std * self.host.weight[first + c] as f64) as f32;
+            let shift = (self.host.bias[first + c] as f64
+                - mean * inv_std * self.host.weight[first + c] as f64)
+                as f32;
             if self.silu {
                 for (o, &x) in out.iter_mut().zip(input) {
                     let y = x * scale + shift;
@@ -174,7 +180,9 @@ mod tests {
     fn matches_candles_group_norm_and_silu() -> Result<()> {
         // (batch, channels, h, w, groups); values far from zero mean, as
         // activations deep in a network are, test the variance's precision.
-        for (batch, channels, h, w, groups) in [(1, 8, 5, 7, 4), (2, 64, 16, 16, 32), (3, 6, 1, 9, 3)] {
+        for (batch, channels, h, w, groups) in
+            [(1, 8, 5, 7, 4), (2, 64, 16, 16, 32), (3, 6, 1, 9, 3)]
+        {
             let dev = Device::Cpu;
             let varmap = VarMap::new();
             let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
@@ -187,10 +195,16 @@ mod tests {
             let weight = ours.inner.clone();
             let x = (Tensor::randn(0f32, 3.0, (batch, channels, h, w), &dev)? + 20.0)?;
             let expected = weight.forward(&x)?;
-            let diff = (ours.forward(&x)? - &expected)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            let diff = (ours.forward(&x)? - &expected)?
+                .abs()?
+                .max_all()?
+                .to_scalar::<f32>()?;
             assert!(diff < 1e-4, "group norm: max diff {diff}");
             let expected = candle_nn::ops::silu(&expected)?;
-            let diff = (ours.forward_silu(&x)? - expected)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            let diff = (ours.forward_silu(&x)? - expected)?
+                .abs()?
+                .max_all()?
+                .to_scalar::<f32>()?;
             assert!(diff < 1e-4, "group norm + silu: max diff {diff}");
         }
         Ok(())

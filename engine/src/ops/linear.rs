@@ -15,7 +15,10 @@ const FEW_ROWS: usize = 256;
 #[derive(Debug, Clone)]
 enum Weights {
     /// `[in, out]`, contiguous: the CPU in f32.
-    Transposed { weight_t: Tensor, bias: Option<Tensor> },
+    Transposed {
+        weight_t: Tensor,
+        bias: Option<Tensor>,
+    },
     Candle(candle_nn::Linear),
 }
 
@@ -94,7 +97,12 @@ mod tests {
     fn matches_candles_linear() -> Result<()> {
         let dev = Device::Cpu;
         // Few rows (split in halves) and many (one product).
-        for dims in [vec![5, 7], vec![2, 77, 7], vec![2, 3, 4, 7], vec![1, 300, 7]] {
+        for dims in [
+            vec![5, 7],
+            vec![2, 77, 7],
+            vec![2, 3, 4, 7],
+            vec![1, 300, 7],
+        ] {
             let x = Tensor::randn(0f32, 1.0, dims.as_slice(), &dev)?;
             let w = Tensor::randn(0f32, 1.0, (6, 7), &dev)?;
             let b = Tensor::randn(0f32, 1.0, 6, &dev)?;
@@ -102,7 +110,11 @@ mod tests {
                 let expected = candle_nn::Linear::new(w.clone(), bias.clone()).forward(&x)?;
                 let got = Linear::new(w.clone(), bias)?.forward(&x)?;
                 assert_eq!(got.dims(), expected.dims());
-                let diff = (got - expected)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+                let diff = (got - expected)?
+                    .abs()?
+                    .flatten_all()?
+                    .max(0)?
+                    .to_scalar::<f32>()?;
                 assert!(diff < 1e-4, "{dims:?}: max diff {diff}");
             }
         }

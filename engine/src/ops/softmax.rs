@@ -48,13 +48,13 @@ impl CustomOp1 for Softmax {
         let width = layout.dims().last().copied().unwrap_or(1).max(1);
         let mut out = vec![0f32; input.len()];
         super::for_each_row(&mut out, input, width, |_, out, row| {
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                for (o, &x) in out.iter_mut().zip(row) {
-                    let d = x - max;
-                    *o = if d < NEGLIGIBLE { 0.0 } else { fast_exp(d) };
-                }
-                let scale = 1.0 / out.iter().sum::<f32>();
-                out.iter_mut().for_each(|o| *o *= scale);
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            for (o, &x) in out.iter_mut().zip(row) {
+                let d = x - max;
+                *o = if d < NEGLIGIBLE { 0.0 } else { fast_exp(d) };
+            }
+            let scale = 1.0 / out.iter().sum::<f32>();
+            out.iter_mut().for_each(|o| *o *= scale);
         });
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
@@ -94,7 +94,10 @@ mod tests {
     fn matches_candles_softmax() -> Result<()> {
         let xs = (Tensor::randn(0f32, 4.0, (3, 7, 33), &Device::Cpu)? - 50.0)?;
         let expected = candle_nn::ops::softmax_last_dim(&xs)?;
-        let diff = (softmax_last_dim(&xs)? - expected)?.abs()?.flatten_all()?.max(0)?;
+        let diff = (softmax_last_dim(&xs)? - expected)?
+            .abs()?
+            .flatten_all()?
+            .max(0)?;
         assert!(diff.to_scalar::<f32>()? < 1e-6);
         Ok(())
     }

@@ -217,9 +217,7 @@ impl Block {
                 conv3x3(output, output, 1, true, conv.pp("4"))?,
             ],
             skip: (input != output)
-                .then(|| {
-                    Conv2d::load_no_bias(input, output, 1, 0, 1, vb.pp("skip"))
-                })
+                .then(|| Conv2d::load_no_bias(input, output, 1, 0, 1, vb.pp("skip")))
                 .transpose()?,
             act,
         })

@@ -60,7 +60,13 @@ fn resnet_config(cfg: &Config, out_channels: usize) -> resnet::Config {
     }
 }
 
-fn resnets(cfg: &Config, count: usize, input: usize, out: usize, vb: VarBuilder) -> Result<Vec<ResnetBlock2D>> {
+fn resnets(
+    cfg: &Config,
+    count: usize,
+    input: usize,
+    out: usize,
+    vb: VarBuilder,
+) -> Result<Vec<ResnetBlock2D>> {
     (0..count)
         .map(|i| {
             let input = if i == 0 { input } else { out };
@@ -250,7 +256,12 @@ impl Encoder {
             conv_in: conv3x3(cfg.in_channels, channels[0], vb.pp("conv_in"))?,
             down_blocks,
             mid_block: MidBlock::new(cfg, vb.pp("mid_block"))?,
-            conv_norm_out: GroupNorm::load(cfg.norm_num_groups, last, 1e-6, vb.pp("conv_norm_out"))?,
+            conv_norm_out: GroupNorm::load(
+                cfg.norm_num_groups,
+                last,
+                1e-6,
+                vb.pp("conv_norm_out"),
+            )?,
             conv_out: conv3x3(last, 2 * cfg.latent_channels, vb.pp("conv_out"))?,
         })
     }
@@ -297,7 +308,12 @@ impl Decoder {
             conv_in: conv3x3(cfg.latent_channels, reversed[0], vb.pp("conv_in"))?,
             mid_block: MidBlock::new(cfg, vb.pp("mid_block"))?,
             up_blocks,
-            conv_norm_out: GroupNorm::load(cfg.norm_num_groups, first, 1e-6, vb.pp("conv_norm_out"))?,
+            conv_norm_out: GroupNorm::load(
+                cfg.norm_num_groups,
+                first,
+                1e-6,
+                vb.pp("conv_norm_out"),
+            )?,
             conv_out: conv3x3(first, cfg.out_channels, vb.pp("conv_out"))?,
         })
     }

@@ -106,7 +106,11 @@ pub struct MidBlock {
 }
 
 impl MidBlock {
-    pub fn new(resnet: &resnet::Config, attention: &transformer::Config, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        resnet: &resnet::Config,
+        attention: &transformer::Config,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let channels = resnet.out_channels;
         Ok(Self {
             first: ResnetBlock2D::new(resnet, channels, vb.pp("resnets.0"))?,

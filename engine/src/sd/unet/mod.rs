@@ -69,7 +69,10 @@ impl UNet {
                 (!last).then_some(cfg.downsample_padding),
                 vb.pp("down_blocks").pp(i),
             )?);
-            skip_channels.extend(std::iter::repeat_n(level.0, cfg.layers_per_block + usize::from(!last)));
+            skip_channels.extend(std::iter::repeat_n(
+                level.0,
+                cfg.layers_per_block + usize::from(!last),
+            ));
         }
 
         let (deepest, deepest_heads, _) = levels[n - 1];
@@ -109,7 +112,12 @@ impl UNet {
             down_blocks,
             mid_block,
             up_blocks,
-            conv_norm_out: GroupNorm::load(cfg.norm_num_groups, first, cfg.norm_eps, vb.pp("conv_norm_out"))?,
+            conv_norm_out: GroupNorm::load(
+                cfg.norm_num_groups,
+                first,
+                cfg.norm_eps,
+                vb.pp("conv_norm_out"),
+            )?,
             conv_out: Conv2d::load(first, cfg.out_channels, 3, 1, 1, vb.pp("conv_out"))?,
         })
     }
@@ -125,7 +133,11 @@ impl UNet {
             })
             .collect();
         let (sin, cos): (Vec<f32>, Vec<f32>) = freqs.iter().map(|f| (f.sin(), f.cos())).unzip();
-        let row = if self.flip_sin_to_cos { [cos, sin].concat() } else { [sin, cos].concat() };
+        let row = if self.flip_sin_to_cos {
+            [cos, sin].concat()
+        } else {
+            [sin, cos].concat()
+        };
         Tensor::from_vec(row, (1, 2 * half), like.device())?
             .to_dtype(like.dtype())?
             .repeat((batch, 1))
@@ -154,6 +166,7 @@ impl UNet {
         for block in &self.up_blocks {
             xs = block.forward(&xs, &temb, context, &mut skips)?;
         }
-        self.conv_out.forward(&self.conv_norm_out.forward_silu(&xs)?)
+        self.conv_out
+            .forward(&self.conv_norm_out.forward_silu(&xs)?)
     }
 }
