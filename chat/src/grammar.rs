@@ -28,6 +28,8 @@ pub struct ImagineArgs {
     pub guidance: Option<f32>,
     pub style: Option<String>,
     pub tier: Option<Tier>,
+    /// `--draft`: a quick, softer decode (the engine's draft decoder).
+    pub draft: bool,
 }
 
 /// Why a prompt was refused; the text is shown to the user as is.
@@ -40,7 +42,7 @@ pub enum GrammarError {
     #[error("`--no` is {chars} characters long; the limit is {MAX_NEGATIVE_CHARS}")]
     NegativeTooLong { chars: usize },
     #[error(
-        "unknown parameter `{0}`; try --ar, --seed, --no, --steps, --guidance, --style, --fast or --relax"
+        "unknown parameter `{0}`; try --ar, --seed, --no, --steps, --guidance, --style, --draft, --fast or --relax"
     )]
     UnknownFlag(String),
     #[error("`{0}` needs a value")]
@@ -129,6 +131,12 @@ pub fn parse_imagine(text: &str) -> Result<ImagineArgs, GrammarError> {
                 }
                 negative_words = Some(Vec::new());
                 in_negative = true;
+            }
+            "draft" => {
+                if args.draft {
+                    return Err(GrammarError::Repeated { flag: "--draft" });
+                }
+                args.draft = true;
             }
             "fast" | "relax" => {
                 let tier = if flag.eq_ignore_ascii_case("fast") {
@@ -233,6 +241,9 @@ impl fmt::Display for ImagineArgs {
         if let Some(s) = &self.style {
             write!(f, " --style {s}")?;
         }
+        if self.draft {
+            f.write_str(" --draft")?;
+        }
         match self.tier {
             Some(Tier::Fast) => f.write_str(" --fast"),
             Some(Tier::Relax) => f.write_str(" --relax"),
@@ -308,6 +319,36 @@ mod tests {
         );
         // Dashes that are not parameters stay in the prompt.
         check("a -- b — c x--y", Ok(prompt("a -- b — c x--y")));
+        // --draft takes no value: the words after it are prompt again.
+        check(
+            "a quick sketch --draft of a barn --ar 3:2",
+            Ok(ImagineArgs {
+                aspect: Some(AspectRatio {
+                    width: 3,
+                    height: 2,
+                }),
+                draft: true,
+                ..prompt("a quick sketch of a barn")
+            }),
+        );
+        check(
+            "fields —DRAFT --no fences --relax",
+            Ok(ImagineArgs {
+                negative_prompt: Some("fences".into()),
+                tier: Some(Tier::Relax),
+                draft: true,
+                ..prompt("fields")
+            }),
+        );
+        // After --no, --draft ends the negative prompt.
+        check(
+            "a cat --no dogs --draft",
+            Ok(ImagineArgs {
+                negative_prompt: Some("dogs".into()),
+                draft: true,
+                ..prompt("a cat")
+            }),
+        );
         check(
             "max seed --seed 4294967295",
             Ok(ImagineArgs {
@@ -346,6 +387,15 @@ mod tests {
             Err(GrammarError::Repeated { flag: "--no" }),
         );
         check("a --fast --relax", Err(GrammarError::TierConflict));
+        check(
+            "a --draft --draft",
+            Err(GrammarError::Repeated { flag: "--draft" }),
+        );
+        check("--draft", Err(GrammarError::EmptyPrompt));
+        check(
+            "a cat --drafts",
+            Err(GrammarError::UnknownFlag("--drafts".into())),
+        );
         check(
             "a --fast --fast",
             Err(GrammarError::Repeated { flag: "--fast" }),
@@ -389,6 +439,7 @@ mod tests {
     fn canonical_form_parses_back_to_the_same_arguments() {
         for input in [
             "a cat --ar 16:9 --no dogs, birds --seed 3 --steps 2 --guidance 1.5 --style anime --relax",
+            "a barn --draft --fast",
             "just words",
         ] {
             let parsed = parse_imagine(input).unwrap();

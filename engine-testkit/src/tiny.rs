@@ -11,7 +11,7 @@ use serde_json::json;
 
 use wordup_engine::error::{EngineError, Result};
 use wordup_engine::sd::noise::NoiseStream;
-use wordup_engine::sd::{text_encoder, unet, vae};
+use wordup_engine::sd::{taesd, text_encoder, unet, vae};
 use wordup_tokenizer::ClipTokenizer;
 
 const VOCAB: &str = include_str!("../../engine/tests/fixtures/sd2-tiny/tokenizer/vocab.json");
@@ -115,6 +115,34 @@ pub fn write_tiny_model(dir: &Path) -> Result<()> {
             .map(drop)
             .map_err(Into::into)
     })?;
+    Ok(())
+}
+
+/// Writes a tiny random draft decoder (TAESD's structure, two levels) that
+/// fits [`write_tiny_model`]'s latents: 4 channels, 2× upscaling. The
+/// one-model layout: `config.json` and `diffusion_pytorch_model.safetensors`.
+pub fn write_tiny_taesd(dir: &Path) -> Result<()> {
+    let config = json!({
+        "_class_name": "AutoencoderTiny",
+        "act_fn": "relu", "in_channels": 3, "out_channels": 3, "latent_channels": 4,
+        "encoder_block_out_channels": [8, 8], "decoder_block_out_channels": [8, 8],
+        "num_encoder_blocks": [1, 1], "num_decoder_blocks": [1, 1],
+        "upsampling_scaling_factor": 2, "upsample_fn": "nearest", "scaling_factor": 1.0
+    });
+    std::fs::create_dir_all(dir).map_err(|source| EngineError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let path = dir.join("config.json");
+    std::fs::write(&path, config.to_string()).map_err(|source| EngineError::Io { path, source })?;
+    let config: taesd::Config = parse(dir, config)?;
+    let varmap = VarMap::new();
+    taesd::TinyAutoEncoder::new(
+        &config,
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+    )?;
+    reseed(&varmap)?;
+    varmap.save(dir.join("diffusion_pytorch_model.safetensors"))?;
     Ok(())
 }
 

@@ -122,6 +122,10 @@ pub struct ImagineRequest {
     pub images: u32,
     /// Model id or directory; `None` means the engine's default.
     pub model: Option<String>,
+    /// `--draft`: decoded with the engine's draft decoder (TAESD) instead of
+    /// the model's VAE. Absent in requests stored before it existed.
+    #[serde(default)]
+    pub draft: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -294,5 +298,31 @@ impl ClaimedJob {
 
     pub fn attempt(&self) -> i32 {
         self.job.attempt
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_stored_before_draft_existed_read_as_full() {
+        let stored = r#"{"kind": "imagine", "prompt": "a fox", "negative_prompt": null,
+            "aspect": {"width": 1, "height": 1}, "seed": 7, "steps": null,
+            "guidance": null, "style": null, "images": 4, "model": null}"#;
+        let Request::Imagine(request) = serde_json::from_str::<Request>(stored).unwrap() else {
+            panic!("not an imagine")
+        };
+        assert!(!request.draft);
+        let draft = ImagineRequest {
+            draft: true,
+            ..request
+        };
+        let json = serde_json::to_value(Request::Imagine(draft.clone())).unwrap();
+        assert_eq!(json["draft"], true);
+        assert_eq!(
+            serde_json::from_value::<Request>(json).unwrap(),
+            Request::Imagine(draft)
+        );
     }
 }

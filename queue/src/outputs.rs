@@ -15,6 +15,10 @@ pub struct JobImage {
     pub height: i32,
     pub seed: i64,
     pub score: Option<f32>,
+    /// An image drawn with `--draft`: the latents it was decoded from, in the
+    /// engine's own encoding, so that a follow-up can decode them with the
+    /// full VAE. `None` for every other image.
+    pub draft_latents: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -32,12 +36,13 @@ impl Queue {
     /// stored at the same index). Refused when the attempt is stale.
     pub async fn store_image(&self, job: JobId, attempt: i32, image: &JobImage) -> Result<()> {
         let stored = sqlx::query(
-            "INSERT INTO job_images (job_id, idx, png, width, height, seed, score)
-             SELECT id, $3, $4, $5, $6, $7, $8 FROM jobs
+            "INSERT INTO job_images (job_id, idx, png, width, height, seed, score, draft_latents)
+             SELECT id, $3, $4, $5, $6, $7, $8, $9 FROM jobs
              WHERE id = $1 AND attempt = $2 AND state = 'running'
              ON CONFLICT (job_id, idx) DO UPDATE SET
                  png = excluded.png, width = excluded.width, height = excluded.height,
-                 seed = excluded.seed, score = excluded.score, created_at = now()",
+                 seed = excluded.seed, score = excluded.score,
+                 draft_latents = excluded.draft_latents, created_at = now()",
         )
         .bind(job.0)
         .bind(attempt)
@@ -47,6 +52,7 @@ impl Queue {
         .bind(image.height)
         .bind(image.seed)
         .bind(image.score)
+        .bind(&image.draft_latents)
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -100,7 +106,7 @@ impl Queue {
 
     pub async fn images(&self, job: JobId) -> Result<Vec<JobImage>> {
         Ok(sqlx::query_as(
-            "SELECT idx, png, width, height, seed, score FROM job_images
+            "SELECT idx, png, width, height, seed, score, draft_latents FROM job_images
              WHERE job_id = $1 ORDER BY idx",
         )
         .bind(job.0)
@@ -122,7 +128,7 @@ impl Queue {
 
     pub async fn image(&self, job: JobId, idx: i32) -> Result<Option<JobImage>> {
         Ok(sqlx::query_as(
-            "SELECT idx, png, width, height, seed, score FROM job_images
+            "SELECT idx, png, width, height, seed, score, draft_latents FROM job_images
              WHERE job_id = $1 AND idx = $2",
         )
         .bind(job.0)

@@ -23,6 +23,7 @@ pub fn imagine(prompt: &str) -> Request {
         style: None,
         images: 4,
         model: None,
+        draft: false,
     })
 }
 

@@ -43,6 +43,9 @@ pub fn weights_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/weights"))
 }
 
+/// Where the tiny draft decoder lives, inside the tiny model's folder.
+const DRAFT_DECODER_DIR: &str = "draft-decoder";
+
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -82,6 +85,7 @@ impl Stack {
         let slack = FakeSlack::start().await?;
         let model_dir = std::env::temp_dir().join(format!("wordup-tiny-{}", db.name()));
         wordup_engine_testkit::tiny::write_tiny_model(&model_dir)?;
+        wordup_engine_testkit::tiny::write_tiny_taesd(&model_dir.join(DRAFT_DECODER_DIR))?;
         Ok(Stack {
             db,
             queue,
@@ -99,6 +103,11 @@ impl Stack {
             engine: None,
             more_engines: Vec::new(),
         })
+    }
+
+    /// The tiny model's folder (`WORDUP_MODEL` of the engines).
+    pub fn model_dir(&self) -> PathBuf {
+        self.model_dir.clone()
     }
 
     /// The tiny model's tokenizer folder (for `WORDUP_TOKENIZER_DIR`).
@@ -245,8 +254,8 @@ impl Stack {
         Ok(())
     }
 
-    /// Starts `wordup-engine run` on the tiny model with the real
-    /// upscaler and safety weights.
+    /// Starts `wordup-engine run` on the tiny model, with its tiny draft
+    /// decoder and the real upscaler and safety weights.
     pub async fn start_engine(&mut self, extra_env: &[(&str, &str)]) -> Result<()> {
         let command = self.engine_command(self.engine_metrics_port, extra_env)?;
         self.engine = Some(spawn_engine(command)?);
@@ -274,6 +283,10 @@ impl Stack {
         command
             .arg("run")
             .env("WORDUP_MODEL", &self.model_dir)
+            .env(
+                "WORDUP_DRAFT_DECODER",
+                self.model_dir.join(DRAFT_DECODER_DIR),
+            )
             .env(
                 "WORDUP_UPSCALER_WEIGHTS",
                 weights.join("RealESRGAN_x4plus.safetensors"),

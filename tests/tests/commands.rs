@@ -39,6 +39,7 @@ async fn finished_grid(queue: &wordup_queue::Queue) -> JobId {
             height: 64,
             seed: 1,
             score: None,
+            draft_latents: None,
         };
         queue.store_image(id, 1, &image).await.unwrap();
     }

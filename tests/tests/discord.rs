@@ -1207,3 +1207,180 @@ async fn a_job_no_engine_can_read_fails_and_its_requester_is_told() {
     assert!(told.contains("failed"), "{told}");
     assert!(stack.fake.messages().is_empty());
 }
+
+/// The pixels of a stored PNG.
+fn pixels(png: &[u8]) -> image::RgbImage {
+    image::load_from_memory(png).unwrap().to_rgb8()
+}
+
+/// (largest, mean) difference per channel between two images of one size.
+fn pixel_difference(a: &image::RgbImage, b: &image::RgbImage) -> (u8, f64) {
+    assert_eq!(a.dimensions(), b.dimensions());
+    let differences: Vec<u8> = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| x.abs_diff(*y))
+        .collect();
+    let mean = differences.iter().map(|d| f64::from(*d)).sum::<f64>() / differences.len() as f64;
+    (differences.into_iter().max().unwrap_or(0), mean)
+}
+
+/// The message a job's result was posted as.
+fn message_of(stack: &Stack, job: JobId) -> Message {
+    stack
+        .fake
+        .messages()
+        .into_iter()
+        .find(|m| !m.button_rows().is_empty() && job_of(m) == job)
+        .unwrap_or_else(|| panic!("no message for job {job}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draft_says_so_and_its_upscale_starts_from_the_full_decode() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    stack.start_engine(&[]).await.unwrap();
+
+    // One prompt and seed drawn in full, then as a draft: the same latents.
+    let mut grids = Vec::new();
+    for (n, prompt) in ["a barn at noon --seed 5", "a barn at noon --seed 5 --draft"]
+        .into_iter()
+        .enumerate()
+    {
+        let (id, token) = new_interaction();
+        acked(
+            &stack,
+            &interactions::imagine(&id, &token, &alice(), prompt),
+        )
+        .await;
+        let messages = stack
+            .fake
+            .wait_for_messages(n + 1, POST_TIMEOUT)
+            .await
+            .unwrap();
+        let grid = messages[n].clone();
+        let job = assert_grid(&grid);
+        wait_for_state(&stack, job, JobState::Succeeded).await;
+        grids.push((job, grid));
+    }
+    let [(full_job, full_grid), (draft_job, draft_grid)] = &grids[..] else {
+        unreachable!()
+    };
+    let content = |m: &Message| m.payload["content"].as_str().unwrap().to_owned();
+    assert!(
+        content(draft_grid).contains("seed 5 · 1:1 · draft"),
+        "{}",
+        content(draft_grid)
+    );
+    assert!(
+        !content(full_grid).contains("draft"),
+        "{}",
+        content(full_grid)
+    );
+    let draft_request = stack.queue.job(*draft_job).await.unwrap().unwrap();
+    let Request::Imagine(imagine) = &draft_request.request else {
+        panic!("not an imagine")
+    };
+    assert!(imagine.draft);
+    assert!(draft_request.batch_key.ends_with(":draft"));
+
+    // The draft grid is the draft decoder's picture of the full one's
+    // latents, and keeps them; the full one keeps none.
+    let full_images = stack.queue.images(*full_job).await.unwrap();
+    let draft_images = stack.queue.images(*draft_job).await.unwrap();
+    assert_eq!((full_images.len(), draft_images.len()), (4, 4));
+    for (full, draft) in full_images.iter().zip(&draft_images) {
+        assert_eq!(full.draft_latents, None);
+        assert!(draft.draft_latents.is_some());
+        assert_eq!(full.seed, draft.seed);
+        let (_, mean) = pixel_difference(&pixels(&full.png), &pixels(&draft.png));
+        eprintln!(
+            "image {}: draft and full {mean:.1} apart on average",
+            full.idx + 1
+        );
+        assert!(
+            mean > 10.0,
+            "the draft is another decoder's picture: {mean}"
+        );
+    }
+    let provenance = wordup_engine::finish::output::png_text(&draft_images[0].png).unwrap();
+    assert!(
+        provenance.iter().any(|(k, _)| k == "draft_decoder"),
+        "{provenance:?}"
+    );
+
+    // U1 on each: the draft's upscale is the full one's.
+    let mut upscales = Vec::new();
+    for (job, grid) in [(full_job, full_grid), (draft_job, draft_grid)] {
+        let (id, token) = new_interaction();
+        let u1 = format!("wu:u:{job}:0");
+        acked(
+            &stack,
+            &interactions::button(&id, &token, &alice(), &u1, &grid.json()),
+        )
+        .await;
+        // A press is acked before its job is enqueued, under the button's key.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let key = format!("discord:button:{u1}");
+        let upscale = loop {
+            if let Some(job) = stack.queue.job_by_idempotency_key(&key).await.unwrap() {
+                break job.id;
+            }
+            assert!(Instant::now() < deadline, "U1 on job {job} made no job");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        upscales.push(upscale);
+    }
+    let [full_upscale, draft_upscale] = upscales[..] else {
+        unreachable!()
+    };
+    for job in [full_upscale, draft_upscale] {
+        wait_for_state(&stack, job, JobState::Succeeded).await;
+    }
+    let draft_message = message_of(&stack, draft_upscale);
+    assert!(
+        !content(&draft_message).contains("draft"),
+        "{}",
+        content(&draft_message)
+    );
+    let stored = |job: JobId| {
+        let queue = stack.queue.clone();
+        async move { queue.image(job, 0).await.unwrap().unwrap() }
+    };
+    let (full_up, draft_up) = (stored(full_upscale).await, stored(draft_upscale).await);
+    assert_eq!(draft_up.draft_latents, None);
+    assert_eq!((draft_up.width, draft_up.height), (256, 256));
+    // The VAE decoded the draft's image alone and the full grid's four at
+    // once: at most rounding apart, where the draft's own picture is far off.
+    let (largest, mean) = pixel_difference(&pixels(&full_up.png), &pixels(&draft_up.png));
+    eprintln!(
+        "upscales of the full and the draft image 1: largest {largest}, mean {mean:.3} apart"
+    );
+    assert!(largest <= 8 && mean < 0.5, "largest {largest}, mean {mean}");
+
+    // 🔄 on the draft draws a draft again.
+    let (id, token) = new_interaction();
+    acked(
+        &stack,
+        &interactions::button(
+            &id,
+            &token,
+            &alice(),
+            &format!("wu:r:{draft_job}"),
+            &draft_grid.json(),
+        ),
+    )
+    .await;
+    let messages = stack.fake.wait_for_messages(5, POST_TIMEOUT).await.unwrap();
+    let reroll = &messages[4];
+    let reroll_job = assert_grid(reroll);
+    assert!(
+        content(reroll).contains("re-roll") && content(reroll).contains("· draft"),
+        "{}",
+        content(reroll)
+    );
+    wait_for_state(&stack, reroll_job, JobState::Succeeded).await;
+    let rerolled = stack.queue.images(reroll_job).await.unwrap();
+    assert!(rerolled.iter().all(|image| image.draft_latents.is_some()));
+}

@@ -606,6 +606,7 @@ async fn retention_prunes_only_old_finished_jobs_with_their_outputs() {
         height: 512,
         seed: 7,
         score: Some(31.5),
+        draft_latents: None,
     };
     queue.store_image(done, 1, &image).await.unwrap();
     queue.complete(done, 1).await.unwrap();
@@ -644,6 +645,8 @@ async fn images_and_posts_are_stored_for_buttons() {
             height: 512,
             seed: 100 + i64::from(idx),
             score: Some(20.0 + idx as f32),
+            // A draft image keeps its latents for a full decode later.
+            draft_latents: (idx == 1).then(|| vec![7u8; 32]),
         };
         queue.store_image(id, 1, &image).await.unwrap();
     }
@@ -654,6 +657,7 @@ async fn images_and_posts_are_stored_for_buttons() {
         height: 1,
         seed: 0,
         score: None,
+        draft_latents: None,
     };
     assert!(
         queue.store_image(id, 2, &image).await.is_err(),
@@ -667,6 +671,15 @@ async fn images_and_posts_are_stored_for_buttons() {
     assert_eq!(
         queue.image(id, 3).await.unwrap().unwrap().png,
         vec![3u8; 16]
+    );
+    assert_eq!(images[1].draft_latents, Some(vec![7u8; 32]));
+    assert_eq!(
+        queue.image(id, 3).await.unwrap().unwrap().draft_latents,
+        None
+    );
+    assert_eq!(
+        queue.image(id, 1).await.unwrap().unwrap().draft_latents,
+        Some(vec![7u8; 32])
     );
 
     let first = queue
@@ -936,6 +949,7 @@ async fn a_new_attempt_clears_the_images_of_earlier_ones() {
         height: 64,
         seed: 1,
         score: None,
+        draft_latents: None,
     };
     queue.clear_images(id, 1).await.unwrap();
     for idx in 0..4 {

@@ -682,3 +682,44 @@ async fn a_parent_post_whose_answer_timed_out_is_found_by_the_engine() {
         "the engine looked in the channel"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draft_and_its_reroll_say_so_in_the_thread() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    stack.start_engine(&[]).await.unwrap();
+
+    let (help, _) = command(&stack, "help").await;
+    let help = help.body["text"].as_str().unwrap().to_owned();
+    assert!(help.contains("`--draft`"), "{help}");
+
+    command(&stack, "a paper boat --draft --seed 3").await;
+    let parent = parent_of(&stack.slack);
+    let grid = buttons_message(&stack.slack, &parent.ts, 1).await;
+    let job = job_of(&grid);
+    wait_for_state(&stack, job, JobState::Succeeded).await;
+    let comment = |n: usize| stack.slack.files()[n].initial_comment.clone().unwrap();
+    assert!(
+        comment(0).contains("seed 3 · 1:1 · draft"),
+        "{}",
+        comment(0)
+    );
+    assert!(
+        stack
+            .queue
+            .images(job)
+            .await
+            .unwrap()
+            .iter()
+            .all(|image| image.draft_latents.is_some())
+    );
+
+    // 🔄 on a draft: a draft again.
+    press(&stack, &format!("wu:r:{job}"), &grid).await;
+    buttons_message(&stack.slack, &parent.ts, 2).await;
+    assert!(
+        comment(1).contains("re-roll") && comment(1).contains("· draft"),
+        "{}",
+        comment(1)
+    );
+}

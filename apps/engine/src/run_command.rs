@@ -24,7 +24,7 @@ use wordup_engine::worker::{Worker, WorkerConfig};
 use wordup_runtime::metrics::MetricsState;
 use wordup_runtime::settings::DatabaseSettings;
 
-use crate::{FinishArgs, ModelArgs, fetch};
+use crate::{FinishArgs, ModelArgs, add_draft_decoder, fetch};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -133,7 +133,29 @@ pub async fn run(args: RunArgs) -> Result<()> {
         }
     });
     let (files, options) = fetch(&args.model, false).await?;
-    let pipeline = StableDiffusion::load(&files, &options).context("loading the model")?;
+    let mut pipeline = StableDiffusion::load(&files, &options).context("loading the model")?;
+    // Without its draft decoder the engine still serves every job: --draft
+    // ones are then decoded in full, and their results say so.
+    let draft_decoder_id =
+        match add_draft_decoder(&mut pipeline, &args.model, &options, false).await {
+            Ok(Some(id)) => {
+                tracing::info!(draft_decoder = %id, "draft decoder loaded");
+                Some(id)
+            }
+            Ok(None) => {
+                tracing::info!(
+                    "no draft decoder (WORDUP_DRAFT_DECODER=off): --draft jobs are decoded in full"
+                );
+                None
+            }
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "no draft decoder: --draft jobs are decoded in full"
+                );
+                None
+            }
+        };
     let upscaler = if args.finish.upscaler_weights.is_file() {
         Some(Upscaler::load(
             &args.finish.upscaler_weights,
@@ -185,6 +207,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             progress_every: secs("WORDUP_PROGRESS_EDIT_SECS", args.progress_edit_secs)?,
             nsfw_threshold: args.finish.nsfw_threshold,
             model_id: ModelSource::parse(&args.model.model, args.model.revision.as_deref()).id(),
+            draft_decoder_id,
         },
         metrics: worker_metrics.clone(),
     };

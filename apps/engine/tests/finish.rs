@@ -197,3 +197,52 @@ fn upscale_and_score_commands() {
     assert!((score - 8.79).abs() < 0.01, "{score}");
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn a_draft_is_upscaled_from_the_vaes_decode_of_its_latents() {
+    let model = scratch("finish-draft-model");
+    wordup_engine_testkit::tiny::write_tiny_model(&model).unwrap();
+    let taesd = model.join("draft-decoder");
+    wordup_engine_testkit::tiny::write_tiny_taesd(&taesd).unwrap();
+    let (model_arg, taesd_arg) = (model.display().to_string(), taesd.display().to_string());
+    let run = |out: &Path, draft: bool| {
+        let out_arg = out.display().to_string();
+        let mut args = vec![
+            "imagine",
+            "a lighthouse",
+            "--model",
+            &model_arg,
+            "--out",
+            &out_arg,
+            "--cpu",
+            "--seed",
+            "9",
+            "--steps",
+            "2",
+            "--upscale",
+            "1",
+        ];
+        if draft {
+            args.extend(["--draft", "--draft-decoder", &taesd_arg]);
+        }
+        let lines = ok(&engine(&args));
+        assert_eq!(lines.len(), 2, "the image and its upscale: {lines:?}");
+        lines
+    };
+    let (full_dir, draft_dir) = (scratch("finish-full"), scratch("finish-draft"));
+    let full = run(&full_dir, false);
+    let draft = run(&draft_dir, true);
+    let open = |path: &str| image::open(path).unwrap().to_rgb8();
+    // (Compared without printing 256×256 pixels on failure.)
+    assert!(open(&draft[0]) != open(&full[0]), "the draft is TAESD's");
+    // Both upscales start from the VAE's picture of the same latents.
+    assert!(
+        open(&draft[1]) == open(&full[1]),
+        "the draft's upscale is not the full image's"
+    );
+    assert_eq!(text_of(Path::new(&draft[1]), "draft_decoder"), None);
+    assert!(text_of(Path::new(&draft[0]), "draft_decoder").is_some());
+    for dir in [model, full_dir, draft_dir] {
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

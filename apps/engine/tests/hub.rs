@@ -18,12 +18,12 @@ use wordup_engine::sd::taesd::TinyAutoEncoder;
 
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
-/// Serves `root`'s files as repo `repo` at revision `revision`; records request paths.
+/// Serves each `(root, repo, revision)`: `root`'s files as repo `repo` at
+/// revision `revision`; records request paths.
 async fn fake_hub(
-    root: PathBuf,
-    repo: &'static str,
-    revision: &'static str,
+    repos: Vec<(PathBuf, &'static str, &'static str)>,
 ) -> (String, Arc<Mutex<Vec<String>>>) {
+    let repos = Arc::new(repos);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -33,7 +33,7 @@ async fn fake_hub(
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
-            let root = root.clone();
+            let repos = repos.clone();
             let log = log.clone();
             tokio::spawn(async move {
                 let (read, mut write) = stream.into_split();
@@ -60,8 +60,10 @@ async fn fake_hub(
                     .unwrap_or("/")
                     .to_owned();
                 log.lock().unwrap().push(path.clone());
-                let prefix = format!("/{repo}/resolve/{revision}/");
-                let file = path.strip_prefix(&prefix).map(|f| root.join(f));
+                let file = repos.iter().find_map(|(root, repo, revision)| {
+                    let prefix = format!("/{repo}/resolve/{revision}/");
+                    path.strip_prefix(&prefix).map(|f| root.join(f))
+                });
                 let response = match file.as_deref().map(std::fs::read) {
                     Some(Ok(bytes)) => {
                         let total = bytes.len();
@@ -99,7 +101,15 @@ async fn fake_hub(
     (format!("http://{address}"), seen)
 }
 
-fn fetch(endpoint: &str, home: &Path, model: &str, revision: &str) -> std::process::Output {
+/// `models fetch` of `model` at `revision`, and of the draft decoder `draft`
+/// (a hub id, or "off").
+fn fetch(
+    endpoint: &str,
+    home: &Path,
+    model: &str,
+    revision: &str,
+    draft: &str,
+) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_wordup-engine"))
         .args([
             "models",
@@ -109,6 +119,8 @@ fn fetch(endpoint: &str, home: &Path, model: &str, revision: &str) -> std::proce
             model,
             "--revision",
             revision,
+            "--draft-decoder",
+            draft,
         ])
         .env("HF_ENDPOINT", endpoint)
         .env("HF_HOME", home)
@@ -121,12 +133,27 @@ fn fetch(endpoint: &str, home: &Path, model: &str, revision: &str) -> std::proce
 async fn models_fetch_downloads_a_pinned_revision_and_the_model_loads() {
     let served = scratch("hub-files");
     wordup_engine_testkit::tiny::write_tiny_model(&served).unwrap();
-    let (endpoint, seen) = fake_hub(served.clone(), "wordup/tiny-sd", "v1").await;
+    let served_draft = scratch("hub-files-draft");
+    wordup_engine_testkit::tiny::write_tiny_taesd(&served_draft).unwrap();
+    // The draft decoder is fetched at its main revision, the model at the pinned one.
+    let (endpoint, seen) = fake_hub(vec![
+        (served.clone(), "wordup/tiny-sd", "v1"),
+        (served_draft.clone(), "wordup/tiny-sd-draft", "main"),
+    ])
+    .await;
     let home = scratch("hf-home");
 
     let output = tokio::task::spawn_blocking({
         let (endpoint, home) = (endpoint.clone(), home.clone());
-        move || fetch(&endpoint, &home, "wordup/tiny-sd", "v1")
+        move || {
+            fetch(
+                &endpoint,
+                &home,
+                "wordup/tiny-sd",
+                "v1",
+                "wordup/tiny-sd-draft",
+            )
+        }
     })
     .await
     .unwrap();
@@ -136,15 +163,36 @@ async fn models_fetch_downloads_a_pinned_revision_and_the_model_loads() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("is ready in"), "{stdout}");
+    assert!(stdout.contains("wordup/tiny-sd is ready in"), "{stdout}");
+    assert!(
+        stdout.contains("draft decoder wordup/tiny-sd-draft@main is ready in"),
+        "{stdout}"
+    );
 
     let requests = seen.lock().unwrap().clone();
     assert!(
-        requests
-            .iter()
-            .all(|path| path.starts_with("/wordup/tiny-sd/resolve/v1/")),
+        requests.iter().all(|path| {
+            path.starts_with("/wordup/tiny-sd/resolve/v1/")
+                || path.starts_with("/wordup/tiny-sd-draft/resolve/main/")
+        }),
         "{requests:?}"
     );
+    assert!(
+        requests.contains(
+            &"/wordup/tiny-sd-draft/resolve/main/diffusion_pytorch_model.safetensors".to_owned()
+        ),
+        "{requests:?}"
+    );
+    let draft_snapshot = home
+        .join("hub/models--wordup--tiny-sd-draft/snapshots")
+        .join(COMMIT);
+    let draft_files = SingleModelFiles::from_dir(&draft_snapshot, Variant::Full).unwrap();
+    let options = wordup_engine::PipelineOptions {
+        device: candle_core::Device::Cpu,
+        dtype: candle_core::DType::F32,
+        scheduler: None,
+    };
+    TinyAutoEncoder::load(&draft_files, &options).unwrap();
     assert!(
         requests
             .iter()
@@ -177,15 +225,48 @@ async fn models_fetch_downloads_a_pinned_revision_and_the_model_loads() {
     let before = seen.lock().unwrap().len();
     let output = tokio::task::spawn_blocking({
         let (endpoint, home) = (endpoint.clone(), home.clone());
-        move || fetch(&endpoint, &home, "wordup/tiny-sd", "v1")
+        move || {
+            fetch(
+                &endpoint,
+                &home,
+                "wordup/tiny-sd",
+                "v1",
+                "wordup/tiny-sd-draft",
+            )
+        }
     })
     .await
     .unwrap();
     assert!(output.status.success());
     assert_eq!(seen.lock().unwrap().len(), before);
 
-    std::fs::remove_dir_all(served).ok();
-    std::fs::remove_dir_all(home).ok();
+    // A draft decoder the hub does not have fails the fetch, saying how to
+    // go without one.
+    let output = tokio::task::spawn_blocking({
+        let (endpoint, home) = (endpoint.clone(), home.clone());
+        move || {
+            fetch(
+                &endpoint,
+                &home,
+                "wordup/tiny-sd",
+                "v1",
+                "wordup/no-such-draft",
+            )
+        }
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("fetching the draft decoder wordup/no-such-draft@main")
+            && stderr.contains("WORDUP_DRAFT_DECODER=off"),
+        "{stderr}"
+    );
+
+    for dir in [served, served_draft, home] {
+        std::fs::remove_dir_all(dir).ok();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,11 +274,11 @@ async fn a_hub_model_with_only_tokenizer_json_is_fetched() {
     let served = scratch("hub-files-json");
     wordup_engine_testkit::tiny::write_tiny_model(&served).unwrap();
     wordup_engine_testkit::tiny::to_tokenizer_json_only(&served.join("tokenizer")).unwrap();
-    let (endpoint, seen) = fake_hub(served.clone(), "wordup/tiny-sd-json", "v1").await;
+    let (endpoint, seen) = fake_hub(vec![(served.clone(), "wordup/tiny-sd-json", "v1")]).await;
     let home = scratch("hf-home-json");
     let output = tokio::task::spawn_blocking({
         let (endpoint, home) = (endpoint.clone(), home.clone());
-        move || fetch(&endpoint, &home, "wordup/tiny-sd-json", "v1")
+        move || fetch(&endpoint, &home, "wordup/tiny-sd-json", "v1", "off")
     })
     .await
     .unwrap();
@@ -225,7 +306,13 @@ async fn a_hub_model_with_only_tokenizer_json_is_fetched() {
 fn offline_fetch_fails_with_a_clear_message() {
     let home = scratch("hf-offline");
     // Nothing listens on port 1.
-    let output = fetch("http://127.0.0.1:1", &home, "stabilityai/sd-turbo", "main");
+    let output = fetch(
+        "http://127.0.0.1:1",
+        &home,
+        "stabilityai/sd-turbo",
+        "main",
+        wordup_engine::sd::source::DEFAULT_TAESD,
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(
@@ -285,7 +372,7 @@ async fn a_taesd_repo_is_fetched_and_loads() {
     for file in ["config.json", "diffusion_pytorch_model.safetensors"] {
         std::fs::copy(fixture.join(file), served.join(file)).unwrap();
     }
-    let (endpoint, seen) = fake_hub(served.clone(), "wordup/tiny-taesd", "v1").await;
+    let (endpoint, seen) = fake_hub(vec![(served.clone(), "wordup/tiny-taesd", "v1")]).await;
     let home = scratch("hf-home-taesd");
 
     let line = fetch_single_model(&endpoint, &home, "wordup/tiny-taesd").await;

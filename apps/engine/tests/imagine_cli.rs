@@ -179,3 +179,64 @@ fn a_model_saved_by_current_transformers_loads() {
     std::fs::remove_dir_all(model).ok();
     std::fs::remove_dir_all(out).ok();
 }
+
+fn text_of(path: &Path, key: &str) -> Option<String> {
+    let bytes = std::fs::read(path).unwrap();
+    wordup_engine::finish::output::png_text(&bytes)
+        .unwrap()
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+}
+
+#[test]
+fn draft_images_come_from_the_draft_decoder() {
+    let model = scratch("model-draft");
+    wordup_engine_testkit::tiny::write_tiny_model(&model).unwrap();
+    let taesd = model.join("draft-decoder");
+    wordup_engine_testkit::tiny::write_tiny_taesd(&taesd).unwrap();
+    let taesd_arg = taesd.display().to_string();
+    let (full_dir, draft_dir) = (scratch("out-full"), scratch("out-draft"));
+    let args = ["a red fox", "--seed", "5", "--steps", "2", "--ar", "3:2"];
+
+    let full = written(&imagine(&model, &full_dir, &args));
+    let drafted = imagine(
+        &model,
+        &draft_dir,
+        &[&args[..], &["--draft", "--draft-decoder", &taesd_arg]].concat(),
+    );
+    let stderr = String::from_utf8_lossy(&drafted.stderr);
+    assert!(stderr.contains("draft decoded by"), "{stderr}");
+    let draft = written(&drafted);
+    assert_eq!((full.len(), draft.len()), (1, 1));
+    let (full_image, draft_image) = (
+        image::open(&full[0]).unwrap().to_rgb8(),
+        image::open(&draft[0]).unwrap().to_rgb8(),
+    );
+    assert_eq!(draft_image.dimensions(), full_image.dimensions());
+    assert!(draft_image != full_image, "the draft decoder's picture");
+    assert_eq!(
+        text_of(&draft[0], "draft_decoder").as_deref(),
+        Some(taesd_arg.as_str())
+    );
+    assert_eq!(text_of(&full[0], "draft_decoder"), None);
+
+    // --draft with no draft decoder, or one that does not fit the model.
+    let misfit = common::fixtures().join("taesd-tiny").display().to_string();
+    for (decoder, message) in [
+        ("off", "--draft needs a draft decoder"),
+        (misfit.as_str(), "does not fit the model"),
+    ] {
+        let output = imagine(
+            &model,
+            &draft_dir,
+            &["x", "--draft", "--draft-decoder", decoder],
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{decoder}");
+        assert!(stderr.contains(message), "{decoder}: {stderr}");
+    }
+    for dir in [model, full_dir, draft_dir] {
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

@@ -15,9 +15,36 @@ pub fn text(settings_command: &str, queue_command: &str, cancel_command: &str) -
          • `--steps N` denoising steps (1–{MAX_STEPS})\n\
          • `--guidance G` how closely to follow the prompt (0–{MAX_GUIDANCE})\n\
          • `--style <preset>` one of {}\n\
+         • `--draft` a quick preview: decoded by a tiny decoder with ~18× fewer FLOPs than the full one, softer in detail; U and V on a draft work from its full-quality decode, 🔄 stays a draft\n\
          • `--fast` / `--relax` which line to wait in (relax waits behind fast, never forever)\n\
          Under a grid: **U1–U4** upscale an image, **V1–V4** make variations of one, **🔄** re-rolls, **❌** deletes it (yours, or any if you manage the channel).\n\
          **{queue_command}** shows your jobs and places in line; **{cancel_command}** `[job]` stops one of yours (queued or running); **{settings_command}** shows or changes this channel's defaults.",
         style::style_names()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn help_explains_every_parameter_within_a_discord_message() {
+        let text = text("/settings", "/queue", "/cancel");
+        // Discord refuses message content over 2000 characters.
+        assert!(text.chars().count() <= 2000, "{}", text.chars().count());
+        for parameter in [
+            "--ar",
+            "--no",
+            "--seed",
+            "--steps",
+            "--guidance",
+            "--style",
+            "--draft",
+            "--fast",
+            "--relax",
+        ] {
+            assert!(text.contains(parameter), "{parameter}");
+        }
+        assert!(text.contains("full-quality decode"), "{text}");
+    }
 }

@@ -26,6 +26,7 @@ pub fn plan(
         style: args.style.clone().or_else(|| channel.default_style.clone()),
         images: u32::from(GRID_IMAGES),
         model: None,
+        draft: args.draft,
     };
     let tier = args
         .tier
@@ -34,7 +35,13 @@ pub fn plan(
     let steps = args
         .steps
         .map_or_else(|| "default".to_owned(), |s| s.to_string());
-    let batch_key = format!("imagine:{}x{}:{steps}", aspect.width, aspect.height);
+    // Jobs claimed together could share one decode only with the same
+    // decoder: a draft's key differs from the full one's.
+    let decoder = if args.draft { ":draft" } else { "" };
+    let batch_key = format!(
+        "imagine:{}x{}:{steps}{decoder}",
+        aspect.width, aspect.height
+    );
     (Request::Imagine(request), tier, batch_key)
 }
 
@@ -131,6 +138,7 @@ mod tests {
             style: style.map(str::to_owned),
             images: 4,
             model: None,
+            draft: false,
         };
         // "fox" is one token of CLIP's vocabulary.
         assert_eq!(
@@ -158,13 +166,14 @@ mod tests {
             default_tier: Some(Tier::Relax),
             ..ChannelSettings::default()
         };
-        for (text, style, tier, seed, batch_key) in [
+        for (text, style, tier, seed, batch_key, draft) in [
             (
                 "a cat",
                 Some("anime"),
                 Tier::Relax,
                 77,
                 "imagine:1x1:default",
+                false,
             ),
             (
                 "a cat --style photo --fast --seed 3 --ar 16:9 --steps 2",
@@ -172,6 +181,15 @@ mod tests {
                 Tier::Fast,
                 3,
                 "imagine:16x9:2",
+                false,
+            ),
+            (
+                "a cat --draft --ar 16:9 --steps 2",
+                Some("anime"),
+                Tier::Relax,
+                77,
+                "imagine:16x9:2:draft",
+                true,
             ),
         ] {
             let args = check(text, &config()).unwrap();
@@ -182,6 +200,7 @@ mod tests {
             assert_eq!(request.style.as_deref(), style, "{text}");
             assert_eq!(request.seed, seed, "{text}");
             assert_eq!(request.images, u32::from(GRID_IMAGES));
+            assert_eq!(request.draft, draft, "{text}");
             assert_eq!((got_tier, key.as_str()), (tier, batch_key), "{text}");
         }
         let (_, tier, _) = plan(

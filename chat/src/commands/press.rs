@@ -68,6 +68,9 @@ impl Commands {
         };
         allowed(&parent, image_stored, &channel, &invocation.origin.user_id)?;
         let request = button.request().ok_or(UserError::NotAFollowUp)?;
+        // Follow-ups are keyed by kind alone: their sizes, steps and decoder
+        // (a re-roll of a draft is a draft) come from their chain's /imagine,
+        // so the jobs of one claim are drawn and decoded one by one.
         let batch_key = request.kind().to_owned();
         let job = invocation.job(&channel, key, parent.tier, request, batch_key);
         self.enqueue_within_quota(&job).await

@@ -28,6 +28,7 @@ pub fn queued(id: i64, platform: &str, user: &str) -> Job {
             style: None,
             images: 4,
             model: None,
+            draft: false,
         }),
         batch_key: "k".into(),
         sort_key: now,

@@ -28,6 +28,8 @@ pub struct Provenance {
     /// Model id and revision (or directory).
     pub model: String,
     pub clip_score: Option<f32>,
+    /// The draft decoder's id, for an image it decoded (`--draft`).
+    pub draft_decoder: Option<String>,
 }
 
 impl Provenance {
@@ -54,6 +56,9 @@ impl Provenance {
         ]);
         if let Some(score) = self.clip_score {
             entries.push(("clip_score", format!("{score:.2}")));
+        }
+        if let Some(decoder) = &self.draft_decoder {
+            entries.push(("draft_decoder", decoder.clone()));
         }
         entries
     }
@@ -422,6 +427,7 @@ mod tests {
             scheduler: "euler".to_owned(),
             model: "stabilityai/sd-turbo@main".to_owned(),
             clip_score: Some(31.25),
+            draft_decoder: Some("madebyollin/taesd@main".to_owned()),
         }
     }
 
@@ -444,6 +450,10 @@ mod tests {
         assert_eq!(get("seed").as_deref(), Some("42"));
         assert_eq!(get("model").as_deref(), Some("stabilityai/sd-turbo@main"));
         assert_eq!(get("clip_score").as_deref(), Some("31.25"));
+        assert_eq!(
+            get("draft_decoder").as_deref(),
+            Some("madebyollin/taesd@main")
+        );
         assert_eq!(
             get("DigitalSourceType").as_deref(),
             Some(IPTC_TRAINED_ALGORITHMIC_MEDIA)

@@ -1,5 +1,6 @@
 pub mod device;
 pub mod images;
+pub mod latents;
 pub mod noise;
 pub mod pipeline;
 pub mod resnet;

@@ -1,5 +1,6 @@
 //! The Stable Diffusion pipeline: prompt → embeddings → denoising loop →
-//! VAE decode, for txt2img and img2img, with classifier-free guidance.
+//! VAE decode, for txt2img and img2img, with classifier-free guidance. A
+//! txt2img may decode with the draft decoder (TAESD) instead of the VAE.
 
 use std::path::Path;
 
@@ -11,6 +12,7 @@ use crate::error::{EngineError, Result};
 use crate::sd::noise::NoiseStream;
 use crate::sd::scheduler::{self, Scheduler, SchedulerConfig, SchedulerKind};
 use crate::sd::source::ModelFiles;
+use crate::sd::taesd::TinyAutoEncoder;
 use crate::sd::text_encoder::{self, TextEncoder};
 use crate::sd::{unet, vae};
 use wordup_tokenizer::ClipTokenizer;
@@ -62,6 +64,26 @@ pub struct Generation {
     pub seeds: Vec<u64>,
 }
 
+/// Which decoder turns latents into pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Decoder {
+    /// The model's own VAE.
+    #[default]
+    Full,
+    /// The draft decoder ([`StableDiffusion::set_draft_decoder`]): about 1/18
+    /// of the VAE decoder's FLOPs, softer detail.
+    Draft,
+}
+
+/// A txt2img's images and the latents they were decoded from.
+#[derive(Debug, Clone)]
+pub struct Drawing {
+    /// `[n, 3, H, W]` in [0, 1], f32.
+    pub images: Tensor,
+    /// `[n, C, h, w]`, as the UNet left them (before any decoder's scaling).
+    pub latents: Tensor,
+}
+
 /// Conditioning for a batch: prompt embeddings, and the negative ones when
 /// guidance is on. Each `[1, tokens, hidden]`.
 #[derive(Debug, Clone)]
@@ -75,6 +97,8 @@ pub struct StableDiffusion {
     pub text_encoder: TextEncoder,
     pub unet: unet::UNet,
     pub vae: vae::AutoEncoder,
+    /// The draft decoder, when one is loaded and fits this model.
+    draft_decoder: Option<TinyAutoEncoder>,
     pub scheduler_config: SchedulerConfig,
     pub scheduler_kind: SchedulerKind,
     pub unet_config: unet::Config,
@@ -134,12 +158,36 @@ impl StableDiffusion {
             text_encoder,
             unet,
             vae,
+            draft_decoder: None,
             scheduler_config,
             scheduler_kind,
             unet_config,
             device: options.device.clone(),
             dtype: options.dtype,
         })
+    }
+
+    /// Adds a draft decoder for [`Decoder::Draft`]. Refused unless it reads
+    /// this model's latents (their channels) and makes images of the VAE's
+    /// size from them.
+    pub fn set_draft_decoder(&mut self, draft: TinyAutoEncoder) -> Result<()> {
+        let (channels, scale) = (self.vae.config.latent_channels, self.vae_scale());
+        let (draft_channels, draft_scale) =
+            (draft.config.latent_channels, draft.config.scale_factor());
+        if (draft_channels, draft_scale) != (channels, scale) {
+            return Err(EngineError::UnsupportedModel(format!(
+                "the draft decoder reads {draft_channels}-channel latents and upscales them \
+                 {draft_scale}×, but this model's latents have {channels} channels and its \
+                 VAE upscales {scale}×"
+            )));
+        }
+        self.draft_decoder = Some(draft);
+        Ok(())
+    }
+
+    /// Whether [`Decoder::Draft`] is available.
+    pub fn has_draft_decoder(&self) -> bool {
+        self.draft_decoder.is_some()
     }
 
     /// Pixels per latent along a side.
@@ -253,6 +301,22 @@ impl StableDiffusion {
 
     /// txt2img: images `[n, 3, H, W]` in [0, 1], one per seed.
     pub fn txt2img(&self, generation: &Generation, progress: &mut ProgressFn) -> Result<Tensor> {
+        Ok(self
+            .txt2img_with(generation, Decoder::Full, progress)?
+            .images)
+    }
+
+    /// txt2img decoded by `decoder`, with the latents kept.
+    pub fn txt2img_with(
+        &self,
+        generation: &Generation,
+        decoder: Decoder,
+        progress: &mut ProgressFn,
+    ) -> Result<Drawing> {
+        // Refused before the denoising it would waste.
+        if decoder == Decoder::Draft && self.draft_decoder.is_none() {
+            return Err(no_draft_decoder());
+        }
         self.check_size(generation.width, generation.height)?;
         if generation.seeds.is_empty() {
             return Err(EngineError::InvalidRequest("no images asked for".into()));
@@ -277,7 +341,8 @@ impl StableDiffusion {
             progress,
         )?;
         progress(Stage::Decoding, 0, 1)?;
-        self.decode(&latents)
+        let images = self.decode_with(&latents, decoder)?;
+        Ok(Drawing { images, latents })
     }
 
     /// img2img: `images` `[n, 3, H, W]` in [0, 1] (one per seed, or one for
@@ -411,13 +476,30 @@ impl StableDiffusion {
         Ok(latents)
     }
 
-    /// Latents → images `[n, 3, H, W]` in [0, 1], f32.
+    /// Latents → images `[n, 3, H, W]` in [0, 1], f32, with the VAE.
     pub fn decode(&self, latents: &Tensor) -> Result<Tensor> {
-        let scaled = latents.affine(1.0 / self.vae.config.scaling_factor, 0.0)?;
-        let images = self.vae.decode(&scaled)?;
+        self.decode_with(latents, Decoder::Full)
+    }
+
+    /// The UNet's latents → images `[n, 3, H, W]` in [0, 1], f32, with
+    /// `decoder`. Each decoder unscales the latents with its own factors
+    /// (the VAE's 0.18215; TAESD takes them as they are).
+    pub fn decode_with(&self, latents: &Tensor, decoder: Decoder) -> Result<Tensor> {
+        let images = match (decoder, &self.draft_decoder) {
+            (Decoder::Full, _) => {
+                let scaled = latents.affine(1.0 / self.vae.config.scaling_factor, 0.0)?;
+                self.vae.decode(&scaled)?
+            }
+            (Decoder::Draft, Some(draft)) => draft.decode_unet_latents(latents)?,
+            (Decoder::Draft, None) => return Err(no_draft_decoder()),
+        };
         Ok(images
             .to_dtype(DType::F32)?
             .affine(0.5, 0.5)?
             .clamp(0f32, 1f32)?)
     }
+}
+
+fn no_draft_decoder() -> EngineError {
+    EngineError::InvalidRequest("no draft decoder is loaded on this engine".into())
 }

@@ -61,7 +61,8 @@ pub(super) fn filename(job: JobId, kind: ResultKind, extension: &str) -> String 
 }
 
 impl<D: Delivery> Worker<D> {
-    /// The result as a post: the picture as a file within the job's upload limit.
+    /// The result as a post: the picture as a file within the job's upload
+    /// limit, with the provenance of its first image.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn result_post(
         &self,
@@ -71,9 +72,9 @@ impl<D: Delivery> Worker<D> {
         what: String,
         kind: ResultKind,
         picture: &RgbImage,
-        seed: u64,
+        first: &Drawn,
     ) -> Result<ResultPost, EngineError> {
-        let provenance = self.provenance(resolved, seed);
+        let provenance = self.provenance(resolved, first);
         let png = output::encode_png(picture, &provenance)?;
         let limit = usize::try_from(self.delivery.attachment_limit(job)).unwrap_or(usize::MAX);
         let fitted = output::fit_to_limit(png, picture, limit, &provenance.xmp())?;
@@ -126,6 +127,7 @@ mod tests {
         Drawn {
             image: RgbImage::from_pixel(4, 4, image::Rgb([value; 3])),
             seed: u64::from(value),
+            draft_latents: None,
         }
     }
 

@@ -4,12 +4,13 @@
 
 use std::sync::Arc;
 
+use image::RgbImage;
 use tokio::sync::mpsc;
 use wordup_queue::{GRID_IMAGES, ImagineRequest, Progress};
 
 use super::lease::Flags;
 use super::metrics::{StageTimer, WorkerMetrics};
-use super::plan::Draw;
+use super::plan::{Draw, Source};
 use super::render::{Drawn, Models};
 use crate::error::EngineError;
 use crate::sd::pipeline::{ProgressFn, Stage};
@@ -51,15 +52,37 @@ fn render(
 ) -> Result<Vec<Drawn>, EngineError> {
     let count = u32::from(GRID_IMAGES);
     match draw {
-        Draw::Grid { first_seed } => models.imagine(root, first_seed, count, progress),
+        Draw::Grid {
+            first_seed,
+            decoder,
+        } => models.imagine(root, first_seed, count, decoder, progress),
         Draw::Variations {
             source,
             strength,
             first_seed,
-        } => models.vary(root, &source, strength, first_seed, count, progress),
-        Draw::Upscale { source, mode, seed } => Ok(vec![Drawn {
-            image: models.upscale(&models.resolve(root), &source, mode, seed, progress)?,
-            seed,
-        }]),
+        } => {
+            let source = source_image(models, source, progress)?;
+            models.vary(root, &source, strength, first_seed, count, progress)
+        }
+        Draw::Upscale { source, mode, seed } => {
+            let source = source_image(models, source, progress)?;
+            Ok(vec![Drawn {
+                image: models.upscale(&models.resolve(root), &source, mode, seed, progress)?,
+                seed,
+                draft_latents: None,
+            }])
+        }
+    }
+}
+
+/// A follow-up's input image: a draft's decoded with the full VAE first.
+fn source_image(
+    models: &Models,
+    source: Source,
+    progress: &mut ProgressFn,
+) -> Result<RgbImage, EngineError> {
+    match source {
+        Source::Image(image) => Ok(image),
+        Source::DraftLatents(latents) => models.full_decode(&latents, progress),
     }
 }

@@ -52,6 +52,9 @@ pub struct WorkerConfig {
     pub nsfw_threshold: f32,
     /// Model id written into each image's provenance.
     pub model_id: String,
+    /// The draft decoder's id, written into the provenance of the images it
+    /// decodes; `None` when the engine has none.
+    pub draft_decoder_id: Option<String>,
 }
 
 pub struct Worker<D> {
@@ -225,7 +228,7 @@ impl<D: Delivery> Worker<D> {
         }
         let what = what + &check::withheld_note(&withheld).unwrap_or_default();
         let post = deliver::picture(kind, &drawn, &withheld).and_then(|picture| {
-            self.result_post(job, &root, &resolved, what, kind, &picture, drawn[0].seed)
+            self.result_post(job, &root, &resolved, what, kind, &picture, &drawn[0])
         });
         match post {
             Ok(post) => self.deliver(job, &post).await,

@@ -1,5 +1,6 @@
 //! What a job draws, with its inputs fetched from the queue: the /imagine
-//! request at the root of its chain and, for follow-ups, the parent's image.
+//! request at the root of its chain and, for follow-ups, the parent's image
+//! (for a draft image, its latents, to decode with the full VAE).
 
 use image::RgbImage;
 use wordup_queue::{
@@ -9,6 +10,7 @@ use wordup_queue::{
 use super::Worker;
 use super::render::job_seed;
 use super::settle::Outcome;
+use crate::sd::pipeline::Decoder;
 
 /// Longest chain of follow-ups walked back to its /imagine.
 const MAX_CHAIN: usize = 32;
@@ -25,14 +27,15 @@ pub(super) struct Plan {
 pub(super) enum Draw {
     Grid {
         first_seed: u64,
+        decoder: Decoder,
     },
     Variations {
-        source: RgbImage,
+        source: Source,
         strength: VaryStrength,
         first_seed: u64,
     },
     Upscale {
-        source: RgbImage,
+        source: Source,
         mode: UpscaleMode,
         seed: u64,
     },
@@ -44,6 +47,33 @@ impl Draw {
             Draw::Grid { .. } | Draw::Variations { .. } => ResultKind::Grid,
             Draw::Upscale { .. } => ResultKind::Upscaled,
         }
+    }
+}
+
+/// A follow-up's input: the parent's image.
+pub(super) enum Source {
+    /// As stored.
+    Image(RgbImage),
+    /// A draft image's latents, decoded with the model's full VAE before
+    /// use: an upscale or variation of a draft starts from full quality.
+    DraftLatents(Vec<u8>),
+}
+
+/// What a grid for `root` is decoded with, and what its message adds about
+/// that. A `--draft` job on an engine without a draft decoder is decoded in
+/// full with a note, not failed: the requester gets pictures either way,
+/// only slower, and need not ask again.
+pub(super) fn grid_decoder(
+    root: &ImagineRequest,
+    draft_available: bool,
+) -> (Decoder, &'static str) {
+    match (root.draft, draft_available) {
+        (false, _) => (Decoder::Full, ""),
+        (true, true) => (Decoder::Draft, " · draft"),
+        (true, false) => (
+            Decoder::Full,
+            " · full quality: no draft decoder on this engine",
+        ),
     }
 }
 
@@ -84,7 +114,7 @@ impl<D: Delivery> Worker<D> {
     /// Fetches a job's inputs.
     pub(super) async fn plan(&self, job: &Job) -> Result<Plan, Outcome> {
         let seed = first_seed(job);
-        let what = what(&job.request, seed);
+        let mut what = what(&job.request, seed);
         let (root, draw) = match &job.request {
             // The claim fails these; a job read back otherwise is failed here.
             Request::Unreadable { error } => {
@@ -93,11 +123,11 @@ impl<D: Delivery> Worker<D> {
                     wordup_queue::UNREADABLE_JOB
                 )));
             }
-            Request::Imagine(request) => (request.clone(), Draw::Grid { first_seed: seed }),
-            Request::Reroll { parent } => (
-                self.root_request(*parent).await?,
-                Draw::Grid { first_seed: seed },
-            ),
+            Request::Imagine(request) => self.grid(request.clone(), seed, &mut what),
+            // A re-roll draws its chain's /imagine again, --draft included.
+            Request::Reroll { parent } => {
+                self.grid(self.root_request(*parent).await?, seed, &mut what)
+            }
             Request::Vary {
                 parent,
                 index,
@@ -105,7 +135,7 @@ impl<D: Delivery> Worker<D> {
             } => (
                 self.root_request(*parent).await?,
                 Draw::Variations {
-                    source: self.parent_image(*parent, *index).await?,
+                    source: self.parent_source(*parent, *index).await?,
                     strength: *strength,
                     first_seed: seed,
                 },
@@ -117,13 +147,31 @@ impl<D: Delivery> Worker<D> {
             } => (
                 self.root_request(*parent).await?,
                 Draw::Upscale {
-                    source: self.parent_image(*parent, *index).await?,
+                    source: self.parent_source(*parent, *index).await?,
                     mode: *mode,
                     seed,
                 },
             ),
         };
         Ok(Plan { root, draw, what })
+    }
+
+    /// A grid for `root`, with what its decoder adds to the message.
+    fn grid(
+        &self,
+        root: ImagineRequest,
+        first_seed: u64,
+        what: &mut String,
+    ) -> (ImagineRequest, Draw) {
+        let (decoder, note) = grid_decoder(&root, self.models.pipeline.has_draft_decoder());
+        what.push_str(note);
+        (
+            root,
+            Draw::Grid {
+                first_seed,
+                decoder,
+            },
+        )
     }
 
     /// The /imagine request at the root of a chain of follow-ups.
@@ -148,15 +196,25 @@ impl<D: Delivery> Worker<D> {
         Err(Outcome::permanent("the chain of follow-ups is too long"))
     }
 
-    async fn parent_image(&self, parent: JobId, index: u8) -> Result<RgbImage, Outcome> {
+    /// The image a follow-up works from. A draft image's latents are kept
+    /// with it (`job_images.draft_latents`) and decoded again with the full
+    /// VAE, rather than the draft's generation re-run without `--draft`:
+    /// that is one VAE pass instead of the text encoder, every UNet step and
+    /// the VAE, and it is exactly the picture the draft previewed even when
+    /// another engine (another device or dtype) takes the follow-up, where a
+    /// re-run could drift.
+    async fn parent_source(&self, parent: JobId, index: u8) -> Result<Source, Outcome> {
         let Some(stored) = self.queue.image(parent, i32::from(index)).await? else {
             return Err(Outcome::permanent(format!(
                 "image {} of job {parent} is not available",
                 index + 1
             )));
         };
+        if let Some(latents) = stored.draft_latents {
+            return Ok(Source::DraftLatents(latents));
+        }
         image::load_from_memory(&stored.png)
-            .map(|i| i.to_rgb8())
+            .map(|i| Source::Image(i.to_rgb8()))
             .map_err(|e| Outcome::permanent(format!("stored image is unreadable: {e}")))
     }
 }
@@ -183,6 +241,7 @@ mod tests {
             style: None,
             images: 4,
             model: None,
+            draft: false,
         });
         for (request, expected) in [
             (imagine, "seed 42 · 16:9"),
@@ -214,5 +273,30 @@ mod tests {
         ] {
             assert_eq!(what(&request, 7), expected);
         }
+    }
+
+    #[test]
+    fn a_draft_grid_is_drawn_with_the_draft_decoder_where_there_is_one() {
+        let request = |draft| ImagineRequest {
+            prompt: "a fox".into(),
+            negative_prompt: None,
+            aspect: AspectRatio::SQUARE,
+            seed: 1,
+            steps: None,
+            guidance: None,
+            style: None,
+            images: 4,
+            model: None,
+            draft,
+        };
+        assert_eq!(grid_decoder(&request(false), true), (Decoder::Full, ""));
+        assert_eq!(grid_decoder(&request(false), false), (Decoder::Full, ""));
+        assert_eq!(
+            grid_decoder(&request(true), true),
+            (Decoder::Draft, " · draft")
+        );
+        let (decoder, note) = grid_decoder(&request(true), false);
+        assert_eq!(decoder, Decoder::Full);
+        assert!(note.contains("no draft decoder"), "{note}");
     }
 }

@@ -9,10 +9,10 @@ use wordup_queue::{ImagineRequest, UpscaleMode, VaryStrength};
 use crate::error::{EngineError, Result};
 use crate::finish::refine;
 use crate::finish::upscale::{Tiling, Upscaler};
-use crate::sd::images;
-use crate::sd::pipeline::{Generation, ProgressFn, StableDiffusion};
+use crate::sd::pipeline::{Decoder, Generation, ProgressFn, StableDiffusion, Stage};
 use crate::sd::scheduler::TimestepSpacing;
 use crate::sd::size;
+use crate::sd::{images, latents};
 
 /// img2img strengths of V buttons: how far a variation may wander.
 pub const VARY_SUBTLE_STRENGTH: f64 = 0.35;
@@ -32,6 +32,20 @@ pub struct Models {
 pub struct Drawn {
     pub image: RgbImage,
     pub seed: u64,
+    /// Set when the draft decoder made the image: the latents it was
+    /// decoded from ([`latents::to_bytes`]), kept for a full decode later.
+    pub draft_latents: Option<Vec<u8>>,
+}
+
+impl Drawn {
+    /// The decoder that made the image.
+    pub fn decoder(&self) -> Decoder {
+        if self.draft_latents.is_some() {
+            Decoder::Draft
+        } else {
+            Decoder::Full
+        }
+    }
 }
 
 /// Prompt, negative prompt, steps and guidance resolved against the model.
@@ -75,12 +89,14 @@ impl Models {
         side * side
     }
 
-    /// A grid's images for a prompt: `count` images from `first_seed` on.
+    /// A grid's images for a prompt: `count` images from `first_seed` on,
+    /// decoded by `decoder` (draft images keep their latents).
     pub fn imagine(
         &self,
         request: &ImagineRequest,
         first_seed: u64,
         count: u32,
+        decoder: Decoder,
         progress: &mut ProgressFn,
     ) -> Result<Vec<Drawn>> {
         let resolved = self.resolve(request);
@@ -101,12 +117,44 @@ impl Models {
             guidance: resolved.guidance,
             seeds: seeds.clone(),
         };
-        let output = self.pipeline.txt2img(&generation, progress)?;
-        Ok(images::to_rgb(&output)?
+        let drawing = self.pipeline.txt2img_with(&generation, decoder, progress)?;
+        images::to_rgb(&drawing.images)?
             .into_iter()
             .zip(seeds)
-            .map(|(image, seed)| Drawn { image, seed })
-            .collect())
+            .enumerate()
+            .map(|(i, (image, seed))| {
+                let draft_latents = match decoder {
+                    Decoder::Draft => Some(latents::to_bytes(&drawing.latents.get(i)?)?),
+                    Decoder::Full => None,
+                };
+                Ok(Drawn {
+                    image,
+                    seed,
+                    draft_latents,
+                })
+            })
+            .collect()
+    }
+
+    /// A draft image's latents ([`Drawn::draft_latents`]) decoded with the
+    /// model's full VAE.
+    pub fn full_decode(&self, draft_latents: &[u8], progress: &mut ProgressFn) -> Result<RgbImage> {
+        progress(Stage::Decoding, 0, 1)?;
+        let latents =
+            latents::from_bytes(draft_latents, &self.pipeline.device, self.pipeline.dtype)?;
+        let channels = self.pipeline.vae.config.latent_channels;
+        if latents.dim(0)? != channels {
+            return Err(EngineError::InvalidRequest(format!(
+                "the draft's latents have {} channels, and this engine's model reads {channels}",
+                latents.dim(0)?
+            )));
+        }
+        let decoded = self.pipeline.decode(&latents.unsqueeze(0)?)?;
+        progress(Stage::Decoding, 1, 1)?;
+        images::to_rgb(&decoded)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| EngineError::Image("the VAE decoded no image".into()))
     }
 
     /// Variations of `source`: img2img towards the original prompt.
@@ -150,7 +198,11 @@ impl Models {
         Ok(images::to_rgb(&output)?
             .into_iter()
             .zip(seeds)
-            .map(|(image, seed)| Drawn { image, seed })
+            .map(|(image, seed)| Drawn {
+                image,
+                seed,
+                draft_latents: None,
+            })
             .collect())
     }
 
@@ -168,9 +220,7 @@ impl Models {
                 "upscaling is not available on this engine (no upscaler weights)".into(),
             )
         })?;
-        let mut on_tile = |done: usize, total: usize| {
-            progress(crate::sd::pipeline::Stage::Upscaling, done, total)
-        };
+        let mut on_tile = |done: usize, total: usize| progress(Stage::Upscaling, done, total);
         match mode {
             UpscaleMode::Plain => {
                 refine::gan_upscale(upscaler, source, 4, self.tiling, &mut on_tile)

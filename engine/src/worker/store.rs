@@ -7,6 +7,7 @@ use super::Worker;
 use super::render::{Drawn, Resolved};
 use super::settle::Outcome;
 use crate::finish::output::{self, Provenance};
+use crate::sd::pipeline::Decoder;
 
 impl<D: Delivery> Worker<D> {
     /// Stores every image the safety check let through, in place of any an
@@ -23,7 +24,7 @@ impl<D: Delivery> Worker<D> {
             if withheld[idx] {
                 continue;
             }
-            let png = output::encode_png(&d.image, &self.provenance(resolved, d.seed))?;
+            let png = output::encode_png(&d.image, &self.provenance(resolved, d))?;
             let image = JobImage {
                 idx: idx as i32,
                 png,
@@ -31,6 +32,7 @@ impl<D: Delivery> Worker<D> {
                 height: d.image.height() as i32,
                 seed: d.seed as i64,
                 score: None,
+                draft_latents: d.draft_latents.clone(),
             };
             self.queue.store_image(job.id, job.attempt, &image).await?;
         }
@@ -38,16 +40,20 @@ impl<D: Delivery> Worker<D> {
     }
 
     /// How an image of this job was made, for its PNG.
-    pub(super) fn provenance(&self, resolved: &Resolved, seed: u64) -> Provenance {
+    pub(super) fn provenance(&self, resolved: &Resolved, drawn: &Drawn) -> Provenance {
         Provenance {
             prompt: resolved.prompt.clone(),
             negative_prompt: resolved.negative_prompt.clone(),
-            seed,
+            seed: drawn.seed,
             steps: resolved.steps,
             guidance: resolved.guidance,
             scheduler: self.models.pipeline.scheduler_kind.name().to_owned(),
             model: self.config.model_id.clone(),
             clip_score: None,
+            draft_decoder: match drawn.decoder() {
+                Decoder::Draft => self.config.draft_decoder_id.clone(),
+                Decoder::Full => None,
+            },
         }
     }
 }
