@@ -100,17 +100,23 @@ impl Conv2d {
         stride: usize,
         vb: VarBuilder,
     ) -> Result<Self> {
-        let cfg = Conv2dConfig {
-            padding,
-            stride,
-            ..Default::default()
-        };
-        let conv = candle_nn::conv2d(c_in, c_out, kernel, cfg, vb)?;
-        Self::new(conv.weight().clone(), conv.bias().cloned(), padding, stride)
+        Self::load_with_bias(true, c_in, c_out, kernel, padding, stride, vb)
     }
 
     /// Loads `weight` alone, like `candle_nn::conv2d_no_bias`.
     pub fn load_no_bias(
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        padding: usize,
+        stride: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        Self::load_with_bias(false, c_in, c_out, kernel, padding, stride, vb)
+    }
+
+    fn load_with_bias(
+        bias: bool,
         c_in: usize,
         c_out: usize,
         kernel: usize,
@@ -123,8 +129,12 @@ impl Conv2d {
             stride,
             ..Default::default()
         };
-        let conv = candle_nn::conv2d_no_bias(c_in, c_out, kernel, cfg, vb)?;
-        Self::new(conv.weight().clone(), None, padding, stride)
+        let conv = if bias {
+            candle_nn::conv2d(c_in, c_out, kernel, cfg, vb)?
+        } else {
+            candle_nn::conv2d_no_bias(c_in, c_out, kernel, cfg, vb)?
+        };
+        Self::new(conv.weight().clone(), conv.bias().cloned(), padding, stride)
     }
 
     fn shape_for(&self, x: &Tensor) -> Result<ConvShape> {
