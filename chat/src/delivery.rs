@@ -1,7 +1,7 @@
 //! Delivery by the platform a job came from: the [`Delivery`] the engine's
 //! worker posts through, over the Discord and Slack adapters.
 
-use wordup_queue::{Delivery, DeliveryError, Job, Posted, Progress, ResultPost};
+use wordup_queue::{Attachment, Delivery, DeliveryError, Job, Posted, Progress, ResultPost};
 
 use crate::discord::delivery::DiscordDelivery;
 use crate::slack::delivery::SlackDelivery;
@@ -65,10 +65,10 @@ impl Delivery for ChatDelivery {
             .unwrap_or(false)
     }
 
-    async fn progress(&self, job: &Job, progress: &Progress) {
+    async fn progress(&self, job: &Job, progress: &Progress, preview: Option<&Attachment>) {
         match self.platform(job) {
-            Ok(Platform::Discord(discord)) => discord.progress(job, progress).await,
-            Ok(Platform::Slack(slack)) => slack.progress(job, progress).await,
+            Ok(Platform::Discord(discord)) => discord.progress(job, progress, preview).await,
+            Ok(Platform::Slack(slack)) => slack.progress(job, progress, preview).await,
             Err(_) => {}
         }
     }

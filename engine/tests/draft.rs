@@ -12,7 +12,8 @@ use candle_core::{DType, Device, Tensor};
 use common::{max_diff, scratch};
 use wordup_engine::error::EngineError;
 use wordup_engine::finish::upscale::Tiling;
-use wordup_engine::sd::pipeline::{Decoder, Generation, PipelineOptions, StableDiffusion};
+use wordup_engine::sd::images;
+use wordup_engine::sd::pipeline::{Decoder, Generation, PipelineOptions, StableDiffusion, Stage};
 use wordup_engine::sd::source::{ModelFiles, SingleModelFiles, Variant};
 use wordup_engine::sd::taesd::TinyAutoEncoder;
 use wordup_engine::worker::render::Models;
@@ -81,7 +82,7 @@ fn generation() -> Generation {
 fn a_draft_is_the_draft_decoders_decode_of_the_same_latents() {
     let tiny = Tiny::new("decode");
     let pipeline = tiny.with_draft_decoder();
-    let mut no_progress = |_, _, _| Ok(());
+    let mut no_progress = |_, _, _, _: Option<&Tensor>| Ok(());
     let full = pipeline
         .txt2img_with(&generation(), Decoder::Full, &mut no_progress)
         .unwrap();
@@ -122,7 +123,7 @@ fn a_draft_without_a_draft_decoder_is_refused_before_denoising() {
     assert!(!pipeline.has_draft_decoder());
     let mut steps = 0;
     let error = pipeline
-        .txt2img_with(&generation(), Decoder::Draft, &mut |_, _, _| {
+        .txt2img_with(&generation(), Decoder::Draft, &mut |_, _, _, _| {
             steps += 1;
             Ok(())
         })
@@ -170,7 +171,7 @@ fn kept_draft_latents_decode_to_the_full_runs_image() {
         model: None,
         draft: true,
     };
-    let mut no_progress = |_, _, _| Ok(());
+    let mut no_progress = |_, _, _, _: Option<&Tensor>| Ok(());
     let drafts = models
         .imagine(&request, 11, 2, Decoder::Draft, &mut no_progress)
         .unwrap();
@@ -194,4 +195,57 @@ fn kept_draft_latents_decode_to_the_full_runs_image() {
             .unwrap();
         assert!(worst <= 1, "{worst} levels apart");
     }
+}
+
+/// Previews: each step after the first reports its estimate of the finished
+/// latents; the draft decoder pictures it, or the linear map without one.
+#[test]
+fn a_preview_pictures_each_steps_estimate() {
+    let tiny = Tiny::new("preview");
+    let pipeline = tiny.with_draft_decoder();
+    let mut reports: Vec<(usize, usize, Option<Tensor>)> = Vec::new();
+    let generation = Generation {
+        steps: 3,
+        ..generation()
+    };
+    let drawn = pipeline
+        .txt2img_with(
+            &generation,
+            Decoder::Draft,
+            &mut |stage, step, total, denoised| {
+                if stage == Stage::Denoising {
+                    reports.push((step, total, denoised.cloned()));
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+    let estimates: Vec<(usize, bool)> = reports.iter().map(|(s, _, d)| (*s, d.is_some())).collect();
+    assert_eq!(estimates, [(0, false), (1, true), (2, true), (3, false)]);
+
+    let estimate = reports[2].2.clone().unwrap();
+    let preview = pipeline.preview(&estimate).unwrap();
+    assert_eq!(preview.len(), 2);
+    assert_eq!(preview[0].dimensions(), (64, 48));
+    // The draft decoder's picture of the estimate, as a draft result is of
+    // the final latents.
+    let decoded =
+        images::to_rgb(&pipeline.decode_with(&estimate, Decoder::Draft).unwrap()).unwrap();
+    assert_eq!(preview, decoded);
+    // A later estimate is nearer the result than an earlier one.
+    let final_images = images::to_rgb(&drawn.images).unwrap();
+    let distance = |a: &image::RgbImage, b: &image::RgbImage| -> f64 {
+        a.as_raw()
+            .iter()
+            .zip(b.as_raw())
+            .map(|(x, y)| (f64::from(*x) - f64::from(*y)).abs())
+            .sum()
+    };
+    let early = pipeline.preview(reports[1].2.as_ref().unwrap()).unwrap();
+    assert!(distance(&preview[0], &final_images[0]) < distance(&early[0], &final_images[0]));
+
+    // Without a draft decoder: the linear map, at the same size.
+    let linear = tiny.pipeline().preview(&estimate).unwrap();
+    assert_eq!(linear[0].dimensions(), (64, 48));
+    assert_ne!(linear, preview);
 }

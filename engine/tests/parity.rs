@@ -202,7 +202,8 @@ fn check_scheduler(f: &Fixture) {
                 &sample,
                 None,
             )
-            .unwrap();
+            .unwrap()
+            .sample;
         assert_close(
             &format!("scheduler step {i}"),
             &next,
@@ -259,7 +260,7 @@ fn check_txt2img(f: &Fixture, name: &str) {
             &scheduler,
             0,
             &mut [],
-            &mut |_, _, _| Ok(()),
+            &mut |_, _, _, _| Ok(()),
         )
         .unwrap();
     assert_close(
@@ -310,7 +311,7 @@ fn check_img2img(f: &Fixture, name: &str) {
             &scheduler,
             start,
             &mut [],
-            &mut |_, _, _| Ok(()),
+            &mut |_, _, _, _| Ok(()),
         )
         .unwrap();
     assert_close(
@@ -375,7 +376,7 @@ fn step_latents_follow_diffusers_step_by_step() {
                 &one,
                 step,
                 &mut [],
-                &mut |_, _, _| Ok(()),
+                &mut |_, _, _, _| Ok(()),
             )
             .unwrap();
         assert_close(

@@ -58,8 +58,15 @@ pub trait Delivery: Send + Sync + 'static {
     fn attachment_limit(&self, job: &Job) -> u64;
     /// Whether the destination allows NSFW output (the safety check is skipped).
     fn nsfw_allowed(&self, job: &Job) -> bool;
-    /// Shows progress to the requester; best effort.
-    fn progress(&self, job: &Job, progress: &Progress) -> impl Future<Output = ()> + Send;
+    /// Shows progress to the requester, with a preview of the images so
+    /// far when there is one (it stays until the next preview or the end);
+    /// best effort.
+    fn progress(
+        &self,
+        job: &Job,
+        progress: &Progress,
+        preview: Option<&Attachment>,
+    ) -> impl Future<Output = ()> + Send;
     /// Posts a result; the same job posted twice must yield one message.
     fn post(
         &self,

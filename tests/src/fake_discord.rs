@@ -682,36 +682,61 @@ async fn edit_original(
         return error(StatusCode::NOT_FOUND, 10008, "Unknown Message");
     }
     let mut inner = shared.lock();
+    inner.next_id += 1;
+    let edit = inner.next_id;
     let Some(original) = inner.originals.get_mut(&token) else {
         drop(inner);
         shared.record(&method, path, &headers, json, files, 404);
         return error(StatusCode::NOT_FOUND, 10015, "Unknown Webhook");
+    };
+    // API v10: without `attachments` the message keeps its own; with it,
+    // exactly those listed stay — kept ones by their id, new ones by the
+    // index of their `files[n]` part.
+    let listed = json.as_ref().and_then(|j| j["attachments"].as_array());
+    let attachments = match listed {
+        None => None,
+        Some(listed) => {
+            let existing = original["attachments"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let kept: Option<Vec<Value>> = listed
+                .iter()
+                .map(|entry| {
+                    let new_file = entry["id"]
+                        .as_u64()
+                        .and_then(|i| Some((i, files.get(usize::try_from(i).ok()?)?)));
+                    match new_file {
+                        Some((i, f)) => Some(json!({
+                            "id": format!("{}{edit}{i}", original["id"].as_str().unwrap_or_default()),
+                            "filename": f.filename,
+                            "size": f.bytes.len(),
+                            "content_type": f.content_type,
+                            "description": entry["description"],
+                        })),
+                        None => existing.iter().find(|a| a["id"] == entry["id"]).cloned(),
+                    }
+                })
+                .collect();
+            let Some(kept) = kept else {
+                drop(inner);
+                shared.record(&method, path, &headers, json, files, 400);
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    50035,
+                    "Invalid Form Body: attachments: unknown attachment",
+                );
+            };
+            Some(kept)
+        }
     };
     for field in ["content", "components", "allowed_mentions"] {
         if let Some(value) = json.as_ref().and_then(|j| j.get(field)) {
             original[field] = value.clone();
         }
     }
-    if !files.is_empty() {
-        let described = json
-            .as_ref()
-            .map_or(Value::Null, |j| j["attachments"].clone());
-        original["attachments"] = files
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                json!({
-                    "id": format!("{}{i}", original["id"].as_str().unwrap_or_default()),
-                    "filename": f.filename,
-                    "size": f.bytes.len(),
-                    "content_type": f.content_type,
-                    "description": described
-                        .as_array()
-                        .and_then(|a| a.iter().find(|a| a["id"] == i))
-                        .map_or(Value::Null, |a| a["description"].clone()),
-                })
-            })
-            .collect();
+    if let Some(attachments) = attachments {
+        original["attachments"] = Value::Array(attachments);
     }
     let body = original.clone();
     drop(inner);

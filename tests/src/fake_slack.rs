@@ -88,6 +88,8 @@ pub struct SlackFile {
     pub initial_comment: Option<String>,
     /// The ts of the message that shared it.
     pub shared_ts: Option<String>,
+    /// Set by files.completeUploadExternal, with or without a channel.
+    pub completed: bool,
 }
 
 #[derive(Default)]
@@ -443,6 +445,9 @@ fn carry_out(shared: &Shared, method: &str, body: &Value) -> Response {
             if channel == "CNOTINVITED" {
                 return fail("not_in_channel");
             }
+            if !images_readable(&shared.lock().files, &body["blocks"]) {
+                return fail("invalid_blocks");
+            }
             let ts = shared.next_ts();
             shared.lock().messages.push(SlackMessage {
                 ts: ts.clone(),
@@ -542,6 +547,9 @@ fn carry_out(shared: &Shared, method: &str, body: &Value) -> Response {
                 return fail("message_not_found");
             };
             let mut inner = shared.lock();
+            if !images_readable(&inner.files, &body["blocks"]) {
+                return fail("invalid_blocks");
+            }
             let Some(message) = inner
                 .messages
                 .iter_mut()
@@ -550,6 +558,10 @@ fn carry_out(shared: &Shared, method: &str, body: &Value) -> Response {
                 return fail("message_not_found");
             };
             message.text = str_of("text").unwrap_or_default();
+            // Without `blocks` Slack keeps the message's blocks; `[]` removes them.
+            if body.get("blocks").is_some() {
+                message.blocks = body["blocks"].clone();
+            }
             ok(json!({ "channel": channel, "ts": ts }))
         }
         "files.getUploadURLExternal" => {
@@ -569,6 +581,7 @@ fn carry_out(shared: &Shared, method: &str, body: &Value) -> Response {
                 thread_ts: None,
                 initial_comment: None,
                 shared_ts: None,
+                completed: false,
             });
             ok(json!({ "upload_url": format!("{}/upload/{id}", shared.base), "file_id": id }))
         }
@@ -591,9 +604,11 @@ fn carry_out(shared: &Shared, method: &str, body: &Value) -> Response {
                 stored.channel = str_of("channel_id");
                 stored.thread_ts = str_of("thread_ts");
                 stored.initial_comment = str_of("initial_comment");
+                stored.completed = true;
             }
             drop(inner);
-            for file in &files {
+            // Shared nowhere, a file stays private: no message shares it.
+            for file in files.iter().filter(|_| str_of("channel_id").is_some()) {
                 let ts = shared.next_ts();
                 if let Some(stored) = shared
                     .lock()
@@ -623,6 +638,25 @@ fn carry_out(shared: &Shared, method: &str, body: &Value) -> Response {
         }
         _ => fail("unknown_method"),
     }
+}
+
+/// Whether every image block's `slack_file` names, by id only, a file whose
+/// upload was completed (the poster must be able to read it), with alt text.
+fn images_readable(files: &[SlackFile], blocks: &Value) -> bool {
+    blocks
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|b| b["type"] == "image")
+        .all(|b| {
+            let file = &b["slack_file"];
+            let alt = b["alt_text"].as_str().map_or(0, |a| a.chars().count());
+            let known = file["id"]
+                .as_str()
+                .is_some_and(|id| files.iter().any(|f| f.id == id && f.completed));
+            // A file given by both id and url is refused.
+            known && file.get("url").is_none() && (1..=2000).contains(&alt)
+        })
 }
 
 async fn upload(

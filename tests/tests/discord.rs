@@ -1384,3 +1384,100 @@ async fn a_draft_says_so_and_its_upscale_starts_from_the_full_decode() {
     let rerolled = stack.queue.images(reroll_job).await.unwrap();
     assert!(rerolled.iter().all(|image| image.draft_latents.is_some()));
 }
+
+/// Every edit of an interaction's original response that uploaded a file,
+/// with its content and the file's bytes.
+fn preview_edits(stack: &Stack, token: &str) -> Vec<(String, Vec<u8>)> {
+    let path = format!("{token}/messages/@original");
+    stack
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH" && r.path.ends_with(&path) && r.status == 200)
+        .filter_map(|r| {
+            let file = r.files.first()?;
+            let listed = r.json.as_ref()?["attachments"].as_array()?.len();
+            assert_eq!(listed, 1, "the preview, listed as the one attachment");
+            assert!(file.filename.ends_with("-preview.jpg"), "{}", file.filename);
+            let content = r.json.as_ref()?["content"].as_str()?.to_owned();
+            Some((content, file.bytes.clone()))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_edits_show_a_preview_that_the_result_replaces() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    stack
+        .start_engine(&[("WORDUP_PROGRESS_EDIT_SECS", "0.05")])
+        .await
+        .unwrap();
+
+    let mut tokens = Vec::new();
+    for (n, prompt) in [
+        "a harbour at dawn --steps 6 --seed 3",
+        "a harbour at dawn --seed 3",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (id, token) = new_interaction();
+        acked(
+            &stack,
+            &interactions::imagine(&id, &token, &alice(), prompt),
+        )
+        .await;
+        let messages = stack
+            .fake
+            .wait_for_messages(n + 1, POST_TIMEOUT)
+            .await
+            .unwrap();
+        wait_for_state(&stack, assert_grid(&messages[n]), JobState::Succeeded).await;
+        wait_for_original_edit(&stack, &token, "done").await;
+        tokens.push(token);
+    }
+
+    // Six steps: a preview while denoising, a 2×2 grid of the tiny model's
+    // 64-pixel images, decoded by its draft decoder.
+    let previews = preview_edits(&stack, &tokens[0]);
+    assert!(
+        !previews.is_empty(),
+        "{:?}",
+        original_edits(&stack, &tokens[0])
+    );
+    for (content, bytes) in &previews {
+        // Made while denoising; shown with the latest stage's text.
+        assert!(
+            content.contains("denoising") || content.contains("decoding"),
+            "{content}"
+        );
+        let image = image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg).unwrap();
+        assert_eq!((image.width(), image.height()), (128, 128));
+    }
+    // The result replaced it: the ack says done and shows no picture.
+    let original = stack.fake.original(&tokens[0]).unwrap();
+    assert!(
+        original["content"].as_str().unwrap().contains("done"),
+        "{original}"
+    );
+    assert_eq!(original["attachments"], json!([]), "{original}");
+    let last = stack
+        .fake
+        .requests()
+        .into_iter()
+        .rfind(|r| {
+            r.method == "PATCH"
+                && r.path
+                    .ends_with(&format!("{}/messages/@original", tokens[0]))
+        })
+        .unwrap();
+    assert_eq!(last.json.unwrap()["attachments"], json!([]));
+
+    // One step: nothing to preview.
+    assert!(preview_edits(&stack, &tokens[1]).is_empty());
+    assert_eq!(
+        stack.fake.original(&tokens[1]).unwrap()["attachments"],
+        json!([])
+    );
+}

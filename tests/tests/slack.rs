@@ -723,3 +723,77 @@ async fn a_draft_and_its_reroll_say_so_in_the_thread() {
         comment(1)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_parent_shows_a_private_preview_until_the_result_is_posted() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    stack
+        .start_engine(&[("WORDUP_PROGRESS_EDIT_SECS", "0.05")])
+        .await
+        .unwrap();
+
+    command(&stack, "a kite over dunes --steps 6 --seed 4").await;
+    let parent = parent_of(&stack.slack);
+    let grid = buttons_message(&stack.slack, &parent.ts, 1).await;
+    let job = job_of(&grid);
+    wait_for_state(&stack, job, JobState::Succeeded).await;
+    stack
+        .slack
+        .wait_until("the parent says done", TIMEOUT, |f| {
+            parent_of(f).text.contains("done")
+        })
+        .await
+        .unwrap();
+
+    // Progress edits of the parent showed a preview in an image block: a
+    // file uploaded privately (the fake refuses blocks naming any other).
+    let shown: Vec<(String, String)> = stack
+        .slack
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "chat.update" && c.status == 200)
+        .filter_map(|c| {
+            let blocks = c.body["blocks"].as_array()?.clone();
+            let image = blocks.iter().find(|b| b["type"] == "image")?;
+            Some((
+                c.body["text"].as_str()?.to_owned(),
+                image["slack_file"]["id"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    assert!(!shown.is_empty(), "no preview in {:?}", stack.slack.calls());
+    // Made while denoising; it may be shown with a later stage's text, and
+    // stays under the text until replaced.
+    assert!(
+        shown
+            .iter()
+            .all(|(text, _)| text.contains("denoising") || text.contains("decoding")),
+        "{shown:?}"
+    );
+    let completions: Vec<Value> = stack
+        .slack
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "files.completeUploadExternal")
+        .map(|c| c.body)
+        .collect();
+    for (_, file) in &shown {
+        let completed = completions
+            .iter()
+            .find(|c| c["files"].as_str().unwrap().contains(file.as_str()))
+            .unwrap();
+        assert!(
+            completed["channel_id"].is_null(),
+            "shared nowhere: {completed}"
+        );
+    }
+    // The result replaced it: the parent has no blocks left, and the
+    // preview files are deleted; only the grid remains.
+    let parent = parent_of(&stack.slack);
+    assert!(parent.text.contains("done"), "{}", parent.text);
+    assert_eq!(parent.blocks, serde_json::json!([]));
+    let files = stack.slack.files();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(files[0].channel.as_deref(), Some(CHANNEL_ID));
+}

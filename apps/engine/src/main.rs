@@ -380,7 +380,7 @@ async fn imagine(args: ImagineArgs) -> Result<()> {
 
     let bar = step_bar(steps);
     let started = Instant::now();
-    let drawing = pipeline.txt2img_with(&generation, decoder, &mut |stage, step, total| {
+    let drawing = pipeline.txt2img_with(&generation, decoder, &mut |stage, step, total, _| {
         bar.set_message(stage.name());
         if stage == Stage::Denoising {
             bar.set_length(total as u64);
@@ -527,7 +527,7 @@ async fn imagine(args: ImagineArgs) -> Result<()> {
             &source,
             args.upscale_mode,
             provenance.seed,
-            &mut |_, _, _| Ok(()),
+            &mut |_, _, _, _| Ok(()),
         )?;
         let path = args.out.join(format!(
             "{slug}-{}-{}.png",

@@ -47,6 +47,10 @@ pub struct RunArgs {
     /// Least seconds between progress edits shown to users (Discord asks for ~3).
     #[arg(long, env = "WORDUP_PROGRESS_EDIT_SECS", default_value_t = 3.0)]
     progress_edit_secs: f64,
+    /// Show no previews in progress edits (each costs a small decode and a
+    /// safety check while denoising).
+    #[arg(long, env = "WORDUP_NO_PREVIEWS")]
+    no_previews: bool,
     /// Where /metrics, /healthz and /readyz are served (ready once the
     /// models are loaded and Postgres answers).
     #[arg(long, env = "WORDUP_METRICS_BIND", default_value = "0.0.0.0:9090")]
@@ -103,10 +107,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let slack = if args.slack.enabled() {
         let mut api = args.slack.api()?;
         api.counters = api_metrics.for_platform("slack");
-        Some(SlackDelivery {
-            api,
-            queue: queue.clone(),
-        })
+        Some(SlackDelivery::new(api, queue.clone()))
     } else {
         tracing::warn!("WORDUP_SLACK_BOT_TOKEN is not set: Slack jobs are left to other engines");
         None
@@ -205,6 +206,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             poll: secs("WORDUP_POLL_SECS", args.poll_secs)?,
             heartbeat: lease / 3,
             progress_every: secs("WORDUP_PROGRESS_EDIT_SECS", args.progress_edit_secs)?,
+            previews: !args.no_previews,
             nsfw_threshold: args.finish.nsfw_threshold,
             model_id: ModelSource::parse(&args.model.model, args.model.revision.as_deref()).id(),
             draft_decoder_id,

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use serenity::all::{ButtonStyle, CreateActionRow, CreateButton};
 use tokio::sync::OnceCell;
-use wordup_queue::{Job, Progress, Queue, Request};
+use wordup_queue::{Attachment, Job, Progress, Queue, Request};
 
-use super::handler::{edit_original, escape};
+use super::handler::{Picture, edit_original_with, escape};
 use super::once;
 use super::reply::DiscordReply;
 use super::rest::{DiscordRest, RestError, Upload};
@@ -59,10 +59,13 @@ impl DiscordDelivery {
         })
     }
 
-    /// Shows progress in the ack while its token lives; silent after.
-    pub async fn progress(&self, job: &Job, progress: &Progress) {
+    /// Shows progress in the ack while its token lives, with the preview
+    /// as its attachment (an edit without one keeps the last); silent after.
+    pub async fn progress(&self, job: &Job, progress: &Progress, preview: Option<&Attachment>) {
         if let Some(reply) = live_reply(job) {
-            edit_original(&self.rest, &reply, &progress_text(job, progress)).await;
+            let upload = preview.map(upload);
+            let picture = upload.as_ref().map_or(Picture::Keep, Picture::Show);
+            edit_original_with(&self.rest, &reply, &progress_text(job, progress), picture).await;
         }
     }
 
@@ -71,7 +74,8 @@ impl DiscordDelivery {
     /// once per `key`.
     pub async fn notice(&self, job: &Job, key: &str, text: &str) -> Result<(), DeliveryError> {
         if let Some(reply) = live_reply(job) {
-            edit_original(&self.rest, &reply, &format!("⚠️ {text}")).await;
+            let text = format!("⚠️ {text}");
+            edit_original_with(&self.rest, &reply, &text, Picture::Clear).await;
             return Ok(());
         }
         let body = json!({
@@ -110,12 +114,7 @@ impl DiscordDelivery {
         if let Some(id) = reference {
             body["message_reference"] = json!({ "message_id": id, "fail_if_not_exists": false });
         }
-        let upload = Upload {
-            filename: post.attachment.filename.clone(),
-            mime: post.attachment.mime,
-            description: post.attachment.alt.clone(),
-            bytes: post.attachment.bytes.clone(),
-        };
+        let upload = upload(&post.attachment);
         let once = self.once(job, RESULT_POST);
         let uploads = std::slice::from_ref(&upload);
         let mut created = once.create(&body, uploads).await?;
@@ -180,11 +179,13 @@ impl DiscordDelivery {
                 DeliveryError::Transient("Discord returned a message without an id".into())
             })?
             .to_owned();
+        // The result is posted: the ack says so, and its preview goes.
         if let Some(live) = live.as_ref().filter(|_| !replaced_ack) {
-            edit_original(
+            edit_original_with(
                 &self.rest,
                 live,
                 &format!("**{}** — done ✅", escape(&shorten(&post.prompt, 300))),
+                Picture::Clear,
             )
             .await;
         }
@@ -202,6 +203,15 @@ impl DiscordDelivery {
         (!ephemeral)
             .then(|| message.get("id")?.as_str().map(str::to_owned))
             .flatten()
+    }
+}
+
+fn upload(attachment: &Attachment) -> Upload {
+    Upload {
+        filename: attachment.filename.clone(),
+        mime: attachment.mime,
+        description: attachment.alt.clone(),
+        bytes: attachment.bytes.clone(),
     }
 }
 

@@ -14,7 +14,7 @@ use tracing::Instrument;
 use wordup_queue::{Origin, Queue};
 
 use super::reply::DiscordReply;
-use super::rest::DiscordRest;
+use super::rest::{DiscordRest, Upload};
 use crate::ack::{ACK_BUDGET, Handled};
 use crate::buttons::{Action, ButtonId};
 use crate::commands::answer::{OUR_FAULT, accepted_text, error_text};
@@ -254,8 +254,32 @@ impl DiscordApp {
 /// Edits the interaction's original response, retrying briefly while
 /// Discord has not yet seen our ack (10015 Unknown Webhook / 10062).
 pub async fn edit_original(rest: &DiscordRest, reply: &DiscordReply, content: &str) {
+    edit_original_with(rest, reply, content, Picture::Keep).await;
+}
+
+/// What an edit of the ack does with the picture it may show.
+#[derive(Debug, Clone, Copy)]
+pub enum Picture<'a> {
+    /// Leaves the attachments as they are (an edit without `attachments`).
+    Keep,
+    /// Removes them: `attachments` lists what stays, here nothing.
+    Clear,
+    /// Replaces them with this one.
+    Show(&'a Upload),
+}
+
+/// [`edit_original`] that also keeps, clears or replaces the picture.
+pub async fn edit_original_with(
+    rest: &DiscordRest,
+    reply: &DiscordReply,
+    content: &str,
+    picture: Picture<'_>,
+) {
     for attempt in 0..EDIT_TRIES {
-        if edit_once(rest, reply, content, attempt).await.is_break() {
+        if edit_once(rest, reply, content, picture, attempt)
+            .await
+            .is_break()
+        {
             return;
         }
     }
@@ -283,7 +307,10 @@ async fn edit_place_in_line(
             }
         }
         let text = accepted_text(headline, &current, WHERE_POSTED);
-        if edit_once(rest, reply, &text, attempt).await.is_break() {
+        if edit_once(rest, reply, &text, Picture::Keep, attempt)
+            .await
+            .is_break()
+        {
             return;
         }
     }
@@ -297,14 +324,26 @@ async fn edit_once(
     rest: &DiscordRest,
     reply: &DiscordReply,
     content: &str,
+    picture: Picture<'_>,
     attempt: u32,
 ) -> ControlFlow<()> {
     let path = format!(
         "/webhooks/{}/{}/messages/@original",
         reply.application_id, reply.token
     );
-    let body = json!({ "content": content, "allowed_mentions": { "parse": [] } });
-    match rest.patch(&path, &body).await {
+    let mut body = json!({ "content": content, "allowed_mentions": { "parse": [] } });
+    let uploads = match picture {
+        Picture::Keep => &[][..],
+        Picture::Clear => {
+            body["attachments"] = json!([]);
+            &[][..]
+        }
+        Picture::Show(upload) => std::slice::from_ref(upload),
+    };
+    match rest
+        .call(reqwest::Method::PATCH, &path, Some(&body), uploads)
+        .await
+    {
         Ok(_) => ControlFlow::Break(()),
         Err(e) if matches!(e.code(), Some(10015 | 10062 | 10008)) && attempt + 1 < EDIT_TRIES => {
             tokio::time::sleep(Duration::from_millis(300 * u64::from(attempt + 1))).await;

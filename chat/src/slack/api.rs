@@ -177,18 +177,21 @@ impl SlackApi {
             .map(drop)
     }
 
+    /// Replaces a message's text, and its blocks when `blocks` is given
+    /// (an empty array removes them; without it Slack keeps them, and they
+    /// show instead of the text).
     pub async fn update_message(
         &self,
         channel: &str,
         ts: &str,
         text: &str,
+        blocks: Option<&Value>,
     ) -> Result<(), SlackError> {
-        self.call(
-            "chat.update",
-            &json!({ "channel": channel, "ts": ts, "text": text }),
-        )
-        .await
-        .map(drop)
+        let mut body = json!({ "channel": channel, "ts": ts, "text": text });
+        if let Some(blocks) = blocks {
+            body["blocks"] = blocks.clone();
+        }
+        self.call("chat.update", &body).await.map(drop)
     }
 
     /// Uploads a file into a channel's thread: `files.getUploadURLExternal`,
@@ -200,6 +203,30 @@ impl SlackApi {
         thread_ts: &str,
         initial_comment: &str,
         upload: &SlackUpload<'_>,
+    ) -> Result<String, SlackError> {
+        self.upload(
+            upload,
+            &[
+                ("channel_id", channel.to_owned()),
+                ("thread_ts", thread_ts.to_owned()),
+                ("initial_comment", initial_comment.to_owned()),
+            ],
+        )
+        .await
+    }
+
+    /// Uploads a file shared nowhere (private to the bot), for an image
+    /// block to show by its id. Returns the file's id.
+    pub async fn upload_private(&self, upload: &SlackUpload<'_>) -> Result<String, SlackError> {
+        self.upload(upload, &[]).await
+    }
+
+    /// The external upload flow, completed with `share` (where the file is
+    /// shared; nothing keeps it private).
+    async fn upload(
+        &self,
+        upload: &SlackUpload<'_>,
+        share: &[(&str, String)],
     ) -> Result<String, SlackError> {
         let ticket = self
             .call_form(
@@ -221,16 +248,10 @@ impl SlackApi {
         };
         self.upload_bytes(url, upload).await?;
         let files = json!([{ "id": file_id, "title": upload.title }]).to_string();
-        self.call_form(
-            "files.completeUploadExternal",
-            &[
-                ("files", files),
-                ("channel_id", channel.to_owned()),
-                ("thread_ts", thread_ts.to_owned()),
-                ("initial_comment", initial_comment.to_owned()),
-            ],
-        )
-        .await?;
+        let mut form = vec![("files", files)];
+        form.extend_from_slice(share);
+        self.call_form("files.completeUploadExternal", &form)
+            .await?;
         Ok(file_id.to_owned())
     }
 

@@ -29,6 +29,15 @@ pub fn result_blocks(job: JobId, kind: ResultKind, text: &str) -> Value {
     Value::Array(blocks)
 }
 
+/// A progress message with a preview: the text, then the image by its
+/// file id (uploaded privately; the bot that posts it can read it).
+pub fn preview_blocks(text: &str, file_id: &str, alt_text: &str) -> Value {
+    json!([
+        { "type": "section", "text": { "type": "mrkdwn", "text": text } },
+        { "type": "image", "slack_file": { "id": file_id }, "alt_text": alt_text },
+    ])
+}
+
 /// Escapes Slack's control characters so a prompt shows as typed.
 pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;")

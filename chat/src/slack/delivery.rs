@@ -1,12 +1,16 @@
 //! Posting results into the job's thread: the image uploaded with alt text
 //! (files.getUploadURLExternal → upload → files.completeUploadExternal),
-//! then a message with the buttons; progress as edits of the parent.
+//! then a message with the buttons; progress as edits of the parent, with a
+//! preview uploaded privately and shown in an image block.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use serde_json::json;
-use wordup_queue::{Job, Progress, Queue, Request};
+use wordup_queue::{Attachment, Job, JobId, Progress, Queue, Request};
 
 use super::api::{SlackApi, SlackUpload};
-use super::blocks::{escape, result_blocks};
+use super::blocks::{escape, preview_blocks, result_blocks};
 use super::once;
 use super::reply::SlackReply;
 use crate::commands::answer::progress_text;
@@ -25,6 +29,15 @@ const BUTTONS_POST: &str = "slack:buttons";
 pub struct SlackDelivery {
     pub api: SlackApi,
     pub queue: Queue,
+    /// The preview file each running job's parent shows. In memory: after
+    /// a crash the file stays, private and unshared.
+    previews: Arc<Mutex<HashMap<JobId, Preview>>>,
+}
+
+#[derive(Debug, Clone)]
+struct Preview {
+    file_id: String,
+    alt: String,
 }
 
 fn reply(job: &Job) -> Result<SlackReply, DeliveryError> {
@@ -50,6 +63,18 @@ fn headline(job: &Job) -> String {
 }
 
 impl SlackDelivery {
+    pub fn new(api: SlackApi, queue: Queue) -> SlackDelivery {
+        SlackDelivery {
+            api,
+            queue,
+            previews: Arc::default(),
+        }
+    }
+
+    fn previews(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, Preview>> {
+        self.previews.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The job's reply data with its parent message's ts: the one it was
     /// enqueued with, the one the bot posted since (the job's thread), or
     /// one posted now when the bot could not (Slack was unreachable, say).
@@ -93,8 +118,9 @@ impl SlackDelivery {
         Ok((reply, thread))
     }
 
-    /// Edits the parent message (at most as often as the engine reports).
-    pub async fn progress(&self, job: &Job, progress: &Progress) {
+    /// Edits the parent message (at most as often as the engine reports),
+    /// showing the latest preview under the text.
+    pub async fn progress(&self, job: &Job, progress: &Progress, preview: Option<&Attachment>) {
         let Ok(reply) = reply(job) else { return };
         if !reply.edit_parent {
             return;
@@ -107,12 +133,53 @@ impl SlackDelivery {
             }
         };
         let text = progress_text(&headline(job), progress);
+        let replaced = match preview {
+            Some(preview) => self.upload_preview(job.id, preview).await,
+            None => None,
+        };
+        let shown = self.previews().get(&job.id).cloned();
+        // An edit without blocks keeps the old ones, which show instead of
+        // the new text (an earlier attempt's preview, say): always send them.
+        let blocks = shown.map_or(json!([]), |p| preview_blocks(&text, &p.file_id, &p.alt));
         if let Err(e) = self
             .api
-            .update_message(&reply.channel, &parent, &text)
+            .update_message(&reply.channel, &parent, &text, Some(&blocks))
             .await
         {
             tracing::debug!(error = %e, "progress edit failed");
+        }
+        if let Some(old) = replaced {
+            self.delete_preview(&old).await;
+        }
+    }
+
+    /// Uploads a preview privately and makes it the job's; returns the one
+    /// it replaces.
+    async fn upload_preview(&self, job: JobId, preview: &Attachment) -> Option<Preview> {
+        let upload = SlackUpload {
+            filename: &preview.filename,
+            title: "preview",
+            alt_text: &preview.alt,
+            bytes: &preview.bytes,
+        };
+        match self.api.upload_private(&upload).await {
+            Ok(file_id) => self.previews().insert(
+                job,
+                Preview {
+                    file_id,
+                    alt: preview.alt.clone(),
+                },
+            ),
+            Err(e) => {
+                tracing::debug!(error = %e, "preview not uploaded");
+                None
+            }
+        }
+    }
+
+    async fn delete_preview(&self, preview: &Preview) {
+        if let Err(e) = self.api.delete_file(&preview.file_id).await {
+            tracing::debug!(error = %e, "an old preview was not deleted");
         }
     }
 
@@ -186,6 +253,9 @@ impl SlackDelivery {
             }),
         )
         .await?;
+        // The parent says it is done, without a preview: an empty blocks
+        // array removes the image block.
+        let preview = self.previews().remove(&job.id);
         if reply.edit_parent
             && let Err(e) = self
                 .api
@@ -193,10 +263,14 @@ impl SlackDelivery {
                     &reply.channel,
                     &parent,
                     &format!("{} — done ✅ (see the thread)", headline(job)),
+                    Some(&json!([])),
                 )
                 .await
         {
             tracing::warn!(error = %e, "Slack message not updated");
+        }
+        if let Some(preview) = preview {
+            self.delete_preview(&preview).await;
         }
         Ok(ts)
     }

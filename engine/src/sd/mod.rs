@@ -3,6 +3,7 @@ pub mod images;
 pub mod latents;
 pub mod noise;
 pub mod pipeline;
+pub mod preview;
 pub mod resnet;
 pub mod scheduler;
 pub mod size;

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
+use image::imageops::FilterType;
 use serde::de::DeserializeOwned;
 
 use crate::error::{EngineError, Result};
@@ -14,7 +15,7 @@ use crate::sd::scheduler::{self, Scheduler, SchedulerConfig, SchedulerKind};
 use crate::sd::source::ModelFiles;
 use crate::sd::taesd::TinyAutoEncoder;
 use crate::sd::text_encoder::{self, TextEncoder};
-use crate::sd::{unet, vae};
+use crate::sd::{images, preview, unet, vae};
 use wordup_tokenizer::ClipTokenizer;
 
 /// What a loaded pipeline runs on.
@@ -47,9 +48,11 @@ impl Stage {
     }
 }
 
-/// Progress callback: stage, step, total. Returning an error (say
+/// Progress callback: stage, step, total, and while denoising, once a step
+/// has run, that step's estimate of the finished latents (for a preview,
+/// [`StableDiffusion::preview`]). Returning an error (say
 /// [`EngineError::Cancelled`]) stops the run.
-pub type ProgressFn<'a> = dyn FnMut(Stage, usize, usize) -> Result<()> + 'a;
+pub type ProgressFn<'a> = dyn FnMut(Stage, usize, usize, Option<&Tensor>) -> Result<()> + 'a;
 
 /// One generation: a batch of images sharing a prompt, a seed per image.
 #[derive(Debug, Clone, PartialEq)]
@@ -321,7 +324,7 @@ impl StableDiffusion {
         if generation.seeds.is_empty() {
             return Err(EngineError::InvalidRequest("no images asked for".into()));
         }
-        progress(Stage::Encoding, 0, 1)?;
+        progress(Stage::Encoding, 0, 1, None)?;
         let conditioning = self.condition(
             &generation.prompt,
             generation.negative_prompt.as_deref(),
@@ -340,7 +343,7 @@ impl StableDiffusion {
             &mut streams,
             progress,
         )?;
-        progress(Stage::Decoding, 0, 1)?;
+        progress(Stage::Decoding, 0, 1, None)?;
         let images = self.decode_with(&latents, decoder)?;
         Ok(Drawing { images, latents })
     }
@@ -363,7 +366,7 @@ impl StableDiffusion {
                 generation.steps
             )));
         }
-        progress(Stage::Encoding, 0, 1)?;
+        progress(Stage::Encoding, 0, 1, None)?;
         let conditioning = self.condition(
             &generation.prompt,
             generation.negative_prompt.as_deref(),
@@ -398,7 +401,7 @@ impl StableDiffusion {
             &mut streams,
             progress,
         )?;
-        progress(Stage::Decoding, 0, 1)?;
+        progress(Stage::Decoding, 0, 1, None)?;
         self.decode(&latents)
     }
 
@@ -448,8 +451,9 @@ impl StableDiffusion {
         let guided = conditioning.negative.is_some();
         let timesteps = scheduler.timesteps().to_vec();
         let total = timesteps.len() - start;
+        let mut denoised: Option<Tensor> = None;
         for (done, (step, &timestep)) in timesteps.iter().enumerate().skip(start).enumerate() {
-            progress(Stage::Denoising, done, total)?;
+            progress(Stage::Denoising, done, total, denoised.as_ref())?;
             let input = if guided {
                 Tensor::cat(&[&latents, &latents], 0)?
             } else {
@@ -470,9 +474,11 @@ impl StableDiffusion {
             } else {
                 None
             };
-            latents = scheduler.step(&prediction, step, &latents, step_noise.as_ref())?;
+            let stepped = scheduler.step(&prediction, step, &latents, step_noise.as_ref())?;
+            latents = stepped.sample;
+            denoised = Some(stepped.denoised);
         }
-        progress(Stage::Denoising, total, total)?;
+        progress(Stage::Denoising, total, total, None)?;
         Ok(latents)
     }
 
@@ -497,6 +503,44 @@ impl StableDiffusion {
             .to_dtype(DType::F32)?
             .affine(0.5, 0.5)?
             .clamp(0f32, 1f32)?)
+    }
+}
+
+impl StableDiffusion {
+    /// Small images of a denoising estimate (`[n, C, h, w]` UNet latents),
+    /// each side at most [`preview::PREVIEW_SIDE`]: the draft decoder on
+    /// pooled latents when loaded, else the linear latent-to-RGB map.
+    pub fn preview(&self, denoised: &Tensor) -> Result<Vec<image::RgbImage>> {
+        let (_, _, h, w) = denoised.dims4()?;
+        let scale = self.vae_scale();
+        let pool = preview::pool_factor(h, w, scale);
+        let pixels = match &self.draft_decoder {
+            Some(draft) => {
+                let small = if pool > 1 {
+                    denoised.avg_pool2d(pool)?
+                } else {
+                    denoised.clone()
+                };
+                draft
+                    .decode_unet_latents(&small)?
+                    .to_dtype(DType::F32)?
+                    .affine(0.5, 0.5)?
+                    .clamp(0f32, 1f32)?
+            }
+            None => preview::linear_rgb(denoised)?,
+        };
+        let side = |latent: usize| (latent * scale / pool).max(1) as u32;
+        images::to_rgb(&pixels)?
+            .into_iter()
+            .map(|image| {
+                let (width, height) = (side(w), side(h));
+                Ok(if image.dimensions() == (width, height) {
+                    image
+                } else {
+                    image::imageops::resize(&image, width, height, FilterType::Triangle)
+                })
+            })
+            .collect()
     }
 }
 

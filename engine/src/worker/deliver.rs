@@ -25,21 +25,26 @@ pub(super) fn picture(
 ) -> Result<RgbImage, EngineError> {
     match kind {
         ResultKind::Upscaled => Ok(drawn[0].image.clone()),
-        ResultKind::Grid => {
-            let tiles: Vec<RgbImage> = drawn
-                .iter()
-                .zip(withheld)
-                .map(|(d, w)| {
-                    if *w {
-                        RgbImage::from_pixel(d.image.width(), d.image.height(), WITHHELD_TILE)
-                    } else {
-                        d.image.clone()
-                    }
-                })
-                .collect();
-            output::grid(&tiles, 2)
-        }
+        ResultKind::Grid => grid(drawn.iter().map(|d| &d.image), withheld),
     }
+}
+
+/// Images in a 2×2 grid, withheld ones greyed out.
+pub(super) fn grid<'a>(
+    images: impl Iterator<Item = &'a RgbImage>,
+    withheld: &[bool],
+) -> Result<RgbImage, EngineError> {
+    let tiles: Vec<RgbImage> = images
+        .zip(withheld)
+        .map(|(image, w)| {
+            if *w {
+                RgbImage::from_pixel(image.width(), image.height(), WITHHELD_TILE)
+            } else {
+                image.clone()
+            }
+        })
+        .collect();
+    output::grid(&tiles, 2)
 }
 
 /// The attachment's alt text, within both platforms' limits (Slack's 1000

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use candle_core::Tensor;
 use image::RgbImage;
 use tokio::sync::mpsc;
 use wordup_queue::{GRID_IMAGES, ImagineRequest, Progress};
@@ -11,33 +12,44 @@ use wordup_queue::{GRID_IMAGES, ImagineRequest, Progress};
 use super::lease::Flags;
 use super::metrics::{StageTimer, WorkerMetrics};
 use super::plan::{Draw, Source};
+use super::preview::Previews;
+use super::progress::Update;
 use super::render::{Drawn, Models};
 use crate::error::EngineError;
 use crate::sd::pipeline::{ProgressFn, Stage};
 
-/// Draws `draw` for `root` on a blocking thread.
+/// Draws `draw` for `root` on a blocking thread, with previews when asked.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn draw(
     models: Arc<Models>,
     metrics: Arc<WorkerMetrics>,
     flags: Arc<Flags>,
-    progress: mpsc::UnboundedSender<Progress>,
+    progress: mpsc::UnboundedSender<Update>,
+    mut previews: Option<Previews>,
     root: ImagineRequest,
     draw: Draw,
 ) -> Result<Vec<Drawn>, EngineError> {
     tokio::task::spawn_blocking(move || {
         let mut timer = StageTimer::new(&metrics);
-        let mut on_progress = |stage: Stage, step: usize, total: usize| {
-            if flags.stop_requested() {
-                return Err(EngineError::Cancelled);
-            }
-            timer.event(stage.name(), step);
-            let _ = progress.send(Progress {
-                stage: stage.name().to_owned(),
-                step: step as u32,
-                total: total as u32,
-            });
-            Ok(())
-        };
+        let mut on_progress =
+            |stage: Stage, step: usize, total: usize, denoised: Option<&Tensor>| {
+                if flags.stop_requested() {
+                    return Err(EngineError::Cancelled);
+                }
+                timer.event(stage.name(), step);
+                let preview = previews
+                    .as_mut()
+                    .and_then(|p| p.due(&models, denoised, step, total));
+                let _ = progress.send(Update {
+                    progress: Progress {
+                        stage: stage.name().to_owned(),
+                        step: step as u32,
+                        total: total as u32,
+                    },
+                    preview,
+                });
+                Ok(())
+            };
         render(&models, &root, draw, &mut on_progress)
     })
     .await

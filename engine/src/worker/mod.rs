@@ -15,6 +15,7 @@ mod draw;
 mod lease;
 pub mod metrics;
 mod plan;
+mod preview;
 mod progress;
 pub mod render;
 mod settle;
@@ -48,6 +49,8 @@ pub struct WorkerConfig {
     pub heartbeat: Duration,
     /// Least time between progress messages to the requester.
     pub progress_every: Duration,
+    /// Whether progress messages of multi-step jobs show previews.
+    pub previews: bool,
     /// nsfw probability from which an image is withheld.
     pub nsfw_threshold: f32,
     /// Model id written into each image's provenance.
@@ -178,16 +181,20 @@ impl<D: Delivery> Worker<D> {
             progress_rx,
             flags.clone(),
         ));
-        let _ = progress_tx.send(Progress {
-            stage: "starting".into(),
-            step: 0,
-            total: 1,
+        let _ = progress_tx.send(progress::Update {
+            progress: Progress {
+                stage: "starting".into(),
+                step: 0,
+                total: 1,
+            },
+            preview: None,
         });
         let drawn = draw::draw(
             self.models.clone(),
             self.metrics.clone(),
             flags.clone(),
             progress_tx,
+            self.previews(job),
             root.clone(),
             draw,
         )

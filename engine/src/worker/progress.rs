@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use wordup_queue::{Delivery, Job, Progress, Queue, QueueError};
+use wordup_queue::{Attachment, Delivery, Job, Progress, Queue, QueueError};
 
 use super::lease::Flags;
 
@@ -19,22 +19,35 @@ fn should_store(last: Option<(Duration, &str)>, stage: &str) -> bool {
     last.is_none_or(|(since, last_stage)| last_stage != stage || since >= STORE_EVERY)
 }
 
+/// What the drawing thread reports.
+#[derive(Debug)]
+pub(super) struct Update {
+    pub progress: Progress,
+    /// A preview of the images so far, now and then.
+    pub preview: Option<Attachment>,
+}
+
 /// Stores progress and shows it to the requester (at most once per
-/// `every`) until `events` closes.
+/// `every`, with the latest preview not yet shown) until `events` closes.
 pub(super) async fn report<D: Delivery>(
     queue: Queue,
     delivery: Arc<D>,
     job: Job,
     every: Duration,
-    mut events: mpsc::UnboundedReceiver<Progress>,
+    mut events: mpsc::UnboundedReceiver<Update>,
     flags: Arc<Flags>,
 ) {
     let mut stored_at: Option<(Instant, String)> = None;
     let mut shown_at: Option<Instant> = None;
-    while let Some(mut progress) = events.recv().await {
-        // Only the latest event matters once we fall behind.
+    let mut preview: Option<Attachment> = None;
+    while let Some(update) = events.recv().await {
+        // Only the latest event matters once we fall behind, and the
+        // latest preview.
+        let mut progress = update.progress;
+        preview = update.preview.or(preview);
         while let Ok(next) = events.try_recv() {
-            progress = next;
+            progress = next.progress;
+            preview = next.preview.or(preview);
         }
         let last = stored_at
             .as_ref()
@@ -51,7 +64,9 @@ pub(super) async fn report<D: Delivery>(
             stored_at = Some((Instant::now(), progress.stage.clone()));
         }
         if shown_at.is_none_or(|at| at.elapsed() >= every) {
-            delivery.progress(&job, &progress).await;
+            delivery
+                .progress(&job, &progress, preview.take().as_ref())
+                .await;
             shown_at = Some(Instant::now());
         }
     }

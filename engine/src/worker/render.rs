@@ -139,7 +139,7 @@ impl Models {
     /// A draft image's latents ([`Drawn::draft_latents`]) decoded with the
     /// model's full VAE.
     pub fn full_decode(&self, draft_latents: &[u8], progress: &mut ProgressFn) -> Result<RgbImage> {
-        progress(Stage::Decoding, 0, 1)?;
+        progress(Stage::Decoding, 0, 1, None)?;
         let latents =
             latents::from_bytes(draft_latents, &self.pipeline.device, self.pipeline.dtype)?;
         let channels = self.pipeline.vae.config.latent_channels;
@@ -150,7 +150,7 @@ impl Models {
             )));
         }
         let decoded = self.pipeline.decode(&latents.unsqueeze(0)?)?;
-        progress(Stage::Decoding, 1, 1)?;
+        progress(Stage::Decoding, 1, 1, None)?;
         images::to_rgb(&decoded)?
             .into_iter()
             .next()
@@ -220,7 +220,7 @@ impl Models {
                 "upscaling is not available on this engine (no upscaler weights)".into(),
             )
         })?;
-        let mut on_tile = |done: usize, total: usize| progress(Stage::Upscaling, done, total);
+        let mut on_tile = |done: usize, total: usize| progress(Stage::Upscaling, done, total, None);
         match mode {
             UpscaleMode::Plain => {
                 refine::gan_upscale(upscaler, source, 4, self.tiling, &mut on_tile)

@@ -138,7 +138,7 @@ fn load(model: &std::path::Path, device: &Device, dtype: DType) -> Result<Stable
 /// Images `[n, 3, H, W]` in [0, 1], f32, on the host: the copy waits for
 /// the device, so a timing around this call is the whole generation.
 fn draw(pipeline: &StableDiffusion, generation: &Generation) -> Result<Tensor> {
-    let images = pipeline.txt2img(generation, &mut |_, _, _| Ok(()))?;
+    let images = pipeline.txt2img(generation, &mut |_, _, _, _| Ok(()))?;
     Ok(images.to_dtype(DType::F32)?.to_device(&Device::Cpu)?)
 }
 

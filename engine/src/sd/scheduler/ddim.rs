@@ -3,7 +3,7 @@
 use candle_core::{Result, Tensor};
 
 use super::schedule::{self, PredictionType, TimestepSpacing};
-use super::{SchedulerConfig, lincomb};
+use super::{SchedulerConfig, Stepped, lincomb};
 
 #[derive(Debug, Clone)]
 pub struct Ddim {
@@ -51,7 +51,7 @@ impl Ddim {
         }
     }
 
-    pub fn step(&self, model_output: &Tensor, step: usize, sample: &Tensor) -> Result<Tensor> {
+    pub fn step(&self, model_output: &Tensor, step: usize, sample: &Tensor) -> Result<Stepped> {
         let t = self.timesteps[step] as i64;
         let prev_t = t - self.step_ratio as i64;
         let alpha = self.alpha_at(t);
@@ -85,12 +85,16 @@ impl Ddim {
             Some(range) => pred_original.clamp(-range, range)?,
             None => pred_original,
         };
-        lincomb(
+        let sample = lincomb(
             &pred_original,
             alpha_prev.sqrt(),
             &pred_epsilon,
             (1.0 - alpha_prev).sqrt(),
-        )
+        )?;
+        Ok(Stepped {
+            sample,
+            denoised: pred_original,
+        })
     }
 
     pub fn add_noise(&self, original: &Tensor, noise: &Tensor, step: usize) -> Result<Tensor> {

@@ -4,7 +4,7 @@
 use candle_core::{Result, Tensor};
 
 use super::schedule::{self, PredictionType, TimestepSpacing};
-use super::{SchedulerConfig, lincomb};
+use super::{SchedulerConfig, Stepped, lincomb};
 
 #[derive(Debug, Clone)]
 pub struct Euler {
@@ -55,7 +55,7 @@ impl Euler {
         step: usize,
         sample: &Tensor,
         noise: Option<&Tensor>,
-    ) -> Result<Tensor> {
+    ) -> Result<Stepped> {
         let sigma = self.sigmas[step];
         let sigma_next = self.sigmas[step + 1];
         let pred_original = match self.prediction {
@@ -79,12 +79,16 @@ impl Euler {
         let dt = sigma_to - sigma;
         let derivative = (sample - &pred_original)?.affine(1.0 / sigma, 0.0)?;
         let prev = (sample + derivative.affine(dt, 0.0)?)?;
-        match noise {
+        let sample = match noise {
             Some(noise) if self.ancestral && sigma_up > 0.0 => {
-                prev + noise.affine(sigma_up, 0.0)?
+                (prev + noise.affine(sigma_up, 0.0)?)?
             }
-            _ => Ok(prev),
-        }
+            _ => prev,
+        };
+        Ok(Stepped {
+            sample,
+            denoised: pred_original,
+        })
     }
 
     pub fn add_noise(&self, original: &Tensor, noise: &Tensor, step: usize) -> Result<Tensor> {

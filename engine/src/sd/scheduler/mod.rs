@@ -103,6 +103,14 @@ pub struct SchedulerConfig {
     pub clip_sample_range: f64,
 }
 
+/// One step's outcome: the latents the next step starts from, and the
+/// step's estimate of the finished latents (what a preview shows).
+#[derive(Debug, Clone)]
+pub struct Stepped {
+    pub sample: Tensor,
+    pub denoised: Tensor,
+}
+
 /// A scheduler set up for a number of inference steps.
 #[derive(Debug, Clone)]
 pub enum Scheduler {
@@ -164,7 +172,7 @@ impl Scheduler {
         step: usize,
         sample: &Tensor,
         noise: Option<&Tensor>,
-    ) -> Result<Tensor> {
+    ) -> Result<Stepped> {
         match self {
             Scheduler::Ddim(s) => s.step(model_output, step, sample),
             Scheduler::Euler(s) => s.step(model_output, step, sample, noise),
@@ -190,4 +198,44 @@ pub fn img2img_start(steps: usize, strength: f64) -> usize {
 /// `a·x + b·y` for tensors of one shape.
 pub(crate) fn lincomb(x: &Tensor, a: f64, y: &Tensor, b: f64) -> Result<Tensor> {
     x.affine(a, 0.0)? + y.affine(b, 0.0)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn config(prediction: &str) -> SchedulerConfig {
+        serde_json::from_value(serde_json::json!({
+            "_class_name": "EulerDiscreteScheduler",
+            "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012,
+            "timestep_spacing": "trailing", "prediction_type": prediction,
+        }))
+        .unwrap()
+    }
+
+    /// A step's estimate of the finished latents is the sample a step to
+    /// σ = 0 (Euler) or to ᾱ = 1 (DDIM) lands on: the last step's output.
+    #[test]
+    fn the_last_steps_estimate_is_its_output() {
+        let device = Device::Cpu;
+        let sample = Tensor::randn(0f32, 1.0, (1, 4, 3, 3), &device).unwrap();
+        let output = Tensor::randn(0f32, 1.0, (1, 4, 3, 3), &device).unwrap();
+        for kind in [SchedulerKind::EulerDiscrete, SchedulerKind::Ddim] {
+            for prediction in ["epsilon", "v_prediction", "sample"] {
+                let scheduler = Scheduler::new(kind, &config(prediction), 2);
+                let last = scheduler.timesteps().len() - 1;
+                let stepped = scheduler.step(&output, last, &sample, None).unwrap();
+                let gap = (stepped.sample - stepped.denoised)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(gap < 1e-5, "{kind:?} {prediction}: {gap}");
+            }
+        }
+    }
 }
