@@ -16,6 +16,8 @@ pub const MAX_GUIDANCE: f32 = 20.0;
 pub const MAX_ASPECT_SIDE: u32 = 32;
 /// Longest side over shortest side.
 pub const MAX_ASPECT_STRETCH: u32 = 4;
+/// Most candidates drawn per image shown (`--quality`).
+pub const MAX_QUALITY: u32 = 4;
 
 /// What `/imagine` asked for, before channel defaults.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -30,6 +32,9 @@ pub struct ImagineArgs {
     pub tier: Option<Tier>,
     /// `--draft`: a quick, softer decode (the engine's draft decoder).
     pub draft: bool,
+    /// `--quality K`: K candidates drawn per image shown, the best kept by
+    /// CLIP score.
+    pub quality: Option<u32>,
 }
 
 /// Why a prompt was refused; the text is shown to the user as is.
@@ -42,7 +47,7 @@ pub enum GrammarError {
     #[error("`--no` is {chars} characters long; the limit is {MAX_NEGATIVE_CHARS}")]
     NegativeTooLong { chars: usize },
     #[error(
-        "unknown parameter `{0}`; try --ar, --seed, --no, --steps, --guidance, --style, --draft, --fast or --relax"
+        "unknown parameter `{0}`; try --ar, --seed, --no, --steps, --guidance, --style, --quality, --draft, --fast or --relax"
     )]
     UnknownFlag(String),
     #[error("`{0}` needs a value")]
@@ -131,6 +136,19 @@ pub fn parse_imagine(text: &str) -> Result<ImagineArgs, GrammarError> {
                 }
                 negative_words = Some(Vec::new());
                 in_negative = true;
+            }
+            "quality" | "q" => {
+                let raw = value("--quality")?;
+                let quality = raw
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|q| (1..=MAX_QUALITY).contains(q))
+                    .ok_or_else(|| GrammarError::BadValue {
+                        flag: "--quality",
+                        value: raw.to_owned(),
+                        expected: format!("a whole number from 1 to {MAX_QUALITY}"),
+                    })?;
+                set(&mut args.quality, "--quality", quality)?;
             }
             "draft" => {
                 if args.draft {
@@ -240,6 +258,9 @@ impl fmt::Display for ImagineArgs {
         }
         if let Some(s) = &self.style {
             write!(f, " --style {s}")?;
+        }
+        if let Some(q) = self.quality {
+            write!(f, " --quality {q}")?;
         }
         if self.draft {
             f.write_str(" --draft")?;
@@ -369,8 +390,36 @@ mod tests {
             }),
         );
         check(
+            "a cat --qualities 2",
+            Err(GrammarError::UnknownFlag("--qualities".into())),
+        );
+        check(
             "a cat --quality 2",
-            Err(GrammarError::UnknownFlag("--quality".into())),
+            Ok(ImagineArgs {
+                quality: Some(2),
+                ..prompt("a cat")
+            }),
+        );
+        check(
+            "a cat --q 4 at night",
+            Ok(ImagineArgs {
+                quality: Some(4),
+                ..prompt("a cat at night")
+            }),
+        );
+        for bad in ["0", "5", "two", "1.5"] {
+            check(
+                &format!("a cat --quality {bad}"),
+                Err(GrammarError::BadValue {
+                    flag: "--quality",
+                    value: bad.into(),
+                    expected: "a whole number from 1 to 4".into(),
+                }),
+            );
+        }
+        check(
+            "a --quality 2 --quality 3",
+            Err(GrammarError::Repeated { flag: "--quality" }),
         );
         check("a cat --ar", Err(GrammarError::MissingValue("--ar")));
         check("a cat --no", Err(GrammarError::MissingValue("--no")));

@@ -170,6 +170,7 @@ fn kept_draft_latents_decode_to_the_full_runs_image() {
         images: 2,
         model: None,
         draft: true,
+        quality: 1,
     };
     let mut no_progress = |_, _, _, _: Option<&Tensor>| Ok(());
     let drafts = models

@@ -126,6 +126,14 @@ pub struct ImagineRequest {
     /// the model's VAE. Absent in requests stored before it existed.
     #[serde(default)]
     pub draft: bool,
+    /// `--quality K`: K candidates drawn per image shown, the best kept by
+    /// CLIP score. 1 (draw what is shown) in requests stored before it existed.
+    #[serde(default = "one")]
+    pub quality: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -24,6 +24,7 @@ pub fn imagine(prompt: &str) -> Request {
         images: 4,
         model: None,
         draft: false,
+        quality: 1,
     })
 }
 

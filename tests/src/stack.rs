@@ -295,6 +295,10 @@ impl Stack {
                 "WORDUP_SAFETY_WEIGHTS",
                 weights.join("open_nsfw.safetensors"),
             )
+            .env(
+                "WORDUP_CLIP_MODEL",
+                wordup_engine_testkit::fixtures::fixtures().join("clip-tiny"),
+            )
             .env("WORDUP_POLL_SECS", "0.5")
             .env("WORDUP_METRICS_BIND", format!("127.0.0.1:{metrics_port}"))
             .env("WORDUP_PROGRESS_EDIT_SECS", "0.3");

@@ -1481,3 +1481,153 @@ async fn progress_edits_show_a_preview_that_the_result_replaces() {
         json!([])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_carry_clip_scores_and_the_concept_check_withholds() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    stack.start_engine(&[]).await.unwrap();
+
+    let (id, token) = new_interaction();
+    acked(
+        &stack,
+        &interactions::imagine(&id, &token, &alice(), "a windmill --seed 2"),
+    )
+    .await;
+    let grid = stack.fake.wait_for_messages(1, POST_TIMEOUT).await.unwrap()[0].clone();
+    let job = assert_grid(&grid);
+    wait_for_state(&stack, job, JobState::Succeeded).await;
+    // Every stored image has its score; the message and the alt text list
+    // them in reading order, as stored.
+    let stored = stack.queue.images(job).await.unwrap();
+    let scores: Vec<String> = stored
+        .iter()
+        .map(|image| format!("{:.1}", image.score.expect("a CLIP score")))
+        .collect();
+    let content = grid.payload["content"].as_str().unwrap();
+    assert!(
+        content.contains(&format!("· CLIP {}", scores.join(" / "))),
+        "{content} vs {scores:?}"
+    );
+    let alt = grid.payload["attachments"][0]["description"]
+        .as_str()
+        .unwrap();
+    assert!(
+        alt.starts_with(&format!(
+            "Four AI-generated images in a grid (CLIP scores {}): a windmill",
+            scores.join(", ")
+        )),
+        "{alt}"
+    );
+    let provenance = wordup_engine::finish::output::png_text(&stored[0].png).unwrap();
+    assert!(
+        provenance
+            .iter()
+            .any(|(k, v)| k == "clip_score" && v.parse::<f32>().is_ok()),
+        "{provenance:?}"
+    );
+
+    // A blocked concept CLIP sees (any, at threshold 0) withholds the image
+    // as the safety check does.
+    stack.stop_engine().await.unwrap();
+    stack
+        .start_engine(&[
+            ("WORDUP_BLOCKED_CONCEPTS", "windmill, tulips"),
+            ("WORDUP_CONCEPT_THRESHOLD", "0"),
+        ])
+        .await
+        .unwrap();
+    let (id, token) = new_interaction();
+    acked(
+        &stack,
+        &interactions::imagine(&id, &token, &alice(), "a windmill --seed 3"),
+    )
+    .await;
+    let job = job_made_by(&stack, &id).await.unwrap().id;
+    wait_for_state(&stack, job, JobState::Succeeded).await;
+    assert_eq!(stack.fake.messages().len(), 1, "nothing more posted");
+    assert!(
+        stack.queue.images(job).await.unwrap().is_empty(),
+        "nothing stored"
+    );
+    let edit = wait_for_original_edit(&stack, &token, "withheld").await;
+    assert!(
+        edit.contains("all images were withheld by the safety check"),
+        "{edit}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quality_posts_the_best_candidates_by_clip_score() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    stack.start_engine(&[]).await.unwrap();
+
+    // Seeds 10–17 drawn as two plain grids, then as one --quality 2 job.
+    let mut jobs = Vec::new();
+    for (n, prompt) in [
+        "a kite on a beach --seed 10",
+        "a kite on a beach --seed 14",
+        "a kite on a beach --seed 10 --quality 2",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (id, token) = new_interaction();
+        acked(
+            &stack,
+            &interactions::imagine(&id, &token, &alice(), prompt),
+        )
+        .await;
+        let grid = stack
+            .fake
+            .wait_for_messages(n + 1, POST_TIMEOUT)
+            .await
+            .unwrap()[n]
+            .clone();
+        let job = assert_grid(&grid);
+        wait_for_state(&stack, job, JobState::Succeeded).await;
+        jobs.push((job, grid));
+    }
+    let mut candidates: Vec<(i64, f32)> = Vec::new();
+    for (job, _) in &jobs[..2] {
+        for image in stack.queue.images(*job).await.unwrap() {
+            candidates.push((image.seed, image.score.unwrap()));
+        }
+    }
+    assert_eq!(candidates.len(), 8);
+    candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let (quality_job, quality_grid) = &jobs[2];
+    let shown: Vec<(i64, f32)> = stack
+        .queue
+        .images(*quality_job)
+        .await
+        .unwrap()
+        .iter()
+        .map(|image| (image.seed, image.score.unwrap()))
+        .collect();
+    // The four best of the eight, best first, stored in the order shown.
+    assert_eq!(shown, candidates[..4], "all: {candidates:?}");
+    let content = quality_grid.payload["content"].as_str().unwrap();
+    assert!(content.contains("best 4 of 8 by CLIP"), "{content}");
+
+    // U1 upscales the best candidate, whatever its seed.
+    let (id, token) = new_interaction();
+    let u1 = format!("wu:u:{quality_job}:0");
+    acked(
+        &stack,
+        &interactions::button(&id, &token, &alice(), &u1, &quality_grid.json()),
+    )
+    .await;
+    let upscaled = stack.fake.wait_for_messages(4, POST_TIMEOUT).await.unwrap()[3].clone();
+    let content = upscaled.payload["content"].as_str().unwrap();
+    assert!(content.contains("image 1 upscaled"), "{content}");
+    let upscale_job = job_of(&upscaled);
+    wait_for_state(&stack, upscale_job, JobState::Succeeded).await;
+    let parent = stack.queue.job(upscale_job).await.unwrap().unwrap();
+    assert!(
+        matches!(parent.request, Request::Upscale { parent, index: 0, .. } if parent == *quality_job),
+        "{:?}",
+        parent.request
+    );
+}

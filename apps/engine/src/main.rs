@@ -76,6 +76,34 @@ struct FinishArgs {
     upscale_tile: usize,
 }
 
+/// CLIP's settings: scores, reranking and the concept check.
+#[derive(Args)]
+struct JudgeArgs {
+    /// CLIP model (hub id or transformers directory); `off` for none. `run`
+    /// defaults to the CLIP matching the model; `imagine` scores nothing
+    /// when unset.
+    #[arg(long, env = "WORDUP_CLIP_MODEL")]
+    clip: Option<String>,
+    /// Concepts CLIP must not see in an image (comma-separated), a second
+    /// safety signal beside open_nsfw.
+    #[arg(long, env = "WORDUP_BLOCKED_CONCEPTS", value_delimiter = ',')]
+    blocked_concepts: Vec<String>,
+    /// CLIP score from which a blocked concept counts as present.
+    #[arg(long, env = "WORDUP_CONCEPT_THRESHOLD", default_value_t = 25.0)]
+    concept_threshold: f32,
+}
+
+impl JudgeArgs {
+    /// The blocked concepts, trimmed, empty ones dropped.
+    fn concepts(&self) -> Vec<String> {
+        self.blocked_concepts
+            .iter()
+            .map(|c| c.trim().to_owned())
+            .filter(|c| !c.is_empty())
+            .collect()
+    }
+}
+
 #[derive(Args)]
 struct UpscaleArgs {
     /// The image to upscale.
@@ -197,16 +225,8 @@ struct ImagineArgs {
     /// img2img), as the U buttons and their variants do.
     #[arg(long, default_value = "plain", value_parser = parse_upscale_mode)]
     upscale_mode: UpscaleMode,
-    /// CLIP model for scores and --rerank (hub id or directory); no scores when unset.
-    #[arg(long, env = "WORDUP_CLIP_MODEL")]
-    clip: Option<String>,
-    /// Concepts CLIP must not see in an image (comma-separated), a second
-    /// safety signal when CLIP is loaded.
-    #[arg(long, env = "WORDUP_BLOCKED_CONCEPTS", value_delimiter = ',')]
-    blocked_concepts: Vec<String>,
-    /// CLIP score from which a blocked concept counts as present.
-    #[arg(long, env = "WORDUP_CONCEPT_THRESHOLD", default_value_t = 25.0)]
-    concept_threshold: f32,
+    #[command(flatten)]
+    judge: JudgeArgs,
     #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
@@ -370,7 +390,7 @@ async fn imagine(args: ImagineArgs) -> Result<()> {
         guidance,
         seeds: seeds.clone(),
     };
-    let clip = match &args.clip {
+    let clip = match args.judge.clip.as_deref().filter(|c| *c != "off") {
         Some(spec) => Some(load_clip(spec, &options.device).await?),
         None if args.rerank.is_some() => {
             bail!("--rerank needs CLIP: pass --clip or set WORDUP_CLIP_MODEL")
@@ -442,19 +462,19 @@ async fn imagine(args: ImagineArgs) -> Result<()> {
             continue;
         }
         if let Some(clip) = &clip
-            && !args.blocked_concepts.is_empty()
+            && !args.judge.concepts().is_empty()
         {
             let hits = clip.concepts_present(
                 &generated[i],
-                &args.blocked_concepts,
-                args.concept_threshold,
+                &args.judge.concepts(),
+                args.judge.concept_threshold,
             )?;
             if let Some((concept, score)) = hits.first() {
                 eprintln!(
                     "warning: image {} (seed {}) withheld: CLIP sees \"{concept}\" (score {score:.1} ≥ {:.1})",
                     rank + 1,
                     seeds[i],
-                    args.concept_threshold
+                    args.judge.concept_threshold
                 );
                 continue;
             }
@@ -551,7 +571,7 @@ fn step_bar(steps: usize) -> ProgressBar {
     bar
 }
 
-async fn load_clip(spec: &str, device: &candle_core::Device) -> Result<Clip> {
+pub(crate) async fn load_clip(spec: &str, device: &candle_core::Device) -> Result<Clip> {
     let dir = source::fetch_dir(
         spec,
         None,

@@ -15,16 +15,17 @@ use wordup_chat::metrics::ApiMetrics;
 use wordup_chat::slack::SlackSettings;
 use wordup_chat::slack::delivery::SlackDelivery;
 use wordup_engine::finish::upscale::{self, Tiling, Upscaler};
+use wordup_engine::judge::clip::Clip;
 use wordup_engine::judge::safety::OpenNsfw;
 use wordup_engine::sd::pipeline::StableDiffusion;
-use wordup_engine::sd::source::ModelSource;
+use wordup_engine::sd::source::{self, ModelSource};
 use wordup_engine::worker::metrics::WorkerMetrics;
 use wordup_engine::worker::render::Models;
 use wordup_engine::worker::{Worker, WorkerConfig};
 use wordup_runtime::metrics::MetricsState;
 use wordup_runtime::settings::DatabaseSettings;
 
-use crate::{FinishArgs, ModelArgs, add_draft_decoder, fetch};
+use crate::{FinishArgs, JudgeArgs, ModelArgs, add_draft_decoder, fetch, load_clip};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -32,6 +33,8 @@ pub struct RunArgs {
     database: DatabaseSettings,
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    judge: JudgeArgs,
     #[command(flatten)]
     finish: FinishArgs,
     #[command(flatten)]
@@ -61,30 +64,7 @@ pub struct RunArgs {
     no_safety_check: bool,
 }
 
-/// Settings other commands read that the worker does not act on yet: set,
-/// they would look like a policy in force while doing nothing.
-const NOT_ACTED_ON_BY_RUN: &[&str] = &["WORDUP_BLOCKED_CONCEPTS", "WORDUP_CLIP_MODEL"];
-
-/// Refuses to start when a setting `run` does not act on is set (non-empty).
-fn refuse_inert_settings(set: impl Fn(&str) -> bool) -> Result<()> {
-    let inert: Vec<&str> = NOT_ACTED_ON_BY_RUN
-        .iter()
-        .copied()
-        .filter(|name| set(name))
-        .collect();
-    anyhow::ensure!(
-        inert.is_empty(),
-        "{} {} set, but `wordup-engine run` does not act on {}: unset {} (it applies to the offline `imagine` command only)",
-        inert.join(", "),
-        if inert.len() == 1 { "is" } else { "are" },
-        if inert.len() == 1 { "it" } else { "them" },
-        if inert.len() == 1 { "it" } else { "them" },
-    );
-    Ok(())
-}
-
 pub async fn run(args: RunArgs) -> Result<()> {
-    refuse_inert_settings(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))?;
     let queue = args.database.connect_and_migrate().await?;
     let lease = args.database.queue.queue_config()?.lease;
     // Metrics first, so that an orchestrator sees the engine alive (not
@@ -185,6 +165,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
             &candle_core::Device::Cpu,
         )?))
     };
+    let clip = worker_clip(
+        &args.judge,
+        pipeline.unet_config.cross_attention_dim,
+        &options.device,
+    )
+    .await?;
     let secs = |name: &str, v: f64| {
         Duration::try_from_secs_f64(v)
             .with_context(|| format!("{name} must be a non-negative number"))
@@ -200,6 +186,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             },
         }),
         safety,
+        clip,
         delivery: Arc::new(ChatDelivery { discord, slack }),
         config: WorkerConfig {
             batch: args.batch.max(1),
@@ -207,6 +194,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
             heartbeat: lease / 3,
             progress_every: secs("WORDUP_PROGRESS_EDIT_SECS", args.progress_edit_secs)?,
             previews: !args.no_previews,
+            blocked_concepts: args.judge.concepts(),
+            concept_threshold: args.judge.concept_threshold,
             nsfw_threshold: args.finish.nsfw_threshold,
             model_id: ModelSource::parse(&args.model.model, args.model.revision.as_deref()).id(),
             draft_decoder_id,
@@ -225,21 +214,39 @@ pub async fn run(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn settings_the_worker_ignores_stop_it_from_starting() {
-        assert!(refuse_inert_settings(|_| false).is_ok());
-        let error = refuse_inert_settings(|name| name == "WORDUP_CLIP_MODEL")
-            .unwrap_err()
-            .to_string();
-        assert!(error.starts_with("WORDUP_CLIP_MODEL is set"), "{error}");
-        let error = refuse_inert_settings(|_| true).unwrap_err().to_string();
-        assert!(
-            error.starts_with("WORDUP_BLOCKED_CONCEPTS, WORDUP_CLIP_MODEL are set"),
-            "{error}"
-        );
+/// The worker's CLIP: the one named, else the one matching the model's text
+/// encoder; none when `off`. Without it results carry no scores and
+/// `--quality` draws without reranking; the concept check cannot do without.
+async fn worker_clip(
+    judge: &JudgeArgs,
+    cross_attention_dim: usize,
+    device: &candle_core::Device,
+) -> Result<Option<Arc<Clip>>> {
+    let concepts = judge.concepts();
+    let spec = match judge.clip.as_deref() {
+        Some("off") => {
+            anyhow::ensure!(
+                concepts.is_empty(),
+                "WORDUP_BLOCKED_CONCEPTS is set but WORDUP_CLIP_MODEL is off: the concept check needs CLIP"
+            );
+            tracing::info!("no CLIP (WORDUP_CLIP_MODEL=off): results carry no scores");
+            return Ok(None);
+        }
+        Some(spec) => spec,
+        None => source::clip_for(cross_attention_dim),
+    };
+    match load_clip(spec, device).await {
+        Ok(clip) => {
+            tracing::info!(clip = spec, "CLIP loaded");
+            Ok(Some(Arc::new(clip)))
+        }
+        Err(error) if concepts.is_empty() => {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "no CLIP: results carry no scores and --quality draws without reranking"
+            );
+            Ok(None)
+        }
+        Err(error) => Err(error.context("the concept check (WORDUP_BLOCKED_CONCEPTS) needs CLIP")),
     }
 }

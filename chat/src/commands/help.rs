@@ -2,7 +2,7 @@
 
 use wordup_queue::style;
 
-use crate::grammar::{MAX_GUIDANCE, MAX_PROMPT_CHARS, MAX_STEPS};
+use crate::grammar::{MAX_GUIDANCE, MAX_PROMPT_CHARS, MAX_QUALITY, MAX_STEPS};
 
 /// The help text; `settings_command` is how the platform names /settings.
 pub fn text(settings_command: &str, queue_command: &str, cancel_command: &str) -> String {
@@ -15,6 +15,7 @@ pub fn text(settings_command: &str, queue_command: &str, cancel_command: &str) -
          • `--steps N` denoising steps (1–{MAX_STEPS})\n\
          • `--guidance G` how closely to follow the prompt (0–{MAX_GUIDANCE})\n\
          • `--style <preset>` one of {}\n\
+         • `--quality K` draws K×4 candidates and shows the best four by CLIP score (1–{MAX_QUALITY}; K times slower)\n\
          • `--draft` a quick preview: decoded by a tiny decoder with ~18× fewer FLOPs than the full one, softer in detail; U and V on a draft work from its full-quality decode, 🔄 stays a draft\n\
          • `--fast` / `--relax` which line to wait in (relax waits behind fast, never forever)\n\
          Under a grid: **U1–U4** upscale an image, **V1–V4** make variations of one, **🔄** re-rolls, **❌** deletes it (yours, or any if you manage the channel).\n\
@@ -38,6 +39,7 @@ mod tests {
             "--seed",
             "--steps",
             "--guidance",
+            "--quality",
             "--style",
             "--draft",
             "--fast",

@@ -27,6 +27,7 @@ pub fn plan(
         images: u32::from(GRID_IMAGES),
         model: None,
         draft: args.draft,
+        quality: args.quality.unwrap_or(1),
     };
     let tier = args
         .tier
@@ -139,6 +140,7 @@ mod tests {
             images: 4,
             model: None,
             draft: false,
+            quality: 1,
         };
         // "fox" is one token of CLIP's vocabulary.
         assert_eq!(

@@ -29,6 +29,7 @@ pub fn queued(id: i64, platform: &str, user: &str) -> Job {
             images: 4,
             model: None,
             draft: false,
+            quality: 1,
         }),
         batch_key: "k".into(),
         sort_key: now,

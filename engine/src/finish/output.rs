@@ -104,16 +104,22 @@ fn xml_escape(text: &str) -> String {
 /// Alt text for an image made from `prompt`: says it is AI-generated and
 /// what was asked, within Discord's 1024-character description limit.
 pub fn alt_text(prompt: &str) -> String {
-    capped_alt("AI-generated image", prompt)
+    capped_alt(IMAGE_ALT, prompt)
 }
+
+/// What alt text says one image is.
+pub const IMAGE_ALT: &str = "AI-generated image";
+/// What alt text says a 2×2 grid is.
+pub const GRID_ALT: &str = "Four AI-generated images in a grid";
 
 /// Alt text for the 2×2 grid of four images made from `prompt`, within the
 /// same limit.
 pub fn grid_alt_text(prompt: &str) -> String {
-    capped_alt("Four AI-generated images in a grid", prompt)
+    capped_alt(GRID_ALT, prompt)
 }
 
-fn capped_alt(what: &str, prompt: &str) -> String {
+/// "{what}: {prompt}", the prompt cut to keep it within 1000 characters.
+pub fn capped_alt(what: &str, prompt: &str) -> String {
     const LIMIT: usize = 1000;
     let prompt = prompt.split_whitespace().collect::<Vec<_>>().join(" ");
     let text = format!("{what}: {prompt}");

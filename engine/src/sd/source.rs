@@ -75,6 +75,16 @@ pub const DEFAULT_TAESD: &str = "madebyollin/taesd";
 
 /// The default CLIP for scores and reranking.
 pub const DEFAULT_CLIP: &str = "openai/clip-vit-base-patch32";
+/// The CLIP that reads text as a model's text encoder does: OpenAI's
+/// ViT-L/14 for SD 1.x (768-wide text states), OpenCLIP's ViT-H/14 for SD
+/// 2.x and SD-Turbo (1024).
+pub fn clip_for(cross_attention_dim: usize) -> &'static str {
+    match cross_attention_dim {
+        768 => "openai/clip-vit-large-patch14",
+        _ => "laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
+    }
+}
+
 /// Files of a transformers CLIP directory.
 pub const CLIP_FILES: &[&str] = &[
     "config.json",
@@ -355,4 +365,19 @@ fn download_error(repo: &str, file: &str, error: ApiError) -> EngineError {
          run `wordup-engine models fetch` where it is online and copy HF_HOME over, or pass a \
          local model directory"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_model_family_gets_the_clip_of_its_text_encoder() {
+        for (width, clip) in [
+            (768, "openai/clip-vit-large-patch14"),
+            (1024, "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"),
+        ] {
+            assert_eq!(clip_for(width), clip, "{width}");
+        }
+    }
 }

@@ -5,6 +5,7 @@ use image::RgbImage;
 use wordup_queue::{Delivery, Job};
 
 use super::Worker;
+use super::judge::Judged;
 use super::render::Drawn;
 use crate::error::EngineError;
 
@@ -35,24 +36,42 @@ pub(super) fn withheld_note(withheld: &[bool]) -> Option<String> {
 }
 
 impl<D: Delivery> Worker<D> {
-    /// Which images the safety check withholds.
+    /// Which images the safety check withholds: those open_nsfw flags
+    /// (unless the destination allows NSFW) and those in which CLIP sees a
+    /// blocked concept (an operator's policy, wherever the job came from).
     pub(super) async fn withheld(
         &self,
         job: &Job,
         drawn: &[Drawn],
+        judged: &Judged,
     ) -> Result<Vec<bool>, EngineError> {
+        let concepts: Vec<bool> = judged.concepts.iter().map(Option::is_some).collect();
+        for (i, hit) in judged.concepts.iter().enumerate() {
+            if let Some((concept, score)) = hit {
+                tracing::info!(
+                    image = i + 1,
+                    concept,
+                    score,
+                    "withheld: CLIP sees a blocked concept"
+                );
+            }
+        }
         let Some(safety) = self.safety.clone() else {
-            return Ok(vec![false; drawn.len()]);
+            return Ok(concepts);
         };
         if self.delivery.nsfw_allowed(job) {
-            return Ok(vec![false; drawn.len()]);
+            return Ok(concepts);
         }
         let images: Vec<RgbImage> = drawn.iter().map(|d| d.image.clone()).collect();
         let threshold = self.config.nsfw_threshold;
         let verdicts = tokio::task::spawn_blocking(move || safety.check(&images, threshold))
             .await
             .map_err(|e| EngineError::Image(format!("safety check panicked: {e}")))??;
-        Ok(verdicts.iter().map(|v| v.withheld).collect())
+        Ok(verdicts
+            .iter()
+            .zip(concepts)
+            .map(|(v, concept)| v.withheld || concept)
+            .collect())
     }
 }
 

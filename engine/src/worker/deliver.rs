@@ -47,13 +47,30 @@ pub(super) fn grid<'a>(
     output::grid(&tiles, 2)
 }
 
-/// The attachment's alt text, within both platforms' limits (Slack's 1000
-/// characters is the smaller).
-pub(super) fn alt_text(kind: ResultKind, prompt: &str) -> String {
-    match kind {
-        ResultKind::Grid => output::grid_alt_text(prompt),
-        ResultKind::Upscaled => output::alt_text(prompt),
+/// The attachment's alt text, with CLIP's scores when there are any, within
+/// both platforms' limits (Slack's 1000 characters is the smaller).
+pub(super) fn alt_text(kind: ResultKind, prompt: &str, scores: &[Option<f32>]) -> String {
+    let what = match kind {
+        ResultKind::Grid => output::GRID_ALT,
+        ResultKind::Upscaled => output::IMAGE_ALT,
+    };
+    if scores.is_empty() {
+        return output::capped_alt(what, prompt);
     }
+    let plural = if scores.len() == 1 { "" } else { "s" };
+    output::capped_alt(
+        &format!("{what} (CLIP score{plural} {})", listed(scores, ", ")),
+        prompt,
+    )
+}
+
+/// Scores to one decimal, "–" for an image not shown.
+pub(super) fn listed(scores: &[Option<f32>], separator: &str) -> String {
+    scores
+        .iter()
+        .map(|s| s.map_or("–".to_owned(), |s| format!("{s:.1}")))
+        .collect::<Vec<_>>()
+        .join(separator)
 }
 
 /// "wordup-42-grid.png"
@@ -78,8 +95,9 @@ impl<D: Delivery> Worker<D> {
         kind: ResultKind,
         picture: &RgbImage,
         first: &Drawn,
+        scores: &[Option<f32>],
     ) -> Result<ResultPost, EngineError> {
-        let provenance = self.provenance(resolved, first);
+        let provenance = self.provenance(resolved, first, scores.first().copied().flatten());
         let png = output::encode_png(picture, &provenance)?;
         let limit = usize::try_from(self.delivery.attachment_limit(job)).unwrap_or(usize::MAX);
         let fitted = output::fit_to_limit(png, picture, limit, &provenance.xmp())?;
@@ -91,7 +109,7 @@ impl<D: Delivery> Worker<D> {
                 filename: filename(job.id, kind, fitted.format.extension()),
                 mime: fitted.format.mime(),
                 bytes: fitted.bytes,
-                alt: alt_text(kind, &root.prompt),
+                alt: alt_text(kind, &root.prompt, scores),
             },
         })
     }
@@ -164,15 +182,31 @@ mod tests {
     fn alt_text_fits_every_platform_whatever_the_prompt() {
         let long = "word ".repeat(400);
         for kind in [ResultKind::Grid, ResultKind::Upscaled] {
-            assert!(alt_text(kind, &long).chars().count() <= 1000, "{kind:?}");
+            let scores = [Some(31.0); 4];
+            assert!(
+                alt_text(kind, &long, &scores).chars().count() <= 1000,
+                "{kind:?}"
+            );
         }
         assert_eq!(
-            alt_text(ResultKind::Grid, "a fox"),
+            alt_text(ResultKind::Grid, "a fox", &[]),
             "Four AI-generated images in a grid: a fox"
         );
         assert_eq!(
-            alt_text(ResultKind::Upscaled, "a fox"),
+            alt_text(ResultKind::Upscaled, "a fox", &[]),
             "AI-generated image: a fox"
+        );
+        assert_eq!(
+            alt_text(ResultKind::Upscaled, "a fox", &[Some(30.25)]),
+            "AI-generated image (CLIP score 30.2): a fox"
+        );
+        assert_eq!(
+            alt_text(
+                ResultKind::Grid,
+                "a fox",
+                &[Some(28.06), None, Some(25.0), Some(29.96)]
+            ),
+            "Four AI-generated images in a grid (CLIP scores 28.1, –, 25.0, 30.0): a fox"
         );
     }
 }

@@ -67,7 +67,8 @@ fn render(
         Draw::Grid {
             first_seed,
             decoder,
-        } => models.imagine(root, first_seed, count, decoder, progress),
+            candidates,
+        } => models.imagine(root, first_seed, candidates, decoder, progress),
         Draw::Variations {
             source,
             strength,

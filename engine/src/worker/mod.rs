@@ -12,6 +12,7 @@ mod announce;
 mod check;
 mod deliver;
 mod draw;
+mod judge;
 mod lease;
 pub mod metrics;
 mod plan;
@@ -27,11 +28,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
-use wordup_queue::{ClaimedJob, Delivery, Job, Progress, Queue, QueueError};
+use wordup_queue::{
+    ClaimedJob, Delivery, GRID_IMAGES, Job, Progress, Queue, QueueError, ResultKind,
+};
 
 pub use deliver::RESULT_POST;
 pub use lease::Lease;
 
+use crate::judge::clip::{self, Clip};
 use crate::judge::safety::OpenNsfw;
 use lease::Flags;
 use metrics::WorkerMetrics;
@@ -53,6 +57,10 @@ pub struct WorkerConfig {
     pub previews: bool,
     /// nsfw probability from which an image is withheld.
     pub nsfw_threshold: f32,
+    /// Concepts CLIP must not see in a result (the concept check).
+    pub blocked_concepts: Vec<String>,
+    /// CLIP score from which a blocked concept counts as seen.
+    pub concept_threshold: f32,
     /// Model id written into each image's provenance.
     pub model_id: String,
     /// The draft decoder's id, written into the provenance of the images it
@@ -65,6 +73,8 @@ pub struct Worker<D> {
     pub models: Arc<Models>,
     /// `None` runs without the output safety check (development only).
     pub safety: Option<Arc<OpenNsfw>>,
+    /// Scores images and runs the concept check; `None` runs without both.
+    pub clip: Option<Arc<Clip>>,
     pub delivery: Arc<D>,
     pub config: WorkerConfig,
     pub metrics: Arc<WorkerMetrics>,
@@ -210,7 +220,24 @@ impl<D: Delivery> Worker<D> {
         self.metrics.images.inc_by(drawn.len() as u64);
 
         let timed = Instant::now();
-        let withheld = match self.withheld(job, &drawn).await {
+        let judged = match self.judge(&root.prompt, &drawn).await {
+            Ok(judged) => judged,
+            Err(e) => return e.into(),
+        };
+        // --quality drew more than a grid: the best by CLIP score are shown,
+        // best first, and stored in that order so that buttons name them.
+        let picks = kind == ResultKind::Grid && !judged.scores.is_empty();
+        let (drawn, judged) = if picks && drawn.len() > GRID_IMAGES.into() {
+            let best = clip::rerank(&judged.scores, GRID_IMAGES.into());
+            let kept = best.iter().map(|&i| drawn[i].clone()).collect();
+            (kept, judged.select(&best))
+        } else {
+            (drawn, judged)
+        };
+        self.metrics.observe_stage("scoring", timed.elapsed());
+
+        let timed = Instant::now();
+        let withheld = match self.withheld(job, &drawn, &judged).await {
             Ok(withheld) => withheld,
             Err(e) => return e.into(),
         };
@@ -218,7 +245,7 @@ impl<D: Delivery> Worker<D> {
 
         let timed = Instant::now();
         let resolved = self.models.resolve(&root);
-        if let Err(outcome) = self.store(job, &resolved, &drawn, &withheld).await {
+        if let Err(outcome) = self.store(job, &resolved, &drawn, &withheld, &judged).await {
             return outcome;
         }
         self.metrics.observe_stage("storing", timed.elapsed());
@@ -233,9 +260,14 @@ impl<D: Delivery> Worker<D> {
                 Err(e) => e.into(),
             };
         }
-        let what = what + &check::withheld_note(&withheld).unwrap_or_default();
+        let scores = judged.shown(&withheld);
+        let what = what
+            + &judge::scores_note(&scores)
+            + &check::withheld_note(&withheld).unwrap_or_default();
         let post = deliver::picture(kind, &drawn, &withheld).and_then(|picture| {
-            self.result_post(job, &root, &resolved, what, kind, &picture, &drawn[0])
+            self.result_post(
+                job, &root, &resolved, what, kind, &picture, &drawn[0], &scores,
+            )
         });
         match post {
             Ok(post) => self.deliver(job, &post).await,

@@ -4,7 +4,8 @@
 
 use image::RgbImage;
 use wordup_queue::{
-    Delivery, ImagineRequest, Job, JobId, Request, ResultKind, UpscaleMode, VaryStrength,
+    Delivery, GRID_IMAGES, ImagineRequest, Job, JobId, Request, ResultKind, UpscaleMode,
+    VaryStrength,
 };
 
 use super::Worker;
@@ -28,6 +29,9 @@ pub(super) enum Draw {
     Grid {
         first_seed: u64,
         decoder: Decoder,
+        /// Images drawn: the grid's four, or more for CLIP to pick from
+        /// (`--quality`).
+        candidates: u32,
     },
     Variations {
         source: Source,
@@ -74,6 +78,18 @@ pub(super) fn grid_decoder(
             Decoder::Full,
             " · full quality: no draft decoder on this engine",
         ),
+    }
+}
+
+/// Candidates drawn per image shown for `--quality K`, and what the message
+/// adds about it: K with CLIP to pick the best, else 1 with a note (the
+/// requester still gets a grid).
+pub(super) fn grid_candidates(quality: u32, clip_available: bool) -> (u32, String) {
+    let shown = u32::from(GRID_IMAGES);
+    match (quality, clip_available) {
+        (0 | 1, _) => (1, String::new()),
+        (k, true) => (k, format!(" · best {shown} of {} by CLIP", k * shown)),
+        (_, false) => (1, " · --quality skipped: no CLIP on this engine".to_owned()),
     }
 }
 
@@ -156,7 +172,8 @@ impl<D: Delivery> Worker<D> {
         Ok(Plan { root, draw, what })
     }
 
-    /// A grid for `root`, with what its decoder adds to the message.
+    /// A grid for `root`, with what its decoder and `--quality` add to the
+    /// message.
     fn grid(
         &self,
         root: ImagineRequest,
@@ -165,11 +182,14 @@ impl<D: Delivery> Worker<D> {
     ) -> (ImagineRequest, Draw) {
         let (decoder, note) = grid_decoder(&root, self.models.pipeline.has_draft_decoder());
         what.push_str(note);
+        let (per_image, note) = grid_candidates(root.quality, self.clip.is_some());
+        what.push_str(&note);
         (
             root,
             Draw::Grid {
                 first_seed,
                 decoder,
+                candidates: u32::from(GRID_IMAGES) * per_image,
             },
         )
     }
@@ -242,6 +262,7 @@ mod tests {
             images: 4,
             model: None,
             draft: false,
+            quality: 1,
         });
         for (request, expected) in [
             (imagine, "seed 42 · 16:9"),
@@ -276,6 +297,24 @@ mod tests {
     }
 
     #[test]
+    fn quality_draws_more_candidates_only_with_clip_to_pick() {
+        for (quality, clip, expected) in [
+            (1, true, (1, "")),
+            (0, false, (1, "")),
+            (2, true, (2, " · best 4 of 8 by CLIP")),
+            (4, true, (4, " · best 4 of 16 by CLIP")),
+            (
+                3,
+                false,
+                (1, " · --quality skipped: no CLIP on this engine"),
+            ),
+        ] {
+            let (per_image, note) = grid_candidates(quality, clip);
+            assert_eq!((per_image, note.as_str()), expected, "{quality} {clip}");
+        }
+    }
+
+    #[test]
     fn a_draft_grid_is_drawn_with_the_draft_decoder_where_there_is_one() {
         let request = |draft| ImagineRequest {
             prompt: "a fox".into(),
@@ -288,6 +327,7 @@ mod tests {
             images: 4,
             model: None,
             draft,
+            quality: 1,
         };
         assert_eq!(grid_decoder(&request(false), true), (Decoder::Full, ""));
         assert_eq!(grid_decoder(&request(false), false), (Decoder::Full, ""));

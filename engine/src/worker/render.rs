@@ -4,7 +4,7 @@
 
 use image::RgbImage;
 use wordup_queue::style::{apply_style, style};
-use wordup_queue::{ImagineRequest, UpscaleMode, VaryStrength};
+use wordup_queue::{GRID_IMAGES, ImagineRequest, UpscaleMode, VaryStrength};
 
 use crate::error::{EngineError, Result};
 use crate::finish::refine;
@@ -90,7 +90,10 @@ impl Models {
     }
 
     /// A grid's images for a prompt: `count` images from `first_seed` on,
-    /// decoded by `decoder` (draft images keep their latents).
+    /// decoded by `decoder` (draft images keep their latents). Drawn a
+    /// grid's worth at a time, so that `--quality`'s extra candidates cost
+    /// time, not a larger batch's memory; each seed draws the same image
+    /// whatever batch it is in.
     pub fn imagine(
         &self,
         request: &ImagineRequest,
@@ -108,32 +111,35 @@ impl Models {
         let seeds: Vec<u64> = (0..u64::from(count))
             .map(|i| first_seed.wrapping_add(i))
             .collect();
-        let generation = Generation {
-            prompt: resolved.prompt,
-            negative_prompt: resolved.negative_prompt,
-            width: width as usize,
-            height: height as usize,
-            steps: resolved.steps,
-            guidance: resolved.guidance,
-            seeds: seeds.clone(),
-        };
-        let drawing = self.pipeline.txt2img_with(&generation, decoder, progress)?;
-        images::to_rgb(&drawing.images)?
-            .into_iter()
-            .zip(seeds)
-            .enumerate()
-            .map(|(i, (image, seed))| {
+        let mut drawn = Vec::with_capacity(seeds.len());
+        for batch in seeds.chunks(usize::from(GRID_IMAGES)) {
+            let generation = Generation {
+                prompt: resolved.prompt.clone(),
+                negative_prompt: resolved.negative_prompt.clone(),
+                width: width as usize,
+                height: height as usize,
+                steps: resolved.steps,
+                guidance: resolved.guidance,
+                seeds: batch.to_vec(),
+            };
+            let drawing = self.pipeline.txt2img_with(&generation, decoder, progress)?;
+            for (i, (image, seed)) in images::to_rgb(&drawing.images)?
+                .into_iter()
+                .zip(batch)
+                .enumerate()
+            {
                 let draft_latents = match decoder {
                     Decoder::Draft => Some(latents::to_bytes(&drawing.latents.get(i)?)?),
                     Decoder::Full => None,
                 };
-                Ok(Drawn {
+                drawn.push(Drawn {
                     image,
-                    seed,
+                    seed: *seed,
                     draft_latents,
-                })
-            })
-            .collect()
+                });
+            }
+        }
+        Ok(drawn)
     }
 
     /// A draft image's latents ([`Drawn::draft_latents`]) decoded with the

@@ -4,6 +4,7 @@
 use wordup_queue::{Delivery, Job, JobImage};
 
 use super::Worker;
+use super::judge::Judged;
 use super::render::{Drawn, Resolved};
 use super::settle::Outcome;
 use crate::finish::output::{self, Provenance};
@@ -18,20 +19,22 @@ impl<D: Delivery> Worker<D> {
         resolved: &Resolved,
         drawn: &[Drawn],
         withheld: &[bool],
+        judged: &Judged,
     ) -> Result<(), Outcome> {
         self.queue.clear_images(job.id, job.attempt).await?;
         for (idx, d) in drawn.iter().enumerate() {
             if withheld[idx] {
                 continue;
             }
-            let png = output::encode_png(&d.image, &self.provenance(resolved, d))?;
+            let score = judged.score(idx);
+            let png = output::encode_png(&d.image, &self.provenance(resolved, d, score))?;
             let image = JobImage {
                 idx: idx as i32,
                 png,
                 width: d.image.width() as i32,
                 height: d.image.height() as i32,
                 seed: d.seed as i64,
-                score: None,
+                score,
                 draft_latents: d.draft_latents.clone(),
             };
             self.queue.store_image(job.id, job.attempt, &image).await?;
@@ -40,7 +43,12 @@ impl<D: Delivery> Worker<D> {
     }
 
     /// How an image of this job was made, for its PNG.
-    pub(super) fn provenance(&self, resolved: &Resolved, drawn: &Drawn) -> Provenance {
+    pub(super) fn provenance(
+        &self,
+        resolved: &Resolved,
+        drawn: &Drawn,
+        clip_score: Option<f32>,
+    ) -> Provenance {
         Provenance {
             prompt: resolved.prompt.clone(),
             negative_prompt: resolved.negative_prompt.clone(),
@@ -49,7 +57,7 @@ impl<D: Delivery> Worker<D> {
             guidance: resolved.guidance,
             scheduler: self.models.pipeline.scheduler_kind.name().to_owned(),
             model: self.config.model_id.clone(),
-            clip_score: None,
+            clip_score,
             draft_decoder: match drawn.decoder() {
                 Decoder::Draft => self.config.draft_decoder_id.clone(),
                 Decoder::Full => None,

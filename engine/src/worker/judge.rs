@@ -1,0 +1,145 @@
+//! CLIP's view of a job's images: each image's score for the prompt asked,
+//! the best of a `--quality` draw, and the concept check's hits (a second
+//! safety signal beside open_nsfw).
+
+use candle_core::Tensor;
+use image::RgbImage;
+use wordup_queue::Delivery;
+
+use super::Worker;
+use super::deliver::listed;
+use super::render::Drawn;
+use crate::error::EngineError;
+use crate::judge::clip::{self, Clip};
+
+/// What CLIP made of a job's images, one entry per image.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct Judged {
+    /// CLIP score for the prompt; empty without CLIP.
+    pub scores: Vec<f32>,
+    /// The first blocked concept CLIP sees in each image, with its score.
+    pub concepts: Vec<Option<(String, f32)>>,
+}
+
+impl Judged {
+    fn none(images: usize) -> Judged {
+        Judged {
+            scores: Vec::new(),
+            concepts: vec![None; images],
+        }
+    }
+
+    pub fn score(&self, index: usize) -> Option<f32> {
+        self.scores.get(index).copied()
+    }
+
+    /// The scores to show: none without CLIP, and none for withheld images.
+    pub fn shown(&self, withheld: &[bool]) -> Vec<Option<f32>> {
+        self.scores
+            .iter()
+            .zip(withheld)
+            .map(|(score, w)| (!w).then_some(*score))
+            .collect()
+    }
+
+    /// Keeps the images at `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> Judged {
+        Judged {
+            scores: indices
+                .iter()
+                .filter_map(|&i| self.scores.get(i).copied())
+                .collect(),
+            concepts: indices.iter().map(|&i| self.concepts[i].clone()).collect(),
+        }
+    }
+}
+
+/// " · CLIP 31.2" for one image, " · CLIP 28.1 / 30.4 / – / 29.9" for a
+/// grid (in reading order, "–" where an image is withheld); nothing
+/// without scores.
+pub(super) fn scores_note(scores: &[Option<f32>]) -> String {
+    if scores.is_empty() {
+        return String::new();
+    }
+    format!(" · CLIP {}", listed(scores, " / "))
+}
+
+/// Judges `images` against `prompt` and `concepts` with `clip` (blocking).
+fn judge(
+    clip: &Clip,
+    images: &[RgbImage],
+    prompt: &str,
+    concepts: &[String],
+    threshold: f32,
+) -> crate::error::Result<Judged> {
+    let text = clip.text_features(prompt)?;
+    let concept_features: Vec<Tensor> = concepts
+        .iter()
+        .map(|c| clip.text_features(c))
+        .collect::<crate::error::Result<_>>()?;
+    let mut judged = Judged::default();
+    for image in images {
+        let features = clip.image_features(image)?;
+        judged.scores.push(clip::clip_score(&features, &text)?);
+        let mut seen = None;
+        for (concept, concept_text) in concepts.iter().zip(&concept_features) {
+            let score = clip::clip_score(&features, concept_text)?;
+            if score >= threshold {
+                seen = Some((concept.clone(), score));
+                break;
+            }
+        }
+        judged.concepts.push(seen);
+    }
+    Ok(judged)
+}
+
+impl<D: Delivery> Worker<D> {
+    /// CLIP's scores of `drawn` for `prompt` and the blocked concepts it
+    /// sees; nothing without CLIP.
+    pub(super) async fn judge(&self, prompt: &str, drawn: &[Drawn]) -> Result<Judged, EngineError> {
+        let Some(clip) = self.clip.clone() else {
+            return Ok(Judged::none(drawn.len()));
+        };
+        let images: Vec<RgbImage> = drawn.iter().map(|d| d.image.clone()).collect();
+        let prompt = prompt.to_owned();
+        let concepts = self.config.blocked_concepts.clone();
+        let threshold = self.config.concept_threshold;
+        tokio::task::spawn_blocking(move || judge(&clip, &images, &prompt, &concepts, threshold))
+            .await
+            .map_err(|e| EngineError::Image(format!("CLIP panicked: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_are_listed_in_reading_order() {
+        for (scores, expected) in [
+            (vec![], ""),
+            (vec![Some(31.25)], " · CLIP 31.2"),
+            (
+                vec![Some(28.06), Some(30.4), None, Some(29.96)],
+                " · CLIP 28.1 / 30.4 / – / 30.0",
+            ),
+        ] {
+            assert_eq!(scores_note(&scores), expected, "{scores:?}");
+        }
+    }
+
+    #[test]
+    fn selecting_keeps_scores_and_concepts_together() {
+        let judged = Judged {
+            scores: vec![1.0, 2.0, 3.0],
+            concepts: vec![None, Some(("gore".into(), 30.0)), None],
+        };
+        let kept = judged.select(&[2, 1]);
+        assert_eq!(kept.scores, [3.0, 2.0]);
+        assert_eq!(kept.concepts, [None, Some(("gore".into(), 30.0))]);
+        assert_eq!(Judged::none(2).select(&[1]).concepts, [None]);
+        assert_eq!(kept.shown(&[false, true]), [Some(3.0), None]);
+        assert!(Judged::none(2).shown(&[false, false]).is_empty());
+    }
+}
