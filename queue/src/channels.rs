@@ -9,6 +9,8 @@ use crate::model::Tier;
 pub struct ChannelSettings {
     pub default_style: Option<String>,
     pub default_tier: Option<Tier>,
+    /// `--quality` where a prompt names none.
+    pub default_quality: Option<u32>,
     pub restrict_buttons: bool,
     pub allow_nsfw: bool,
 }
@@ -19,6 +21,7 @@ pub struct ChannelSettingsUpdate {
     /// `Some(None)` clears the default style.
     pub default_style: Option<Option<String>>,
     pub default_tier: Option<Tier>,
+    pub default_quality: Option<u32>,
     pub restrict_buttons: Option<bool>,
     pub allow_nsfw: Option<bool>,
 }
@@ -27,6 +30,7 @@ pub struct ChannelSettingsUpdate {
 struct ChannelRow {
     default_style: Option<String>,
     default_tier: Option<String>,
+    default_quality: Option<i16>,
     restrict_buttons: bool,
     allow_nsfw: bool,
 }
@@ -36,6 +40,7 @@ impl From<ChannelRow> for ChannelSettings {
         ChannelSettings {
             default_style: row.default_style,
             default_tier: row.default_tier.as_deref().and_then(Tier::parse),
+            default_quality: row.default_quality.and_then(|q| u32::try_from(q).ok()),
             restrict_buttons: row.restrict_buttons,
             allow_nsfw: row.allow_nsfw,
         }
@@ -49,7 +54,7 @@ impl Queue {
         channel_id: &str,
     ) -> Result<ChannelSettings> {
         let row: Option<ChannelRow> = sqlx::query_as(
-            "SELECT default_style, default_tier, restrict_buttons, allow_nsfw
+            "SELECT default_style, default_tier, default_quality, restrict_buttons, allow_nsfw
              FROM channel_settings WHERE platform = $1 AND channel_id = $2",
         )
         .bind(platform)
@@ -69,15 +74,18 @@ impl Queue {
     ) -> Result<ChannelSettings> {
         let row: ChannelRow = sqlx::query_as(
             "INSERT INTO channel_settings
-                 (platform, channel_id, default_style, default_tier, restrict_buttons, allow_nsfw)
-             VALUES ($1, $2, CASE WHEN $3 THEN $4 END, $5, COALESCE($6, false), COALESCE($7, false))
+                 (platform, channel_id, default_style, default_tier, restrict_buttons, allow_nsfw,
+                  default_quality)
+             VALUES ($1, $2, CASE WHEN $3 THEN $4 END, $5, COALESCE($6, false), COALESCE($7, false),
+                     $8)
              ON CONFLICT (platform, channel_id) DO UPDATE SET
                  default_style = CASE WHEN $3 THEN $4 ELSE channel_settings.default_style END,
                  default_tier = COALESCE($5, channel_settings.default_tier),
                  restrict_buttons = COALESCE($6, channel_settings.restrict_buttons),
                  allow_nsfw = COALESCE($7, channel_settings.allow_nsfw),
+                 default_quality = COALESCE($8, channel_settings.default_quality),
                  updated_at = now()
-             RETURNING default_style, default_tier, restrict_buttons, allow_nsfw",
+             RETURNING default_style, default_tier, default_quality, restrict_buttons, allow_nsfw",
         )
         .bind(platform)
         .bind(channel_id)
@@ -86,6 +94,7 @@ impl Queue {
         .bind(update.default_tier.map(Tier::as_str))
         .bind(update.restrict_buttons)
         .bind(update.allow_nsfw)
+        .bind(update.default_quality.and_then(|q| i16::try_from(q).ok()))
         .fetch_one(&self.pool)
         .await?;
         Ok(row.into())

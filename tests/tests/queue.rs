@@ -728,8 +728,12 @@ async fn concurrent_settings_changes_all_persist() {
             allow_nsfw: Some(true),
             ..Default::default()
         },
+        ChannelSettingsUpdate {
+            default_quality: Some(3),
+            ..Default::default()
+        },
     ];
-    // Four moderators change four settings of each channel at once.
+    // Five moderators change five settings of each channel at once.
     for channel in 0..20 {
         let channel = format!("channel-{channel}");
         let tasks: Vec<_> = updates
@@ -754,6 +758,7 @@ async fn concurrent_settings_changes_all_persist() {
             ChannelSettings {
                 default_style: Some("anime".into()),
                 default_tier: Some(Tier::Relax),
+                default_quality: Some(3),
                 restrict_buttons: true,
                 allow_nsfw: true,
             },
@@ -773,6 +778,7 @@ async fn concurrent_settings_changes_all_persist() {
         .unwrap();
     assert_eq!(cleared.default_style, None);
     assert_eq!(cleared.default_tier, Some(Tier::Relax));
+    assert_eq!(cleared.default_quality, Some(3));
 }
 
 #[tokio::test]

@@ -27,7 +27,7 @@ pub fn plan(
         images: u32::from(GRID_IMAGES),
         model: None,
         draft: args.draft,
-        quality: args.quality.unwrap_or(1),
+        quality: args.quality.or(channel.default_quality).unwrap_or(1),
     };
     let tier = args
         .tier
@@ -166,9 +166,10 @@ mod tests {
         let channel = ChannelSettings {
             default_style: Some("anime".into()),
             default_tier: Some(Tier::Relax),
+            default_quality: Some(2),
             ..ChannelSettings::default()
         };
-        for (text, style, tier, seed, batch_key, draft) in [
+        for (text, style, tier, seed, batch_key, draft, quality) in [
             (
                 "a cat",
                 Some("anime"),
@@ -176,22 +177,25 @@ mod tests {
                 77,
                 "imagine:1x1:default",
                 false,
+                2,
             ),
             (
-                "a cat --style photo --fast --seed 3 --ar 16:9 --steps 2",
+                "a cat --style photo --fast --seed 3 --ar 16:9 --steps 2 --quality 4",
                 Some("photo"),
                 Tier::Fast,
                 3,
                 "imagine:16x9:2",
                 false,
+                4,
             ),
             (
-                "a cat --draft --ar 16:9 --steps 2",
+                "a cat --draft --ar 16:9 --steps 2 --quality 1",
                 Some("anime"),
                 Tier::Relax,
                 77,
                 "imagine:16x9:2:draft",
                 true,
+                1,
             ),
         ] {
             let args = check(text, &config()).unwrap();
@@ -203,15 +207,17 @@ mod tests {
             assert_eq!(request.seed, seed, "{text}");
             assert_eq!(request.images, u32::from(GRID_IMAGES));
             assert_eq!(request.draft, draft, "{text}");
+            assert_eq!(request.quality, quality, "{text}");
             assert_eq!((got_tier, key.as_str()), (tier, batch_key), "{text}");
         }
-        let (_, tier, _) = plan(
+        let (request, tier, _) = plan(
             &check("x", &config()).unwrap(),
             &ChannelSettings::default(),
             &config(),
             1,
         );
         assert_eq!(tier, Tier::Fast);
+        assert!(matches!(request, Request::Imagine(r) if r.quality == 1));
     }
 
     #[test]

@@ -1,10 +1,11 @@
-//! /settings: a channel's default style and tier, who may press buttons,
+//! /settings: a channel's default style, tier and quality, who may press buttons,
 //! and whether NSFW output is allowed (only where the platform marks the
 //! channel NSFW).
 
 use wordup_queue::{ChannelSettings, ChannelSettingsUpdate, Tier, style};
 
 use super::{CommandError, Commands, UserError};
+use crate::grammar::MAX_QUALITY;
 
 /// Changes asked for; `None` leaves a setting as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -12,6 +13,8 @@ pub struct SettingsChange {
     /// `Some("none")` clears the default style.
     pub style: Option<String>,
     pub tier: Option<String>,
+    /// `--quality` where a prompt names none.
+    pub quality: Option<i64>,
     pub restrict_buttons: Option<bool>,
     pub allow_nsfw: Option<bool>,
 }
@@ -48,12 +51,26 @@ pub fn validate(
             UserError::BadSetting(format!("unknown tier \"{tier}\"; choose fast or relax"))
         })?),
     };
+    let default_quality = match change.quality {
+        None => None,
+        Some(q) => Some(
+            u32::try_from(q)
+                .ok()
+                .filter(|q| (1..=MAX_QUALITY).contains(q))
+                .ok_or_else(|| {
+                    UserError::BadSetting(format!(
+                        "quality {q} is not valid; choose a whole number from 1 to {MAX_QUALITY}"
+                    ))
+                })?,
+        ),
+    };
     if change.allow_nsfw == Some(true) && !channel_nsfw {
         return Err(UserError::NsfwChannelOnly);
     }
     Ok(ChannelSettingsUpdate {
         default_style,
         default_tier,
+        default_quality,
         restrict_buttons: change.restrict_buttons,
         allow_nsfw: change.allow_nsfw,
     })
@@ -61,9 +78,13 @@ pub fn validate(
 
 pub fn render(settings: &ChannelSettings, channel_nsfw: bool) -> String {
     format!(
-        "Settings for this channel:\n• default style: {}\n• default tier: {}\n• buttons: {}\n• NSFW output: {}",
+        "Settings for this channel:\n• default style: {}\n• default tier: {}\n• default quality: {}\n• buttons: {}\n• NSFW output: {}",
         settings.default_style.as_deref().unwrap_or("none"),
         settings.default_tier.map_or("server default", Tier::as_str),
+        match settings.default_quality {
+            None | Some(1) => "1 (draw what is shown)".to_owned(),
+            Some(q) => format!("{q} (best 4 of {} by CLIP)", 4 * q),
+        },
         if settings.restrict_buttons {
             "only the requester"
         } else {
@@ -108,6 +129,7 @@ mod tests {
         let change = |style: Option<&str>, tier: Option<&str>, nsfw: Option<bool>| SettingsChange {
             style: style.map(str::to_owned),
             tier: tier.map(str::to_owned),
+            quality: None,
             restrict_buttons: Some(true),
             allow_nsfw: nsfw,
         };
@@ -143,5 +165,35 @@ mod tests {
                 .allow_nsfw,
             Some(false)
         );
+    }
+
+    #[test]
+    fn a_default_quality_is_one_to_four() {
+        for (quality, expected) in [
+            (1, Ok(Some(1))),
+            (4, Ok(Some(4))),
+            (0, Err(())),
+            (5, Err(())),
+        ] {
+            let change = SettingsChange {
+                quality: Some(quality),
+                ..SettingsChange::default()
+            };
+            let update = validate(&change, false)
+                .map(|u| u.default_quality)
+                .map_err(drop);
+            assert_eq!(update, expected, "{quality}");
+        }
+        let shown = |q| {
+            render(
+                &ChannelSettings {
+                    default_quality: q,
+                    ..ChannelSettings::default()
+                },
+                false,
+            )
+        };
+        assert!(shown(None).contains("default quality: 1 (draw what is shown)"));
+        assert!(shown(Some(3)).contains("default quality: 3 (best 4 of 12 by CLIP)"));
     }
 }

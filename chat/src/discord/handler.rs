@@ -413,6 +413,10 @@ fn settings_change(options: &[CommandDataOption]) -> SettingsChange {
     SettingsChange {
         style: option_str(options, "style").map(str::to_owned),
         tier: option_str(options, "tier").map(str::to_owned),
+        quality: options
+            .iter()
+            .find(|o| o.name == "quality")
+            .and_then(|o| o.value.as_i64()),
         restrict_buttons: flag("restrict_buttons"),
         allow_nsfw: flag("nsfw"),
     }

@@ -5,7 +5,7 @@ use serenity::all::{CommandOptionType, CreateCommand, CreateCommandOption, Permi
 use wordup_queue::style::STYLES;
 
 use super::rest::{DiscordRest, RestError};
-use crate::grammar::MAX_PROMPT_CHARS;
+use crate::grammar::{MAX_PROMPT_CHARS, MAX_QUALITY};
 
 pub fn definitions() -> Vec<CreateCommand> {
     let mut style = CreateCommandOption::new(
@@ -39,6 +39,15 @@ pub fn definitions() -> Vec<CreateCommand> {
                 CreateCommandOption::new(CommandOptionType::String, "tier", "Default tier")
                     .add_string_choice("fast", "fast")
                     .add_string_choice("relax", "relax"),
+            )
+            .add_option(
+                CreateCommandOption::new(
+                    CommandOptionType::Integer,
+                    "quality",
+                    "Default --quality: candidates drawn per image shown, the best kept by CLIP",
+                )
+                .min_int_value(1)
+                .max_int_value(u64::from(MAX_QUALITY)),
             )
             .add_option(CreateCommandOption::new(
                 CommandOptionType::Boolean,

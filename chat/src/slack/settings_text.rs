@@ -4,13 +4,13 @@
 use crate::commands::UserError;
 use crate::commands::settings::SettingsChange;
 
-/// Parses `style=anime tier=relax buttons=requester nsfw=off`.
+/// Parses `style=anime tier=relax quality=2 buttons=requester nsfw=off`.
 pub fn parse(text: &str) -> Result<SettingsChange, UserError> {
     let mut change = SettingsChange::default();
     for word in text.split_whitespace() {
         let (key, value) = word.split_once('=').ok_or_else(|| {
             UserError::BadSetting(format!(
-                "\"{word}\" is not key=value; use style=, tier=, buttons= or nsfw="
+                "\"{word}\" is not key=value; use style=, tier=, quality=, buttons= or nsfw="
             ))
         })?;
         let flag = |on: &str, off: &str| match value.to_ascii_lowercase() {
@@ -23,11 +23,18 @@ pub fn parse(text: &str) -> Result<SettingsChange, UserError> {
         match key.to_ascii_lowercase().as_str() {
             "style" => change.style = Some(value.to_owned()),
             "tier" => change.tier = Some(value.to_owned()),
+            "quality" => {
+                change.quality = Some(value.parse().map_err(|_| {
+                    UserError::BadSetting(format!(
+                        "quality must be a whole number, got \"{value}\""
+                    ))
+                })?);
+            }
             "buttons" => change.restrict_buttons = Some(flag("requester", "anyone")?),
             "nsfw" => change.allow_nsfw = Some(flag("on", "off")?),
             _ => {
                 return Err(UserError::BadSetting(format!(
-                    "unknown setting \"{key}\"; use style, tier, buttons or nsfw"
+                    "unknown setting \"{key}\"; use style, tier, quality, buttons or nsfw"
                 )));
             }
         }
@@ -43,15 +50,22 @@ mod tests {
     fn parses_typed_settings() {
         assert_eq!(parse("").unwrap(), SettingsChange::default());
         assert_eq!(
-            parse("style=anime tier=relax buttons=requester nsfw=OFF").unwrap(),
+            parse("style=anime tier=relax quality=3 buttons=requester nsfw=OFF").unwrap(),
             SettingsChange {
                 style: Some("anime".into()),
                 tier: Some("relax".into()),
+                quality: Some(3),
                 restrict_buttons: Some(true),
                 allow_nsfw: Some(false),
             }
         );
-        for bad in ["style", "colour=red", "buttons=me", "nsfw=yes"] {
+        for bad in [
+            "style",
+            "colour=red",
+            "buttons=me",
+            "nsfw=yes",
+            "quality=high",
+        ] {
             assert!(matches!(parse(bad), Err(UserError::BadSetting(_))), "{bad}");
         }
     }
