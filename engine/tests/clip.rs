@@ -85,3 +85,56 @@ fn zero_shot_concepts_report_what_reaches_the_threshold() {
         expected
     );
 }
+
+/// The vocabulary's features: computed once, cached per model, read back
+/// the same; a cache file that is not ours is replaced.
+#[test]
+fn the_vocabulary_features_are_cached_per_model() {
+    use wordup_engine::judge::reading::{self, Lexicon};
+    use wordup_vocabulary::Kind;
+
+    let clip = Clip::load(&dir(), &Device::Cpu).unwrap();
+    let cache = common::scratch("lexicon-cache");
+    let built = Lexicon::load(&clip, "tiny", Some(&cache)).unwrap();
+    let files: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let cached = Lexicon::load(&clip, "tiny", Some(&cache)).unwrap();
+    assert_eq!(max_diff(built.features(), cached.features()), 0.0);
+    assert_eq!(
+        built.len(),
+        wordup_vocabulary::Vocabulary::builtin().terms().len()
+    );
+
+    // Each row is the term's own text features, normalised.
+    let i = built
+        .terms()
+        .iter()
+        .position(|t| t.text == "watercolor")
+        .unwrap();
+    let direct = clip.text_features("watercolor").unwrap();
+    let nearest = built.nearest(&direct, Kind::Medium, 1).unwrap();
+    assert_eq!(nearest[0].0.text, "watercolor");
+    assert!((nearest[0].1 - 1.0).abs() < 1e-5, "{}", nearest[0].1);
+    let row = built.features().get(i).unwrap();
+    let norm: f32 = row.sqr().unwrap().sum_all().unwrap().to_scalar().unwrap();
+    assert!((norm - 1.0).abs() < 1e-5);
+
+    // Another model's id is another file; a damaged file is rebuilt.
+    Lexicon::load(&clip, "other", Some(&cache)).unwrap();
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 2);
+    std::fs::write(&files[0], b"not safetensors").unwrap();
+    let rebuilt = Lexicon::load(&clip, "tiny", Some(&cache)).unwrap();
+    assert_eq!(max_diff(built.features(), rebuilt.features()), 0.0);
+
+    // Weights: a prompt of one phrase has none; of several, they sum to 1.
+    assert!(reading::weigh_in_text(&clip, "a cat").unwrap().is_empty());
+    let weighed = reading::weigh_in_text(&clip, "a cat, in the rain, watercolor").unwrap();
+    assert_eq!(weighed.len(), 3);
+    let total: f32 = weighed.iter().map(|w| w.weight).sum();
+    assert!((total - 1.0).abs() < 1e-4, "{weighed:?}");
+    assert!(weighed.windows(2).all(|w| w[0].weight >= w[1].weight));
+    std::fs::remove_dir_all(&cache).ok();
+}

@@ -32,6 +32,9 @@ pub struct ResultPost {
     pub prompt: String,
     /// What this result is: "seed 42 · 16:9", "image 2 upscaled ×4", ...
     pub what: String,
+    /// How the prompt was read, when the engine could say: "read as
+    /// subject: a lighthouse · style: art nouveau · least shown: …".
+    pub reading: Option<String>,
     pub attachment: Attachment,
 }
 

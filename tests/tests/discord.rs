@@ -1491,7 +1491,7 @@ async fn results_carry_clip_scores_and_the_concept_check_withholds() {
     let (id, token) = new_interaction();
     acked(
         &stack,
-        &interactions::imagine(&id, &token, &alice(), "a windmill --seed 2"),
+        &interactions::imagine(&id, &token, &alice(), "a windmill, watercolor --seed 2"),
     )
     .await;
     let grid = stack.fake.wait_for_messages(1, POST_TIMEOUT).await.unwrap()[0].clone();
@@ -1514,7 +1514,7 @@ async fn results_carry_clip_scores_and_the_concept_check_withholds() {
         .unwrap();
     assert!(
         alt.starts_with(&format!(
-            "Four AI-generated images in a grid (CLIP scores {}): a windmill",
+            "Four AI-generated images in a grid (CLIP scores {}): a windmill, watercolor",
             scores.join(", ")
         )),
         "{alt}"
@@ -1526,6 +1526,18 @@ async fn results_carry_clip_scores_and_the_concept_check_withholds() {
             .any(|(k, v)| k == "clip_score" && v.parse::<f32>().is_ok()),
         "{provenance:?}"
     );
+    // Under it, how the prompt was read, and the phrase shown least.
+    let reading = content
+        .split_once("\n-# ")
+        .map(|(_, r)| r)
+        .unwrap_or_default();
+    eprintln!("read back: {reading}");
+    assert!(
+        reading.starts_with("read as subject: a windmill"),
+        "{content}"
+    );
+    assert!(reading.contains("watercolor"), "{content}");
+    assert!(reading.contains("least shown: \""), "{content}");
 
     // A blocked concept CLIP sees (any, at threshold 0) withholds the image
     // as the safety check does.

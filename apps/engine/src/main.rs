@@ -91,6 +91,9 @@ struct JudgeArgs {
     /// CLIP score from which a blocked concept counts as present.
     #[arg(long, env = "WORDUP_CONCEPT_THRESHOLD", default_value_t = 25.0)]
     concept_threshold: f32,
+    /// Where the vocabulary's CLIP features are cached, per CLIP model.
+    #[arg(long, env = "WORDUP_CACHE_DIR", default_value = "target/cache")]
+    cache_dir: PathBuf,
 }
 
 impl JudgeArgs {

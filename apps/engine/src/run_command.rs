@@ -15,7 +15,8 @@ use wordup_chat::metrics::ApiMetrics;
 use wordup_chat::slack::SlackSettings;
 use wordup_chat::slack::delivery::SlackDelivery;
 use wordup_engine::finish::upscale::{self, Tiling, Upscaler};
-use wordup_engine::judge::clip::Clip;
+use wordup_engine::judge::ClipJudge;
+use wordup_engine::judge::reading::Lexicon;
 use wordup_engine::judge::safety::OpenNsfw;
 use wordup_engine::sd::pipeline::StableDiffusion;
 use wordup_engine::sd::source::{self, ModelSource};
@@ -214,14 +215,15 @@ pub async fn run(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// The worker's CLIP: the one named, else the one matching the model's text
-/// encoder; none when `off`. Without it results carry no scores and
-/// `--quality` draws without reranking; the concept check cannot do without.
+/// The worker's CLIP with the vocabulary's features: the one named, else
+/// the one matching the model's text encoder; none when `off`. Without it
+/// results carry no scores or read-back and `--quality` draws without
+/// reranking; the concept check cannot do without.
 async fn worker_clip(
     judge: &JudgeArgs,
     cross_attention_dim: usize,
     device: &candle_core::Device,
-) -> Result<Option<Arc<Clip>>> {
+) -> Result<Option<Arc<ClipJudge>>> {
     let concepts = judge.concepts();
     let spec = match judge.clip.as_deref() {
         Some("off") => {
@@ -235,10 +237,16 @@ async fn worker_clip(
         Some(spec) => spec,
         None => source::clip_for(cross_attention_dim),
     };
-    match load_clip(spec, device).await {
-        Ok(clip) => {
-            tracing::info!(clip = spec, "CLIP loaded");
-            Ok(Some(Arc::new(clip)))
+    let loaded = async {
+        let clip = load_clip(spec, device).await?;
+        let lexicon = Lexicon::load(&clip, spec, Some(&judge.cache_dir))
+            .context("the vocabulary's CLIP features")?;
+        anyhow::Ok(ClipJudge { clip, lexicon })
+    };
+    match loaded.await {
+        Ok(judge) => {
+            tracing::info!(clip = spec, terms = judge.lexicon.len(), "CLIP loaded");
+            Ok(Some(Arc::new(judge)))
         }
         Err(error) if concepts.is_empty() => {
             tracing::warn!(

@@ -244,13 +244,18 @@ pub fn message_body(job: &Job, post: &ResultPost) -> Value {
             )
         })
         .collect();
+    let mut content = format!(
+        "**{}** — {} — <@{}>",
+        escape(&shorten(&post.prompt, 300)),
+        post.what,
+        job.origin.user_id
+    );
+    // Discord's subtext line: small and grey under the result.
+    if let Some(reading) = &post.reading {
+        content.push_str(&format!("\n-# {}", escape(&shorten(reading, 600))));
+    }
     json!({
-        "content": format!(
-            "**{}** — {} — <@{}>",
-            escape(&shorten(&post.prompt, 300)),
-            post.what,
-            job.origin.user_id
-        ),
+        "content": content,
         "allowed_mentions": { "users": [job.origin.user_id] },
         "components": components,
         // ≤ 25 characters; Discord returns the first message with this nonce.

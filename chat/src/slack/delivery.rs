@@ -206,12 +206,15 @@ impl SlackDelivery {
     /// the buttons message's ts.
     pub async fn post_result(&self, job: &Job, post: &ResultPost) -> Result<String, DeliveryError> {
         let (reply, parent) = self.with_parent(job).await?;
-        let comment = format!(
+        let mut comment = format!(
             "*{}* — {} — <@{}>",
             escape(&shorten(&post.prompt, 300)),
             post.what,
             job.origin.user_id
         );
+        if let Some(reading) = &post.reading {
+            comment.push_str(&format!("\n{}", escape(&shorten(reading, 600))));
+        }
         let uploaded = self
             .queue
             .post(job.id, FILE_POST)

@@ -179,6 +179,10 @@ impl Clip {
         })
     }
 
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// Projected text features `[1, projection_dim]`. Long texts are cut to
     /// CLIP's 77 tokens: scores compare against the prompt's beginning.
     pub fn text_features(&self, text: &str) -> Result<Tensor> {

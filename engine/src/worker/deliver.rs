@@ -105,6 +105,7 @@ impl<D: Delivery> Worker<D> {
             kind,
             prompt: root.prompt.clone(),
             what,
+            reading: None,
             attachment: Attachment {
                 filename: filename(job.id, kind, fitted.format.extension()),
                 mime: fitted.format.mime(),

@@ -1,6 +1,6 @@
 //! CLIP's view of a job's images: each image's score for the prompt asked,
-//! the best of a `--quality` draw, and the concept check's hits (a second
-//! safety signal beside open_nsfw).
+//! the best of a `--quality` draw, the concept check's hits (a second
+//! safety signal beside open_nsfw), and the prompt read back.
 
 use candle_core::Tensor;
 use image::RgbImage;
@@ -10,15 +10,19 @@ use super::Worker;
 use super::deliver::listed;
 use super::render::Drawn;
 use crate::error::EngineError;
+use crate::judge::ClipJudge;
 use crate::judge::clip::{self, Clip};
+use crate::judge::reading;
 
 /// What CLIP made of a job's images, one entry per image.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub(super) struct Judged {
     /// CLIP score for the prompt; empty without CLIP.
     pub scores: Vec<f32>,
     /// The first blocked concept CLIP sees in each image, with its score.
     pub concepts: Vec<Option<(String, f32)>>,
+    /// Each image's CLIP features; empty without CLIP.
+    pub features: Vec<Tensor>,
 }
 
 impl Judged {
@@ -26,6 +30,7 @@ impl Judged {
         Judged {
             scores: Vec::new(),
             concepts: vec![None; images],
+            features: Vec::new(),
         }
     }
 
@@ -50,6 +55,10 @@ impl Judged {
                 .filter_map(|&i| self.scores.get(i).copied())
                 .collect(),
             concepts: indices.iter().map(|&i| self.concepts[i].clone()).collect(),
+            features: indices
+                .iter()
+                .filter_map(|&i| self.features.get(i).cloned())
+                .collect(),
         }
     }
 }
@@ -81,6 +90,7 @@ fn judge(
     for image in images {
         let features = clip.image_features(image)?;
         judged.scores.push(clip::clip_score(&features, &text)?);
+        judged.features.push(features.clone());
         let mut seen = None;
         for (concept, concept_text) in concepts.iter().zip(&concept_features) {
             let score = clip::clip_score(&features, concept_text)?;
@@ -94,6 +104,17 @@ fn judge(
     Ok(judged)
 }
 
+/// The read-back of `prompt` for images with `features` (blocking).
+fn read_back(
+    judge: &ClipJudge,
+    prompt: &str,
+    features: &[Tensor],
+) -> crate::error::Result<Option<String>> {
+    let reading = reading::read(&judge.clip, &judge.lexicon, prompt)?;
+    let shown = reading::weigh_in_images(&judge.clip, prompt, features)?;
+    Ok(reading::read_back(&reading, &shown))
+}
+
 impl<D: Delivery> Worker<D> {
     /// CLIP's scores of `drawn` for `prompt` and the blocked concepts it
     /// sees; nothing without CLIP.
@@ -105,9 +126,43 @@ impl<D: Delivery> Worker<D> {
         let prompt = prompt.to_owned();
         let concepts = self.config.blocked_concepts.clone();
         let threshold = self.config.concept_threshold;
-        tokio::task::spawn_blocking(move || judge(&clip, &images, &prompt, &concepts, threshold))
-            .await
-            .map_err(|e| EngineError::Image(format!("CLIP panicked: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            judge(&clip.clip, &images, &prompt, &concepts, threshold)
+        })
+        .await
+        .map_err(|e| EngineError::Image(format!("CLIP panicked: {e}")))?
+    }
+
+    /// How the prompt was read, and which phrase the shown images show
+    /// least; nothing without CLIP. A failure here costs the note, not the
+    /// result.
+    pub(super) async fn read_back(
+        &self,
+        prompt: &str,
+        judged: &Judged,
+        withheld: &[bool],
+    ) -> Option<String> {
+        let clip = self.clip.clone()?;
+        let prompt = prompt.to_owned();
+        let shown: Vec<Tensor> = judged
+            .features
+            .iter()
+            .zip(withheld)
+            .filter(|(_, w)| !**w)
+            .map(|(f, _)| f.clone())
+            .collect();
+        let read = tokio::task::spawn_blocking(move || read_back(&clip, &prompt, &shown)).await;
+        match read {
+            Ok(Ok(note)) => note,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "the prompt was not read back");
+                None
+            }
+            Err(error) => {
+                tracing::warn!(%error, "reading the prompt back panicked");
+                None
+            }
+        }
     }
 }
 
@@ -134,6 +189,7 @@ mod tests {
         let judged = Judged {
             scores: vec![1.0, 2.0, 3.0],
             concepts: vec![None, Some(("gore".into(), 30.0)), None],
+            features: Vec::new(),
         };
         let kept = judged.select(&[2, 1]);
         assert_eq!(kept.scores, [3.0, 2.0]);

@@ -29,13 +29,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 use wordup_queue::{
-    ClaimedJob, Delivery, GRID_IMAGES, Job, Progress, Queue, QueueError, ResultKind,
+    ClaimedJob, Delivery, GRID_IMAGES, Job, Progress, Queue, QueueError, ResultKind, ResultPost,
 };
 
 pub use deliver::RESULT_POST;
 pub use lease::Lease;
 
-use crate::judge::clip::{self, Clip};
+use crate::judge::ClipJudge;
+use crate::judge::clip;
 use crate::judge::safety::OpenNsfw;
 use lease::Flags;
 use metrics::WorkerMetrics;
@@ -73,8 +74,9 @@ pub struct Worker<D> {
     pub models: Arc<Models>,
     /// `None` runs without the output safety check (development only).
     pub safety: Option<Arc<OpenNsfw>>,
-    /// Scores images and runs the concept check; `None` runs without both.
-    pub clip: Option<Arc<Clip>>,
+    /// Scores images, runs the concept check and reads prompts back;
+    /// `None` runs without them.
+    pub clip: Option<Arc<ClipJudge>>,
     pub delivery: Arc<D>,
     pub config: WorkerConfig,
     pub metrics: Arc<WorkerMetrics>,
@@ -261,14 +263,17 @@ impl<D: Delivery> Worker<D> {
             };
         }
         let scores = judged.shown(&withheld);
+        let reading = self.read_back(&root.prompt, &judged, &withheld).await;
         let what = what
             + &judge::scores_note(&scores)
             + &check::withheld_note(&withheld).unwrap_or_default();
-        let post = deliver::picture(kind, &drawn, &withheld).and_then(|picture| {
-            self.result_post(
-                job, &root, &resolved, what, kind, &picture, &drawn[0], &scores,
-            )
-        });
+        let post = deliver::picture(kind, &drawn, &withheld)
+            .and_then(|picture| {
+                self.result_post(
+                    job, &root, &resolved, what, kind, &picture, &drawn[0], &scores,
+                )
+            })
+            .map(|post| ResultPost { reading, ..post });
         match post {
             Ok(post) => self.deliver(job, &post).await,
             Err(e) => e.into(),
