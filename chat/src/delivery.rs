@@ -84,6 +84,17 @@ impl Delivery for ChatDelivery {
         })
     }
 
+    async fn answer(&self, job: &Job, text: &str) -> Result<Posted, DeliveryError> {
+        let message_id = match self.platform(job)? {
+            Platform::Discord(discord) => discord.answer(job, text).await,
+            Platform::Slack(slack) => slack.answer(job, text).await,
+        }?;
+        Ok(Posted {
+            channel_id: job.origin.channel_id.clone(),
+            message_id,
+        })
+    }
+
     async fn notice(&self, job: &Job, key: &str, text: &str) -> Result<(), DeliveryError> {
         match self.platform(job)? {
             Platform::Discord(discord) => discord.notice(job, key, text).await,

@@ -195,6 +195,11 @@ pub enum Request {
     Reroll {
         parent: JobId,
     },
+    /// `/imagine-analyze`: the prompt read and its phrases weighed by CLIP,
+    /// answered in text; nothing is drawn.
+    Analyze {
+        prompt: String,
+    },
     /// A stored request this release cannot read (a kind from a newer
     /// release, say): never enqueued, never run; it lets the job be failed
     /// and its requester told why.
@@ -211,13 +216,14 @@ impl Request {
             Request::Upscale { .. } => "upscale",
             Request::Vary { .. } => "vary",
             Request::Reroll { .. } => "reroll",
+            Request::Analyze { .. } => "analyze",
             Request::Unreadable { .. } => "unreadable",
         }
     }
 
     pub fn parent(&self) -> Option<JobId> {
         match self {
-            Request::Imagine(_) | Request::Unreadable { .. } => None,
+            Request::Imagine(_) | Request::Analyze { .. } | Request::Unreadable { .. } => None,
             Request::Upscale { parent, .. }
             | Request::Vary { parent, .. }
             | Request::Reroll { parent } => Some(*parent),

@@ -975,7 +975,7 @@ async fn register_commands_puts_the_definitions_for_a_guild_or_globally() {
         );
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
-            stdout.contains("/imagine, /settings, /queue, /cancel, /help"),
+            stdout.contains("/imagine, /imagine-analyze, /settings, /queue, /cancel, /help"),
             "{stdout}"
         );
         let put = stack
@@ -994,7 +994,17 @@ async fn register_commands_puts_the_definitions_for_a_guild_or_globally() {
             .iter()
             .map(|c| c["name"].as_str().unwrap())
             .collect();
-        assert_eq!(names, ["imagine", "settings", "queue", "cancel", "help"]);
+        assert_eq!(
+            names,
+            [
+                "imagine",
+                "imagine-analyze",
+                "settings",
+                "queue",
+                "cancel",
+                "help"
+            ]
+        );
     }
 }
 
@@ -1642,4 +1652,63 @@ async fn quality_posts_the_best_candidates_by_clip_score() {
         "{:?}",
         parent.request
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imagine_analyze_answers_with_the_reading_and_the_weights_without_drawing() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    stack.start_engine(&[]).await.unwrap();
+
+    let (id, token) = new_interaction();
+    let answer = acked(
+        &stack,
+        &interactions::command(
+            &id,
+            &token,
+            &alice(),
+            "imagine-analyze",
+            json!([{ "name": "prompt", "type": 3,
+                     "value": "a lighthouse, watercolor, in the style of Hokusai --ar 16:9" }]),
+        ),
+    )
+    .await;
+    assert_eq!(answer.body["type"], 5, "a deferred ack: {:?}", answer.body);
+    let job = job_made_by(&stack, &id).await.unwrap();
+    assert!(
+        matches!(&job.request, Request::Analyze { prompt } if prompt == "a lighthouse, watercolor, in the style of Hokusai"),
+        "{:?}",
+        job.request
+    );
+    wait_for_state(&stack, job.id, JobState::Succeeded).await;
+    let text = wait_for_original_edit(&stack, &token, "phrases by weight").await;
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "How \"a lighthouse, watercolor, in the style of Hokusai\" reads:"
+    );
+    assert!(lines[1].starts_with("• subject: a lighthouse"), "{text}");
+    assert!(
+        lines[1].contains("watercolor") && lines[1].contains("Hokusai"),
+        "{text}"
+    );
+    // Three phrases, heaviest first, their weights summing to ~100%.
+    let weights: Vec<u32> = lines[2]
+        .split(" · ")
+        .map(|part| {
+            part.rsplit(' ')
+                .next()
+                .unwrap()
+                .trim_end_matches('%')
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(weights.len(), 3, "{text}");
+    assert!(weights.windows(2).all(|w| w[0] >= w[1]), "{text}");
+    assert!((98..=102).contains(&weights.iter().sum::<u32>()), "{text}");
+    // Nothing drawn, nothing posted; the answer is the job's result.
+    assert!(stack.fake.messages().is_empty());
+    assert!(stack.queue.images(job.id).await.unwrap().is_empty());
+    assert!(stack.queue.post(job.id, "result").await.unwrap().is_some());
 }

@@ -19,16 +19,7 @@ const ALICE: &str = "U0ALICE";
 
 async fn command(stack: &Stack, text: &str) -> (Answer, String) {
     let response_url = stack.slack.response_url();
-    let fields = slack::command_fields("/imagine", text, ALICE, &response_url);
-    let answer = slack::send_signed(
-        &stack.http,
-        &stack.slack_commands(),
-        SIGNING_SECRET,
-        chrono::Utc::now().timestamp(),
-        slack::form(&fields),
-    )
-    .await
-    .unwrap();
+    let answer = command_named(stack, "/imagine", text, &response_url).await;
     (answer, response_url)
 }
 
@@ -796,4 +787,89 @@ async fn the_parent_shows_a_private_preview_until_the_result_is_posted() {
     let files = stack.slack.files();
     assert_eq!(files.len(), 1, "{files:?}");
     assert_eq!(files[0].channel.as_deref(), Some(CHANNEL_ID));
+}
+
+async fn command_named(stack: &Stack, name: &str, text: &str, response_url: &str) -> Answer {
+    let fields = slack::command_fields(name, text, ALICE, response_url);
+    slack::send_signed(
+        &stack.http,
+        &stack.slack_commands(),
+        SIGNING_SECRET,
+        chrono::Utc::now().timestamp(),
+        slack::form(&fields),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clip_scores_quality_and_analysis_in_a_channel() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    stack.start_engine(&[]).await.unwrap();
+
+    // --quality 2: the best four of eight, scored, the prompt read back.
+    command(&stack, "a red barn, oil painting --seed 5 --quality 2").await;
+    let parent = parent_of(&stack.slack);
+    let grid = buttons_message(&stack.slack, &parent.ts, 1).await;
+    let job = job_of(&grid);
+    wait_for_state(&stack, job, JobState::Succeeded).await;
+    let stored = stack.queue.images(job).await.unwrap();
+    let scores: Vec<f32> = stored.iter().map(|i| i.score.unwrap()).collect();
+    assert!(
+        scores.windows(2).all(|w| w[0] >= w[1]),
+        "best first: {scores:?}"
+    );
+    let listed: Vec<String> = scores.iter().map(|s| format!("{s:.1}")).collect();
+    let comment = stack.slack.files()[0].initial_comment.clone().unwrap();
+    assert!(comment.contains("best 4 of 8 by CLIP"), "{comment}");
+    assert!(
+        comment.contains(&format!("CLIP {}", listed.join(" / "))),
+        "{comment}"
+    );
+    assert!(
+        comment.contains("\nread as subject: a red barn"),
+        "{comment}"
+    );
+    assert!(
+        stack.slack.files()[0].alt_text.contains("(CLIP scores "),
+        "{}",
+        stack.slack.files()[0].alt_text
+    );
+
+    // /imagine-analyze: answered in the channel, nothing drawn.
+    let answer = command_named(
+        &stack,
+        "/imagine-analyze",
+        "a red barn, oil painting, at dusk",
+        &stack.slack.response_url(),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    assert!(answer.latency < Duration::from_secs(3));
+    stack
+        .slack
+        .wait_until("the analysis", TIMEOUT, |f| {
+            f.messages()
+                .iter()
+                .any(|m| m.text.contains("phrases by weight"))
+        })
+        .await
+        .unwrap();
+    let analysis = stack
+        .slack
+        .messages()
+        .into_iter()
+        .find(|m| m.text.contains("phrases by weight"))
+        .unwrap();
+    assert_eq!(analysis.channel, CHANNEL_ID);
+    assert!(analysis.thread_ts.is_none());
+    assert!(
+        analysis.text.starts_with(&format!(
+            "<@{ALICE}> How \"a red barn, oil painting, at dusk\" reads:"
+        )),
+        "{}",
+        analysis.text
+    );
+    assert_eq!(stack.slack.files().len(), 1, "nothing more uploaded");
 }

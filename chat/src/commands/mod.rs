@@ -3,6 +3,7 @@
 //! (`discord`, `slack`) turn wire payloads into [`Invocation`]s and render
 //! the outcomes.
 
+pub mod analyze;
 pub mod answer;
 pub mod cancel;
 pub mod delete;

@@ -46,6 +46,9 @@ pub fn describe(request: &Request) -> String {
             format!("variations of image {} of job {parent}", index + 1)
         }
         Request::Reroll { parent } => format!("re-roll of job {parent}"),
+        Request::Analyze { prompt } => {
+            format!("analysis of \"{}\"", crate::text::shorten(prompt, 60))
+        }
         Request::Unreadable { .. } => "a job this release cannot read".to_owned(),
     }
 }

@@ -94,6 +94,47 @@ impl DiscordDelivery {
             .map_err(classify)
     }
 
+    /// A text answer (`/imagine-analyze`): the ack becomes it while its
+    /// token lives, else a message that mentions the requester, made once.
+    /// Returns the message's id.
+    pub async fn answer(&self, job: &Job, text: &str) -> Result<String, DeliveryError> {
+        // Line by line: escaping turns line breaks into spaces.
+        let text = text
+            .lines()
+            .map(|line| escape(&shorten(line, 600)))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let message = match live_reply(job) {
+            Some(reply) => {
+                let path = format!(
+                    "/webhooks/{}/{}/messages/@original",
+                    reply.application_id, reply.token
+                );
+                let body = json!({ "content": text, "allowed_mentions": { "parse": [] } });
+                self.rest.patch(&path, &body).await.map_err(classify)?
+            }
+            None => {
+                let body = json!({
+                    "content": format!("<@{}> {text}", job.origin.user_id),
+                    "allowed_mentions": { "users": [job.origin.user_id] },
+                    "nonce": format!("wa{}", job.id),
+                    "enforce_nonce": true,
+                });
+                self.once(job, "discord:answer")
+                    .create(&body, &[])
+                    .await?
+                    .map_err(classify)?
+            }
+        };
+        message
+            .get("id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                DeliveryError::Transient("Discord returned a message without an id".into())
+            })
+    }
+
     /// Posts a result as a reply in the job's channel (or thread) and
     /// returns the message id. The nonce makes a repeated post (after a
     /// crash between posting and recording) return the first message.

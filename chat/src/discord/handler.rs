@@ -55,7 +55,8 @@ impl DiscordApp {
 
     async fn command(&self, command: CommandInteraction, channel_nsfw: bool) -> Handled {
         match command.data.name.as_str() {
-            "imagine" => self.imagine(command, channel_nsfw).await,
+            "imagine" => self.imagine(command, channel_nsfw, false).await,
+            "imagine-analyze" => self.imagine(command, channel_nsfw, true).await,
             "queue" => {
                 let text = self
                     .commands
@@ -101,7 +102,14 @@ impl DiscordApp {
         }
     }
 
-    async fn imagine(&self, command: CommandInteraction, channel_nsfw: bool) -> Handled {
+    /// `/imagine`, or with `analyze` `/imagine-analyze` (the same grammar,
+    /// answered in text instead of drawn).
+    async fn imagine(
+        &self,
+        command: CommandInteraction,
+        channel_nsfw: bool,
+        analyze: bool,
+    ) -> Handled {
         let text = option_str(&command.data.options, "prompt").unwrap_or_default();
         let args = match imagine::check(text, &self.commands.config) {
             Ok(args) => args,
@@ -121,11 +129,19 @@ impl DiscordApp {
             reply: reply.to_value(false),
         };
         let commands = self.commands.clone();
-        let enqueue = self
-            .commands
-            .pending
-            .spawn(async move { commands.imagine(&invocation, &args).await });
-        let headline = format!("**{}**", escape(&shorten(text, 200)));
+        let enqueue = self.commands.pending.spawn(async move {
+            if analyze {
+                commands.analyze(&invocation, &args).await
+            } else {
+                commands.imagine(&invocation, &args).await
+            }
+        });
+        let prompt = escape(&shorten(text, 200));
+        let headline = if analyze {
+            format!("analysing **{prompt}**")
+        } else {
+            format!("**{prompt}**")
+        };
         self.acked(enqueue, reply, headline, false).await
     }
 

@@ -30,6 +30,17 @@ pub fn definitions() -> Vec<CreateCommand> {
                 // Room for parameters after the prompt itself.
                 .max_length(u16::try_from(MAX_PROMPT_CHARS + 500).unwrap_or(u16::MAX)),
             ),
+        CreateCommand::new("imagine-analyze")
+            .description("How a prompt reads and what each phrase weighs, without drawing")
+            .add_option(
+                CreateCommandOption::new(
+                    CommandOptionType::String,
+                    "prompt",
+                    "The prompt, its parts separated by commas",
+                )
+                .required(true)
+                .max_length(u16::try_from(MAX_PROMPT_CHARS + 500).unwrap_or(u16::MAX)),
+            ),
         CreateCommand::new("settings")
             .description("Show or change this channel's Word Up! settings")
             .default_member_permissions(Permissions::MANAGE_CHANNELS)
@@ -99,13 +110,22 @@ mod tests {
         let defs = serde_json::to_value(definitions()).unwrap();
         for def in defs.as_array().unwrap() {
             let name = def["name"].as_str().unwrap();
+            // Discord: 1–32 lowercase letters, digits, `-` or `_`.
             assert!(
-                name.len() <= 32 && name.chars().all(|c| c.is_ascii_lowercase()),
+                (1..=32).contains(&name.len())
+                    && name.chars().all(|c| c.is_ascii_lowercase()
+                        || c.is_ascii_digit()
+                        || c == '-'
+                        || c == '_'),
                 "{name}"
             );
             assert!(def["description"].as_str().unwrap().len() <= 100, "{name}");
             for option in def["options"].as_array().into_iter().flatten() {
                 assert!(option["choices"].as_array().is_none_or(|c| c.len() <= 25));
+                assert!(
+                    option["description"].as_str().unwrap().len() <= 100,
+                    "{name}"
+                );
             }
         }
         assert_eq!(defs[0]["options"][0]["max_length"], 1500);

@@ -183,6 +183,24 @@ impl SlackDelivery {
         }
     }
 
+    /// A text answer (`/imagine-analyze`) in the channel, mentioning the
+    /// requester, made once; returns its ts.
+    pub async fn answer(&self, job: &Job, text: &str) -> Result<String, DeliveryError> {
+        let reply = reply(job)?;
+        once::post_message(
+            crate::once::TRIES,
+            &self.api,
+            &self.queue,
+            job.id,
+            "slack:answer",
+            json!({
+                "channel": reply.channel,
+                "text": format!("<@{}> {}", job.origin.user_id, escape(&shorten(text, 3000))),
+            }),
+        )
+        .await
+    }
+
     /// Tells the requester something in the thread, once per `key`.
     pub async fn notice(&self, job: &Job, key: &str, text: &str) -> Result<(), DeliveryError> {
         let (reply, parent) = self.with_parent(job).await?;

@@ -17,7 +17,7 @@ use crate::ack::{ACK_BUDGET, Handled};
 use crate::buttons::{Action, ButtonId};
 use crate::commands::answer::{OUR_FAULT, error_text, outcome_text};
 use crate::commands::{
-    Accepted, CommandError, Commands, Invocation, UserError, help, imagine, position_text,
+    Accepted, CommandError, Commands, Invocation, UserError, analyze, help, imagine, position_text,
     reply_text,
 };
 
@@ -51,6 +51,7 @@ impl SlackApp {
                 &help::text("/imagine-settings", "/imagine-queue", "/imagine-cancel"),
             )),
             "/imagine" => self.imagine(event, &text).await,
+            "/imagine-analyze" => self.analyze(event, &text).await,
             "/imagine-queue" => Handled::now(ephemeral(&reply_text(
                 self.commands.queue_status(PLATFORM, &event.user_id.0).await,
             ))),
@@ -131,6 +132,44 @@ impl SlackApp {
             task,
             event.response_url.0.to_string(),
             "Your image".to_owned(),
+        )
+        .await
+    }
+
+    /// `/imagine-analyze`: enqueued like `/imagine`, answered in the channel
+    /// by the engine; no parent message, nothing drawn.
+    async fn analyze(&self, event: SlackCommandEvent, text: &str) -> Handled {
+        let args = match analyze::check(text, &self.commands.config) {
+            Ok(args) => args,
+            Err(e) => return Handled::now(ephemeral(&format!("⚠️ {e}"))),
+        };
+        let origin = Origin {
+            platform: PLATFORM.to_owned(),
+            workspace_id: event.team_id.0.clone(),
+            channel_id: event.channel_id.0.clone(),
+            thread_id: None,
+            user_id: event.user_id.0.clone(),
+        };
+        let invocation = Invocation {
+            origin: origin.clone(),
+            idempotency_key: format!("{PLATFORM}:{}", event.trigger_id.0),
+            channel_nsfw: false,
+            reply: SlackReply {
+                channel: origin.channel_id.clone(),
+                parent_ts: None,
+                edit_parent: false,
+            }
+            .to_value(),
+        };
+        let app = self.clone();
+        let task = self
+            .commands
+            .pending
+            .spawn(async move { app.commands.analyze(&invocation, &args).await });
+        self.acked(
+            task,
+            event.response_url.0.to_string(),
+            "Your analysis".to_owned(),
         )
         .await
     }

@@ -188,6 +188,34 @@ pub fn read_back(reading: &Reading, shown: &[Weighed]) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(" · "))
 }
 
+/// `/imagine-analyze`'s answer, plain text (the chat adapter escapes it):
+/// how the prompt reads, and its phrases by weight; `weighed` is `None`
+/// when the engine has no CLIP to weigh them with.
+pub fn analysis_text(prompt: &str, reading: &Reading, weighed: Option<&[Weighed]>) -> String {
+    let mut lines = vec![format!("How \"{}\" reads:", prompt.trim())];
+    let summary = reading.summary();
+    lines.push(if summary.is_empty() {
+        "• no subject, style, medium, lighting or composition terms found".to_owned()
+    } else {
+        format!("• {summary}")
+    });
+    lines.push(match weighed {
+        None => "• no CLIP on this engine, so the phrases could not be weighed".to_owned(),
+        Some([]) => {
+            "• one phrase: separate the prompt's parts with commas to weigh them".to_owned()
+        }
+        Some(weighed) => format!(
+            "• phrases by weight: {}",
+            weighed
+                .iter()
+                .map(|w| format!("\"{}\" {:.0}%", w.phrase, w.weight * 100.0))
+                .collect::<Vec<_>>()
+                .join(" · ")
+        ),
+    });
+    lines.join("\n")
+}
+
 /// The phrases but the `i`th, as a prompt.
 fn without(parts: &[String], i: usize) -> String {
     parts
@@ -287,6 +315,39 @@ mod tests {
         }
         let nothing = Vocabulary::builtin().read("");
         assert_eq!(read_back(&nothing, &[]), None);
+    }
+
+    #[test]
+    fn an_analysis_lists_the_reading_and_the_weights() {
+        let reading = Vocabulary::builtin().read("a lighthouse, watercolor");
+        let weighed = [weighed("a lighthouse", 0.614), weighed("watercolor", 0.386)];
+        for (weights, last) in [
+            (
+                Some(&weighed[..]),
+                "• phrases by weight: \"a lighthouse\" 61% · \"watercolor\" 39%",
+            ),
+            (
+                Some(&[][..]),
+                "• one phrase: separate the prompt's parts with commas to weigh them",
+            ),
+            (
+                None,
+                "• no CLIP on this engine, so the phrases could not be weighed",
+            ),
+        ] {
+            let text = analysis_text(" a lighthouse, watercolor ", &reading, weights);
+            let lines: Vec<&str> = text.lines().collect();
+            assert_eq!(
+                lines,
+                [
+                    "How \"a lighthouse, watercolor\" reads:",
+                    "• subject: a lighthouse · medium: watercolor",
+                    last
+                ]
+            );
+        }
+        let nothing = Vocabulary::builtin().read("");
+        assert!(analysis_text("", &nothing, None).contains("no subject, style"));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! recorded; a retried attempt that finds the record completes without
 //! posting, and one that posts again gets the first message back.
 
+mod analyze;
 mod announce;
 mod check;
 mod deliver;
@@ -29,7 +30,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 use wordup_queue::{
-    ClaimedJob, Delivery, GRID_IMAGES, Job, Progress, Queue, QueueError, ResultKind, ResultPost,
+    ClaimedJob, Delivery, GRID_IMAGES, Job, Progress, Queue, QueueError, Request, ResultKind,
+    ResultPost,
 };
 
 pub use deliver::RESULT_POST;
@@ -178,6 +180,9 @@ impl<D: Delivery> Worker<D> {
             Ok(Some(_)) => return Outcome::Done,
             Ok(None) => {}
             Err(e) => return e.into(),
+        }
+        if let Request::Analyze { prompt } = &job.request {
+            return self.analyze(job, prompt).await;
         }
         let Plan { root, draw, what } = match self.plan(job).await {
             Ok(plan) => plan,

@@ -122,6 +122,7 @@ pub(super) fn what(request: &Request, first_seed: u64) -> String {
             UpscaleMode::Subtle => format!("image {} upscaled (subtle)", index + 1),
             UpscaleMode::Creative => format!("image {} upscaled (creative)", index + 1),
         },
+        Request::Analyze { .. } => "the prompt weighed".to_owned(),
         Request::Unreadable { .. } => "a job this engine cannot read".to_owned(),
     }
 }
@@ -140,6 +141,9 @@ impl<D: Delivery> Worker<D> {
                 )));
             }
             Request::Imagine(request) => self.grid(request.clone(), seed, &mut what),
+            Request::Analyze { .. } => {
+                return Err(Outcome::permanent("an analysis draws nothing"));
+            }
             // A re-roll draws its chain's /imagine again, --draft included.
             Request::Reroll { parent } => {
                 self.grid(self.root_request(*parent).await?, seed, &mut what)
