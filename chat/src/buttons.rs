@@ -23,6 +23,8 @@ pub enum Action {
     VaryUpscaled { strength: VaryStrength },
     /// ❌ under any result: its requester or a channel manager deletes it.
     Delete,
+    /// "Use 1"–"Use 4" under /describe's suggestions: /imagine with one.
+    Suggestion { index: u8 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +55,8 @@ impl ButtonId {
                 index: 0,
                 strength,
             },
-            Action::Delete => return None,
+            // The prompt is the stored suggestion's: see `Commands::press`.
+            Action::Delete | Action::Suggestion { .. } => return None,
         })
     }
 
@@ -62,7 +65,7 @@ impl ButtonId {
         match self.action {
             Action::Upscale { index } | Action::Vary { index } => Some(index),
             Action::VaryUpscaled { .. } => Some(0),
-            Action::Reroll | Action::Delete => None,
+            Action::Reroll | Action::Delete | Action::Suggestion { .. } => None,
         }
     }
 
@@ -99,6 +102,7 @@ impl ButtonId {
                 strength: VaryStrength::Strong,
             } => "Vary (strong)".to_owned(),
             Action::Delete => "❌".to_owned(),
+            Action::Suggestion { index } => format!("Use {}", index + 1),
         }
     }
 
@@ -115,6 +119,7 @@ impl ButtonId {
                 strength: VaryStrength::Strong,
             } => "Making strong variations".to_owned(),
             Action::Delete => "Deleting the result".to_owned(),
+            Action::Suggestion { index } => format!("Drawing suggestion {}", index + 1),
         }
     }
 
@@ -142,6 +147,16 @@ impl ButtonId {
                 },
             ],
         ]
+    }
+
+    /// The buttons under /describe's `count` suggestions.
+    pub fn suggestion_row(job: JobId, count: u8) -> Vec<ButtonId> {
+        (0..count.min(GRID_IMAGES))
+            .map(|index| ButtonId {
+                action: Action::Suggestion { index },
+                job,
+            })
+            .collect()
     }
 
     /// The buttons under an upscaled image: the two variations and ❌.
@@ -178,6 +193,7 @@ impl ButtonId {
                 strength: VaryStrength::Strong,
             },
             "x" if no_index => Action::Delete,
+            "p" => Action::Suggestion { index: index()? },
             _ => return None,
         };
         Some(ButtonId { action, job })
@@ -198,6 +214,7 @@ impl fmt::Display for ButtonId {
                 strength: VaryStrength::Strong,
             } => write!(f, "{PREFIX}:vS:{job}"),
             Action::Delete => write!(f, "{PREFIX}:x:{job}"),
+            Action::Suggestion { index } => write!(f, "{PREFIX}:p:{job}:{index}"),
         }
     }
 }
@@ -211,8 +228,9 @@ mod tests {
         let job = JobId(i64::MAX);
         let grid: Vec<ButtonId> = ButtonId::grid_rows(job).into_iter().flatten().collect();
         let upscaled = ButtonId::upscale_row(job);
-        assert_eq!((grid.len(), upscaled.len()), (10, 3));
-        for message in [grid, upscaled] {
+        let suggestions = ButtonId::suggestion_row(job, 4);
+        assert_eq!((grid.len(), upscaled.len(), suggestions.len()), (10, 3, 4));
+        for message in [grid, upscaled, suggestions] {
             let mut ids = std::collections::HashSet::new();
             for button in message {
                 let text = button.to_string();

@@ -84,10 +84,10 @@ impl Delivery for ChatDelivery {
         })
     }
 
-    async fn answer(&self, job: &Job, text: &str) -> Result<Posted, DeliveryError> {
+    async fn answer(&self, job: &Job, text: &str, choices: u8) -> Result<Posted, DeliveryError> {
         let message_id = match self.platform(job)? {
-            Platform::Discord(discord) => discord.answer(job, text).await,
-            Platform::Slack(slack) => slack.answer(job, text).await,
+            Platform::Discord(discord) => discord.answer(job, text, choices).await,
+            Platform::Slack(slack) => slack.answer(job, text, choices).await,
         }?;
         Ok(Posted {
             channel_id: job.origin.channel_id.clone(),

@@ -76,12 +76,14 @@ pub trait Delivery: Send + Sync + 'static {
         job: &Job,
         post: &ResultPost,
     ) -> impl Future<Output = Result<Posted, DeliveryError>> + Send;
-    /// Answers a job whose result is text (`/imagine-analyze`); the same
-    /// job answered twice must yield one answer.
+    /// Answers a job whose result is text (`/imagine-analyze`, `/describe`),
+    /// with `choices` buttons that each run one of the job's stored prompt
+    /// suggestions; the same job answered twice must yield one answer.
     fn answer(
         &self,
         job: &Job,
         text: &str,
+        choices: u8,
     ) -> impl Future<Output = Result<Posted, DeliveryError>> + Send;
     /// Tells the requester why there is no (full) result; a notice with
     /// the same `key` for the same job is posted once.

@@ -19,6 +19,7 @@ pub mod delivery;
 mod engines;
 mod enqueue;
 mod error;
+mod inputs;
 mod intents;
 mod lease;
 mod maintenance;

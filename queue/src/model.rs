@@ -200,6 +200,10 @@ pub enum Request {
     Analyze {
         prompt: String,
     },
+    /// `/describe`: prompt suggestions for an image, from CLIP's features
+    /// ranked against the vocabulary. The image is the job's input
+    /// ([`Queue::input`](crate::Queue::input) under its idempotency key).
+    Describe {},
     /// A stored request this release cannot read (a kind from a newer
     /// release, say): never enqueued, never run; it lets the job be failed
     /// and its requester told why.
@@ -217,13 +221,17 @@ impl Request {
             Request::Vary { .. } => "vary",
             Request::Reroll { .. } => "reroll",
             Request::Analyze { .. } => "analyze",
+            Request::Describe {} => "describe",
             Request::Unreadable { .. } => "unreadable",
         }
     }
 
     pub fn parent(&self) -> Option<JobId> {
         match self {
-            Request::Imagine(_) | Request::Analyze { .. } | Request::Unreadable { .. } => None,
+            Request::Imagine(_)
+            | Request::Analyze { .. }
+            | Request::Describe {}
+            | Request::Unreadable { .. } => None,
             Request::Upscale { parent, .. }
             | Request::Vary { parent, .. }
             | Request::Reroll { parent } => Some(*parent),

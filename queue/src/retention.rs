@@ -31,6 +31,11 @@ impl Queue {
                 break;
             }
         }
+        // Inputs go by their own age: a job is enqueued right after its input.
+        sqlx::query("DELETE FROM job_inputs WHERE created_at < now() - make_interval(secs => $1)")
+            .bind(secs(older_than))
+            .execute(&self.pool)
+            .await?;
         sqlx::query("DELETE FROM user_usage WHERE day < (now() AT TIME ZONE 'UTC')::date - 1")
             .execute(&self.pool)
             .await?;

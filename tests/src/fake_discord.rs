@@ -47,6 +47,9 @@ pub struct Message {
     pub created: Instant,
 }
 
+/// Where hosted attachments live on the fake CDN.
+const CHANNEL_ATTACHMENTS: &str = "1200000000000000003/1300000000000000001";
+
 /// The bot user's id, as `GET /users/@me` answers and message authors show.
 pub const BOT_USER_ID: &str = "990000000000000001";
 /// How long Discord honours `enforce_nonce` ("the past few minutes").
@@ -78,6 +81,8 @@ struct Inner {
     /// The connected gateway client's dispatch queue, and what it sent us.
     gateway: Option<tokio::sync::mpsc::UnboundedSender<Value>>,
     gateway_received: Vec<Value>,
+    /// Files users uploaded, as the CDN serves them: path → (type, bytes).
+    cdn: HashMap<String, (String, Vec<u8>)>,
 }
 
 #[derive(Clone)]
@@ -133,6 +138,7 @@ impl FakeDiscord {
             .route("/api/v10/gateway/bot", get(gateway_bot))
             .route("/api/v10/gateway", get(gateway_bot))
             .route("/gateway", get(gateway))
+            .route("/attachments/{*path}", get(cdn_file))
             .route(
                 "/api/v10/applications/{app}/guilds/{guild}/commands",
                 put(register),
@@ -825,7 +831,40 @@ impl Shared {
     }
 }
 
+/// The CDN: an uploaded attachment's bytes; Discord signs these URLs, so no
+/// token is asked for (and none must be sent).
+async fn cdn_file(
+    State(shared): State<Shared>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if headers.contains_key("authorization") {
+        return StatusCode::BAD_REQUEST.into_response();
+    }
+    match shared.lock().cdn.get(&path).cloned() {
+        Some((content_type, bytes)) => {
+            ([(axum::http::header::CONTENT_TYPE, content_type)], bytes).into_response()
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 impl FakeDiscord {
+    /// Hosts a file as a user's attachment would be; returns its URL.
+    pub fn host_attachment(&self, name: &str, content_type: &str, bytes: Vec<u8>) -> String {
+        let path = format!("{CHANNEL_ATTACHMENTS}/{name}");
+        self.shared
+            .lock()
+            .cdn
+            .insert(path.clone(), (content_type.to_owned(), bytes));
+        format!("{}/attachments/{path}?ex=1&is=2&hm=signed", self.url)
+    }
+
+    /// `host:port` of the fake, as a file-host setting names it.
+    pub fn host(&self) -> String {
+        self.url.trim_start_matches("http://").to_owned()
+    }
+
     /// Tells the fake that Discord received an interaction response over the
     /// HTTP endpoint, so the token's original message exists (Discord creates
     /// it from the response; the fake only sees it through the test).

@@ -107,6 +107,8 @@ struct Inner {
     socket_acks: Vec<Value>,
     socket: Option<mpsc::UnboundedSender<Value>>,
     next: u64,
+    /// Files users shared, by `url_private` path: (mimetype, bytes).
+    user_files: std::collections::HashMap<String, (String, Vec<u8>)>,
 }
 
 #[derive(Clone)]
@@ -170,6 +172,7 @@ impl FakeSlack {
             .route("/upload/{file}", post(upload))
             .route("/response/{id}", post(response_url))
             .route("/socket", any(socket))
+            .route("/files-pri/{*path}", axum::routing::get(user_file))
             .with_state(shared.clone());
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
@@ -180,6 +183,28 @@ impl FakeSlack {
             shared,
             server,
         })
+    }
+
+    /// Hosts a file a user shared; returns it as a message's `files` entry
+    /// (`url_private` on the fake).
+    pub fn host_user_file(&self, name: &str, mimetype: &str, bytes: Vec<u8>) -> Value {
+        let id = format!("F{:08}", self.shared.next());
+        let path = format!("T0TEAM-{id}/{name}");
+        self.shared
+            .lock()
+            .user_files
+            .insert(path.clone(), (mimetype.to_owned(), bytes));
+        json!({
+            "id": id,
+            "name": name,
+            "mimetype": mimetype,
+            "url_private": format!("{}/files-pri/{path}", self.base),
+        })
+    }
+
+    /// `host:port` of the fake, as a file-host setting names it.
+    pub fn host(&self) -> String {
+        self.base.trim_start_matches("http://").to_owned()
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -657,6 +682,30 @@ fn images_readable(files: &[SlackFile], blocks: &Value) -> bool {
             // A file given by both id and url is refused.
             known && file.get("url").is_none() && (1..=2000).contains(&alt)
         })
+}
+
+/// A file's `url_private`: the bytes with the bot token; without it, as
+/// Slack does, a 200 with the sign-in page.
+async fn user_file(
+    State(shared): State<Shared>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let authorized = headers.get("authorization").and_then(|v| v.to_str().ok())
+        == Some(&format!("Bearer {BOT_TOKEN}"));
+    if !authorized {
+        return (
+            [(axum::http::header::CONTENT_TYPE, "text/html")],
+            "<!DOCTYPE html><html><body>Sign in to Slack</body></html>",
+        )
+            .into_response();
+    }
+    match shared.lock().user_files.get(&path).cloned() {
+        Some((mimetype, bytes)) => {
+            ([(axum::http::header::CONTENT_TYPE, mimetype)], bytes).into_response()
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 async fn upload(

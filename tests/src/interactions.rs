@@ -225,3 +225,53 @@ mod tests {
         assert!(matches!(parsed, serenity::all::Interaction::Ping(_)));
     }
 }
+
+/// An attachment object as Discord sends it in `resolved`.
+pub fn attachment(id: &str, filename: &str, content_type: &str, size: u64, url: &str) -> Value {
+    json!({
+        "id": id, "filename": filename, "size": size, "url": url, "proxy_url": url,
+        "content_type": content_type, "width": 64, "height": 64,
+    })
+}
+
+/// `/describe` with an attachment option (type 11) and its resolved data.
+pub fn describe(id: &str, token: &str, member: &Member, attachment: &Value) -> Value {
+    let attachment_id = attachment["id"].as_str().unwrap_or_default().to_owned();
+    let mut payload = command(
+        id,
+        token,
+        member,
+        "describe",
+        json!([{ "name": "image", "type": 11, "value": attachment_id }]),
+    );
+    payload["data"]["resolved"] = json!({ "attachments": { attachment_id: attachment } });
+    payload
+}
+
+/// The "Describe" message command (type 3) on a message with `attachments`.
+pub fn describe_message(id: &str, token: &str, member: &Member, attachments: Value) -> Value {
+    let target = "1300000000000000077";
+    let mut payload = common(id, token, member, 2, false);
+    payload["data"] = json!({
+        "id": "1200000000000000011", "name": "Describe", "type": 3, "target_id": target,
+        "guild_id": GUILD_ID,
+        "resolved": { "messages": { target: {
+            "id": target,
+            "channel_id": CHANNEL_ID,
+            "author": member.json()["user"],
+            "content": "look at this",
+            "timestamp": "2026-11-26T10:00:00.000000+00:00",
+            "edited_timestamp": null,
+            "tts": false,
+            "mention_everyone": false,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": attachments,
+            "embeds": [],
+            "pinned": false,
+            "type": 0,
+            "flags": 0,
+        } } },
+    });
+    payload
+}

@@ -151,6 +151,8 @@ impl Stack {
             .env("WORDUP_DISCORD_BOT_TOKEN", BOT_TOKEN)
             .env("WORDUP_DISCORD_APPLICATION_ID", APPLICATION_ID)
             .env("WORDUP_DISCORD_API_URL", &self.fake.url)
+            .env("WORDUP_DISCORD_FILE_HOSTS", self.fake.host())
+            .env("WORDUP_SLACK_FILE_HOSTS", self.slack.host())
             .env("WORDUP_LEASE_SECS", self.lease_secs.to_string())
             .env(
                 "WORDUP_LOG",

@@ -1712,3 +1712,206 @@ async fn imagine_analyze_answers_with_the_reading_and_the_weights_without_drawin
     assert!(stack.queue.images(job.id).await.unwrap().is_empty());
     assert!(stack.queue.post(job.id, "result").await.unwrap().is_some());
 }
+
+fn png_of(width: u32, height: u32) -> Vec<u8> {
+    let image = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x * 4) as u8, (y * 4) as u8, 128])
+    });
+    let mut png = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    png
+}
+
+/// A PNG whose header claims `side`×`side` pixels over a few bytes of data:
+/// a decompression bomb, refused before decoding.
+fn bomb(side: u32) -> Vec<u8> {
+    let mut png = png_of(8, 8);
+    // IHDR's width and height follow the 8-byte signature, length and type;
+    // its CRC (over type and data) follows its 13 bytes of data.
+    png[16..20].copy_from_slice(&side.to_be_bytes());
+    png[20..24].copy_from_slice(&side.to_be_bytes());
+    let crc = crc32(&png[12..29]);
+    png[29..33].copy_from_slice(&crc.to_be_bytes());
+    png
+}
+
+/// PNG's CRC-32 (IEEE, reflected), bit by bit.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for byte in bytes {
+        crc ^= u32::from(*byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_suggests_four_prompts_whose_buttons_draw_them() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    stack.start_engine(&[]).await.unwrap();
+
+    let url = stack
+        .fake
+        .host_attachment("sketch.png", "image/png", png_of(64, 64));
+    let attachment =
+        interactions::attachment("1400000000000000001", "sketch.png", "image/png", 900, &url);
+    let (id, token) = new_interaction();
+    let answer = acked(
+        &stack,
+        &interactions::describe(&id, &token, &alice(), &attachment),
+    )
+    .await;
+    assert_eq!(answer.body["type"], 5, "{:?}", answer.body);
+    let job = job_made_by(&stack, &id).await.unwrap();
+    assert!(
+        matches!(job.request, Request::Describe {}),
+        "{:?}",
+        job.request
+    );
+    wait_for_state(&stack, job.id, JobState::Succeeded).await;
+    let text = wait_for_original_edit(&stack, &token, "Prompts for this image").await;
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    for (i, line) in lines[1..].iter().enumerate() {
+        assert!(line.starts_with(&format!("{}. ", i + 1)), "{text}");
+    }
+    // The suggestions are stored, one per button under the answer.
+    let original = stack.fake.original(&token).unwrap();
+    let buttons: Vec<String> = original["components"][0]["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["custom_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        buttons,
+        (0..4)
+            .map(|i| format!("wu:p:{}:{i}", job.id))
+            .collect::<Vec<_>>()
+    );
+    let second = stack.queue.suggestion(job.id, 1).await.unwrap().unwrap();
+    assert_eq!(lines[2], format!("2. {second}"));
+    assert!(stack.fake.messages().is_empty(), "nothing drawn yet");
+
+    // "Use 2": an /imagine of the second suggestion, drawn into the channel.
+    let (id2, token2) = new_interaction();
+    let message = json!({ "id": original["id"], "content": original["content"], "attachments": [], "components": original["components"] });
+    acked(
+        &stack,
+        &interactions::button(&id2, &token2, &alice(), &buttons[1], &message),
+    )
+    .await;
+    let grid = stack.fake.wait_for_messages(1, POST_TIMEOUT).await.unwrap()[0].clone();
+    let drawn = stack.queue.job(assert_grid(&grid)).await.unwrap().unwrap();
+    assert!(
+        matches!(&drawn.request, Request::Imagine(r) if r.prompt == second),
+        "{:?}",
+        drawn.request
+    );
+
+    // The message command on a message with the same image.
+    let (id3, token3) = new_interaction();
+    acked(
+        &stack,
+        &interactions::describe_message(&id3, &token3, &alice(), json!([attachment])),
+    )
+    .await;
+    wait_for_original_edit(&stack, &token3, "Prompts for this image").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_refuses_oversized_non_image_and_bomb_attachments_with_a_message() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    let jobs_before = job_count(&stack).await;
+    let cases = [
+        // Refused on what Discord says, before any fetch.
+        (
+            "big.png",
+            "image/png",
+            14_200_000u64,
+            png_of(8, 8),
+            "that file is 14.2 MB; the limit is 10 MB",
+        ),
+        (
+            "notes.txt",
+            "text/plain",
+            12,
+            b"hello there".to_vec(),
+            "not a PNG, JPEG or WebP image",
+        ),
+        // Refused on the bytes: a type that lies, and a bomb.
+        (
+            "fake.png",
+            "image/png",
+            12,
+            b"GIF89a......".to_vec(),
+            "not a PNG, JPEG or WebP image",
+        ),
+        (
+            "bomb.png",
+            "image/png",
+            100,
+            bomb(20_000),
+            "20000×20000 pixels; the limit is 40 megapixels",
+        ),
+    ];
+    for (i, (name, content_type, size, bytes, expected)) in cases.into_iter().enumerate() {
+        let url = stack.fake.host_attachment(name, content_type, bytes);
+        let attachment = interactions::attachment(
+            &format!("14000000000000001{i:02}"),
+            name,
+            content_type,
+            size,
+            &url,
+        );
+        let (id, token) = new_interaction();
+        let answer = send(
+            &stack,
+            &interactions::describe(&id, &token, &alice(), &attachment),
+        )
+        .await;
+        let text = match answer.body["type"].as_u64() {
+            Some(4) => answer.body["data"]["content"].as_str().unwrap().to_owned(),
+            // Deferred while fetching: the outcome comes as an edit.
+            _ => wait_for_original_edit(&stack, &token, "⚠️").await,
+        };
+        assert!(text.contains(expected), "{name}: {text}");
+    }
+    // A link elsewhere is never fetched.
+    let attachment = interactions::attachment(
+        "1400000000000000199",
+        "x.png",
+        "image/png",
+        10,
+        "https://evil.example.com/x.png",
+    );
+    let (id, token) = new_interaction();
+    let answer = send(
+        &stack,
+        &interactions::describe(&id, &token, &alice(), &attachment),
+    )
+    .await;
+    let text = match answer.body["type"].as_u64() {
+        Some(4) => answer.body["data"]["content"].as_str().unwrap().to_owned(),
+        _ => wait_for_original_edit(&stack, &token, "⚠️").await,
+    };
+    assert!(
+        text.contains("only fetched from Discord's own file hosts"),
+        "{text}"
+    );
+    assert_eq!(
+        job_count(&stack).await,
+        jobs_before,
+        "no job for a refused image"
+    );
+}

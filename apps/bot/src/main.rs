@@ -148,6 +148,7 @@ async fn main() -> Result<()> {
                 let mut app = DiscordApp {
                     commands: commands.clone(),
                     rest: discord.rest()?,
+                    images: discord.fetcher()?,
                 };
                 app.rest.counters = api_metrics.for_platform("discord");
                 router = router.merge(endpoint::router(EndpointState {
@@ -198,6 +199,7 @@ async fn main() -> Result<()> {
                     pending: pending.clone(),
                 },
                 rest: discord.rest()?,
+                images: discord.fetcher()?,
             };
             let mut app = app;
             app.rest.counters = api_metrics.for_platform("discord");
@@ -265,6 +267,7 @@ fn slack_app(slack: &SlackSettings, commands: Commands) -> Result<SlackApp> {
     Ok(SlackApp {
         commands,
         api: slack.api()?,
+        images: slack.fetcher()?,
         settings_admins: slack
             .slack_settings_admins
             .iter()

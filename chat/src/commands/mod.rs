@@ -7,6 +7,7 @@ pub mod analyze;
 pub mod answer;
 pub mod cancel;
 pub mod delete;
+pub mod describe;
 pub mod help;
 pub mod imagine;
 pub mod press;
@@ -144,6 +145,9 @@ pub enum UserError {
     NotYourResult,
     #[error("that button starts no job")]
     NotAFollowUp,
+    /// An image for /describe that was refused: the text says why.
+    #[error("{0}")]
+    BadImage(String),
 }
 
 /// A command's failure: the user's mistake, or ours.

@@ -1,9 +1,10 @@
-//! A button press under a grid or an upscaled image: a follow-up job.
+//! A button press under a grid, an upscaled image or /describe's
+//! suggestions: a follow-up job.
 
 use wordup_queue::{ChannelSettings, Job, JobState};
 
-use super::{Accepted, CommandError, Commands, Invocation, UserError};
-use crate::buttons::ButtonId;
+use super::{Accepted, CommandError, Commands, Invocation, UserError, imagine};
+use crate::buttons::{Action, ButtonId};
 
 /// Whether `presser` may press a button under `parent` in a channel with
 /// `channel` settings; `image_stored` is whether the image the button is
@@ -62,6 +63,22 @@ impl Commands {
             .queue
             .channel_settings(&invocation.origin.platform, &invocation.origin.channel_id)
             .await?;
+        // "Use N" under /describe: an /imagine of the stored suggestion, as
+        // if typed here (the blocklist and the channel's defaults apply).
+        if let Action::Suggestion { index } = button.action {
+            let suggestion = self.queue.suggestion(parent.id, index).await?;
+            allowed(
+                &parent,
+                suggestion.is_some(),
+                &channel,
+                &invocation.origin.user_id,
+            )?;
+            let args = imagine::check(&suggestion.unwrap_or_default(), &self.config)?;
+            let (request, tier, batch_key) =
+                imagine::plan(&args, &channel, &self.config, rand::random());
+            let job = invocation.job(&channel, key, tier, request, batch_key);
+            return self.enqueue_within_quota(&job).await;
+        }
         let image_stored = match button.index() {
             Some(index) => self.queue.has_image(parent.id, i32::from(index)).await?,
             None => true,

@@ -49,6 +49,7 @@ pub fn describe(request: &Request) -> String {
         Request::Analyze { prompt } => {
             format!("analysis of \"{}\"", crate::text::shorten(prompt, 60))
         }
+        Request::Describe {} => "a description of an image".to_owned(),
         Request::Unreadable { .. } => "a job this release cannot read".to_owned(),
     }
 }

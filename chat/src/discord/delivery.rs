@@ -97,7 +97,12 @@ impl DiscordDelivery {
     /// A text answer (`/imagine-analyze`): the ack becomes it while its
     /// token lives, else a message that mentions the requester, made once.
     /// Returns the message's id.
-    pub async fn answer(&self, job: &Job, text: &str) -> Result<String, DeliveryError> {
+    pub async fn answer(
+        &self,
+        job: &Job,
+        text: &str,
+        choices: u8,
+    ) -> Result<String, DeliveryError> {
         // Line by line: escaping turns line breaks into spaces.
         let text = text
             .lines()
@@ -110,13 +115,18 @@ impl DiscordDelivery {
                     "/webhooks/{}/{}/messages/@original",
                     reply.application_id, reply.token
                 );
-                let body = json!({ "content": text, "allowed_mentions": { "parse": [] } });
+                let body = json!({
+                    "content": text,
+                    "allowed_mentions": { "parse": [] },
+                    "components": components(vec![ButtonId::suggestion_row(job.id, choices)]),
+                });
                 self.rest.patch(&path, &body).await.map_err(classify)?
             }
             None => {
                 let body = json!({
                     "content": format!("<@{}> {text}", job.origin.user_id),
                     "allowed_mentions": { "users": [job.origin.user_id] },
+                    "components": components(vec![ButtonId::suggestion_row(job.id, choices)]),
                     "nonce": format!("wa{}", job.id),
                     "enforce_nonce": true,
                 });
@@ -265,14 +275,10 @@ pub fn progress_text(job: &Job, progress: &Progress) -> String {
     answer::progress_text(&what, progress)
 }
 
-/// The message for a result: text, buttons, a nonce for deduplication.
-pub fn message_body(job: &Job, post: &ResultPost) -> Value {
-    let rows: Vec<Vec<ButtonId>> = match post.kind {
-        ResultKind::Grid => ButtonId::grid_rows(job.id),
-        ResultKind::Upscaled => vec![ButtonId::upscale_row(job.id)],
-    };
-    let components: Vec<CreateActionRow> = rows
-        .into_iter()
+/// Rows of buttons as Discord's components; empty rows are left out.
+fn components(rows: Vec<Vec<ButtonId>>) -> Vec<CreateActionRow> {
+    rows.into_iter()
+        .filter(|row| !row.is_empty())
         .map(|row| {
             CreateActionRow::Buttons(
                 row.into_iter()
@@ -284,7 +290,16 @@ pub fn message_body(job: &Job, post: &ResultPost) -> Value {
                     .collect(),
             )
         })
-        .collect();
+        .collect()
+}
+
+/// The message for a result: text, buttons, a nonce for deduplication.
+pub fn message_body(job: &Job, post: &ResultPost) -> Value {
+    let rows: Vec<Vec<ButtonId>> = match post.kind {
+        ResultKind::Grid => ButtonId::grid_rows(job.id),
+        ResultKind::Upscaled => vec![ButtonId::upscale_row(job.id)],
+    };
+    let components = components(rows);
     let mut content = format!(
         "**{}** — {} — <@{}>",
         escape(&shorten(&post.prompt, 300)),

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use serenity::all::{
-    CommandDataOption, CommandInteraction, ComponentInteraction, CreateInteractionResponse,
-    CreateInteractionResponseMessage, Interaction, Permissions,
+    Attachment, CommandDataOption, CommandInteraction, ComponentInteraction,
+    CreateInteractionResponse, CreateInteractionResponseMessage, Interaction, Permissions,
 };
 use tracing::Instrument;
 use wordup_queue::{Origin, Queue};
@@ -18,8 +18,11 @@ use super::rest::{DiscordRest, Upload};
 use crate::ack::{ACK_BUDGET, Handled};
 use crate::buttons::{Action, ButtonId};
 use crate::commands::answer::{OUR_FAULT, accepted_text, error_text};
+use crate::commands::describe::Fetcher;
 use crate::commands::settings::SettingsChange;
-use crate::commands::{Accepted, CommandError, Commands, Invocation, help, imagine, reply_text};
+use crate::commands::{
+    Accepted, CommandError, Commands, Invocation, UserError, help, imagine, reply_text,
+};
 use crate::text::shorten;
 
 pub const PLATFORM: &str = "discord";
@@ -30,6 +33,8 @@ const WHERE_POSTED: &str = "in this channel";
 pub struct DiscordApp {
     pub commands: Commands,
     pub rest: DiscordRest,
+    /// Fetches attachments for /describe.
+    pub images: Fetcher,
 }
 
 impl DiscordApp {
@@ -57,6 +62,9 @@ impl DiscordApp {
         match command.data.name.as_str() {
             "imagine" => self.imagine(command, channel_nsfw, false).await,
             "imagine-analyze" => self.imagine(command, channel_nsfw, true).await,
+            // The slash command (an attachment option) and the message
+            // context-menu command (the message's image).
+            "describe" | "Describe" => self.describe(command, channel_nsfw).await,
             "queue" => {
                 let text = self
                     .commands
@@ -142,6 +150,47 @@ impl DiscordApp {
         } else {
             format!("**{prompt}**")
         };
+        self.acked(enqueue, reply, headline, false).await
+    }
+
+    /// /describe: the attachment is checked at once (type and size as
+    /// Discord reports them), then fetched and enqueued within the ack's
+    /// budget or after a deferred ack; the engine's answer replaces the ack.
+    async fn describe(&self, command: CommandInteraction, channel_nsfw: bool) -> Handled {
+        let Some(attachment) = described_attachment(&command) else {
+            return now(ephemeral(
+                "⚠️ there is no image to describe: attach one, or use Describe on a message with an image",
+            ));
+        };
+        if let Err(e) = precheck(attachment) {
+            return now(ephemeral(&format!("⚠️ {e}")));
+        }
+        let url = attachment.url.clone();
+        let headline = format!(
+            "describing **{}**",
+            escape(&shorten(&attachment.filename, 100))
+        );
+        let reply = DiscordReply {
+            application_id: command.application_id.to_string(),
+            interaction_id: command.id.to_string(),
+            token: command.token.clone(),
+            attachment_size_limit: u64::from(command.attachment_size_limit),
+            reply_to: None,
+        };
+        let invocation = Invocation {
+            origin: origin(command.guild_id, command.channel_id, command.user.id),
+            idempotency_key: format!("{PLATFORM}:{}", command.id),
+            channel_nsfw,
+            reply: reply.to_value(false),
+        };
+        let (commands, images) = (self.commands.clone(), self.images.clone());
+        let enqueue = self.commands.pending.spawn(async move {
+            if let Some(replayed) = commands.replayed(&invocation.idempotency_key).await? {
+                return Ok(replayed);
+            }
+            let image = images.image(&url).await?;
+            commands.describe(&invocation, &image).await
+        });
         self.acked(enqueue, reply, headline, false).await
     }
 
@@ -435,6 +484,51 @@ fn settings_change(options: &[CommandDataOption]) -> SettingsChange {
             .and_then(|o| o.value.as_i64()),
         restrict_buttons: flag("restrict_buttons"),
         allow_nsfw: flag("nsfw"),
+    }
+}
+
+/// The image a /describe points at: its attachment option, or for the
+/// message command the target message's first image attachment.
+fn described_attachment(command: &CommandInteraction) -> Option<&Attachment> {
+    let resolved = &command.data.resolved;
+    if let Some(target) = command.data.target_id {
+        let message = resolved.messages.get(&target.to_message_id())?;
+        return message
+            .attachments
+            .iter()
+            .find(|a| {
+                a.content_type
+                    .as_deref()
+                    .is_some_and(|t| t.starts_with("image/"))
+            })
+            .or(message.attachments.first());
+    }
+    let id = command
+        .data
+        .options
+        .iter()
+        .find(|o| o.name == "image")?
+        .value
+        .as_attachment_id()?;
+    resolved.attachments.get(&id)
+}
+
+/// What Discord says about an attachment, checked before fetching it (the
+/// fetch checks the bytes again: these are the uploader's claims).
+fn precheck(attachment: &Attachment) -> Result<(), UserError> {
+    let limit = crate::fetch::MAX_BYTES;
+    if u64::from(attachment.size) > limit {
+        return Err(UserError::BadImage(format!(
+            "that file is {:.1} MB; the limit is {} MB",
+            f64::from(attachment.size) / 1e6,
+            limit / (1024 * 1024)
+        )));
+    }
+    match attachment.content_type.as_deref() {
+        Some("image/png" | "image/jpeg" | "image/webp") | None => Ok(()),
+        Some(_) => Err(UserError::BadImage(
+            "that file is not a PNG, JPEG or WebP image".into(),
+        )),
     }
 }
 

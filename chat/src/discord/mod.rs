@@ -34,9 +34,31 @@ pub struct DiscordSettings {
     /// Discord's base URL; tests point it at a stand-in.
     #[arg(long, env = "WORDUP_DISCORD_API_URL", default_value = rest::DISCORD_URL)]
     pub discord_api_url: String,
+    /// Hosts /describe fetches attachments from (comma-separated); tests
+    /// point it at a stand-in.
+    #[arg(
+        long,
+        env = "WORDUP_DISCORD_FILE_HOSTS",
+        value_delimiter = ',',
+        default_value = "cdn.discordapp.com,media.discordapp.net"
+    )]
+    pub discord_file_hosts: Vec<String>,
 }
 
 impl DiscordSettings {
+    /// Fetching attachments users point at: the file hosts, no token
+    /// (attachment URLs are signed).
+    pub fn fetcher(&self) -> anyhow::Result<crate::commands::describe::Fetcher> {
+        crate::commands::describe::Fetcher::new(
+            crate::fetch::FetchPolicy::discord().with_hosts(
+                self.discord_file_hosts
+                    .iter()
+                    .filter(|h| !h.is_empty())
+                    .cloned(),
+            ),
+        )
+    }
+
     pub fn rest(&self) -> anyhow::Result<rest::DiscordRest> {
         anyhow::ensure!(
             !self.discord_bot_token.expose().is_empty(),

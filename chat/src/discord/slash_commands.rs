@@ -1,7 +1,9 @@
 //! The application commands we register, and their registration.
 
 use serde_json::{Value, json};
-use serenity::all::{CommandOptionType, CreateCommand, CreateCommandOption, Permissions};
+use serenity::all::{
+    CommandOptionType, CommandType, CreateCommand, CreateCommandOption, Permissions,
+};
 use wordup_queue::style::STYLES;
 
 use super::rest::{DiscordRest, RestError};
@@ -41,6 +43,18 @@ pub fn definitions() -> Vec<CreateCommand> {
                 .required(true)
                 .max_length(u16::try_from(MAX_PROMPT_CHARS + 500).unwrap_or(u16::MAX)),
             ),
+        CreateCommand::new("describe")
+            .description("Four prompts for an image, each with a button that draws it")
+            .add_option(
+                CreateCommandOption::new(
+                    CommandOptionType::Attachment,
+                    "image",
+                    "A PNG, JPEG or WebP image (up to 10 MB)",
+                )
+                .required(true),
+            ),
+        // A message command: right-click a message with an image → Apps.
+        CreateCommand::new("Describe").kind(CommandType::Message),
         CreateCommand::new("settings")
             .description("Show or change this channel's Word Up! settings")
             .default_member_permissions(Permissions::MANAGE_CHANNELS)

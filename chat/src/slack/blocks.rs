@@ -15,16 +15,32 @@ pub fn result_blocks(job: JobId, kind: ResultKind, text: &str) -> Value {
     };
     let mut blocks = vec![json!({ "type": "section", "text": { "type": "mrkdwn", "text": text } })];
     for (i, row) in rows.into_iter().enumerate() {
-        blocks.push(json!({
-            "type": "actions",
-            "block_id": format!("wu-{job}-{i}"),
-            "elements": row.iter().map(|b| json!({
-                "type": "button",
-                "action_id": b.to_string(),
-                "value": b.to_string(),
-                "text": { "type": "plain_text", "text": b.label(), "emoji": true },
-            })).collect::<Vec<_>>(),
-        }));
+        blocks.push(actions(job, i, &row));
+    }
+    Value::Array(blocks)
+}
+
+/// An actions block of buttons; each button's `action_id` and `value` are
+/// its id.
+fn actions(job: JobId, row: usize, buttons: &[ButtonId]) -> Value {
+    json!({
+        "type": "actions",
+        "block_id": format!("wu-{job}-{row}"),
+        "elements": buttons.iter().map(|b| json!({
+            "type": "button",
+            "action_id": b.to_string(),
+            "value": b.to_string(),
+            "text": { "type": "plain_text", "text": b.label(), "emoji": true },
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A text answer with `choices` buttons that run its suggestions.
+pub fn choice_blocks(job: JobId, text: &str, choices: u8) -> Value {
+    let mut blocks = vec![json!({ "type": "section", "text": { "type": "mrkdwn", "text": text } })];
+    let row = ButtonId::suggestion_row(job, choices);
+    if !row.is_empty() {
+        blocks.push(actions(job, 0, &row));
     }
     Value::Array(blocks)
 }

@@ -10,7 +10,7 @@ use serde_json::json;
 use wordup_queue::{Attachment, Job, JobId, Progress, Queue, Request};
 
 use super::api::{SlackApi, SlackUpload};
-use super::blocks::{escape, preview_blocks, result_blocks};
+use super::blocks::{choice_blocks, escape, preview_blocks, result_blocks};
 use super::once;
 use super::reply::SlackReply;
 use crate::commands::answer::progress_text;
@@ -185,8 +185,14 @@ impl SlackDelivery {
 
     /// A text answer (`/imagine-analyze`) in the channel, mentioning the
     /// requester, made once; returns its ts.
-    pub async fn answer(&self, job: &Job, text: &str) -> Result<String, DeliveryError> {
+    pub async fn answer(
+        &self,
+        job: &Job,
+        text: &str,
+        choices: u8,
+    ) -> Result<String, DeliveryError> {
         let reply = reply(job)?;
+        let text = format!("<@{}> {}", job.origin.user_id, escape(&shorten(text, 2900)));
         once::post_message(
             crate::once::TRIES,
             &self.api,
@@ -195,7 +201,8 @@ impl SlackDelivery {
             "slack:answer",
             json!({
                 "channel": reply.channel,
-                "text": format!("<@{}> {}", job.origin.user_id, escape(&shorten(text, 3000))),
+                "text": text,
+                "blocks": choice_blocks(job.id, &text, choices),
             }),
         )
         .await

@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 use slack_morphism::prelude::{
     SlackCommandEvent, SlackInteractionBlockActionsEvent, SlackInteractionEvent,
+    SlackInteractionMessageActionEvent,
 };
 use tracing::Instrument;
 use wordup_queue::{DeliveryError, Origin};
@@ -16,12 +17,15 @@ use super::reply::SlackReply;
 use crate::ack::{ACK_BUDGET, Handled};
 use crate::buttons::{Action, ButtonId};
 use crate::commands::answer::{OUR_FAULT, error_text, outcome_text};
+use crate::commands::describe::Fetcher;
 use crate::commands::{
     Accepted, CommandError, Commands, Invocation, UserError, analyze, help, imagine, position_text,
     reply_text,
 };
 
 pub const PLATFORM: &str = "slack";
+/// The Describe message shortcut's callback id (in the app's manifest).
+pub const DESCRIBE: &str = "describe";
 /// Where a job's result goes, for the text of a repeated command.
 const WHERE_POSTED: &str = "in the thread";
 
@@ -29,6 +33,8 @@ const WHERE_POSTED: &str = "in the thread";
 pub struct SlackApp {
     pub commands: Commands,
     pub api: SlackApi,
+    /// Fetches files (with the bot token) for the Describe shortcut.
+    pub images: Fetcher,
     /// Users who may change channel settings; empty: anyone in the channel.
     pub settings_admins: Vec<String>,
 }
@@ -224,8 +230,12 @@ impl SlackApp {
     }
 
     pub async fn interaction(&self, event: SlackInteractionEvent) -> Handled {
-        let SlackInteractionEvent::BlockActions(event) = event else {
-            return Handled::now(Value::Null);
+        let event = match event {
+            SlackInteractionEvent::BlockActions(event) => event,
+            SlackInteractionEvent::MessageAction(event) if event.callback_id.0 == DESCRIBE => {
+                return self.describe(event);
+            }
+            _ => return Handled::now(Value::Null),
         };
         let Some(action) = event.actions.as_ref().and_then(|a| a.first()) else {
             return Handled::now(Value::Null);
@@ -289,6 +299,71 @@ impl SlackApp {
         self.answer_privately(&event, span, async move {
             outcome_text(&headline, task.await, WHERE_POSTED)
         })
+    }
+
+    /// The Describe message shortcut: acked with an empty 200; the
+    /// message's image is fetched with the bot token and the job enqueued,
+    /// and the requester told privately through the response URL; the
+    /// engine answers in the channel.
+    fn describe(&self, event: SlackInteractionMessageActionEvent) -> Handled {
+        let span = tracing::info_span!("describe", trigger = %event.trigger_id.0);
+        let response_url = event.response_url.0.to_string();
+        let file = event.message.as_ref().and_then(|m| {
+            let files = m.content.files.as_ref()?;
+            files
+                .iter()
+                .find(|f| {
+                    f.mimetype
+                        .as_ref()
+                        .is_some_and(|t| t.0.starts_with("image/"))
+                })
+                .or(files.first())
+                .cloned()
+        });
+        let invocation = event.channel.as_ref().map(|channel| Invocation {
+            origin: Origin {
+                platform: PLATFORM.to_owned(),
+                workspace_id: event.team.id.0.clone(),
+                channel_id: channel.id.0.clone(),
+                thread_id: None,
+                user_id: event.user.id.0.clone(),
+            },
+            idempotency_key: format!("{PLATFORM}:{}", event.trigger_id.0),
+            channel_nsfw: false,
+            reply: SlackReply {
+                channel: channel.id.0.clone(),
+                parent_ts: None,
+                edit_parent: false,
+            }
+            .to_value(),
+        });
+        let (app, api) = (self.clone(), self.api.clone());
+        let task = async move {
+            let text = match (file.and_then(|f| f.url_private), invocation) {
+                (None, _) => "⚠️ that message has no image to describe".to_owned(),
+                (_, None) => "⚠️ Describe works on messages in channels".to_owned(),
+                (Some(url), Some(invocation)) => {
+                    let accepted = async {
+                        if let Some(replayed) =
+                            app.commands.replayed(&invocation.idempotency_key).await?
+                        {
+                            return Ok(replayed);
+                        }
+                        let image = app.images.image(url.as_str()).await?;
+                        app.commands.describe(&invocation, &image).await
+                    }
+                    .await;
+                    outcome_text("Describing the image", Ok(accepted), "in the channel")
+                }
+            };
+            if let Err(e) = api.respond(&response_url, &ephemeral(&text)).await {
+                tracing::warn!(error = %e, "could not answer through the response URL");
+            }
+        };
+        Handled {
+            response: Value::Null,
+            after: Some(Box::pin(task.instrument(span))),
+        }
     }
 
     /// Buttons are acked with an empty 200; what happened (`text`, once

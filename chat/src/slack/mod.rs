@@ -48,11 +48,32 @@ pub struct SlackSettings {
     /// They may also delete anyone's result with ❌.
     #[arg(long, env = "WORDUP_SLACK_SETTINGS_ADMINS", value_delimiter = ',')]
     pub slack_settings_admins: Vec<String>,
+    /// Hosts the Describe shortcut fetches files from, with the bot token
+    /// (comma-separated); tests point it at a stand-in.
+    #[arg(
+        long,
+        env = "WORDUP_SLACK_FILE_HOSTS",
+        value_delimiter = ',',
+        default_value = "files.slack.com"
+    )]
+    pub slack_file_hosts: Vec<String>,
 }
 
 impl SlackSettings {
     pub fn enabled(&self) -> bool {
         !self.slack_bot_token.expose().is_empty()
+    }
+
+    /// Fetching files users point at: the file hosts, with the bot token.
+    pub fn fetcher(&self) -> anyhow::Result<crate::commands::describe::Fetcher> {
+        crate::commands::describe::Fetcher::new(
+            crate::fetch::FetchPolicy::slack(self.slack_bot_token.clone()).with_hosts(
+                self.slack_file_hosts
+                    .iter()
+                    .filter(|h| !h.is_empty())
+                    .cloned(),
+            ),
+        )
     }
 
     pub fn api(&self) -> anyhow::Result<api::SlackApi> {

@@ -188,6 +188,88 @@ pub fn read_back(reading: &Reading, shown: &[Weighed]) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(" · "))
 }
 
+/// Terms nearest an image's CLIP features, by kind, nearest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Nearest {
+    pub subjects: Vec<String>,
+    pub styles: Vec<String>,
+    pub mediums: Vec<String>,
+    pub lighting: Vec<String>,
+    pub composition: Vec<String>,
+}
+
+impl Nearest {
+    /// The vocabulary's terms nearest `features` (`[1, d]` image features).
+    pub fn of(lexicon: &Lexicon, features: &Tensor) -> Result<Nearest> {
+        let top = |kind, k| -> Result<Vec<String>> {
+            Ok(lexicon
+                .nearest(features, kind, k)?
+                .into_iter()
+                .map(|(term, _)| term.text.clone())
+                .collect())
+        };
+        Ok(Nearest {
+            subjects: top(Kind::Subject, 2)?,
+            styles: top(Kind::Style, 3)?,
+            mediums: top(Kind::Medium, 2)?,
+            lighting: top(Kind::Lighting, 2)?,
+            composition: top(Kind::Composition, 2)?,
+        })
+    }
+}
+
+/// `/describe`'s four prompt suggestions from the nearest terms, each
+/// leading with a subject and mixing a different medium, style, light and
+/// framing, so that the four differ. Terms a kind lacks are left out.
+pub fn suggestions(nearest: &Nearest) -> Vec<String> {
+    let pick = |terms: &[String], i: usize| terms.get(i).or(terms.first()).cloned();
+    let style = |i: usize| pick(&nearest.styles, i).map(|s| format!("in the style of {s}"));
+    let plans = [
+        [
+            pick(&nearest.subjects, 0),
+            pick(&nearest.mediums, 0),
+            pick(&nearest.lighting, 0),
+            None,
+        ],
+        [
+            pick(&nearest.subjects, 0),
+            style(0),
+            pick(&nearest.composition, 0),
+            None,
+        ],
+        [
+            pick(&nearest.subjects, 1),
+            pick(&nearest.mediums, 1),
+            style(1),
+            pick(&nearest.lighting, 1),
+        ],
+        [
+            pick(&nearest.subjects, 0),
+            style(2),
+            pick(&nearest.composition, 1),
+            pick(&nearest.lighting, 0),
+        ],
+    ];
+    plans
+        .into_iter()
+        .map(|parts| parts.into_iter().flatten().collect::<Vec<_>>().join(", "))
+        .filter(|prompt| !prompt.is_empty())
+        .collect()
+}
+
+/// `/describe`'s answer, plain text: the suggestions, numbered as the
+/// buttons under it.
+pub fn suggestions_text(prompts: &[String]) -> String {
+    let mut lines = vec!["Prompts for this image (press a number to draw it):".to_owned()];
+    lines.extend(
+        prompts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{}. {p}", i + 1)),
+    );
+    lines.join("\n")
+}
+
 /// `/imagine-analyze`'s answer, plain text (the chat adapter escapes it):
 /// how the prompt reads, and its phrases by weight; `weighed` is `None`
 /// when the engine has no CLIP to weigh them with.
@@ -348,6 +430,47 @@ mod tests {
         }
         let nothing = Vocabulary::builtin().read("");
         assert!(analysis_text("", &nothing, None).contains("no subject, style"));
+    }
+
+    #[test]
+    fn four_different_suggestions_from_the_nearest_terms() {
+        let terms = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let nearest = Nearest {
+            subjects: terms(&["a lighthouse", "a harbor"]),
+            styles: terms(&["art nouveau", "ukiyo-e", "impressionism"]),
+            mediums: terms(&["watercolor", "oil painting"]),
+            lighting: terms(&["golden hour", "fog"]),
+            composition: terms(&["wide shot", "aerial view"]),
+        };
+        assert_eq!(
+            suggestions(&nearest),
+            [
+                "a lighthouse, watercolor, golden hour",
+                "a lighthouse, in the style of art nouveau, wide shot",
+                "a harbor, oil painting, in the style of ukiyo-e, fog",
+                "a lighthouse, in the style of impressionism, aerial view, golden hour",
+            ]
+        );
+        // One term of each kind: the picks repeat it rather than leave gaps.
+        let single = Nearest {
+            subjects: terms(&["a cat"]),
+            styles: terms(&["pop art"]),
+            ..Nearest::default()
+        };
+        assert_eq!(
+            suggestions(&single),
+            [
+                "a cat",
+                "a cat, in the style of pop art",
+                "a cat, in the style of pop art",
+                "a cat, in the style of pop art",
+            ]
+        );
+        assert!(suggestions(&Nearest::default()).is_empty());
+        assert_eq!(
+            suggestions_text(&terms(&["a", "b"])),
+            "Prompts for this image (press a number to draw it):\n1. a\n2. b"
+        );
     }
 
     #[test]

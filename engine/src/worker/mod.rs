@@ -8,8 +8,8 @@
 //! recorded; a retried attempt that finds the record completes without
 //! posting, and one that posts again gets the first message back.
 
-mod analyze;
 mod announce;
+mod answer;
 mod check;
 mod deliver;
 mod draw;
@@ -181,8 +181,10 @@ impl<D: Delivery> Worker<D> {
             Ok(None) => {}
             Err(e) => return e.into(),
         }
-        if let Request::Analyze { prompt } = &job.request {
-            return self.analyze(job, prompt).await;
+        match &job.request {
+            Request::Analyze { prompt } => return self.analyze(job, prompt).await,
+            Request::Describe {} => return self.describe(job).await,
+            _ => {}
         }
         let Plan { root, draw, what } = match self.plan(job).await {
             Ok(plan) => plan,

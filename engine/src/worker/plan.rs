@@ -123,6 +123,7 @@ pub(super) fn what(request: &Request, first_seed: u64) -> String {
             UpscaleMode::Creative => format!("image {} upscaled (creative)", index + 1),
         },
         Request::Analyze { .. } => "the prompt weighed".to_owned(),
+        Request::Describe {} => "the image described".to_owned(),
         Request::Unreadable { .. } => "a job this engine cannot read".to_owned(),
     }
 }
@@ -141,8 +142,8 @@ impl<D: Delivery> Worker<D> {
                 )));
             }
             Request::Imagine(request) => self.grid(request.clone(), seed, &mut what),
-            Request::Analyze { .. } => {
-                return Err(Outcome::permanent("an analysis draws nothing"));
+            Request::Analyze { .. } | Request::Describe {} => {
+                return Err(Outcome::permanent("an answer in text draws nothing"));
             }
             // A re-roll draws its chain's /imagine again, --draft included.
             Request::Reroll { parent } => {
