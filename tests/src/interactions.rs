@@ -206,26 +206,6 @@ pub async fn send_raw(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn payloads_parse_as_serenity_interactions() {
-        let member = Member::new("1200000000000000100", "ada");
-        let (id, token) = new_interaction();
-        let parsed: serenity::all::Interaction =
-            serde_json::from_value(imagine(&id, &token, &member, "a fox --ar 16:9")).unwrap();
-        assert!(matches!(parsed, serenity::all::Interaction::Command(_)));
-        let message = json!({ "id": "1300000000000000001", "content": "x", "attachments": [], "components": [] });
-        let parsed: serenity::all::Interaction =
-            serde_json::from_value(button(&id, &token, &member, "wu:u:1:0", &message)).unwrap();
-        assert!(matches!(parsed, serenity::all::Interaction::Component(_)));
-        let parsed: serenity::all::Interaction = serde_json::from_value(ping(&id)).unwrap();
-        assert!(matches!(parsed, serenity::all::Interaction::Ping(_)));
-    }
-}
-
 /// An attachment object as Discord sends it in `resolved`.
 pub fn attachment(id: &str, filename: &str, content_type: &str, size: u64, url: &str) -> Value {
     json!({
@@ -274,4 +254,24 @@ pub fn describe_message(id: &str, token: &str, member: &Member, attachments: Val
         } } },
     });
     payload
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_parse_as_serenity_interactions() {
+        let member = Member::new("1200000000000000100", "ada");
+        let (id, token) = new_interaction();
+        let parsed: serenity::all::Interaction =
+            serde_json::from_value(imagine(&id, &token, &member, "a fox --ar 16:9")).unwrap();
+        assert!(matches!(parsed, serenity::all::Interaction::Command(_)));
+        let message = json!({ "id": "1300000000000000001", "content": "x", "attachments": [], "components": [] });
+        let parsed: serenity::all::Interaction =
+            serde_json::from_value(button(&id, &token, &member, "wu:u:1:0", &message)).unwrap();
+        assert!(matches!(parsed, serenity::all::Interaction::Component(_)));
+        let parsed: serenity::all::Interaction = serde_json::from_value(ping(&id)).unwrap();
+        assert!(matches!(parsed, serenity::all::Interaction::Ping(_)));
+    }
 }
