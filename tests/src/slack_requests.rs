@@ -100,6 +100,24 @@ pub fn block_actions(action_id: &str, user: &str, message: &Value, response_url:
     })
 }
 
+/// A message_action payload: the message shortcut `callback_id` used on
+/// `message` (with its `files`).
+pub fn message_action(callback_id: &str, user: &str, message: &Value, response_url: &str) -> Value {
+    json!({
+        "type": "message_action",
+        "callback_id": callback_id,
+        "trigger_id": trigger_id(),
+        "response_url": response_url,
+        "action_ts": "1780000000.000200",
+        "message_ts": message["ts"],
+        "user": { "id": user, "username": "alice", "name": "alice", "team_id": TEAM_ID },
+        "team": { "id": TEAM_ID, "domain": "wordup-test" },
+        "channel": { "id": CHANNEL_ID, "name": "brainstorm" },
+        "message": message,
+        "token": "deprecated-verification-token",
+    })
+}
+
 /// Posts a form-encoded body signed with `secret` at `timestamp`.
 pub async fn send_signed(
     http: &reqwest::Client,

@@ -480,6 +480,7 @@ fn the_manifest_asks_for_exactly_the_scopes_the_calls_need() {
         .collect();
     // commands: the slash commands; chat:write: postMessage and update;
     // files:write: getUploadURLExternal and completeUploadExternal;
+    // files:read: a shared file's url_private, for the Describe shortcut;
     // *:history: conversations.replies and .history, to look for a post
     // whose answer was lost.
     assert_eq!(
@@ -488,6 +489,7 @@ fn the_manifest_asks_for_exactly_the_scopes_the_calls_need() {
             "commands",
             "chat:write",
             "files:write",
+            "files:read",
             "channels:history",
             "groups:history",
             "im:history",
@@ -496,6 +498,7 @@ fn the_manifest_asks_for_exactly_the_scopes_the_calls_need() {
     );
     for command in [
         "/imagine",
+        "/imagine-analyze",
         "/imagine-settings",
         "/imagine-queue",
         "/imagine-cancel",
@@ -506,6 +509,10 @@ fn the_manifest_asks_for_exactly_the_scopes_the_calls_need() {
         );
     }
     assert!(manifest.contains("/slack/commands") && manifest.contains("/slack/interactions"));
+    assert!(manifest.contains(&format!(
+        "type: message\n      callback_id: {}\n",
+        wordup_chat::slack::handler::DESCRIBE
+    )));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -872,4 +879,111 @@ async fn clip_scores_quality_and_analysis_in_a_channel() {
         analysis.text
     );
     assert_eq!(stack.slack.files().len(), 1, "nothing more uploaded");
+}
+
+async fn describe_shortcut(stack: &Stack, files: Value) -> Answer {
+    let message = serde_json::json!({
+        "type": "message", "user": "U0BOB", "ts": "1780000000.000100",
+        "text": "look at this", "files": files,
+    });
+    let payload = slack::message_action(
+        wordup_chat::slack::handler::DESCRIBE,
+        ALICE,
+        &message,
+        &stack.slack.response_url(),
+    );
+    slack::send_signed(
+        &stack.http,
+        &stack.slack_interactions(),
+        SIGNING_SECRET,
+        chrono::Utc::now().timestamp(),
+        slack::interaction_form(&payload),
+    )
+    .await
+    .unwrap()
+}
+
+/// The private answers sent to response URLs, in order.
+async fn wait_for_response(stack: &Stack, n: usize) -> String {
+    stack
+        .slack
+        .wait_until("a private answer", TIMEOUT, |f| f.responses().len() >= n)
+        .await
+        .unwrap();
+    stack.slack.responses()[n - 1].1["text"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_describe_shortcut_suggests_prompts_and_refuses_what_is_not_an_image() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    stack.start_engine(&[]).await.unwrap();
+
+    let image = image::RgbImage::from_fn(48, 40, |x, y| {
+        image::Rgb([(x * 5) as u8, (y * 6) as u8, 90])
+    });
+    let mut png = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let file = stack.slack.host_user_file("boat.png", "image/png", png);
+    let answer = describe_shortcut(&stack, serde_json::json!([file])).await;
+    assert_eq!(answer.status, 200);
+    assert!(answer.latency < Duration::from_secs(3));
+    let told = wait_for_response(&stack, 1).await;
+    assert!(told.starts_with("Describing the image — "), "{told}");
+    // The engine answers in the channel with four suggestions and buttons.
+    stack
+        .slack
+        .wait_until("the suggestions", TIMEOUT, |f| {
+            f.messages()
+                .iter()
+                .any(|m| m.text.contains("Prompts for this image"))
+        })
+        .await
+        .unwrap();
+    let suggestions = stack
+        .slack
+        .messages()
+        .into_iter()
+        .find(|m| m.text.contains("Prompts for this image"))
+        .unwrap();
+    assert!(
+        suggestions.text.starts_with(&format!("<@{ALICE}> ")),
+        "{}",
+        suggestions.text
+    );
+    let buttons = suggestions.button_rows().concat();
+    assert_eq!(
+        buttons
+            .iter()
+            .map(|(_, label)| label.as_str())
+            .collect::<Vec<_>>(),
+        ["Use 1", "Use 2", "Use 3", "Use 4"]
+    );
+    // "Use 1" draws the first suggestion into the suggestions' thread.
+    press(&stack, &buttons[0].0, &suggestions).await;
+    let grid = buttons_message(&stack.slack, &suggestions.ts, 1).await;
+    let drawn = stack.queue.job(job_of(&grid)).await.unwrap().unwrap();
+    let describe = ButtonId::parse(&buttons[0].0).unwrap().job;
+    let first = stack.queue.suggestion(describe, 0).await.unwrap().unwrap();
+    assert!(
+        matches!(&drawn.request, wordup_queue::Request::Imagine(r) if r.prompt == first),
+        "{:?}",
+        drawn.request
+    );
+
+    // Not an image, and no file at all: a private message, no job.
+    let text_file = stack
+        .slack
+        .host_user_file("notes.txt", "text/plain", b"hello".to_vec());
+    describe_shortcut(&stack, serde_json::json!([text_file])).await;
+    let told = wait_for_response(&stack, 3).await;
+    assert!(told.contains("not a PNG, JPEG or WebP image"), "{told}");
+    describe_shortcut(&stack, serde_json::json!([])).await;
+    let told = wait_for_response(&stack, 4).await;
+    assert!(told.contains("no image to describe"), "{told}");
 }
