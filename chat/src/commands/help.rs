@@ -20,6 +20,7 @@ pub fn text(settings_command: &str, queue_command: &str, cancel_command: &str) -
          • `--fast` / `--relax` which line to wait in (relax waits behind fast, never forever)\n\
          Under a grid: **U1–U4** upscale an image, **V1–V4** make variations of one, **🔄** re-rolls, **❌** deletes it (yours, or any if you manage the channel).\n\
          **/imagine-analyze** `<prompt>` says how a prompt reads (subject, style, medium, lighting, composition) and what each comma-separated phrase weighs, without drawing.\n\
+         **/describe** an image (Discord: the attachment option or Apps → Describe on a message; Slack: the Describe shortcut) suggests four prompts, each with a button that draws it.\n\
          **{queue_command}** shows your jobs and places in line; **{cancel_command}** `[job]` stops one of yours (queued or running); **{settings_command}** shows or changes this channel's defaults.",
         style::style_names()
     )
