@@ -66,6 +66,11 @@ pub struct RunArgs {
 }
 
 pub async fn run(args: RunArgs) -> Result<()> {
+    // Before anything is connected or loaded: a policy that could not act.
+    anyhow::ensure!(
+        args.judge.clip.as_deref() != Some("off") || args.judge.concepts().is_empty(),
+        "WORDUP_BLOCKED_CONCEPTS is set but WORDUP_CLIP_MODEL is off: the concept check needs CLIP"
+    );
     let queue = args.database.connect_and_migrate().await?;
     let lease = args.database.queue.queue_config()?.lease;
     // Metrics first, so that an orchestrator sees the engine alive (not
@@ -226,11 +231,8 @@ async fn worker_clip(
 ) -> Result<Option<Arc<ClipJudge>>> {
     let concepts = judge.concepts();
     let spec = match judge.clip.as_deref() {
+        // Refused with blocked concepts at the start of `run`.
         Some("off") => {
-            anyhow::ensure!(
-                concepts.is_empty(),
-                "WORDUP_BLOCKED_CONCEPTS is set but WORDUP_CLIP_MODEL is off: the concept check needs CLIP"
-            );
             tracing::info!("no CLIP (WORDUP_CLIP_MODEL=off): results carry no scores");
             return Ok(None);
         }

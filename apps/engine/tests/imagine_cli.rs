@@ -85,11 +85,17 @@ fn imagine_writes_seeded_images_of_the_asked_shape() {
             "2",
         ],
     ));
-    assert_eq!(
-        std::fs::read(&again[0]).unwrap(),
-        a,
-        "same seed, same image"
-    );
+    // Same seed, same image: drawn alone rather than beside seed 8, the
+    // products run in other shapes, so rounding may move a pixel by a level.
+    let alone = image::open(&again[0]).unwrap().to_rgb8();
+    let apart = alone
+        .as_raw()
+        .iter()
+        .zip(image.as_raw())
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+        .unwrap();
+    assert!(apart <= 1, "same seed, same image: {apart} levels apart");
 
     let guided = written(&imagine(
         &model,
@@ -150,10 +156,11 @@ fn bad_input_is_refused_with_a_message() {
 }
 
 #[test]
-fn run_refuses_settings_it_would_ignore() {
+fn run_refuses_a_concept_check_without_clip() {
     let output = Command::new(env!("CARGO_BIN_EXE_wordup-engine"))
         .arg("run")
         .env("WORDUP_BLOCKED_CONCEPTS", "gore")
+        .env("WORDUP_CLIP_MODEL", "off")
         // Never reached: the check comes before any connection.
         .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
         .env("RUST_BACKTRACE", "0")
@@ -162,7 +169,7 @@ fn run_refuses_settings_it_would_ignore() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("WORDUP_BLOCKED_CONCEPTS is set"),
+        stderr.contains("WORDUP_BLOCKED_CONCEPTS is set but WORDUP_CLIP_MODEL is off"),
         "{stderr}"
     );
 }
