@@ -460,7 +460,8 @@ async fn forged_stale_repeated_and_malformed_interactions() {
 
     // Bad input: an ephemeral message naming the problem, and no job.
     for (prompt, expected) in [
-        ("a fox --quality 2", "--quality"),
+        ("a fox --qualty 2", "--qualty"),
+        ("a fox --quality 9", "--quality 9"),
         ("a fox --ar 7:1", "--ar 7:1"),
         ("a fox --steps 500", "--steps 500"),
         ("   ", "empty"),
@@ -975,7 +976,9 @@ async fn register_commands_puts_the_definitions_for_a_guild_or_globally() {
         );
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
-            stdout.contains("/imagine, /imagine-analyze, /settings, /queue, /cancel, /help"),
+            stdout.contains(
+                "/imagine, /imagine-analyze, /describe, /Describe, /settings, /queue, /cancel, /help"
+            ),
             "{stdout}"
         );
         let put = stack
@@ -999,6 +1002,8 @@ async fn register_commands_puts_the_definitions_for_a_guild_or_globally() {
             [
                 "imagine",
                 "imagine-analyze",
+                "describe",
+                "Describe",
                 "settings",
                 "queue",
                 "cancel",
