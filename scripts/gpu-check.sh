@@ -119,11 +119,12 @@ fi
 
 if [ "$MODE" = stages ]; then
     echo "== stages: ${SIZE}², batches $BATCHES, $DTYPE"
-    "$SD_BENCH" stages --gpu --configs "$CONFIGS" --sizes "$SIZE" --batches "$BATCHES" \
-        --dtype "$DTYPE" --repeats "$REPEATS" | tee -a "$WORK/results"
+    "$SD_BENCH" stages --gpu --configs "$CONFIGS" --tokenizer "$TOKENIZER" --sizes "$SIZE" \
+        --batches "$BATCHES" --dtype "$DTYPE" --repeats "$REPEATS" | tee -a "$WORK/results"
     if [ -z "${NO_TORCH:-}" ]; then
-        "$PYTHON" scripts/bench/diffusers_stages.py --gpu --configs "$CONFIGS" --sizes "$SIZE" \
-            --batches "$BATCHES" --dtype "$DTYPE" --repeats "$REPEATS" | tee -a "$WORK/results"
+        "$PYTHON" scripts/bench/diffusers_stages.py --gpu --configs "$CONFIGS" \
+            --tokenizer "$TOKENIZER" --sizes "$SIZE" --batches "$BATCHES" --dtype "$DTYPE" \
+            --repeats "$REPEATS" | tee -a "$WORK/results"
     fi
     "$PYTHON" scripts/bench/tables.py stages "$WORK/results" | tee "$OUT/stages.md"
     return 0

@@ -15,17 +15,6 @@ from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipe
 from sd_configs import load
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-# SD-Turbo's own scheduler settings: Euler over trailing timesteps, v-prediction.
-SCHEDULER = {
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "num_train_timesteps": 1000,
-    "prediction_type": "v_prediction",
-    "steps_offset": 1,
-    "timestep_spacing": "trailing",
-}
-
 
 def build(configs, tokenizer_dir, device, dtype):
     torch.manual_seed(0)
@@ -40,7 +29,8 @@ def build(configs, tokenizer_dir, device, dtype):
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
-        scheduler=EulerDiscreteScheduler(**SCHEDULER),
+        # SD-Turbo's own: Euler over trailing timesteps, v-prediction.
+        scheduler=EulerDiscreteScheduler.from_config(load(configs, "scheduler")),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,

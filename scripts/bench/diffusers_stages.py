@@ -1,7 +1,9 @@
 """Per-stage timings of diffusers/transformers (PyTorch) on an SD-Turbo-sized
 model with random weights, from the same config files as the Rust side.
 Prints `RESULT torch <stage> size=<px> batch=<n> ms=<median>` lines. The
-draft decoder (TAESD, `taesd_decode`) is timed where the configs have one."""
+draft decoder (TAESD, `taesd_decode`) is timed where the configs have one;
+`txt2img` is the whole one-step pipeline (prompt, one UNet step without
+guidance, VAE decode) on the same models."""
 import argparse
 import statistics
 import sys
@@ -9,9 +11,18 @@ import time
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
+from diffusers import (
+    AutoencoderKL,
+    AutoencoderTiny,
+    EulerDiscreteScheduler,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
 from sd_configs import has, load
-from transformers import CLIPTextConfig, CLIPTextModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+# The prompt sd-bench's txt2img stage draws.
+PROMPT = "a lighthouse at dusk, oil painting"
 
 
 def median_ms(repeats, device, run):
@@ -31,6 +42,7 @@ def median_ms(repeats, device, run):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--configs", default="scripts/bench/sd-turbo")
+    parser.add_argument("--tokenizer", default="engine/tests/fixtures/clip-tokenizer")
     parser.add_argument("--sizes", default="256,512")
     parser.add_argument("--batches", default="1")
     parser.add_argument("--repeats", type=int, default=3)
@@ -50,6 +62,21 @@ def main():
     if taesd is None:
         print(f"no taesd config in {configs}: skipping taesd_decode", file=sys.stderr)
     scale = 2 ** (len(vae.config.block_out_channels) - 1)
+    tokenizer_dir = Path(args.tokenizer)
+    tokenizer = CLIPTokenizer(
+        str(tokenizer_dir / "vocab.json"), str(tokenizer_dir / "merges.txt"), model_max_length=77
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=EulerDiscreteScheduler.from_config(load(configs, "scheduler")),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
 
     with torch.inference_mode():
         ids = torch.tensor([[min(320 + i * 7, 49406) for i in range(77)]], device=device)
@@ -72,6 +99,23 @@ def main():
                     ms = median_ms(args.repeats, device, lambda: taesd.decode(latents).sample)
                     print(f"taesd decode {side}² batch {batch}: {ms:.0f} ms", file=sys.stderr)
                     print(f"RESULT torch taesd_decode size={side} batch={batch} ms={ms:.2f}")
+
+                def txt2img():
+                    # "pt": images in [0, 1], NCHW, where the pipeline ran, as
+                    # sd-bench's are.
+                    return pipe(
+                        PROMPT,
+                        height=side,
+                        width=side,
+                        num_inference_steps=1,
+                        guidance_scale=0.0,
+                        num_images_per_prompt=batch,
+                        output_type="pt",
+                    ).images
+
+                ms = median_ms(args.repeats, device, txt2img)
+                print(f"txt2img 1 step {side}² batch {batch}: {ms:.0f} ms", file=sys.stderr)
+                print(f"RESULT torch txt2img size={side} batch={batch} ms={ms:.2f}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ sd-bench and the diffusers scripts print, candle against PyTorch.
 """
 import sys
 
-STAGE_ORDER = {"text_encoder": 0, "unet_step": 1, "vae_decode": 2, "taesd_decode": 3}
+STAGE_ORDER = {"text_encoder": 0, "unet_step": 1, "vae_decode": 2, "taesd_decode": 3, "txt2img": 4}
 
 
 def read(path, keep):

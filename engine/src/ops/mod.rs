@@ -1,8 +1,10 @@
 //! Layers whose CPU paths are ours (f32): convolution, GroupNorm(+SiLU), the
-//! erf GELU and GEGLU, softmax, and linear layers with weights laid out for gemm.
+//! erf GELU and GEGLU, softmax, attention in blocks (flash attention), and
+//! linear layers with weights laid out for gemm.
 //! On other devices and dtypes they run candle's ops, so a model built from
 //! them behaves the same everywhere.
 
+pub mod attention;
 pub mod conv;
 pub mod gelu;
 pub mod group_norm;

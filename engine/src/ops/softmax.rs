@@ -31,7 +31,7 @@ pub fn fast_exp(x: f32) -> f32 {
 /// Below this a softmax term is dropped: e^−70 is under f32's precision next
 /// to the row's largest term (e^0), and dividing it by a sum of up to 10⁵
 /// terms keeps it clear of subnormals.
-const NEGLIGIBLE: f32 = -70.0;
+pub(super) const NEGLIGIBLE: f32 = -70.0;
 
 struct Softmax;
 

@@ -131,11 +131,44 @@ pub(crate) fn weights<'a>(path: &Path, options: &PipelineOptions) -> Result<VarB
     ))
 }
 
+/// What a pipeline is made of, however it was made: from a model's files
+/// ([`StableDiffusion::load`]) or with random weights (a benchmark's).
+pub struct Parts {
+    pub tokenizer: ClipTokenizer,
+    pub text_encoder: TextEncoder,
+    pub unet: unet::UNet,
+    pub unet_config: unet::Config,
+    pub vae: vae::AutoEncoder,
+    pub scheduler_config: SchedulerConfig,
+}
+
 impl StableDiffusion {
     pub fn load(files: &ModelFiles, options: &PipelineOptions) -> Result<StableDiffusion> {
         let root = &files.root;
         let scheduler_config: SchedulerConfig =
             read_json(&root.join("scheduler/scheduler_config.json"))?;
+        let text_config: text_encoder::Config = read_json(&root.join("text_encoder/config.json"))?;
+        let unet_config: unet::Config = read_json(&root.join("unet/config.json"))?;
+        let vae_config: vae::Config = read_json(&root.join("vae/config.json"))?;
+        let tokenizer = ClipTokenizer::from_dir(&root.join("tokenizer"))?;
+        let text_encoder =
+            TextEncoder::new(&text_config, weights(&files.text_encoder_weights, options)?)?;
+        let unet = unet_config.build(weights(&files.unet_weights, options)?)?;
+        let vae = vae::AutoEncoder::new(&vae_config, weights(&files.vae_weights, options)?)?;
+        let parts = Parts {
+            tokenizer,
+            text_encoder,
+            unet,
+            unet_config,
+            vae,
+            scheduler_config,
+        };
+        Ok(StableDiffusion::from_parts(parts, options))
+    }
+
+    /// A pipeline over models already built on `options`' device and dtype.
+    pub fn from_parts(parts: Parts, options: &PipelineOptions) -> StableDiffusion {
+        let scheduler_config = parts.scheduler_config;
         let scheduler_kind = match options.scheduler {
             Some(kind) => kind,
             None => {
@@ -148,26 +181,18 @@ impl StableDiffusion {
                 })
             }
         };
-        let text_config: text_encoder::Config = read_json(&root.join("text_encoder/config.json"))?;
-        let unet_config: unet::Config = read_json(&root.join("unet/config.json"))?;
-        let vae_config: vae::Config = read_json(&root.join("vae/config.json"))?;
-        let tokenizer = ClipTokenizer::from_dir(&root.join("tokenizer"))?;
-        let text_encoder =
-            TextEncoder::new(&text_config, weights(&files.text_encoder_weights, options)?)?;
-        let unet = unet_config.build(weights(&files.unet_weights, options)?)?;
-        let vae = vae::AutoEncoder::new(&vae_config, weights(&files.vae_weights, options)?)?;
-        Ok(StableDiffusion {
-            tokenizer,
-            text_encoder,
-            unet,
-            vae,
+        StableDiffusion {
+            tokenizer: parts.tokenizer,
+            text_encoder: parts.text_encoder,
+            unet: parts.unet,
+            vae: parts.vae,
             draft_decoder: None,
             scheduler_config,
             scheduler_kind,
-            unet_config,
+            unet_config: parts.unet_config,
             device: options.device.clone(),
             dtype: options.dtype,
-        })
+        }
     }
 
     /// Adds a draft decoder for [`Decoder::Draft`]. Refused unless it reads

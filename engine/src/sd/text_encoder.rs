@@ -2,10 +2,11 @@
 //! `CLIPTextModel`, last hidden state after the final layer norm), built
 //! from `text_encoder/config.json`.
 
-use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
 
 use crate::ops::Linear;
+use crate::ops::attention::{Mask, attention};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -69,26 +70,20 @@ impl Attention {
         })
     }
 
-    fn forward(&self, xs: &Tensor, causal_mask: &Tensor) -> Result<Tensor> {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let (batch, seq, hidden) = xs.dims3()?;
+        // [batch · heads, seq, head_dim]
         let split = |t: Tensor| {
             t.reshape((batch, seq, self.heads, self.head_dim))?
                 .transpose(1, 2)?
-                .contiguous()
+                .reshape((batch * self.heads, seq, self.head_dim))
         };
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let q = split((self.q_proj.forward(xs)? * scale)?)?;
+        let q = split(self.q_proj.forward(xs)?)?;
         let k = split(self.k_proj.forward(xs)?)?;
         let v = split(self.v_proj.forward(xs)?)?;
-        let dtype = q.dtype();
-        // Softmax in f32 whatever the weights' dtype.
-        let scores = q
-            .matmul(&k.t()?)?
-            .to_dtype(DType::F32)?
-            .broadcast_add(causal_mask)?;
-        let probs = crate::ops::softmax::softmax_last_dim(&scores)?.to_dtype(dtype)?;
-        let out = probs
-            .matmul(&v)?
+        let out = attention(&q, &k, &v, scale, Mask::Causal)?
+            .reshape((batch, self.heads, seq, self.head_dim))?
             .transpose(1, 2)?
             .reshape((batch, seq, hidden))?;
         self.out_proj.forward(&out)
@@ -118,10 +113,8 @@ impl EncoderLayer {
         })
     }
 
-    fn forward(&self, xs: &Tensor, causal_mask: &Tensor) -> Result<Tensor> {
-        let attended = self
-            .self_attn
-            .forward(&self.layer_norm1.forward(xs)?, causal_mask)?;
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let attended = self.self_attn.forward(&self.layer_norm1.forward(xs)?)?;
         let xs = (xs + attended)?;
         let hidden = self.fc1.forward(&self.layer_norm2.forward(&xs)?)?;
         let hidden = self.fc2.forward(&self.activation.apply(&hidden)?)?;
@@ -185,20 +178,10 @@ impl TextEncoder {
             .token_embedding
             .forward(input_ids)?
             .broadcast_add(&self.position_embedding.forward(&positions)?)?;
-        let mask = causal_mask(seq, device)?;
         let mut xs = xs;
         for layer in &self.layers {
-            xs = layer.forward(&xs, &mask)?;
+            xs = layer.forward(&xs)?;
         }
         self.final_layer_norm.forward(&xs)
     }
-}
-
-fn causal_mask(seq: usize, device: &Device) -> Result<Tensor> {
-    let mask: Vec<f32> = (0..seq)
-        .flat_map(|i| (0..seq).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
-    Tensor::from_vec(mask, (seq, seq), device)?
-        .unsqueeze(0)?
-        .unsqueeze(0)
 }

@@ -2,10 +2,11 @@
 //! `vae/config.json` out of candle's public blocks. We own the encoder so
 //! that img2img can sample the latent distribution with our seeded noise.
 
-use candle_core::{DType, Module, Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
+use crate::ops::attention::{Mask, attention};
 use crate::ops::{Conv2d, GroupNorm, Linear};
 use crate::sd::resnet::{self, ResnetBlock2D};
 
@@ -173,7 +174,6 @@ impl SelfAttention {
 impl Module for SelfAttention {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let (batch, channels, height, width) = xs.dims4()?;
-        let dtype = xs.dtype();
         // [batch, positions, channels]
         let tokens = self
             .norm
@@ -181,14 +181,11 @@ impl Module for SelfAttention {
             .reshape((batch, channels, height * width))?
             .transpose(1, 2)?
             .contiguous()?;
-        // Scores and softmax in f32: over 4096 positions f16 overflows.
-        let q = self.to_q.forward(&tokens)?.to_dtype(DType::F32)?;
-        let k = self.to_k.forward(&tokens)?.to_dtype(DType::F32)?;
-        let v = self.to_v.forward(&tokens)?.to_dtype(DType::F32)?;
-        let scores = (q.matmul(&k.t()?.contiguous()?)? * self.scale)?;
-        let attended = crate::ops::softmax::softmax_last_dim(&scores)?
-            .matmul(&v)?
-            .to_dtype(dtype)?;
+        // One head over all channels.
+        let q = self.to_q.forward(&tokens)?;
+        let k = self.to_k.forward(&tokens)?;
+        let v = self.to_v.forward(&tokens)?;
+        let attended = attention(&q, &k, &v, self.scale, Mask::None)?;
         let out = self
             .to_out
             .forward(&attended)?

@@ -6,10 +6,12 @@
 //!   `RESULT candle e2e size=<px> batch=<n> steps=<k> ms=<median> images_per_s=<x>`.
 //! - `stages`: text encoding, one UNet step, one VAE decode and one TAESD
 //!   (draft) decode timed alone (the device synchronised around each) on
-//!   random weights built from config files, per size and batch; prints
+//!   random weights built from config files, per size and batch, then the
+//!   whole one-step txt2img through the pipeline on the same models; prints
 //!   `RESULT candle <stage> size=<px> batch=<n> ms=<median>` for
 //!   `scripts/bench-engine.sh` and `scripts/gpu-check.sh stages`, whose
-//!   PyTorch side is `scripts/bench/diffusers_stages.py`.
+//!   PyTorch side is `scripts/bench/diffusers_stages.py`. `--only unet_step`
+//!   (say) times one stage.
 //! - `parts`: single blocks (GroupNorm, SiLU, upsampling, softmax, a 3×3
 //!   convolution, a ResNet block, the VAE's attention and up-block) with
 //!   their GPU-vs-CPU error and their time on the GPU (`parts.rs`).
@@ -29,10 +31,14 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use clap::{Args, Parser, Subcommand};
 use wordup_engine::sd::device::{best_device, parse_dtype, variant_for};
-use wordup_engine::sd::pipeline::{Generation, PipelineOptions, StableDiffusion};
+use wordup_engine::sd::pipeline::{Generation, Parts, PipelineOptions, StableDiffusion};
 use wordup_engine::sd::source::ModelFiles;
 use wordup_engine::sd::{taesd, text_encoder, unet, vae};
 use wordup_engine_testkit::bench::median_ms;
+use wordup_tokenizer::ClipTokenizer;
+
+/// The prompt the speed and txt2img timings draw (diffusers' side too).
+const PROMPT: &str = "a lighthouse at dusk, oil painting";
 
 /// Largest absolute difference of a pixel in [0, 1] between the GPU in f32
 /// and the CPU (cuDNN may pick TF32 convolutions, hence not 1e-4).
@@ -62,11 +68,14 @@ enum Command {
 
 #[derive(Args)]
 struct StagesArgs {
-    /// Folder with unet.json, vae.json and text_encoder.json (and taesd.json
-    /// for the draft decoder, skipped without it), or a diffusers model
-    /// directory (its configs only; the weights are random).
+    /// Folder with unet.json, vae.json, text_encoder.json and scheduler.json
+    /// (and taesd.json for the draft decoder, skipped without it), or a
+    /// diffusers model directory (its configs only; the weights are random).
     #[arg(long, default_value = "scripts/bench/sd-turbo")]
     configs: PathBuf,
+    /// CLIP's BPE files (vocab.json, merges.txt), for the txt2img stage.
+    #[arg(long, default_value = "engine/tests/fixtures/clip-tokenizer")]
+    tokenizer: PathBuf,
     /// Image sides in pixels.
     #[arg(long, value_delimiter = ',', default_value = "256,512")]
     sizes: Vec<usize>,
@@ -82,6 +91,24 @@ struct StagesArgs {
     /// Run on the GPU when this build and host have one.
     #[arg(long)]
     gpu: bool,
+    /// Time only these stages (all when not given), to repeat one quickly.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<StageName>,
+}
+
+/// A stage of `stages`, named as in its RESULT lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StageName {
+    #[value(name = "text_encoder")]
+    TextEncoder,
+    #[value(name = "unet_step")]
+    UnetStep,
+    #[value(name = "vae_decode")]
+    VaeDecode,
+    #[value(name = "taesd_decode")]
+    TaesdDecode,
+    #[value(name = "txt2img")]
+    Txt2img,
 }
 
 #[derive(Args)]
@@ -153,7 +180,7 @@ fn speed(args: &SpeedArgs) -> Result<()> {
     for &batch in &args.batches {
         for &steps in &args.steps {
             let generation = Generation {
-                prompt: "a lighthouse at dusk, oil painting".to_owned(),
+                prompt: PROMPT.to_owned(),
                 negative_prompt: None,
                 width: args.size,
                 height: args.size,
@@ -186,21 +213,31 @@ fn differences(a: &Tensor, b: &Tensor) -> Result<(f32, f32)> {
     ))
 }
 
-/// Whether [`read_config`] finds a config for `part`.
-fn has_config(configs: &std::path::Path, part: &str) -> bool {
-    configs.join(format!("{part}.json")).is_file()
-        || configs.join(part).join("config.json").is_file()
+/// `<configs>/<part>.json`, else a model directory's `<part>/config.json`
+/// (`scheduler/scheduler_config.json` for the scheduler); None when neither
+/// is there.
+fn config_path(configs: &std::path::Path, part: &str) -> Option<PathBuf> {
+    [
+        configs.join(format!("{part}.json")),
+        configs.join(part).join("config.json"),
+        configs.join(part).join(format!("{part}_config.json")),
+    ]
+    .into_iter()
+    .find(|path| path.is_file())
 }
 
-/// `<configs>/<part>.json`, or a model directory's `<part>/config.json`.
+/// Whether [`read_config`] finds a config for `part`.
+fn has_config(configs: &std::path::Path, part: &str) -> bool {
+    config_path(configs, part).is_some()
+}
+
+/// `part`'s config from [`config_path`].
 pub(crate) fn read_config<T: serde::de::DeserializeOwned>(
     configs: &std::path::Path,
     part: &str,
 ) -> Result<T> {
-    let mut path = configs.join(format!("{part}.json"));
-    if !path.exists() {
-        path = configs.join(part).join("config.json");
-    }
+    let path = config_path(configs, part)
+        .with_context(|| format!("no config for {part} in {}", configs.display()))?;
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
@@ -232,9 +269,22 @@ fn stages(args: &StagesArgs) -> Result<()> {
     eprintln!("building random-weight models on {device:?} ({dtype:?})");
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, dtype, &device);
-    let encoder = text_encoder::TextEncoder::new(&text_cfg, vb.pp("text_encoder"))?;
-    let unet = unet_cfg.build(vb.pp("unet"))?;
-    let vae = vae::AutoEncoder::new(&vae_cfg, vb.pp("vae"))?;
+    let parts = Parts {
+        tokenizer: ClipTokenizer::from_dir(&args.tokenizer)?,
+        text_encoder: text_encoder::TextEncoder::new(&text_cfg, vb.pp("text_encoder"))?,
+        unet: unet_cfg.build(vb.pp("unet"))?,
+        unet_config: unet_cfg,
+        vae: vae::AutoEncoder::new(&vae_cfg, vb.pp("vae"))?,
+        scheduler_config: read_config(&args.configs, "scheduler")?,
+    };
+    let options = PipelineOptions {
+        device: device.clone(),
+        dtype,
+        scheduler: None,
+    };
+    let pipeline = StableDiffusion::from_parts(parts, &options);
+    let (encoder, unet, vae) = (&pipeline.text_encoder, &pipeline.unet, &pipeline.vae);
+    let timed = |stage| args.only.is_empty() || args.only.contains(&stage);
     // The draft decoder takes the same latents as the VAE.
     let taesd = if has_config(&args.configs, "taesd") {
         let cfg: taesd::Config = read_config(&args.configs, "taesd")?;
@@ -250,9 +300,11 @@ fn stages(args: &StagesArgs) -> Result<()> {
     // 77 ordinary token ids, below the start-of-text id.
     let ids: Vec<u32> = (0..77u32).map(|i| 49406u32.min(320 + i * 7)).collect();
     let ids = Tensor::new(ids.as_slice(), &device)?.unsqueeze(0)?;
-    let ms = synced_median_ms(args.repeats, &device, || Ok(encoder.forward(&ids)?))?;
-    eprintln!("text encoder: {ms:.1} ms");
-    println!("RESULT candle text_encoder size=0 batch=1 ms={ms:.2}");
+    if timed(StageName::TextEncoder) {
+        let ms = synced_median_ms(args.repeats, &device, || Ok(encoder.forward(&ids)?))?;
+        eprintln!("text encoder: {ms:.1} ms");
+        println!("RESULT candle text_encoder size=0 batch=1 ms={ms:.2}");
+    }
     let context = encoder.forward(&ids)?;
 
     for &side in &args.sizes {
@@ -261,18 +313,40 @@ fn stages(args: &StagesArgs) -> Result<()> {
             let latents =
                 Tensor::randn(0f32, 1f32, (batch, 4, latent, latent), &device)?.to_dtype(dtype)?;
             let context = context.repeat((batch, 1, 1))?;
-            let ms = synced_median_ms(args.repeats, &device, || {
-                Ok(unet.forward(&latents, 999.0, &context)?)
-            })?;
-            eprintln!("unet step {side}² batch {batch}: {ms:.1} ms");
-            println!("RESULT candle unet_step size={side} batch={batch} ms={ms:.2}");
-            let ms = synced_median_ms(args.repeats, &device, || Ok(vae.decode(&latents)?))?;
-            eprintln!("vae decode {side}² batch {batch}: {ms:.1} ms");
-            println!("RESULT candle vae_decode size={side} batch={batch} ms={ms:.2}");
-            if let Some(taesd) = &taesd {
+            if timed(StageName::UnetStep) {
+                let ms = synced_median_ms(args.repeats, &device, || {
+                    Ok(unet.forward(&latents, 999.0, &context)?)
+                })?;
+                eprintln!("unet step {side}² batch {batch}: {ms:.1} ms");
+                println!("RESULT candle unet_step size={side} batch={batch} ms={ms:.2}");
+            }
+            if timed(StageName::VaeDecode) {
+                let ms = synced_median_ms(args.repeats, &device, || Ok(vae.decode(&latents)?))?;
+                eprintln!("vae decode {side}² batch {batch}: {ms:.1} ms");
+                println!("RESULT candle vae_decode size={side} batch={batch} ms={ms:.2}");
+            }
+            if let Some(taesd) = taesd.as_ref().filter(|_| timed(StageName::TaesdDecode)) {
                 let ms = synced_median_ms(args.repeats, &device, || Ok(taesd.decode(&latents)?))?;
                 eprintln!("taesd decode {side}² batch {batch}: {ms:.1} ms");
                 println!("RESULT candle taesd_decode size={side} batch={batch} ms={ms:.2}");
+            }
+            if timed(StageName::Txt2img) {
+                // What a one-step model's user waits for: the prompt tokenised
+                // and encoded, one UNet step without guidance, the VAE's decode.
+                let generation = Generation {
+                    prompt: PROMPT.to_owned(),
+                    negative_prompt: None,
+                    width: side,
+                    height: side,
+                    steps: 1,
+                    guidance: 0.0,
+                    seeds: (0..batch as u64).collect(),
+                };
+                let ms = synced_median_ms(args.repeats, &device, || {
+                    Ok(pipeline.txt2img(&generation, &mut |_, _, _| Ok(()))?)
+                })?;
+                eprintln!("txt2img 1 step {side}² batch {batch}: {ms:.1} ms");
+                println!("RESULT candle txt2img size={side} batch={batch} ms={ms:.2}");
             }
         }
     }

@@ -2,16 +2,12 @@
 //! `BasicTransformerBlock`s): self-attention over positions, cross-attention
 //! to the prompt, a GEGLU feed-forward. Same weight names as diffusers.
 
-use candle_core::{DType, Module, Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 
+use crate::ops::attention::{Mask, attention};
 use crate::ops::gelu::geglu;
 use crate::ops::{Conv2d, GroupNorm, Linear};
-
-/// Query rows per attention chunk: the scores of one chunk are
-/// `heads · ATTENTION_CHUNK · keys` floats, which at 64² latents (4096 keys)
-/// keeps them near 80 MB rather than the whole image's 330 MB.
-const ATTENTION_CHUNK: usize = 1024;
 
 /// Multi-head attention; `context` None is self-attention.
 #[derive(Debug)]
@@ -49,25 +45,10 @@ impl Attention {
     fn forward(&self, xs: &Tensor, context: Option<&Tensor>) -> Result<Tensor> {
         let (batch, tokens, channels) = xs.dims3()?;
         let context = context.unwrap_or(xs);
-        // The scale goes on q, the smallest of the three, not on the scores.
-        let q = self.split_heads(&(self.to_q.forward(xs)? * self.scale)?)?;
+        let q = self.split_heads(&self.to_q.forward(xs)?)?;
         let k = self.split_heads(&self.to_k.forward(context)?)?;
         let v = self.split_heads(&self.to_v.forward(context)?)?;
-        let dtype = q.dtype();
-        // Scores and softmax in f32: f16 overflows over thousands of keys.
-        let (q, k, v) = (
-            q.to_dtype(DType::F32)?,
-            k.to_dtype(DType::F32)?.t()?.contiguous()?,
-            v.to_dtype(DType::F32)?,
-        );
-        let mut chunks = Vec::with_capacity(tokens.div_ceil(ATTENTION_CHUNK));
-        for start in (0..tokens).step_by(ATTENTION_CHUNK) {
-            let len = ATTENTION_CHUNK.min(tokens - start);
-            let scores = q.narrow(1, start, len)?.matmul(&k)?;
-            chunks.push(crate::ops::softmax::softmax_last_dim(&scores)?.matmul(&v)?);
-        }
-        let attended = Tensor::cat(&chunks, 1)?
-            .to_dtype(dtype)?
+        let attended = attention(&q, &k, &v, self.scale, Mask::None)?
             .reshape((batch, self.heads, tokens, channels / self.heads))?
             .transpose(1, 2)?
             .reshape((batch, tokens, channels))?;
