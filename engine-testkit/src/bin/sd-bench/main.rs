@@ -343,7 +343,7 @@ fn stages(args: &StagesArgs) -> Result<()> {
                     seeds: (0..batch as u64).collect(),
                 };
                 let ms = synced_median_ms(args.repeats, &device, || {
-                    Ok(pipeline.txt2img(&generation, &mut |_, _, _| Ok(()))?)
+                    Ok(pipeline.txt2img(&generation, &mut |_, _, _, _| Ok(()))?)
                 })?;
                 eprintln!("txt2img 1 step {side}² batch {batch}: {ms:.1} ms");
                 println!("RESULT candle txt2img size={side} batch={batch} ms={ms:.2}");
