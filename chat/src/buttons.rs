@@ -48,12 +48,14 @@ impl ButtonId {
                 parent,
                 index,
                 strength: VaryStrength::Strong,
+                remix: None,
             },
             Action::Reroll => Request::Reroll { parent },
             Action::VaryUpscaled { strength } => Request::Vary {
                 parent,
                 index: 0,
                 strength,
+                remix: None,
             },
             // The prompt is the stored suggestion's: see `Commands::press`.
             Action::Delete | Action::Suggestion { .. } => return None,
@@ -191,6 +193,7 @@ impl ButtonId {
             },
             "vS" if no_index => Action::VaryUpscaled {
                 strength: VaryStrength::Strong,
+                remix: None,
             },
             "x" if no_index => Action::Delete,
             "p" => Action::Suggestion { index: index()? },
@@ -304,7 +307,8 @@ mod tests {
             Some(Request::Vary {
                 parent: job,
                 index: 0,
-                strength: VaryStrength::Subtle
+                strength: VaryStrength::Subtle,
+                remix: None,
             })
         );
         assert_eq!(ButtonId::upscale_row(job)[2].action, Action::Delete);

@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use wordup_queue::prompt::{WeightError, weighted_parts};
 use wordup_queue::style;
 use wordup_queue::{AspectRatio, Tier};
 
@@ -18,6 +19,12 @@ pub const MAX_ASPECT_SIDE: u32 = 32;
 pub const MAX_ASPECT_STRETCH: u32 = 4;
 /// Most candidates drawn per image shown (`--quality`).
 pub const MAX_QUALITY: u32 = 4;
+/// `--chaos` runs from 0 (the grid's images differ by their seeds alone) to this.
+pub const MAX_CHAOS: u32 = 100;
+/// `--iw` runs from 0 (the image barely stays) to this (it mostly stays).
+pub const MAX_IMAGE_WEIGHT: f32 = 2.0;
+/// Most jobs one permutation prompt expands into.
+pub const MAX_PERMUTATIONS: usize = 12;
 
 /// What `/imagine` asked for, before channel defaults.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -35,6 +42,12 @@ pub struct ImagineArgs {
     /// `--quality K`: K candidates drawn per image shown, the best kept by
     /// CLIP score.
     pub quality: Option<u32>,
+    /// `--chaos N`: more variety across the grid.
+    pub chaos: Option<u32>,
+    /// `--tile`: a seamless texture.
+    pub tile: bool,
+    /// `--iw W`: how much of an attached image stays.
+    pub image_weight: Option<f32>,
 }
 
 /// Why a prompt was refused; the text is shown to the user as is.
@@ -47,7 +60,7 @@ pub enum GrammarError {
     #[error("`--no` is {chars} characters long; the limit is {MAX_NEGATIVE_CHARS}")]
     NegativeTooLong { chars: usize },
     #[error(
-        "unknown parameter `{0}`; try --ar, --seed, --no, --steps, --guidance, --style, --quality, --draft, --fast or --relax"
+        "unknown parameter `{0}`; try --ar, --seed, --no, --steps, --guidance, --style, --quality, --chaos, --tile, --iw, --draft, --fast or --relax"
     )]
     UnknownFlag(String),
     #[error("`{0}` needs a value")]
@@ -62,6 +75,16 @@ pub enum GrammarError {
     },
     #[error("`--fast` and `--relax` cannot be used together")]
     TierConflict,
+    #[error("{0}")]
+    Weights(#[from] WeightError),
+    #[error("a `{{` has no closing `}}`: permutations are written `a {{red, blue}} bird`")]
+    UnclosedBrace,
+    #[error("a `}}` has no opening `{{`: permutations are written `a {{red, blue}} bird`")]
+    UnopenedBrace,
+    #[error("permutations cannot be nested: `{{a, {{b, c}}}}` → write `{{a, b, c}}`")]
+    NestedBraces,
+    #[error("the permutations make {count} prompts; the limit is {MAX_PERMUTATIONS}")]
+    TooManyPermutations { count: usize },
 }
 
 /// Parses `/imagine`'s text.
@@ -150,6 +173,38 @@ pub fn parse_imagine(text: &str) -> Result<ImagineArgs, GrammarError> {
                     })?;
                 set(&mut args.quality, "--quality", quality)?;
             }
+            "chaos" | "c" => {
+                let raw = value("--chaos")?;
+                let chaos = raw
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|c| *c <= MAX_CHAOS)
+                    .ok_or_else(|| GrammarError::BadValue {
+                        flag: "--chaos",
+                        value: raw.to_owned(),
+                        expected: format!("a whole number from 0 to {MAX_CHAOS}"),
+                    })?;
+                set(&mut args.chaos, "--chaos", chaos)?;
+            }
+            "iw" => {
+                let raw = value("--iw")?;
+                let weight = raw
+                    .parse::<f32>()
+                    .ok()
+                    .filter(|w| w.is_finite() && (0.0..=MAX_IMAGE_WEIGHT).contains(w))
+                    .ok_or_else(|| GrammarError::BadValue {
+                        flag: "--iw",
+                        value: raw.to_owned(),
+                        expected: format!("a number from 0 to {MAX_IMAGE_WEIGHT}"),
+                    })?;
+                set(&mut args.image_weight, "--iw", weight)?;
+            }
+            "tile" => {
+                if args.tile {
+                    return Err(GrammarError::Repeated { flag: "--tile" });
+                }
+                args.tile = true;
+            }
             "draft" => {
                 if args.draft {
                     return Err(GrammarError::Repeated { flag: "--draft" });
@@ -187,6 +242,7 @@ pub fn parse_imagine(text: &str) -> Result<ImagineArgs, GrammarError> {
     if chars > MAX_PROMPT_CHARS {
         return Err(GrammarError::PromptTooLong { chars });
     }
+    weighted_parts(&args.prompt)?;
     if let Some(words) = negative_words {
         if words.is_empty() {
             return Err(GrammarError::MissingValue("--no"));
@@ -199,6 +255,51 @@ pub fn parse_imagine(text: &str) -> Result<ImagineArgs, GrammarError> {
         args.negative_prompt = Some(negative);
     }
     Ok(args)
+}
+
+/// Expands permutations: each `{a, b, c}` in `text` (prompt or parameter
+/// values alike) stands for each of its options in turn, and the prompts
+/// are every combination, in order, the first group varying slowest.
+/// Text without braces is one prompt.
+pub fn expand_permutations(text: &str) -> Result<Vec<String>, GrammarError> {
+    // Literal pieces and option groups, in order.
+    let mut pieces: Vec<Vec<&str>> = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find(['{', '}']) {
+        if rest[open..].starts_with('}') {
+            return Err(GrammarError::UnopenedBrace);
+        }
+        pieces.push(vec![&rest[..open]]);
+        let inner = &rest[open + 1..];
+        let close = inner.find('}').ok_or(GrammarError::UnclosedBrace)?;
+        if inner[..close].contains('{') {
+            return Err(GrammarError::NestedBraces);
+        }
+        pieces.push(inner[..close].split(',').map(str::trim).collect());
+        rest = &inner[close + 1..];
+    }
+    pieces.push(vec![rest]);
+    let count = pieces
+        .iter()
+        .try_fold(1usize, |n, options| n.checked_mul(options.len()))
+        .filter(|&n| n <= MAX_PERMUTATIONS)
+        .ok_or_else(|| GrammarError::TooManyPermutations {
+            count: pieces
+                .iter()
+                .fold(1usize, |n, options| n.saturating_mul(options.len())),
+        })?;
+    let mut prompts = Vec::with_capacity(count);
+    for mut index in 0..count {
+        let mut chosen = Vec::with_capacity(pieces.len());
+        // The last group varies fastest.
+        for options in pieces.iter().rev() {
+            chosen.push(options[index % options.len()]);
+            index /= options.len();
+        }
+        chosen.reverse();
+        prompts.push(chosen.concat());
+    }
+    Ok(prompts)
 }
 
 /// `--name` or `—name` → `name`; a bare `--` or `—` is prompt text.
@@ -261,6 +362,15 @@ impl fmt::Display for ImagineArgs {
         }
         if let Some(q) = self.quality {
             write!(f, " --quality {q}")?;
+        }
+        if let Some(c) = self.chaos {
+            write!(f, " --chaos {c}")?;
+        }
+        if let Some(w) = self.image_weight {
+            write!(f, " --iw {w}")?;
+        }
+        if self.tile {
+            f.write_str(" --tile")?;
         }
         if self.draft {
             f.write_str(" --draft")?;
@@ -474,6 +584,118 @@ mod tests {
     }
 
     #[test]
+    fn reads_chaos_tile_and_image_weight() {
+        check(
+            "moss --chaos 40 --tile --iw 1.5",
+            Ok(ImagineArgs {
+                chaos: Some(40),
+                tile: true,
+                image_weight: Some(1.5),
+                ..prompt("moss")
+            }),
+        );
+        check(
+            "moss --c 100 --iw 0",
+            Ok(ImagineArgs {
+                chaos: Some(100),
+                image_weight: Some(0.0),
+                ..prompt("moss")
+            }),
+        );
+        for (input, flag, value) in [
+            ("a --chaos 101", "--chaos", "101"),
+            ("a --chaos -1", "--chaos", "-1"),
+            ("a --chaos 5.5", "--chaos", "5.5"),
+            ("a --iw 2.1", "--iw", "2.1"),
+            ("a --iw -0.5", "--iw", "-0.5"),
+            ("a --iw inf", "--iw", "inf"),
+        ] {
+            match parse_imagine(input) {
+                Err(GrammarError::BadValue {
+                    flag: f, value: v, ..
+                }) => assert_eq!((f, v.as_str()), (flag, value), "{input}"),
+                other => panic!("{input}: expected a bad value, got {other:?}"),
+            }
+        }
+        check(
+            "a --tile --tile",
+            Err(GrammarError::Repeated { flag: "--tile" }),
+        );
+        check(
+            "a --chaos 1 --c 2",
+            Err(GrammarError::Repeated { flag: "--chaos" }),
+        );
+        check("a --iw", Err(GrammarError::MissingValue("--iw")));
+    }
+
+    #[test]
+    fn weighted_prompts_are_checked_before_the_queue() {
+        check(
+            "a castle:: winter::2 fog::-0.5 --ar 3:2",
+            Ok(ImagineArgs {
+                aspect: Some(AspectRatio {
+                    width: 3,
+                    height: 2,
+                }),
+                ..prompt("a castle:: winter::2 fog::-0.5")
+            }),
+        );
+        check(
+            "fog::-2 castle",
+            Err(GrammarError::Weights(WeightError::NotPositive(-1.0))),
+        );
+        check(
+            "::3 castle",
+            Err(GrammarError::Weights(WeightError::EmptyPart)),
+        );
+    }
+
+    #[test]
+    fn permutations_expand_into_every_combination() {
+        for (input, expected) in [
+            ("a red bird", vec!["a red bird"]),
+            (
+                "a {red, blue, green} bird",
+                vec!["a red bird", "a blue bird", "a green bird"],
+            ),
+            (
+                "a {red,blue} bird --ar {1:1, 16:9}",
+                vec![
+                    "a red bird --ar 1:1",
+                    "a red bird --ar 16:9",
+                    "a blue bird --ar 1:1",
+                    "a blue bird --ar 16:9",
+                ],
+            ),
+            // An empty option leaves the words out.
+            ("a {, tiny} cat", vec!["a  cat", "a tiny cat"]),
+            ("{solo}", vec!["solo"]),
+        ] {
+            assert_eq!(expand_permutations(input), Ok(expected.iter().map(|s| s.to_string()).collect()), "{input}");
+        }
+        for (input, expected) in [
+            ("a {red, blue bird", GrammarError::UnclosedBrace),
+            ("a red} bird", GrammarError::UnopenedBrace),
+            ("a {red, {blue, green}} bird", GrammarError::NestedBraces),
+            (
+                "{a,b,c} {d,e,f} {g,h}",
+                GrammarError::TooManyPermutations { count: 18 },
+            ),
+        ] {
+            assert_eq!(expand_permutations(input), Err(expected), "{input}");
+        }
+        // Exactly the limit is allowed.
+        assert_eq!(
+            expand_permutations("{a,b,c} {d,e,f,g}").unwrap().len(),
+            MAX_PERMUTATIONS
+        );
+        // Every expanded prompt goes through the grammar on its own.
+        let prompts = expand_permutations("a fox --steps {2, 99}").unwrap();
+        assert!(parse_imagine(&prompts[0]).is_ok());
+        assert!(parse_imagine(&prompts[1]).is_err());
+    }
+
+    #[test]
     fn errors_name_the_problem() {
         let text = parse_imagine("a --steps 99").unwrap_err().to_string();
         assert_eq!(
@@ -488,6 +710,7 @@ mod tests {
     fn canonical_form_parses_back_to_the_same_arguments() {
         for input in [
             "a cat --ar 16:9 --no dogs, birds --seed 3 --steps 2 --guidance 1.5 --style anime --relax",
+            "moss::2 stone --chaos 30 --tile --iw 0.5",
             "a barn --draft --fast",
             "just words",
         ] {

@@ -171,6 +171,9 @@ fn kept_draft_latents_decode_to_the_full_runs_image() {
         model: None,
         draft: true,
         quality: 1,
+        chaos: 0,
+        tile: false,
+        image_weight: None,
     };
     let mut no_progress = |_, _, _, _: Option<&Tensor>| Ok(());
     let drafts = models

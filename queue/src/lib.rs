@@ -27,6 +27,7 @@ mod model;
 mod notices;
 mod outputs;
 mod progress;
+pub mod prompt;
 mod retention;
 mod row;
 mod stats;

@@ -130,6 +130,20 @@ pub struct ImagineRequest {
     /// CLIP score. 1 (draw what is shown) in requests stored before it existed.
     #[serde(default = "one")]
     pub quality: u32,
+    /// `--chaos N`, 0–100: how much the grid's images may differ from each
+    /// other (each image's conditioning and guidance jittered from its seed).
+    /// 0 in requests stored before it existed.
+    #[serde(default)]
+    pub chaos: u32,
+    /// `--tile`: a seamless texture (circular padding in every convolution).
+    #[serde(default)]
+    pub tile: bool,
+    /// Set when the prompt has an image (`/imagine` with an attachment): the
+    /// image weight `--iw`, 0–2, how much of the image stays. The image is
+    /// the job's input ([`Queue::input`](crate::Queue::input) under its
+    /// idempotency key) and the grid is drawn from it by img2img.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_weight: Option<f32>,
 }
 
 fn one() -> u32 {
@@ -191,6 +205,10 @@ pub enum Request {
         parent: JobId,
         index: u8,
         strength: VaryStrength,
+        /// Remix: the edited /imagine the variation is drawn for, in place of
+        /// the one at the root of its chain.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        remix: Option<Box<ImagineRequest>>,
     },
     Reroll {
         parent: JobId,

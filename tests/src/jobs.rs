@@ -25,6 +25,9 @@ pub fn imagine(prompt: &str) -> Request {
         model: None,
         draft: false,
         quality: 1,
+        chaos: 0,
+        tile: false,
+        image_weight: None,
     })
 }
 

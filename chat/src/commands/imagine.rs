@@ -28,6 +28,9 @@ pub fn plan(
         model: None,
         draft: args.draft,
         quality: args.quality.or(channel.default_quality).unwrap_or(1),
+        chaos: args.chaos.unwrap_or(0),
+        tile: args.tile,
+        image_weight: None,
     };
     let tier = args
         .tier
@@ -141,6 +144,9 @@ mod tests {
             model: None,
             draft: false,
             quality: 1,
+            chaos: 0,
+            tile: false,
+            image_weight: None,
         };
         // "fox" is one token of CLIP's vocabulary.
         assert_eq!(

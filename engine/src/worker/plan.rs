@@ -108,6 +108,11 @@ pub(super) fn what(request: &Request, first_seed: u64) -> String {
         Request::Imagine(r) => format!("seed {} · {}:{}", r.seed, r.aspect.width, r.aspect.height),
         Request::Reroll { .. } => format!("re-roll · seed {first_seed}"),
         Request::Vary {
+            index,
+            remix: Some(_),
+            ..
+        } => format!("remix of image {}", index + 1),
+        Request::Vary {
             index, strength, ..
         } => format!(
             "{} variations of image {}",
@@ -149,12 +154,17 @@ impl<D: Delivery> Worker<D> {
             Request::Reroll { parent } => {
                 self.grid(self.root_request(*parent).await?, seed, &mut what)
             }
+            // A remix draws the variation for its edited /imagine.
             Request::Vary {
                 parent,
                 index,
                 strength,
+                remix,
             } => (
-                self.root_request(*parent).await?,
+                match remix {
+                    Some(remix) => (**remix).clone(),
+                    None => self.root_request(*parent).await?,
+                },
                 Draw::Variations {
                     source: self.parent_source(*parent, *index).await?,
                     strength: *strength,
@@ -268,6 +278,9 @@ mod tests {
             model: None,
             draft: false,
             quality: 1,
+            chaos: 0,
+            tile: false,
+            image_weight: None,
         });
         for (request, expected) in [
             (imagine, "seed 42 · 16:9"),
@@ -277,6 +290,7 @@ mod tests {
                     parent,
                     index: 1,
                     strength: VaryStrength::Subtle,
+                    remix: None,
                 },
                 "subtle variations of image 2",
             ),
@@ -333,6 +347,9 @@ mod tests {
             model: None,
             draft,
             quality: 1,
+            chaos: 0,
+            tile: false,
+            image_weight: None,
         };
         assert_eq!(grid_decoder(&request(false), true), (Decoder::Full, ""));
         assert_eq!(grid_decoder(&request(false), false), (Decoder::Full, ""));
