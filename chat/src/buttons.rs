@@ -25,6 +25,9 @@ pub enum Action {
     Delete,
     /// "Use 1"–"Use 4" under /describe's suggestions: /imagine with one.
     Suggestion { index: u8 },
+    /// 🎛️ Remix on a grid: a form with its prompt to edit, drawn as a
+    /// variation of one of its images.
+    Remix,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,8 +60,9 @@ impl ButtonId {
                 strength,
                 remix: None,
             },
-            // The prompt is the stored suggestion's: see `Commands::press`.
-            Action::Delete | Action::Suggestion { .. } => return None,
+            // The prompt is the stored suggestion's (`Commands::press`) or
+            // the form's (`Commands::remix`).
+            Action::Delete | Action::Suggestion { .. } | Action::Remix => return None,
         })
     }
 
@@ -67,7 +71,7 @@ impl ButtonId {
         match self.action {
             Action::Upscale { index } | Action::Vary { index } => Some(index),
             Action::VaryUpscaled { .. } => Some(0),
-            Action::Reroll | Action::Delete | Action::Suggestion { .. } => None,
+            Action::Reroll | Action::Delete | Action::Suggestion { .. } | Action::Remix => None,
         }
     }
 
@@ -105,6 +109,7 @@ impl ButtonId {
             } => "Vary (strong)".to_owned(),
             Action::Delete => "❌".to_owned(),
             Action::Suggestion { index } => format!("Use {}", index + 1),
+            Action::Remix => "🎛️ Remix".to_owned(),
         }
     }
 
@@ -122,10 +127,11 @@ impl ButtonId {
             } => "Making strong variations".to_owned(),
             Action::Delete => "Deleting the result".to_owned(),
             Action::Suggestion { index } => format!("Drawing suggestion {}", index + 1),
+            Action::Remix => "Remixing".to_owned(),
         }
     }
 
-    /// The buttons under a grid: U1–U4, V1–V4, then 🔄 and ❌, in rows.
+    /// The buttons under a grid: U1–U4, V1–V4, then 🔄, 🎛️ Remix and ❌, in rows.
     pub fn grid_rows(job: JobId) -> Vec<Vec<ButtonId>> {
         let row = |action: fn(u8) -> Action| {
             (0..GRID_IMAGES)
@@ -141,6 +147,10 @@ impl ButtonId {
             vec![
                 ButtonId {
                     action: Action::Reroll,
+                    job,
+                },
+                ButtonId {
+                    action: Action::Remix,
                     job,
                 },
                 ButtonId {
@@ -193,9 +203,9 @@ impl ButtonId {
             },
             "vS" if no_index => Action::VaryUpscaled {
                 strength: VaryStrength::Strong,
-                remix: None,
             },
             "x" if no_index => Action::Delete,
+            "m" if no_index => Action::Remix,
             "p" => Action::Suggestion { index: index()? },
             _ => return None,
         };
@@ -218,6 +228,7 @@ impl fmt::Display for ButtonId {
             } => write!(f, "{PREFIX}:vS:{job}"),
             Action::Delete => write!(f, "{PREFIX}:x:{job}"),
             Action::Suggestion { index } => write!(f, "{PREFIX}:p:{job}:{index}"),
+            Action::Remix => write!(f, "{PREFIX}:m:{job}"),
         }
     }
 }
@@ -232,7 +243,7 @@ mod tests {
         let grid: Vec<ButtonId> = ButtonId::grid_rows(job).into_iter().flatten().collect();
         let upscaled = ButtonId::upscale_row(job);
         let suggestions = ButtonId::suggestion_row(job, 4);
-        assert_eq!((grid.len(), upscaled.len(), suggestions.len()), (10, 3, 4));
+        assert_eq!((grid.len(), upscaled.len(), suggestions.len()), (11, 3, 4));
         for message in [grid, upscaled, suggestions] {
             let mut ids = std::collections::HashSet::new();
             for button in message {
@@ -300,8 +311,10 @@ mod tests {
         );
         assert_eq!(rows[1][3].label(), "V4");
         assert_eq!(rows[2][0].request(), Some(Request::Reroll { parent: job }));
-        assert_eq!(rows[2][1].label(), "❌");
+        assert_eq!(rows[2][1].label(), "🎛️ Remix");
         assert_eq!(rows[2][1].request(), None);
+        assert_eq!(rows[2][2].label(), "❌");
+        assert_eq!(rows[2][2].request(), None);
         assert_eq!(
             ButtonId::upscale_row(job)[0].request(),
             Some(Request::Vary {

@@ -61,7 +61,9 @@ pub fn weighted_parts(prompt: &str) -> Result<Vec<WeightedPart>, WeightError> {
                 return Err(WeightError::BadWeight(token.to_owned()));
             }
             (weight, &after[end..])
-        } else if token.starts_with(['-', '+', '.']) || token.starts_with(|c: char| c.is_ascii_digit()) {
+        } else if token.starts_with(['-', '+', '.'])
+            || token.starts_with(|c: char| c.is_ascii_digit())
+        {
             return Err(WeightError::BadWeight(token.to_owned()));
         } else {
             (1.0, after)

@@ -109,6 +109,13 @@ struct Inner {
     next: u64,
     /// Files users shared, by `url_private` path: (mimetype, bytes).
     user_files: std::collections::HashMap<String, (String, Vec<u8>)>,
+    /// Trigger ids handed out with interactions, and when (Slack honours
+    /// one for 3 s, once).
+    triggers: std::collections::HashMap<String, Instant>,
+    /// Modal views opened (views.open's `view`).
+    views: Vec<Value>,
+    /// Ephemeral messages: (channel, user, text).
+    ephemerals: Vec<(String, String, String)>,
 }
 
 #[derive(Clone)]
@@ -203,6 +210,32 @@ impl FakeSlack {
     }
 
     /// `host:port` of the fake, as a file-host setting names it.
+    /// A trigger id for an interaction payload, as Slack issues them: good
+    /// for one views.open within 3 s.
+    pub fn trigger(&self) -> String {
+        let id = format!(
+            "{}.{}.{:032x}",
+            self.shared.next(),
+            47445629121u64,
+            rand::random::<u128>()
+        );
+        self.shared
+            .lock()
+            .triggers
+            .insert(id.clone(), Instant::now());
+        id
+    }
+
+    /// Views opened with views.open, oldest first.
+    pub fn views(&self) -> Vec<Value> {
+        self.shared.lock().views.clone()
+    }
+
+    /// Ephemeral messages posted: (channel, user, text).
+    pub fn ephemerals(&self) -> Vec<(String, String, String)> {
+        self.shared.lock().ephemerals.clone()
+    }
+
     pub fn host(&self) -> String {
         self.base.trim_start_matches("http://").to_owned()
     }
@@ -372,8 +405,36 @@ pub fn refusal(method: &str, body: &Value) -> Option<&'static str> {
         "files.getUploadURLExternal" => {
             (chars(&body["alt_txt"]) > 1000).then_some("alt_txt_too_large")
         }
+        "views.open" => view_refusal(&body["view"]),
         _ => None,
     }
+}
+
+/// What Slack refuses in a modal view (views.open's documented limits).
+fn view_refusal(view: &Value) -> Option<&'static str> {
+    let chars = |v: &Value| v.as_str().map_or(0, |s| s.chars().count());
+    let plain =
+        |v: &Value, max: usize| v["type"] == "plain_text" && (1..=max).contains(&chars(&v["text"]));
+    let blocks = view["blocks"].as_array().cloned().unwrap_or_default();
+    let input_ok = |block: &Value| {
+        let element = &block["element"];
+        let max = element["max_length"].as_u64().unwrap_or(3000) as usize;
+        block["type"] == "input"
+            && plain(&block["label"], 2000)
+            && element["type"] == "plain_text_input"
+            && (1..=255).contains(&chars(&element["action_id"]))
+            && max <= 3000
+            && chars(&element["initial_value"]) <= max
+    };
+    let valid = view["type"] == "modal"
+        && plain(&view["title"], 24)
+        && (view["submit"].is_null() || plain(&view["submit"], 24))
+        && (view["close"].is_null() || plain(&view["close"], 24))
+        && chars(&view["private_metadata"]) <= 3000
+        && chars(&view["callback_id"]) <= 255
+        && (1..=100).contains(&blocks.len())
+        && blocks.iter().all(|b| b["type"] != "input" || input_ok(b));
+    (!valid).then_some("invalid_arguments")
 }
 
 async fn api(
@@ -463,6 +524,29 @@ async fn api(
 fn carry_out(shared: &Shared, method: &str, body: &Value) -> Response {
     let str_of = |key: &str| body[key].as_str().map(str::to_owned);
     match method {
+        "views.open" => {
+            let trigger = str_of("trigger_id").unwrap_or_default();
+            let mut inner = shared.lock();
+            match inner.triggers.remove(&trigger) {
+                None => fail("invalid_trigger_id"),
+                Some(at) if at.elapsed() > std::time::Duration::from_secs(3) => {
+                    fail("expired_trigger_id")
+                }
+                Some(_) => {
+                    inner.views.push(body["view"].clone());
+                    ok(json!({ "view": { "id": format!("V{}", inner.views.len()) } }))
+                }
+            }
+        }
+        "chat.postEphemeral" => {
+            let (Some(channel), Some(user), Some(text)) =
+                (str_of("channel"), str_of("user"), str_of("text"))
+            else {
+                return fail("invalid_arguments");
+            };
+            shared.lock().ephemerals.push((channel, user, text));
+            ok(json!({ "message_ts": shared.next_ts() }))
+        }
         "chat.postMessage" => {
             let Some(channel) = str_of("channel") else {
                 return fail("channel_not_found");

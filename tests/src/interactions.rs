@@ -130,6 +130,52 @@ pub fn button(id: &str, token: &str, member: &Member, custom_id: &str, message: 
     payload
 }
 
+/// `/imagine` with an image prompt: the `image` attachment option (type 11)
+/// and its resolved data.
+pub fn imagine_with_image(
+    id: &str,
+    token: &str,
+    member: &Member,
+    prompt: &str,
+    attachment: &Value,
+) -> Value {
+    let attachment_id = attachment["id"].as_str().unwrap_or_default().to_owned();
+    let mut payload = command(
+        id,
+        token,
+        member,
+        "imagine",
+        json!([
+            { "name": "prompt", "type": 3, "value": prompt },
+            { "name": "image", "type": 11, "value": attachment_id },
+        ]),
+    );
+    payload["data"]["resolved"] = json!({ "attachments": { attachment_id: attachment } });
+    payload
+}
+
+/// A MODAL_SUBMIT interaction (type 5): a form submitted with `fields`
+/// (text inputs: custom id, value), opened from a button on `message`.
+pub fn modal_submit(
+    id: &str,
+    token: &str,
+    member: &Member,
+    custom_id: &str,
+    fields: &[(&str, &str)],
+    message: &Value,
+) -> Value {
+    let mut payload = button(id, token, member, "unused", message);
+    payload["type"] = json!(5);
+    let rows: Vec<Value> = fields
+        .iter()
+        .map(|(field, value)| {
+            json!({ "type": 1, "components": [{ "type": 4, "custom_id": field, "value": value }] })
+        })
+        .collect();
+    payload["data"] = json!({ "custom_id": custom_id, "components": rows });
+    payload
+}
+
 pub fn ping(id: &str) -> Value {
     json!({ "id": id, "application_id": APPLICATION_ID, "type": 1, "token": "ping-token", "version": 1 })
 }

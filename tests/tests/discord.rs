@@ -119,7 +119,7 @@ fn assert_grid(message: &Message) -> JobId {
         vec![
             vec!["U1", "U2", "U3", "U4"],
             vec!["V1", "V2", "V3", "V4"],
-            vec!["🔄", "❌"]
+            vec!["🔄", "🎛️ Remix", "❌"]
         ]
     );
     let job = job_of(message);
@@ -1918,5 +1918,261 @@ async fn describe_refuses_oversized_non_image_and_bomb_attachments_with_a_messag
         job_count(&stack).await,
         jobs_before,
         "no job for a refused image"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permutation_prompt_queues_one_job_per_prompt_within_the_quota() {
+    let mut stack = Stack::start().await.unwrap();
+    stack
+        .bot_env
+        .push(("WORDUP_MAX_JOBS_PER_DAY".into(), "2".into()));
+    stack.start_bot().await.unwrap();
+    stack.start_engine(&[]).await.unwrap();
+
+    // A bad expansion is refused before anything is queued.
+    let (id, token) = new_interaction();
+    let answer = acked(
+        &stack,
+        &interactions::imagine(&id, &token, &alice(), "a fox --steps {1, 99}"),
+    )
+    .await;
+    let text = answer.body["data"]["content"].as_str().unwrap_or_default();
+    assert!(text.contains("in `a fox --steps 99`"), "{text}");
+    assert_eq!(job_count(&stack).await, 0);
+
+    // Three prompts, two left in today's quota: two jobs, the third refused.
+    let (id, token) = new_interaction();
+    let answer = acked(
+        &stack,
+        &interactions::imagine(&id, &token, &alice(), "a {red, blue, green} fox"),
+    )
+    .await;
+    assert_eq!(answer.body["type"], 5, "{:?}", answer.body);
+    let summary = wait_for_original_edit(&stack, &token, "3 prompts").await;
+    assert!(summary.contains("1. a red fox — "), "{summary}");
+    assert!(summary.contains("2. a blue fox — "), "{summary}");
+    assert!(
+        summary.contains("3. a green fox — not queued: you have reached today's limit of 2"),
+        "{summary}"
+    );
+    let mut prompts = Vec::new();
+    for n in 1..=2 {
+        let job = stack
+            .queue
+            .job_by_idempotency_key(&format!("discord:{id}#{n}"))
+            .await
+            .unwrap()
+            .unwrap();
+        let Request::Imagine(request) = &job.request else {
+            panic!("not an imagine: {:?}", job.request)
+        };
+        prompts.push(request.prompt.clone());
+    }
+    assert_eq!(prompts, ["a red fox", "a blue fox"]);
+    assert_eq!(job_count(&stack).await, 2);
+    // Each result is a message of its own; the summary stays as it is.
+    let posted = stack.fake.wait_for_messages(2, POST_TIMEOUT).await.unwrap();
+    for message in &posted {
+        assert_grid(message);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let edits = original_edits(&stack, &token);
+    assert_eq!(edits.last(), Some(&summary), "{edits:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_prompt_draws_from_the_attached_image() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    stack.start_engine(&[]).await.unwrap();
+
+    // --iw without an image is refused at once.
+    let (id, token) = new_interaction();
+    let answer = acked(
+        &stack,
+        &interactions::imagine(&id, &token, &alice(), "a fox --iw 1.5"),
+    )
+    .await;
+    let text = answer.body["data"]["content"].as_str().unwrap_or_default();
+    assert!(text.contains("`--iw` weighs the prompt's image"), "{text}");
+
+    // A wide image: the grid takes its shape, and the image is kept as the
+    // job's input.
+    let url = stack
+        .fake
+        .host_attachment("wide.png", "image/png", png_of(160, 90));
+    let attachment =
+        interactions::attachment("1400000000000000201", "wide.png", "image/png", 900, &url);
+    let (id, token) = new_interaction();
+    acked(
+        &stack,
+        &interactions::imagine_with_image(&id, &token, &alice(), "a fox --iw 1.5", &attachment),
+    )
+    .await;
+    let job = {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(job) = job_made_by(&stack, &id).await {
+                break job;
+            }
+            assert!(Instant::now() < deadline, "no job");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let Request::Imagine(request) = &job.request else {
+        panic!("not an imagine: {:?}", job.request)
+    };
+    assert_eq!(request.image_weight, Some(1.5));
+    assert_eq!((request.aspect.width, request.aspect.height), (16, 9));
+    assert!(job.batch_key.ends_with(":image"), "{}", job.batch_key);
+    let kept = stack
+        .queue
+        .input(&format!("discord:{id}"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(png_size(&kept), (160, 90));
+    let posted = stack.fake.wait_for_messages(1, POST_TIMEOUT).await.unwrap();
+    assert_eq!(assert_grid(&posted[0]), job.id);
+    assert!(
+        posted[0].payload["content"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("from your image"),
+        "{}",
+        posted[0].payload["content"]
+    );
+
+    // A file that is not an image is refused before anything is queued.
+    let url = stack
+        .fake
+        .host_attachment("notes.txt", "text/plain", b"hello".to_vec());
+    let attachment =
+        interactions::attachment("1400000000000000202", "notes.txt", "text/plain", 5, &url);
+    let (id, token) = new_interaction();
+    let answer = acked(
+        &stack,
+        &interactions::imagine_with_image(&id, &token, &alice(), "a fox", &attachment),
+    )
+    .await;
+    let text = answer.body["data"]["content"].as_str().unwrap_or_default();
+    assert!(text.contains("not a PNG, JPEG or WebP image"), "{text}");
+    assert!(job_made_by(&stack, &id).await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remix_opens_a_prefilled_form_and_draws_the_edited_prompt_from_the_image() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    stack.start_engine(&[]).await.unwrap();
+
+    let (id, token) = new_interaction();
+    acked(
+        &stack,
+        &interactions::imagine(&id, &token, &alice(), "a red fox --ar 3:2 --no snow"),
+    )
+    .await;
+    let grid = stack.fake.wait_for_messages(1, POST_TIMEOUT).await.unwrap()[0].clone();
+    let parent = assert_grid(&grid);
+    let remix_id = format!("wu:m:{parent}");
+    assert!(grid.button_rows()[2].iter().any(|(id, _)| *id == remix_id));
+
+    // The press answers with the modal, prefilled with the grid's /imagine.
+    let (press, press_token) = new_interaction();
+    let message = grid.json();
+    let answer = send(
+        &stack,
+        &interactions::button(&press, &press_token, &alice(), &remix_id, &message),
+    )
+    .await;
+    assert_eq!(answer.body["type"], 9, "{:?}", answer.body);
+    let form = &answer.body["data"];
+    assert!(form["title"].as_str().unwrap().chars().count() <= 45);
+    let form_id = form["custom_id"].as_str().unwrap().to_owned();
+    let inputs: Vec<&Value> = form["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| &row["components"][0])
+        .collect();
+    assert_eq!(inputs[0]["value"], "a red fox --ar 3:2 --no snow");
+    assert_eq!(inputs[1]["value"], "1");
+    for input in &inputs {
+        assert_eq!(input["type"], 4);
+        assert!(input["label"].as_str().unwrap().chars().count() <= 45);
+    }
+
+    // A bad image number is refused with a message; nothing is queued.
+    let jobs = job_count(&stack).await;
+    let (bad, bad_token) = new_interaction();
+    let answer = acked(
+        &stack,
+        &interactions::modal_submit(
+            &bad,
+            &bad_token,
+            &alice(),
+            &form_id,
+            &[("prompt", "a blue fox"), ("image", "7")],
+            &message,
+        ),
+    )
+    .await;
+    let text = answer.body["data"]["content"].as_str().unwrap_or_default();
+    assert!(text.contains("write 1, 2, 3 or 4"), "{text}");
+    assert_eq!(job_count(&stack).await, jobs);
+
+    // The edited prompt, from image 2: a variation with the new prompt.
+    let (submit, submit_token) = new_interaction();
+    acked(
+        &stack,
+        &interactions::modal_submit(
+            &submit,
+            &submit_token,
+            &alice(),
+            &form_id,
+            &[
+                ("prompt", "a blue fox in the rain --ar 3:2"),
+                ("image", "2"),
+            ],
+            &message,
+        ),
+    )
+    .await;
+    let posted = stack.fake.wait_for_messages(2, POST_TIMEOUT).await.unwrap();
+    let remixed = stack
+        .queue
+        .job(assert_grid(&posted[1]))
+        .await
+        .unwrap()
+        .unwrap();
+    match &remixed.request {
+        Request::Vary {
+            parent: p,
+            index: 1,
+            remix: Some(remix),
+            ..
+        } => {
+            assert_eq!(*p, parent);
+            assert_eq!(remix.prompt, "a blue fox in the rain");
+            assert_eq!(remix.negative_prompt, None);
+        }
+        other => panic!("not a remix of image 2: {other:?}"),
+    }
+    assert!(
+        posted[1].payload["content"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("remix of image 2"),
+        "{}",
+        posted[1].payload["content"]
+    );
+    assert!(
+        posted[1].payload["content"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("a blue fox in the rain"),
+        "{}",
+        posted[1].payload["content"]
     );
 }

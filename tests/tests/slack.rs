@@ -126,7 +126,7 @@ async fn imagine_in_a_channel_then_upscale_and_reroll_in_its_thread() {
         [
             vec!["U1", "U2", "U3", "U4"],
             vec!["V1", "V2", "V3", "V4"],
-            vec!["🔄", "❌"]
+            vec!["🔄", "🎛️ Remix", "❌"]
         ]
     );
     let job = job_of(&grid_buttons);

@@ -4,7 +4,9 @@
 
 use wordup_queue::Progress;
 
+use super::imagine::Group;
 use super::{Accepted, CommandError, position_text};
+use crate::text::shorten;
 
 /// Shown when a command's task itself failed; the details go to the log.
 pub const OUR_FAULT: &str = "⚠️ something went wrong on our side; please try again";
@@ -32,6 +34,42 @@ pub fn accepted_text(headline: &str, accepted: &Accepted, where_posted: &str) ->
 pub fn error_text(e: &CommandError) -> String {
     e.log();
     format!("⚠️ {}", e.user_message())
+}
+
+/// What a permutation prompt queued: each prompt's place in line, and the
+/// one refused (with why), if any.
+/// `escape` makes a prompt plain text in the platform's markup.
+pub fn group_text(
+    headline: &str,
+    group: &Group,
+    where_posted: &str,
+    escape: fn(&str) -> String,
+) -> String {
+    let prompts = group.queued.len() + usize::from(group.refused.is_some());
+    let mut text = format!("{headline} — {prompts} prompts:");
+    for (n, (prompt, accepted)) in group.queued.iter().enumerate() {
+        text.push_str(&format!(
+            "\n{}. {} — {} (job {})",
+            n + 1,
+            escape(&shorten(prompt, 150)),
+            if accepted.created {
+                position_text(accepted.position)
+            } else {
+                "already asked for".to_owned()
+            },
+            accepted.job
+        ));
+    }
+    if let Some((prompt, error)) = &group.refused {
+        text.push_str(&format!(
+            "\n{}. {} — not queued: {}",
+            group.queued.len() + 1,
+            escape(&shorten(prompt, 150)),
+            error_text(error).trim_start_matches("⚠️ ")
+        ));
+    }
+    text.push_str(&format!("\nEach result is posted {where_posted}."));
+    text
 }
 
 /// The outcome of a command's task, whichever way it ended.

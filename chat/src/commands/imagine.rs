@@ -1,21 +1,59 @@
 //! /imagine: parse, check the policy and quotas, enqueue.
 
+use image::RgbImage;
 use wordup_queue::style::{apply_style, style};
 use wordup_queue::{AspectRatio, ChannelSettings, GRID_IMAGES, ImagineRequest, Request, Tier};
 use wordup_tokenizer::ClipTokenizer;
 
+use super::describe::kept_png;
 use super::{Accepted, CommandConfig, CommandError, Commands, Invocation, UserError};
 use crate::grammar::{self, ImagineArgs};
 
+/// `--iw` when a prompt's image has none: the image and the words count alike.
+pub const DEFAULT_IMAGE_WEIGHT: f32 = 1.0;
+
+/// Aspect ratios an image prompt's shape is rounded to when `--ar` is not given.
+const IMAGE_ASPECTS: [(u32, u32); 11] = [
+    (1, 1),
+    (5, 4),
+    (4, 5),
+    (4, 3),
+    (3, 4),
+    (3, 2),
+    (2, 3),
+    (16, 9),
+    (9, 16),
+    (2, 1),
+    (1, 2),
+];
+
+/// The aspect ratio nearest an image's shape (by the log of the ratio).
+pub fn nearest_aspect((width, height): (u32, u32)) -> AspectRatio {
+    let ratio = (f64::from(width.max(1)) / f64::from(height.max(1))).ln();
+    let (width, height) = IMAGE_ASPECTS
+        .into_iter()
+        .min_by(|a, b| {
+            let off = |(w, h): (u32, u32)| (ratio - (f64::from(w) / f64::from(h)).ln()).abs();
+            off(*a).total_cmp(&off(*b))
+        })
+        .unwrap_or((1, 1));
+    AspectRatio { width, height }
+}
+
 /// What to enqueue for parsed arguments in a channel. `random_seed` is used
-/// when the prompt names none.
+/// when the prompt names none; `image` is the size of the prompt's image,
+/// when it has one.
 pub fn plan(
     args: &ImagineArgs,
     channel: &ChannelSettings,
     config: &CommandConfig,
     random_seed: u32,
+    image: Option<(u32, u32)>,
 ) -> (Request, Tier, String) {
-    let aspect = args.aspect.unwrap_or(AspectRatio::SQUARE);
+    let aspect = args
+        .aspect
+        .or(image.map(nearest_aspect))
+        .unwrap_or(AspectRatio::SQUARE);
     let request = ImagineRequest {
         prompt: args.prompt.clone(),
         negative_prompt: args.negative_prompt.clone(),
@@ -30,7 +68,7 @@ pub fn plan(
         quality: args.quality.or(channel.default_quality).unwrap_or(1),
         chaos: args.chaos.unwrap_or(0),
         tile: args.tile,
-        image_weight: None,
+        image_weight: image.map(|_| args.image_weight.unwrap_or(DEFAULT_IMAGE_WEIGHT)),
     };
     let tier = args
         .tier
@@ -42,11 +80,54 @@ pub fn plan(
     // Jobs claimed together could share one decode only with the same
     // decoder: a draft's key differs from the full one's.
     let decoder = if args.draft { ":draft" } else { "" };
+    // Tiled convolutions and img2img from an image draw apart from the rest.
+    let tile = if args.tile { ":tile" } else { "" };
+    let from_image = if image.is_some() { ":image" } else { "" };
     let batch_key = format!(
-        "imagine:{}x{}:{steps}{decoder}",
+        "imagine:{}x{}:{steps}{decoder}{tile}{from_image}",
         aspect.width, aspect.height
     );
     (Request::Imagine(request), tier, batch_key)
+}
+
+/// Checks `/imagine`'s text without touching the database: its
+/// permutations expanded, each prompt through the grammar and the
+/// blocklist. One prompt for text without braces.
+pub fn check_all(text: &str, config: &CommandConfig) -> Result<Vec<ImagineArgs>, UserError> {
+    let prompts = grammar::expand_permutations(text)?;
+    if prompts.len() == 1 {
+        return Ok(vec![check(text, config)?]);
+    }
+    prompts
+        .iter()
+        .map(|prompt| {
+            check(prompt, config).map_err(|error| UserError::InPermutation {
+                prompt: prompt.clone(),
+                error: Box::new(error),
+            })
+        })
+        .collect()
+}
+
+/// The jobs of a permutation prompt: those queued, in order, and the one
+/// that was refused, if any (a quota reached part way: the rest are not tried).
+#[derive(Debug)]
+pub struct Group {
+    pub queued: Vec<(String, Accepted)>,
+    pub refused: Option<(String, CommandError)>,
+}
+
+/// Refuses `--iw` on a prompt without an image.
+pub fn needs_image(args: &ImagineArgs, has_image: bool) -> Result<(), UserError> {
+    if args.image_weight.is_some() && !has_image {
+        return Err(UserError::ImageWeightWithoutImage);
+    }
+    Ok(())
+}
+
+/// The idempotency key of the `index`th job (from 0) of a permutation prompt.
+pub fn member_key(key: &str, index: usize) -> String {
+    format!("{key}#{}", index + 1)
 }
 
 /// Checks the prompt without touching the database: grammar and blocklist.
@@ -82,11 +163,15 @@ pub fn within_token_limit(
 }
 
 impl Commands {
+    /// /imagine, with the prompt's image when it has one (kept as the
+    /// job's input before the job exists, so no claim finds it missing).
     pub async fn imagine(
         &self,
         invocation: &Invocation,
         args: &ImagineArgs,
+        image: Option<&RgbImage>,
     ) -> Result<Accepted, CommandError> {
+        needs_image(args, image.is_some())?;
         if let Some(replayed) = self.replayed(&invocation.idempotency_key).await? {
             return Ok(replayed);
         }
@@ -94,9 +179,20 @@ impl Commands {
             .queue
             .channel_settings(&invocation.origin.platform, &invocation.origin.channel_id)
             .await?;
-        let (request, tier, batch_key) = plan(args, &channel, &self.config, rand::random());
+        let (request, tier, batch_key) = plan(
+            args,
+            &channel,
+            &self.config,
+            rand::random(),
+            image.map(RgbImage::dimensions),
+        );
         if let (Some(tokenizer), Request::Imagine(imagine)) = (&self.config.tokenizer, &request) {
             within_token_limit(imagine, tokenizer)?;
+        }
+        if let Some(image) = image {
+            self.queue
+                .put_input(&invocation.idempotency_key, &kept_png(image)?)
+                .await?;
         }
         let job = invocation.job(
             &channel,
@@ -106,6 +202,71 @@ impl Commands {
             batch_key,
         );
         self.enqueue_within_quota(&job).await
+    }
+
+    /// A permutation prompt: one job per expanded prompt, each under its
+    /// own key and through the quota like any /imagine. Every prompt's
+    /// token count is checked before the first is enqueued.
+    pub async fn imagine_group(
+        &self,
+        invocation: &Invocation,
+        all: &[ImagineArgs],
+        image: Option<&RgbImage>,
+    ) -> Result<Group, CommandError> {
+        for args in all {
+            needs_image(args, image.is_some())?;
+        }
+        let kept = image.map(kept_png).transpose()?;
+        let channel = self
+            .queue
+            .channel_settings(&invocation.origin.platform, &invocation.origin.channel_id)
+            .await?;
+        let mut planned = Vec::with_capacity(all.len());
+        for (index, args) in all.iter().enumerate() {
+            let (request, tier, batch_key) = plan(
+                args,
+                &channel,
+                &self.config,
+                rand::random(),
+                image.map(RgbImage::dimensions),
+            );
+            if let (Some(tokenizer), Request::Imagine(imagine)) = (&self.config.tokenizer, &request)
+            {
+                within_token_limit(imagine, tokenizer).map_err(|error| {
+                    UserError::InPermutation {
+                        prompt: args.prompt.clone(),
+                        error: Box::new(error),
+                    }
+                })?;
+            }
+            let key = member_key(&invocation.idempotency_key, index);
+            planned.push((args.prompt.clone(), key, tier, request, batch_key));
+        }
+        let mut group = Group {
+            queued: Vec::with_capacity(all.len()),
+            refused: None,
+        };
+        for (prompt, key, tier, request, batch_key) in planned {
+            let outcome = match self.replayed(&key).await? {
+                Some(replayed) => Ok(replayed),
+                None => {
+                    if let Some(png) = &kept {
+                        self.queue.put_input(&key, png).await?;
+                    }
+                    let job = invocation.job(&channel, key, tier, request, batch_key);
+                    self.enqueue_within_quota(&job).await
+                }
+            };
+            match outcome {
+                Ok(accepted) => group.queued.push((prompt, accepted)),
+                Err(e) if group.queued.is_empty() => return Err(e),
+                Err(e) => {
+                    group.refused = Some((prompt, e));
+                    break;
+                }
+            }
+        }
+        Ok(group)
     }
 }
 
@@ -205,7 +366,7 @@ mod tests {
             ),
         ] {
             let args = check(text, &config()).unwrap();
-            let (request, got_tier, key) = plan(&args, &channel, &config(), 77);
+            let (request, got_tier, key) = plan(&args, &channel, &config(), 77, None);
             let Request::Imagine(request) = request else {
                 panic!("not an imagine")
             };
@@ -221,6 +382,7 @@ mod tests {
             &ChannelSettings::default(),
             &config(),
             1,
+            None,
         );
         assert_eq!(tier, Tier::Fast);
         assert!(matches!(request, Request::Imagine(r) if r.quality == 1));

@@ -12,6 +12,7 @@ pub mod help;
 pub mod imagine;
 pub mod press;
 pub mod queue_status;
+pub mod remix;
 pub mod settings;
 #[cfg(test)]
 mod test_jobs;
@@ -148,6 +149,20 @@ pub enum UserError {
     /// An image for /describe that was refused: the text says why.
     #[error("{0}")]
     BadImage(String),
+    #[error(
+        "`--iw` weighs the prompt's image, and there is none: attach an image to /imagine (or use the Imagine shortcut on a message with one)"
+    )]
+    ImageWeightWithoutImage,
+    #[error("\"{0}\" is not an image of the grid: write 1, 2, 3 or 4")]
+    BadImageNumber(String),
+    #[error("the Remix form could not be opened; please press Remix again")]
+    FormNotOpened,
+    /// One prompt of a permutation prompt was refused.
+    #[error("in `{prompt}`: {error}")]
+    InPermutation {
+        prompt: String,
+        error: Box<UserError>,
+    },
 }
 
 /// A command's failure: the user's mistake, or ours.

@@ -75,7 +75,7 @@ impl Commands {
             )?;
             let args = imagine::check(&suggestion.unwrap_or_default(), &self.config)?;
             let (request, tier, batch_key) =
-                imagine::plan(&args, &channel, &self.config, rand::random());
+                imagine::plan(&args, &channel, &self.config, rand::random(), None);
             let job = invocation.job(&channel, key, tier, request, batch_key);
             return self.enqueue_within_quota(&job).await;
         }

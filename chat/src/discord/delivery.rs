@@ -320,8 +320,10 @@ pub fn message_body(job: &Job, post: &ResultPost) -> Value {
     })
 }
 
+/// The interaction the job may answer through: its token alive, and the
+/// ack its own (not a group's summary).
 fn live_reply(job: &Job) -> Option<DiscordReply> {
-    DiscordReply::of(&job.reply).filter(|r| r.token_alive(chrono::Utc::now()))
+    DiscordReply::of(&job.reply).filter(|r| !r.shared_ack && r.token_alive(chrono::Utc::now()))
 }
 
 #[cfg(test)]

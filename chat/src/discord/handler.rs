@@ -7,22 +7,25 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use serenity::all::{
-    Attachment, CommandDataOption, CommandInteraction, ComponentInteraction,
-    CreateInteractionResponse, CreateInteractionResponseMessage, Interaction, Permissions,
+    ActionRowComponent, Attachment, CommandDataOption, CommandInteraction, ComponentInteraction,
+    CreateInteractionResponse, CreateInteractionResponseMessage, Interaction, ModalInteraction,
+    Permissions,
 };
 use tracing::Instrument;
-use wordup_queue::{Origin, Queue};
+use wordup_queue::{JobId, Origin, Queue};
 
 use super::reply::DiscordReply;
 use super::rest::{DiscordRest, Upload};
 use crate::ack::{ACK_BUDGET, Handled};
 use crate::buttons::{Action, ButtonId};
-use crate::commands::answer::{OUR_FAULT, accepted_text, error_text};
+use crate::commands::answer::{OUR_FAULT, accepted_text, error_text, group_text};
 use crate::commands::describe::Fetcher;
+use crate::commands::remix::{self, RemixForm};
 use crate::commands::settings::SettingsChange;
 use crate::commands::{
     Accepted, CommandError, Commands, Invocation, UserError, help, imagine, reply_text,
 };
+use crate::grammar::ImagineArgs;
 use crate::text::shorten;
 
 pub const PLATFORM: &str = "discord";
@@ -54,8 +57,66 @@ impl DiscordApp {
                     .instrument(span)
                     .await
             }
+            Interaction::Modal(modal) => {
+                let span = tracing::info_span!("form", id = %modal.data.custom_id, interaction = %modal.id);
+                self.remix(modal, channel_nsfw).instrument(span).await
+            }
             _ => now(ephemeral("this interaction is not supported")),
         }
+    }
+
+    /// 🎛️ Remix pressed: the form, prefilled with the grid's /imagine. A
+    /// modal must be the interaction's first response, so the check runs
+    /// within the ack's budget.
+    async fn remix_form(&self, component: &ComponentInteraction, button: ButtonId) -> Handled {
+        let invocation = Invocation {
+            origin: origin(component.guild_id, component.channel_id, component.user.id),
+            idempotency_key: format!("{PLATFORM}:{}", component.id),
+            channel_nsfw: false,
+            reply: Value::Null,
+        };
+        let form = tokio::time::timeout(
+            ACK_BUDGET,
+            self.commands.remix_form(&invocation, button.job),
+        )
+        .await;
+        match form {
+            Ok(Ok(form)) => Handled::now(remix_modal(&form)),
+            Ok(Err(e)) => now(ephemeral(&error_text(&e))),
+            Err(_) => now(ephemeral(
+                "⚠️ the form could not be opened in time; please press Remix again",
+            )),
+        }
+    }
+
+    /// A submitted Remix form: a job like a button press's.
+    async fn remix(&self, modal: ModalInteraction, channel_nsfw: bool) -> Handled {
+        let Some(job) = remix_form_job(&modal.data.custom_id) else {
+            return now(ephemeral("this form is not one of ours"));
+        };
+        let prompt = form_field(&modal, remix::PROMPT_FIELD);
+        let image = form_field(&modal, remix::IMAGE_FIELD);
+        let reply = DiscordReply {
+            application_id: modal.application_id.to_string(),
+            interaction_id: modal.id.to_string(),
+            token: modal.token.clone(),
+            attachment_size_limit: u64::from(modal.attachment_size_limit),
+            reply_to: modal.message.as_ref().map(|m| m.id.to_string()),
+            shared_ack: false,
+        };
+        let invocation = Invocation {
+            origin: origin(modal.guild_id, modal.channel_id, modal.user.id),
+            idempotency_key: format!("{PLATFORM}:{}", modal.id),
+            channel_nsfw,
+            reply: reply.to_value(false),
+        };
+        let headline = format!("Remixing job {job}: **{}**", escape(&shorten(&prompt, 200)));
+        let commands = self.commands.clone();
+        let enqueue = self
+            .commands
+            .pending
+            .spawn(async move { commands.remix(&invocation, job, &image, &prompt).await });
+        self.acked(enqueue, reply, headline, true).await
     }
 
     async fn command(&self, command: CommandInteraction, channel_nsfw: bool) -> Handled {
@@ -119,16 +180,38 @@ impl DiscordApp {
         analyze: bool,
     ) -> Handled {
         let text = option_str(&command.data.options, "prompt").unwrap_or_default();
-        let args = match imagine::check(text, &self.commands.config) {
-            Ok(args) => args,
+        let checked = if analyze {
+            imagine::check(text, &self.commands.config).map(|args| vec![args])
+        } else {
+            imagine::check_all(text, &self.commands.config)
+        };
+        let mut all = match checked {
+            Ok(all) => all,
             Err(e) => return now(ephemeral(&format!("⚠️ {e}"))),
         };
+        // An image prompt: checked at once as Discord describes it, fetched
+        // in the enqueue task.
+        let image_url = match command_image(&command).filter(|_| !analyze) {
+            Some(attachment) => match precheck(attachment) {
+                Ok(()) => Some(attachment.url.clone()),
+                Err(e) => return now(ephemeral(&format!("⚠️ {e}"))),
+            },
+            None => None,
+        };
+        if all.len() > 1 {
+            let text = text.to_owned();
+            return self
+                .imagine_group(command, channel_nsfw, all, &text, image_url)
+                .await;
+        }
+        let args = all.remove(0);
         let reply = DiscordReply {
             application_id: command.application_id.to_string(),
             interaction_id: command.id.to_string(),
             token: command.token.clone(),
             attachment_size_limit: u64::from(command.attachment_size_limit),
             reply_to: None,
+            shared_ack: false,
         };
         let invocation = Invocation {
             origin: origin(command.guild_id, command.channel_id, command.user.id),
@@ -136,13 +219,21 @@ impl DiscordApp {
             channel_nsfw,
             reply: reply.to_value(false),
         };
-        let commands = self.commands.clone();
+        let (commands, images) = (self.commands.clone(), self.images.clone());
         let enqueue = self.commands.pending.spawn(async move {
             if analyze {
-                commands.analyze(&invocation, &args).await
-            } else {
-                commands.imagine(&invocation, &args).await
+                return commands.analyze(&invocation, &args).await;
             }
+            let image = match image_url {
+                Some(url) => {
+                    if let Some(replayed) = commands.replayed(&invocation.idempotency_key).await? {
+                        return Ok(replayed);
+                    }
+                    Some(images.image(&url).await?)
+                }
+                None => None,
+            };
+            commands.imagine(&invocation, &args, image.as_ref()).await
         });
         let prompt = escape(&shorten(text, 200));
         let headline = if analyze {
@@ -153,11 +244,86 @@ impl DiscordApp {
         self.acked(enqueue, reply, headline, false).await
     }
 
+    /// A permutation prompt: its jobs share the ack, which lists them; each
+    /// result is a message of its own in the channel.
+    async fn imagine_group(
+        &self,
+        command: CommandInteraction,
+        channel_nsfw: bool,
+        all: Vec<ImagineArgs>,
+        text: &str,
+        image_url: Option<String>,
+    ) -> Handled {
+        let reply = DiscordReply {
+            application_id: command.application_id.to_string(),
+            interaction_id: command.id.to_string(),
+            token: command.token.clone(),
+            attachment_size_limit: u64::from(command.attachment_size_limit),
+            reply_to: None,
+            shared_ack: true,
+        };
+        let invocation = Invocation {
+            origin: origin(command.guild_id, command.channel_id, command.user.id),
+            idempotency_key: format!("{PLATFORM}:{}", command.id),
+            channel_nsfw,
+            reply: reply.to_value(false),
+        };
+        let headline = format!("**{}**", escape(&shorten(text, 200)));
+        let (commands, images) = (self.commands.clone(), self.images.clone());
+        let task = self.commands.pending.spawn(async move {
+            let image = match image_url {
+                Some(url) => Some(images.image(&url).await?),
+                None => None,
+            };
+            let group = commands
+                .imagine_group(&invocation, &all, image.as_ref())
+                .await?;
+            Ok(group_text(&headline, &group, WHERE_POSTED, escape))
+        });
+        self.acked_text(task, reply).await
+    }
+
+    /// Like [`Self::acked`], for a task that composes its own text: a
+    /// refusal within the budget is private, anything else edits a public ack.
+    async fn acked_text(
+        &self,
+        mut task: tokio::task::JoinHandle<Result<String, CommandError>>,
+        reply: DiscordReply,
+    ) -> Handled {
+        let outcome = tokio::time::timeout(ACK_BUDGET, &mut task).await;
+        let rest = self.rest.clone();
+        let text = match outcome {
+            Ok(Ok(Ok(text))) => Some(text),
+            Ok(Ok(Err(e))) => return now(ephemeral(&error_text(&e))),
+            Ok(Err(join)) => {
+                tracing::error!(error = %join, "enqueue task failed");
+                return now(ephemeral(OUR_FAULT));
+            }
+            Err(_) => None,
+        };
+        Handled {
+            response: to_json(&CreateInteractionResponse::Defer(
+                CreateInteractionResponseMessage::new(),
+            )),
+            after: Some(Box::pin(async move {
+                let text = match text {
+                    Some(text) => text,
+                    None => match task.await {
+                        Ok(Ok(text)) => text,
+                        Ok(Err(e)) => error_text(&e),
+                        Err(_) => OUR_FAULT.to_owned(),
+                    },
+                };
+                edit_original(&rest, &reply, &text).await;
+            })),
+        }
+    }
+
     /// /describe: the attachment is checked at once (type and size as
     /// Discord reports them), then fetched and enqueued within the ack's
     /// budget or after a deferred ack; the engine's answer replaces the ack.
     async fn describe(&self, command: CommandInteraction, channel_nsfw: bool) -> Handled {
-        let Some(attachment) = described_attachment(&command) else {
+        let Some(attachment) = command_image(&command) else {
             return now(ephemeral(
                 "⚠️ there is no image to describe: attach one, or use Describe on a message with an image",
             ));
@@ -176,6 +342,7 @@ impl DiscordApp {
             token: command.token.clone(),
             attachment_size_limit: u64::from(command.attachment_size_limit),
             reply_to: None,
+            shared_ack: false,
         };
         let invocation = Invocation {
             origin: origin(command.guild_id, command.channel_id, command.user.id),
@@ -204,9 +371,12 @@ impl DiscordApp {
             token: component.token.clone(),
             attachment_size_limit: u64::from(component.attachment_size_limit),
             reply_to: Some(component.message.id.to_string()),
+            shared_ack: false,
         };
-        if button.action == Action::Delete {
-            return self.delete_result(&component, button, reply);
+        match button.action {
+            Action::Delete => return self.delete_result(&component, button, reply),
+            Action::Remix => return self.remix_form(&component, button).await,
+            _ => {}
         }
         let invocation = Invocation {
             origin: origin(component.guild_id, component.channel_id, component.user.id),
@@ -489,7 +659,9 @@ fn settings_change(options: &[CommandDataOption]) -> SettingsChange {
 
 /// The image a /describe points at: its attachment option, or for the
 /// message command the target message's first image attachment.
-fn described_attachment(command: &CommandInteraction) -> Option<&Attachment> {
+/// The image a command is about: the message's (a message command) or the
+/// `image` option's.
+fn command_image(command: &CommandInteraction) -> Option<&Attachment> {
     let resolved = &command.data.resolved;
     if let Some(target) = command.data.target_id {
         let message = resolved.messages.get(&target.to_message_id())?;
@@ -547,6 +719,65 @@ pub fn ephemeral(text: &str) -> CreateInteractionResponse {
             .content(text)
             .ephemeral(true),
     )
+}
+
+/// The Remix form's custom id: the grid's job.
+fn remix_form_id(job: JobId) -> String {
+    format!("wu-remix:{job}")
+}
+
+fn remix_form_job(custom_id: &str) -> Option<JobId> {
+    let id: i64 = custom_id.strip_prefix("wu-remix:")?.parse().ok()?;
+    (id > 0).then_some(JobId(id))
+}
+
+/// What was typed in a submitted form's field `name` (empty if absent).
+fn form_field(modal: &ModalInteraction, name: &str) -> String {
+    modal
+        .data
+        .components
+        .iter()
+        .flat_map(|row| &row.components)
+        .find_map(|component| match component {
+            ActionRowComponent::InputText(input) if input.custom_id == name => input.value.clone(),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// The Remix modal (interaction response type 9): the prompt, prefilled
+/// and editable, and which image to start from. Discord's limits: a title
+/// of 45 characters, labels of 45, values of 4000.
+fn remix_modal(form: &RemixForm) -> Value {
+    json!({
+        "type": 9,
+        "data": {
+            "custom_id": remix_form_id(form.job),
+            "title": format!("Remix job {}", form.job),
+            "components": [
+                { "type": 1, "components": [{
+                    "type": 4,
+                    "custom_id": remix::PROMPT_FIELD,
+                    "style": 2,
+                    "label": "Prompt, with any parameters",
+                    "value": shorten(&form.prompt, remix::PROMPT_FIELD_CHARS),
+                    "min_length": 1,
+                    "max_length": remix::PROMPT_FIELD_CHARS,
+                    "required": true,
+                }]},
+                { "type": 1, "components": [{
+                    "type": 4,
+                    "custom_id": remix::IMAGE_FIELD,
+                    "style": 1,
+                    "label": "Image to start from (1–4)",
+                    "value": "1",
+                    "min_length": 1,
+                    "max_length": 1,
+                    "required": true,
+                }]},
+            ],
+        },
+    })
 }
 
 fn to_json(response: &CreateInteractionResponse) -> Value {

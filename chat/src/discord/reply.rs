@@ -20,6 +20,10 @@ pub struct DiscordReply {
     /// The message a button was pressed on, to reply to.
     #[serde(default)]
     pub reply_to: Option<String>,
+    /// The ack is shared by a group of jobs (a permutation prompt) and says
+    /// what each is: no job edits it, and results and notices are messages.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared_ack: bool,
 }
 
 impl DiscordReply {
@@ -73,6 +77,7 @@ mod tests {
             token: "t".into(),
             attachment_size_limit: 0,
             reply_to: None,
+            shared_ack: false,
         };
         assert_eq!(reply.created_at(), Some(created));
         assert!(reply.token_alive(created + Duration::minutes(14)));

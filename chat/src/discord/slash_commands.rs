@@ -31,7 +31,12 @@ pub fn definitions() -> Vec<CreateCommand> {
                 .required(true)
                 // Room for parameters after the prompt itself.
                 .max_length(u16::try_from(MAX_PROMPT_CHARS + 500).unwrap_or(u16::MAX)),
-            ),
+            )
+            .add_option(CreateCommandOption::new(
+                CommandOptionType::Attachment,
+                "image",
+                "An image to start from (PNG, JPEG or WebP, up to 10 MB); --iw 0–2 sets how much stays",
+            )),
         CreateCommand::new("imagine-analyze")
             .description("How a prompt reads and what each phrase weighs, without drawing")
             .add_option(

@@ -1,13 +1,14 @@
 //! Slash commands and button presses → commands → responses, for the HTTP
 //! endpoints and Socket Mode alike.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use slack_morphism::prelude::{
     SlackCommandEvent, SlackInteractionBlockActionsEvent, SlackInteractionEvent,
-    SlackInteractionMessageActionEvent,
+    SlackInteractionMessageActionEvent, SlackInteractionViewSubmissionEvent, SlackView,
 };
 use tracing::Instrument;
-use wordup_queue::{DeliveryError, Origin};
+use wordup_queue::{DeliveryError, JobId, Origin};
 
 use super::api::SlackApi;
 use super::blocks::escape;
@@ -16,16 +17,21 @@ use super::once;
 use super::reply::SlackReply;
 use crate::ack::{ACK_BUDGET, Handled};
 use crate::buttons::{Action, ButtonId};
-use crate::commands::answer::{OUR_FAULT, error_text, outcome_text};
+use crate::commands::answer::{OUR_FAULT, error_text, group_text, outcome_text};
 use crate::commands::describe::Fetcher;
+use crate::commands::remix::{self, RemixForm};
 use crate::commands::{
     Accepted, CommandError, Commands, Invocation, UserError, analyze, help, imagine, position_text,
     reply_text,
 };
+use crate::grammar::ImagineArgs;
+use crate::text::shorten;
 
 pub const PLATFORM: &str = "slack";
 /// The Describe message shortcut's callback id (in the app's manifest).
 pub const DESCRIBE: &str = "describe";
+/// The Remix modal's callback id.
+pub const REMIX: &str = "remix";
 /// Where a job's result goes, for the text of a repeated command.
 const WHERE_POSTED: &str = "in the thread";
 
@@ -37,6 +43,54 @@ pub struct SlackApp {
     pub images: Fetcher,
     /// Users who may change channel settings; empty: anyone in the channel.
     pub settings_admins: Vec<String>,
+}
+
+/// Where a Remix form's result goes, kept in the view's private metadata
+/// (a view submission says nothing of the message its form came from).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemixPlace {
+    pub job: JobId,
+    pub channel: String,
+    pub thread: String,
+}
+
+/// The Remix modal view. Slack's limits: a title of 24 characters, an
+/// input's initial value and max length of 3000.
+pub fn remix_view(form: &RemixForm, place: &RemixPlace) -> Value {
+    let chars = remix::PROMPT_FIELD_CHARS.min(3000);
+    json!({
+        "type": "modal",
+        "callback_id": REMIX,
+        "private_metadata": serde_json::to_string(place).unwrap_or_default(),
+        "title": { "type": "plain_text", "text": "Remix" },
+        "submit": { "type": "plain_text", "text": "Remix" },
+        "close": { "type": "plain_text", "text": "Cancel" },
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": remix::PROMPT_FIELD,
+                "label": { "type": "plain_text", "text": format!("Prompt of job {}, with any parameters", form.job) },
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": remix::PROMPT_FIELD,
+                    "multiline": true,
+                    "initial_value": shorten(&form.prompt, chars),
+                    "max_length": chars,
+                },
+            },
+            {
+                "type": "input",
+                "block_id": remix::IMAGE_FIELD,
+                "label": { "type": "plain_text", "text": "Image to start from (1–4)" },
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": remix::IMAGE_FIELD,
+                    "initial_value": "1",
+                    "max_length": 1,
+                },
+            },
+        ],
+    })
 }
 
 pub fn ephemeral(text: &str) -> Value {
@@ -95,10 +149,14 @@ impl SlackApp {
     }
 
     async fn imagine(&self, event: SlackCommandEvent, text: &str) -> Handled {
-        let args = match imagine::check(text, &self.commands.config) {
-            Ok(args) => args,
+        let mut all = match imagine::check_all(text, &self.commands.config) {
+            Ok(all) => all,
             Err(e) => return Handled::now(ephemeral(&format!("⚠️ {e}"))),
         };
+        if all.len() > 1 {
+            return self.imagine_group(event, all, text).await;
+        }
+        let args = all.remove(0);
         let origin = Origin {
             platform: PLATFORM.to_owned(),
             workspace_id: event.team_id.0.clone(),
@@ -126,7 +184,7 @@ impl SlackApp {
                 }
                 .to_value(),
             };
-            let accepted = app.commands.imagine(&invocation, &args).await?;
+            let accepted = app.commands.imagine(&invocation, &args, None).await?;
             if accepted.created {
                 let text = format!("{task_headline} — {}", position_text(accepted.position));
                 app.post_parent(&origin.channel_id, &accepted, &text)
@@ -140,6 +198,55 @@ impl SlackApp {
             "Your image".to_owned(),
         )
         .await
+    }
+
+    /// A permutation prompt: one job per prompt, each with its own parent
+    /// message (and thread); the requester gets the list privately.
+    async fn imagine_group(
+        &self,
+        event: SlackCommandEvent,
+        all: Vec<ImagineArgs>,
+        text: &str,
+    ) -> Handled {
+        let origin = Origin {
+            platform: PLATFORM.to_owned(),
+            workspace_id: event.team_id.0.clone(),
+            channel_id: event.channel_id.0.clone(),
+            thread_id: None,
+            user_id: event.user_id.0.clone(),
+        };
+        let invocation = Invocation {
+            origin: origin.clone(),
+            idempotency_key: format!("{PLATFORM}:{}", event.trigger_id.0),
+            channel_nsfw: false,
+            reply: SlackReply {
+                channel: origin.channel_id.clone(),
+                parent_ts: None,
+                edit_parent: true,
+            }
+            .to_value(),
+        };
+        let headline = format!("*{}*", escape(text));
+        let app = self.clone();
+        let task = self.commands.pending.spawn(async move {
+            let group = app.commands.imagine_group(&invocation, &all, None).await?;
+            for (prompt, accepted) in group.queued.iter().filter(|(_, a)| a.created) {
+                let parent = format!(
+                    "<@{}>: *{}* — {}",
+                    origin.user_id,
+                    escape(prompt),
+                    position_text(accepted.position)
+                );
+                if let Err(e) = app.post_parent(&origin.channel_id, accepted, &parent).await {
+                    // This job is cancelled (the bot cannot post here), so
+                    // the others would fail alike: said once, for all.
+                    return Err(e);
+                }
+            }
+            Ok(group_text(&headline, &group, WHERE_POSTED, escape))
+        });
+        self.acked_text(task, event.response_url.0.to_string())
+            .await
     }
 
     /// `/imagine-analyze`: enqueued like `/imagine`, answered in the channel
@@ -235,6 +342,7 @@ impl SlackApp {
             SlackInteractionEvent::MessageAction(event) if event.callback_id.0 == DESCRIBE => {
                 return self.describe(event);
             }
+            SlackInteractionEvent::ViewSubmission(event) => return self.remix(event),
             _ => return Handled::now(Value::Null),
         };
         let Some(action) = event.actions.as_ref().and_then(|a| a.first()) else {
@@ -274,6 +382,14 @@ impl SlackApp {
             .clone()
             .unwrap_or_else(|| message.origin.ts.clone())
             .0;
+        if button.action == Action::Remix {
+            let place = RemixPlace {
+                job: button.job,
+                channel: channel.id.0.clone(),
+                thread: root,
+            };
+            return self.remix_form(&event, place, span).await;
+        }
         let invocation = Invocation {
             origin: Origin {
                 platform: PLATFORM.to_owned(),
@@ -299,6 +415,123 @@ impl SlackApp {
         self.answer_privately(&event, span, async move {
             outcome_text(&headline, task.await, WHERE_POSTED)
         })
+    }
+
+    /// 🎛️ Remix pressed: a modal view with the grid's /imagine to edit,
+    /// opened with the press's trigger (valid for 3 s, so at once); a
+    /// refusal goes to the presser through the response URL.
+    async fn remix_form(
+        &self,
+        event: &SlackInteractionBlockActionsEvent,
+        place: RemixPlace,
+        span: tracing::Span,
+    ) -> Handled {
+        let Some(user) = &event.user else {
+            return Handled::now(Value::Null);
+        };
+        let invocation = Invocation {
+            origin: Origin {
+                platform: PLATFORM.to_owned(),
+                workspace_id: event.team.id.0.clone(),
+                channel_id: place.channel.clone(),
+                thread_id: Some(place.thread.clone()),
+                user_id: user.id.0.clone(),
+            },
+            idempotency_key: format!("{PLATFORM}:{}", event.trigger_id.0),
+            channel_nsfw: false,
+            reply: Value::Null,
+        };
+        let opened = async {
+            let form = self.commands.remix_form(&invocation, place.job).await?;
+            let view = remix_view(&form, &place);
+            self.api
+                .call(
+                    "views.open",
+                    &json!({ "trigger_id": event.trigger_id.0, "view": view }),
+                )
+                .await
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "the Remix form was not opened");
+                    UserError::FormNotOpened
+                })?;
+            Ok::<_, CommandError>(())
+        };
+        match opened.instrument(span.clone()).await {
+            Ok(()) => Handled::now(Value::Null),
+            Err(e) => {
+                let text = error_text(&e);
+                self.answer_privately(event, span, async move { text })
+            }
+        }
+    }
+
+    /// A submitted Remix form: the modal closes (an empty 200), the job is
+    /// enqueued, and the outcome goes to the requester as an ephemeral
+    /// message in the grid's channel (a view submission has no response URL).
+    fn remix(&self, event: SlackInteractionViewSubmissionEvent) -> Handled {
+        let SlackView::Modal(view) = &event.view.view else {
+            return Handled::now(Value::Null);
+        };
+        if view.callback_id.as_ref().map(|c| c.0.as_str()) != Some(REMIX) {
+            return Handled::now(Value::Null);
+        }
+        let Some(place) = view
+            .private_metadata
+            .as_deref()
+            .and_then(|m| serde_json::from_str::<RemixPlace>(m).ok())
+        else {
+            tracing::warn!("a Remix form without its grid");
+            return Handled::now(Value::Null);
+        };
+        let field = |name: &str| {
+            event
+                .view
+                .state_params
+                .state
+                .as_ref()
+                .and_then(|state| state.values.get(&name.into()))
+                .and_then(|block| block.get(&name.into()))
+                .and_then(|value| value.value.clone())
+                .unwrap_or_default()
+        };
+        let (prompt, image) = (field(remix::PROMPT_FIELD), field(remix::IMAGE_FIELD));
+        let user = event.user.id.0.clone();
+        let view_id = event.view.state_params.id.0.clone();
+        let invocation = Invocation {
+            origin: Origin {
+                platform: PLATFORM.to_owned(),
+                workspace_id: event.team.id.0.clone(),
+                channel_id: place.channel.clone(),
+                thread_id: Some(place.thread.clone()),
+                user_id: user.clone(),
+            },
+            // One job per submitted view, however often it is delivered.
+            idempotency_key: format!("{PLATFORM}:view:{view_id}"),
+            channel_nsfw: false,
+            reply: SlackReply {
+                channel: place.channel.clone(),
+                parent_ts: Some(place.thread.clone()),
+                edit_parent: false,
+            }
+            .to_value(),
+        };
+        let span = tracing::info_span!("form", job = %place.job);
+        let (commands, api) = (self.commands.clone(), self.api.clone());
+        let task = async move {
+            let accepted = commands
+                .remix(&invocation, place.job, &image, &prompt)
+                .await;
+            let headline = format!("Remixing job {}", place.job);
+            let text = outcome_text(&headline, Ok(accepted), WHERE_POSTED);
+            let message = json!({ "channel": place.channel, "user": user, "text": text, "thread_ts": place.thread });
+            if let Err(e) = api.call("chat.postEphemeral", &message).await {
+                tracing::warn!(error = %e, "the requester was not told about their remix");
+            }
+        };
+        Handled {
+            response: Value::Null,
+            after: Some(Box::pin(task.instrument(span))),
+        }
     }
 
     /// The Describe message shortcut: acked with an empty 200; the
@@ -424,6 +657,38 @@ impl SlackApp {
 
     /// Waits up to [`ACK_BUDGET`] for the enqueue: answers with the outcome,
     /// else with "working on it" and the outcome through the response URL.
+    /// Like [`Self::acked`], for a task that composes its own text.
+    async fn acked_text(
+        &self,
+        mut task: tokio::task::JoinHandle<Result<String, CommandError>>,
+        response_url: String,
+    ) -> Handled {
+        let text =
+            |result: Result<Result<String, CommandError>, tokio::task::JoinError>| match result {
+                Ok(Ok(text)) => text,
+                Ok(Err(e)) => error_text(&e),
+                Err(e) => {
+                    tracing::error!(error = %e, "command task failed");
+                    OUR_FAULT.to_owned()
+                }
+            };
+        match tokio::time::timeout(ACK_BUDGET, &mut task).await {
+            Ok(result) => Handled::now(ephemeral(&text(result))),
+            Err(_) => {
+                let api = self.api.clone();
+                Handled {
+                    response: ephemeral("⏳ working on it…"),
+                    after: Some(Box::pin(async move {
+                        let text = text(task.await);
+                        if let Err(e) = api.respond(&response_url, &ephemeral(&text)).await {
+                            tracing::warn!(error = %e, "could not answer through the response URL");
+                        }
+                    })),
+                }
+            }
+        }
+    }
+
     async fn acked(
         &self,
         mut task: tokio::task::JoinHandle<Result<Accepted, CommandError>>,

@@ -66,8 +66,15 @@ fn render(
     match draw {
         Draw::Grid {
             first_seed,
+            candidates,
+            image: Some(image),
+            ..
+        } => models.imagine_from_image(root, &image, first_seed, candidates, progress),
+        Draw::Grid {
+            first_seed,
             decoder,
             candidates,
+            image: None,
         } => models.imagine(root, first_seed, candidates, decoder, progress),
         Draw::Variations {
             source,

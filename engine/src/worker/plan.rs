@@ -32,6 +32,8 @@ pub(super) enum Draw {
         /// Images drawn: the grid's four, or more for CLIP to pick from
         /// (`--quality`).
         candidates: u32,
+        /// The prompt's image, for an /imagine with one: drawn from by img2img.
+        image: Option<RgbImage>,
     },
     Variations {
         source: Source,
@@ -78,6 +80,16 @@ pub(super) fn grid_decoder(
             Decoder::Full,
             " · full quality: no draft decoder on this engine",
         ),
+    }
+}
+
+/// What a grid drawn from an image adds to its message: the image weight,
+/// and that `--draft` does not apply (img2img decodes in full).
+fn image_note(root: &ImagineRequest) -> &'static str {
+    if root.draft {
+        " · from your image · full quality: --draft is for prompts without an image"
+    } else {
+        " · from your image"
     }
 }
 
@@ -146,13 +158,22 @@ impl<D: Delivery> Worker<D> {
                     wordup_queue::UNREADABLE_JOB
                 )));
             }
-            Request::Imagine(request) => self.grid(request.clone(), seed, &mut what),
+            Request::Imagine(request) => {
+                let image = self.prompt_image(job, request).await?;
+                self.grid(request.clone(), seed, image, &mut what)
+            }
             Request::Analyze { .. } | Request::Describe {} => {
                 return Err(Outcome::permanent("an answer in text draws nothing"));
             }
-            // A re-roll draws its chain's /imagine again, --draft included.
+            // A re-roll draws its chain's /imagine again, --draft and its
+            // image included.
             Request::Reroll { parent } => {
-                self.grid(self.root_request(*parent).await?, seed, &mut what)
+                let root = self.root_job(*parent).await?;
+                let Request::Imagine(request) = &root.request else {
+                    return Err(Outcome::permanent("the original job cannot be read"));
+                };
+                let image = self.prompt_image(&root, request).await?;
+                self.grid(request.clone(), seed, image, &mut what)
             }
             // A remix draws the variation for its edited /imagine.
             Request::Vary {
@@ -193,9 +214,13 @@ impl<D: Delivery> Worker<D> {
         &self,
         root: ImagineRequest,
         first_seed: u64,
+        image: Option<RgbImage>,
         what: &mut String,
     ) -> (ImagineRequest, Draw) {
-        let (decoder, note) = grid_decoder(&root, self.models.pipeline.has_draft_decoder());
+        let (decoder, note) = match &image {
+            Some(_) => (Decoder::Full, image_note(&root)),
+            None => grid_decoder(&root, self.models.pipeline.has_draft_decoder()),
+        };
         what.push_str(note);
         let (per_image, note) = grid_candidates(root.quality, self.clip.is_some());
         what.push_str(&note);
@@ -205,20 +230,53 @@ impl<D: Delivery> Worker<D> {
                 first_seed,
                 decoder,
                 candidates: u32::from(GRID_IMAGES) * per_image,
+                image,
             },
         )
     }
 
+    /// The image of an /imagine that has one: its input, kept under its
+    /// idempotency key when it was asked for.
+    async fn prompt_image(
+        &self,
+        job: &Job,
+        request: &ImagineRequest,
+    ) -> Result<Option<RgbImage>, Outcome> {
+        if request.image_weight.is_none() {
+            return Ok(None);
+        }
+        let stored = match &job.idempotency_key {
+            Some(key) => self.queue.input(key).await?,
+            None => None,
+        };
+        let Some(png) = stored else {
+            return Err(Outcome::permanent(
+                "the prompt's image is no longer available (past retention)",
+            ));
+        };
+        image::load_from_memory(&png)
+            .map(|i| Some(i.to_rgb8()))
+            .map_err(|e| Outcome::permanent(format!("the prompt's image is unreadable: {e}")))
+    }
+
     /// The /imagine request at the root of a chain of follow-ups.
-    async fn root_request(&self, mut id: JobId) -> Result<ImagineRequest, Outcome> {
+    async fn root_request(&self, id: JobId) -> Result<ImagineRequest, Outcome> {
+        match self.root_job(id).await?.request {
+            Request::Imagine(request) => Ok(request),
+            _ => Err(Outcome::permanent("the original job cannot be read")),
+        }
+    }
+
+    /// The /imagine job at the root of a chain of follow-ups.
+    async fn root_job(&self, mut id: JobId) -> Result<Job, Outcome> {
         for _ in 0..MAX_CHAIN {
             let Some(job) = self.queue.job(id).await? else {
                 return Err(Outcome::permanent(
                     "the original job is no longer available (past retention)",
                 ));
             };
-            match job.request {
-                Request::Imagine(request) => return Ok(request),
+            match &job.request {
+                Request::Imagine(_) => return Ok(job),
                 Request::Unreadable { .. } => {
                     return Err(Outcome::permanent("the original job cannot be read"));
                 }

@@ -173,7 +173,6 @@ impl Models {
         count: u32,
         progress: &mut ProgressFn,
     ) -> Result<Vec<Drawn>> {
-        let resolved = self.resolve(request);
         let strength = match strength {
             VaryStrength::Subtle => VARY_SUBTLE_STRENGTH,
             VaryStrength::Strong => VARY_STRONG_STRENGTH,
@@ -185,10 +184,60 @@ impl Models {
             self.native_budget(),
             self.pipeline.size_multiple() as u32,
         );
-        let input = images::from_rgb(source, width, height, &self.pipeline.device)?;
         let seeds: Vec<u64> = (0..u64::from(count))
             .map(|i| first_seed.wrapping_add(i))
             .collect();
+        let input = images::from_rgb(source, width, height, &self.pipeline.device)?;
+        self.img2img_batch(request, &input, strength, (width, height), &seeds, progress)
+    }
+
+    /// A grid drawn from an image prompt: the image cropped to the request's
+    /// aspect ratio, and img2img at the strength its `--iw` maps to;
+    /// `count` images from `first_seed` on, a grid's worth at a time.
+    pub fn imagine_from_image(
+        &self,
+        request: &ImagineRequest,
+        source: &RgbImage,
+        first_seed: u64,
+        count: u32,
+        progress: &mut ProgressFn,
+    ) -> Result<Vec<Drawn>> {
+        let strength = image_prompt_strength(request.image_weight.unwrap_or(1.0));
+        let (width, height) = size::dimensions(
+            (request.aspect.width, request.aspect.height),
+            self.native_budget(),
+            self.pipeline.size_multiple() as u32,
+        );
+        let cropped = crop_to_aspect(source, width, height);
+        let input = images::from_rgb(&cropped, width, height, &self.pipeline.device)?;
+        let seeds: Vec<u64> = (0..u64::from(count))
+            .map(|i| first_seed.wrapping_add(i))
+            .collect();
+        let mut drawn = Vec::with_capacity(seeds.len());
+        for batch in seeds.chunks(usize::from(GRID_IMAGES)) {
+            drawn.extend(self.img2img_batch(
+                request,
+                &input,
+                strength,
+                (width, height),
+                batch,
+                progress,
+            )?);
+        }
+        Ok(drawn)
+    }
+
+    /// img2img of one input image `[1, 3, H, W]` for each seed, towards the request's prompt.
+    fn img2img_batch(
+        &self,
+        request: &ImagineRequest,
+        input: &candle_core::Tensor,
+        strength: f64,
+        (width, height): (u32, u32),
+        seeds: &[u64],
+        progress: &mut ProgressFn,
+    ) -> Result<Vec<Drawn>> {
+        let resolved = self.resolve(request);
         let generation = Generation {
             prompt: resolved.prompt,
             negative_prompt: resolved.negative_prompt,
@@ -196,15 +245,15 @@ impl Models {
             height: height as usize,
             steps: refine::steps_for_strength(resolved.steps.max(2), strength),
             guidance: resolved.guidance,
-            seeds: seeds.clone(),
+            seeds: seeds.to_vec(),
         };
         let output = self
             .pipeline
-            .img2img(&generation, &input, strength, progress)?;
+            .img2img(&generation, input, strength, progress)?;
         Ok(images::to_rgb(&output)?
             .into_iter()
             .zip(seeds)
-            .map(|(image, seed)| Drawn {
+            .map(|(image, &seed)| Drawn {
                 image,
                 seed,
                 draft_latents: None,
@@ -254,6 +303,31 @@ impl Models {
     }
 }
 
+/// img2img strength for an image prompt's `--iw` (0–2): how far the
+/// drawing may move from the image. 0 keeps nothing of it (strength 1: as
+/// from noise), 1 (the default) 0.55, 2 keeps the most (0.1).
+pub fn image_prompt_strength(image_weight: f32) -> f64 {
+    1.0 - 0.45 * f64::from(image_weight.clamp(0.0, 2.0))
+}
+
+/// The largest centred part of `image` with the aspect ratio of `width`×`height`.
+fn crop_to_aspect(image: &RgbImage, width: u32, height: u32) -> RgbImage {
+    let (w, h) = image.dimensions();
+    // Compare w/h against width/height without division.
+    let (crop_w, crop_h) = if u64::from(w) * u64::from(height) > u64::from(h) * u64::from(width) {
+        (
+            (u64::from(h) * u64::from(width) / u64::from(height)).max(1) as u32,
+            h,
+        )
+    } else {
+        (
+            w,
+            (u64::from(w) * u64::from(height) / u64::from(width)).max(1) as u32,
+        )
+    };
+    image::imageops::crop_imm(image, (w - crop_w) / 2, (h - crop_h) / 2, crop_w, crop_h).to_image()
+}
+
 /// A seed for a job that has none of its own (re-rolls, variations): the
 /// same for every attempt of the job, so a retry draws the same images.
 pub fn job_seed(job_id: i64) -> u64 {
@@ -267,6 +341,37 @@ pub fn job_seed(job_id: i64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_weights_map_to_strengths() {
+        for (weight, strength) in [(0.0, 1.0), (1.0, 0.55), (2.0, 0.1), (5.0, 0.1), (-1.0, 1.0)] {
+            assert!(
+                (image_prompt_strength(weight) - strength).abs() < 1e-9,
+                "{weight}"
+            );
+        }
+    }
+
+    #[test]
+    fn image_prompts_are_cropped_to_the_requested_shape() {
+        for ((w, h), (tw, th), expected) in [
+            ((400, 200), (512, 512), (200, 200)),
+            ((200, 400), (512, 512), (200, 200)),
+            ((300, 300), (768, 512), (300, 200)),
+            ((640, 360), (640, 360), (640, 360)),
+        ] {
+            let image = RgbImage::new(w, h);
+            assert_eq!(
+                crop_to_aspect(&image, tw, th).dimensions(),
+                expected,
+                "{w}×{h} → {tw}×{th}"
+            );
+        }
+        // The centre is kept.
+        let mut image = RgbImage::new(30, 10);
+        image.put_pixel(15, 5, image::Rgb([255, 0, 0]));
+        assert_eq!(crop_to_aspect(&image, 1, 1).get_pixel(5, 5).0, [255, 0, 0]);
+    }
 
     #[test]
     fn job_seeds_are_stable_and_spread() {
