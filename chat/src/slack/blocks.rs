@@ -66,13 +66,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn grid_blocks_carry_ten_buttons_in_three_rows() {
+    fn grid_blocks_carry_eleven_buttons_in_three_rows() {
         let blocks = result_blocks(JobId(9), ResultKind::Grid, "hi");
         let rows: Vec<usize> = blocks.as_array().unwrap()[1..]
             .iter()
             .map(|b| b["elements"].as_array().unwrap().len())
             .collect();
-        assert_eq!(rows, [4, 4, 2]);
+        assert_eq!(rows, [4, 4, 3]);
         assert_eq!(blocks[1]["elements"][2]["action_id"], "wu:u:9:2");
         assert_eq!(escape("<@U1> & co"), "&lt;@U1&gt; &amp; co");
         assert_eq!(
