@@ -100,6 +100,50 @@ pub fn block_actions(action_id: &str, user: &str, message: &Value, response_url:
     })
 }
 
+/// A view_submission payload: the modal `view` (as views.open got it)
+/// submitted by `user` with `values` typed in its inputs (block id and
+/// action id alike, as ours are).
+pub fn view_submission(view: &Value, user: &str, view_id: &str, values: &[(&str, &str)]) -> Value {
+    let state: serde_json::Map<String, Value> = values
+        .iter()
+        .map(|(field, value)| {
+            (
+                (*field).to_owned(),
+                json!({ *field: { "type": "plain_text_input", "value": value } }),
+            )
+        })
+        .collect();
+    let mut submitted = view.clone();
+    for (key, value) in [
+        ("id", json!(view_id)),
+        ("team_id", json!(TEAM_ID)),
+        ("state", json!({ "values": state })),
+        ("hash", json!("1780000000.abcdef12")),
+        ("previous_view_id", Value::Null),
+        ("root_view_id", json!(view_id)),
+        ("app_id", json!("A0WORDUP")),
+        ("external_id", json!("")),
+        ("app_installed_team_id", json!(TEAM_ID)),
+        ("bot_id", json!("B0WORDUP")),
+        ("clear_on_close", json!(false)),
+        ("notify_on_close", json!(false)),
+    ] {
+        submitted[key] = value;
+    }
+    json!({
+        "type": "view_submission",
+        "team": { "id": TEAM_ID, "domain": "wordup-test" },
+        "user": { "id": user, "username": "alice", "name": "alice", "team_id": TEAM_ID },
+        "api_app_id": "A0WORDUP",
+        "token": "deprecated-verification-token",
+        "trigger_id": trigger_id(),
+        "view": submitted,
+        "response_urls": [],
+        "is_enterprise_install": false,
+        "enterprise": null,
+    })
+}
+
 /// A message_action payload: the message shortcut `callback_id` used on
 /// `message` (with its `files`).
 pub fn message_action(callback_id: &str, user: &str, message: &Value, response_url: &str) -> Value {

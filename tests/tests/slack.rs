@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use wordup_chat::buttons::ButtonId;
 use wordup_queue::{JobId, JobState};
 use wordup_tests::fake_slack::{FakeSlack, SlackMessage};
@@ -30,12 +30,17 @@ async fn press(stack: &Stack, action_id: &str, message: &SlackMessage) -> Answer
         &message.json(),
         &stack.slack.response_url(),
     );
+    interact(stack, &payload).await
+}
+
+/// Sends an interactivity payload, signed, and checks it was acked in time.
+async fn interact(stack: &Stack, payload: &Value) -> Answer {
     let answer = slack::send_signed(
         &stack.http,
         &stack.slack_interactions(),
         SIGNING_SECRET,
         chrono::Utc::now().timestamp(),
-        slack::interaction_form(&payload),
+        slack::interaction_form(payload),
     )
     .await
     .unwrap();
@@ -509,10 +514,12 @@ fn the_manifest_asks_for_exactly_the_scopes_the_calls_need() {
         );
     }
     assert!(manifest.contains("/slack/commands") && manifest.contains("/slack/interactions"));
-    assert!(manifest.contains(&format!(
-        "type: message\n      callback_id: {}\n",
-        wordup_chat::slack::handler::DESCRIBE
-    )));
+    for shortcut in [
+        wordup_chat::slack::handler::DESCRIBE,
+        wordup_chat::slack::handler::IMAGINE,
+    ] {
+        assert!(manifest.contains(&format!("type: message\n      callback_id: {shortcut}\n")));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -986,4 +993,130 @@ async fn the_describe_shortcut_suggests_prompts_and_refuses_what_is_not_an_image
     describe_shortcut(&stack, serde_json::json!([])).await;
     let told = wait_for_response(&stack, 4).await;
     assert!(told.contains("no image to describe"), "{told}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permutation_prompt_gets_a_parent_message_and_thread_per_prompt() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    stack.start_engine(&[]).await.unwrap();
+
+    let (answer, _) = command(&stack, "a {red, blue} boat --ar {1:1, 16:9}").await;
+    // Within the ack's budget, else through the response URL.
+    let told = match answer.body["text"].as_str() {
+        Some(text) if !text.starts_with('⏳') => text.to_owned(),
+        _ => wait_for_response(&stack, 1).await,
+    };
+    assert!(told.contains("4 prompts:"), "{told}");
+    assert!(told.contains("4. a blue boat --ar 16:9 — "), "{told}");
+    stack
+        .slack
+        .wait_until("four parents", TIMEOUT, |f| {
+            f.messages()
+                .iter()
+                .filter(|m| m.channel == CHANNEL_ID && m.thread_ts.is_none())
+                .count()
+                >= 4
+        })
+        .await
+        .unwrap();
+    let parents: Vec<SlackMessage> = stack
+        .slack
+        .messages()
+        .into_iter()
+        .filter(|m| m.channel == CHANNEL_ID && m.thread_ts.is_none())
+        .collect();
+    assert!(
+        parents[0].text.contains("*a red boat --ar 1:1*"),
+        "{}",
+        parents[0].text
+    );
+    for parent in &parents {
+        let grid = buttons_message(&stack.slack, &parent.ts, 1).await;
+        let job = stack.queue.job(job_of(&grid)).await.unwrap().unwrap();
+        assert_eq!(job.origin.thread_id.as_deref(), Some(parent.ts.as_str()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remix_opens_a_modal_and_its_submission_draws_in_the_thread() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    stack.start_engine(&[]).await.unwrap();
+
+    command(&stack, "a red boat --no people").await;
+    let parent = {
+        stack
+            .slack
+            .wait_until("the parent", TIMEOUT, |f| {
+                f.messages().iter().any(|m| m.thread_ts.is_none())
+            })
+            .await
+            .unwrap();
+        parent_of(&stack.slack)
+    };
+    let grid = buttons_message(&stack.slack, &parent.ts, 1).await;
+    let job = job_of(&grid);
+    let remix = format!("wu:m:{job}");
+
+    // The press opens the modal with a trigger Slack issued.
+    let mut payload =
+        slack::block_actions(&remix, ALICE, &grid.json(), &stack.slack.response_url());
+    payload["trigger_id"] = json!(stack.slack.trigger());
+    interact(&stack, &payload).await;
+    let views = stack.slack.views();
+    assert_eq!(views.len(), 1, "{views:?}");
+    let view = &views[0];
+    assert_eq!(
+        view["blocks"][0]["element"]["initial_value"],
+        "a red boat --no people"
+    );
+    // A trigger used twice (or never issued) opens nothing: the presser is told.
+    interact(&stack, &payload).await;
+    assert_eq!(stack.slack.views().len(), 1);
+
+    // Submitted: the modal closes, the variation of image 3 with the new
+    // prompt is drawn in the grid's thread, and the requester is told.
+    let submission = slack::view_submission(
+        view,
+        ALICE,
+        "V0REMIX1",
+        &[("prompt", "a blue boat at night"), ("image", "3")],
+    );
+    let answer = interact(&stack, &submission).await;
+    assert!(
+        answer.body.is_null() || answer.body == json!(""),
+        "{:?}",
+        answer.body
+    );
+    let remixed = buttons_message(&stack.slack, &parent.ts, 2).await;
+    let drawn = stack.queue.job(job_of(&remixed)).await.unwrap().unwrap();
+    match &drawn.request {
+        wordup_queue::Request::Vary {
+            parent: p,
+            index: 2,
+            remix: Some(request),
+            ..
+        } => {
+            assert_eq!(*p, job);
+            assert_eq!(request.prompt, "a blue boat at night");
+        }
+        other => panic!("not a remix of image 3: {other:?}"),
+    }
+    let told = stack.slack.ephemerals();
+    assert!(
+        told.iter()
+            .any(|(channel, user, text)| channel == CHANNEL_ID
+                && user == ALICE
+                && text.starts_with(&format!("Remixing job {job} — "))),
+        "{told:?}"
+    );
+    // The same submission delivered again makes no second job.
+    interact(&stack, &submission).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
+        .fetch_one(stack.queue.pool())
+        .await
+        .unwrap();
+    assert_eq!(count, 2);
 }

@@ -32,6 +32,9 @@ pub const PLATFORM: &str = "slack";
 pub const DESCRIBE: &str = "describe";
 /// The Remix modal's callback id.
 pub const REMIX: &str = "remix";
+/// The "Imagine from this image" message shortcut's callback id (in the
+/// app's manifest), and its modal's.
+pub const IMAGINE: &str = "imagine";
 /// Where a job's result goes, for the text of a repeated command.
 const WHERE_POSTED: &str = "in the thread";
 
@@ -52,6 +55,49 @@ pub struct RemixPlace {
     pub job: JobId,
     pub channel: String,
     pub thread: String,
+}
+
+/// Where an Imagine form's image is, kept in the view's private metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImaginePlace {
+    pub channel: String,
+    /// The file's `url_private`, fetched with the bot token on submission.
+    pub file: String,
+}
+
+/// The "Imagine from this image" modal view: the prompt, with the
+/// /imagine grammar (`--iw` included).
+pub fn imagine_view(place: &ImaginePlace) -> Value {
+    json!({
+        "type": "modal",
+        "callback_id": IMAGINE,
+        "private_metadata": serde_json::to_string(place).unwrap_or_default(),
+        "title": { "type": "plain_text", "text": "Imagine from image" },
+        "submit": { "type": "plain_text", "text": "Imagine" },
+        "close": { "type": "plain_text", "text": "Cancel" },
+        "blocks": [{
+            "type": "input",
+            "block_id": remix::PROMPT_FIELD,
+            "label": { "type": "plain_text", "text": "Prompt; --iw 0–2 sets how much of the image stays (default 1)" },
+            "element": {
+                "type": "plain_text_input",
+                "action_id": remix::PROMPT_FIELD,
+                "multiline": true,
+                "max_length": remix::PROMPT_FIELD_CHARS.min(3000),
+            },
+        }],
+    })
+}
+
+/// Tells `user` something privately in `channel` (and thread).
+async fn tell(api: &SlackApi, channel: &str, thread: Option<&str>, user: &str, text: &str) {
+    let mut message = json!({ "channel": channel, "user": user, "text": text });
+    if let Some(thread) = thread {
+        message["thread_ts"] = json!(thread);
+    }
+    if let Err(e) = api.call("chat.postEphemeral", &message).await {
+        tracing::warn!(error = %e, "the requester was not told");
+    }
 }
 
 /// The Remix modal view. Slack's limits: a title of 24 characters, an
@@ -229,24 +275,37 @@ impl SlackApp {
         let headline = format!("*{}*", escape(text));
         let app = self.clone();
         let task = self.commands.pending.spawn(async move {
-            let group = app.commands.imagine_group(&invocation, &all, None).await?;
-            for (prompt, accepted) in group.queued.iter().filter(|(_, a)| a.created) {
-                let parent = format!(
-                    "<@{}>: *{}* — {}",
-                    origin.user_id,
-                    escape(prompt),
-                    position_text(accepted.position)
-                );
-                if let Err(e) = app.post_parent(&origin.channel_id, accepted, &parent).await {
-                    // This job is cancelled (the bot cannot post here), so
-                    // the others would fail alike: said once, for all.
-                    return Err(e);
-                }
-            }
-            Ok(group_text(&headline, &group, WHERE_POSTED, escape))
+            app.queue_with_parents(&invocation, &all, None, &headline)
+                .await
         });
         self.acked_text(task, event.response_url.0.to_string())
             .await
+    }
+
+    /// The jobs of one or more prompts (with the prompts' image, if any),
+    /// each with its parent message; returns the list for the requester.
+    async fn queue_with_parents(
+        &self,
+        invocation: &Invocation,
+        all: &[ImagineArgs],
+        image: Option<&image::RgbImage>,
+        headline: &str,
+    ) -> Result<String, CommandError> {
+        let origin = &invocation.origin;
+        let group = self.commands.imagine_group(invocation, all, image).await?;
+        for (prompt, accepted) in group.queued.iter().filter(|(_, a)| a.created) {
+            let parent = format!(
+                "<@{}>: *{}* — {}",
+                origin.user_id,
+                escape(prompt),
+                position_text(accepted.position)
+            );
+            // A refusal cancels this job (the bot cannot post here), and
+            // the others would fail alike: said once, for all.
+            self.post_parent(&origin.channel_id, accepted, &parent)
+                .await?;
+        }
+        Ok(group_text(headline, &group, WHERE_POSTED, escape))
     }
 
     /// `/imagine-analyze`: enqueued like `/imagine`, answered in the channel
@@ -342,7 +401,10 @@ impl SlackApp {
             SlackInteractionEvent::MessageAction(event) if event.callback_id.0 == DESCRIBE => {
                 return self.describe(event);
             }
-            SlackInteractionEvent::ViewSubmission(event) => return self.remix(event),
+            SlackInteractionEvent::MessageAction(event) if event.callback_id.0 == IMAGINE => {
+                return self.imagine_form(event).await;
+            }
+            SlackInteractionEvent::ViewSubmission(event) => return self.submitted(event),
             _ => return Handled::now(Value::Null),
         };
         let Some(action) = event.actions.as_ref().and_then(|a| a.first()) else {
@@ -465,24 +527,16 @@ impl SlackApp {
         }
     }
 
-    /// A submitted Remix form: the modal closes (an empty 200), the job is
-    /// enqueued, and the outcome goes to the requester as an ephemeral
-    /// message in the grid's channel (a view submission has no response URL).
-    fn remix(&self, event: SlackInteractionViewSubmissionEvent) -> Handled {
+    /// A submitted modal (Remix, or Imagine from an image): the modal
+    /// closes (an empty 200), the jobs are enqueued, and the outcome goes to
+    /// the requester as an ephemeral message in the channel (a view
+    /// submission has no response URL).
+    fn submitted(&self, event: SlackInteractionViewSubmissionEvent) -> Handled {
         let SlackView::Modal(view) = &event.view.view else {
             return Handled::now(Value::Null);
         };
-        if view.callback_id.as_ref().map(|c| c.0.as_str()) != Some(REMIX) {
-            return Handled::now(Value::Null);
-        }
-        let Some(place) = view
-            .private_metadata
-            .as_deref()
-            .and_then(|m| serde_json::from_str::<RemixPlace>(m).ok())
-        else {
-            tracing::warn!("a Remix form without its grid");
-            return Handled::now(Value::Null);
-        };
+        let metadata = view.private_metadata.as_deref().unwrap_or_default();
+        let callback = view.callback_id.as_ref().map(|c| c.0.as_str());
         let field = |name: &str| {
             event
                 .view
@@ -494,7 +548,35 @@ impl SlackApp {
                 .and_then(|value| value.value.clone())
                 .unwrap_or_default()
         };
-        let (prompt, image) = (field(remix::PROMPT_FIELD), field(remix::IMAGE_FIELD));
+        let prompt = field(remix::PROMPT_FIELD);
+        match callback {
+            Some(REMIX) => match serde_json::from_str::<RemixPlace>(metadata) {
+                Ok(place) => self.remix(&event, place, prompt, field(remix::IMAGE_FIELD)),
+                Err(_) => {
+                    tracing::warn!("a Remix form without its grid");
+                    Handled::now(Value::Null)
+                }
+            },
+            Some(IMAGINE) => match serde_json::from_str::<ImaginePlace>(metadata) {
+                Ok(place) => self.imagine_from_image(&event, place, prompt),
+                Err(_) => {
+                    tracing::warn!("an Imagine form without its image");
+                    Handled::now(Value::Null)
+                }
+            },
+            _ => Handled::now(Value::Null),
+        }
+    }
+
+    /// A submitted Remix form: a strong variation of the chosen image of
+    /// the grid, with the edited prompt, in the grid's thread.
+    fn remix(
+        &self,
+        event: &SlackInteractionViewSubmissionEvent,
+        place: RemixPlace,
+        prompt: String,
+        image: String,
+    ) -> Handled {
         let user = event.user.id.0.clone();
         let view_id = event.view.state_params.id.0.clone();
         let invocation = Invocation {
@@ -523,10 +605,105 @@ impl SlackApp {
                 .await;
             let headline = format!("Remixing job {}", place.job);
             let text = outcome_text(&headline, Ok(accepted), WHERE_POSTED);
-            let message = json!({ "channel": place.channel, "user": user, "text": text, "thread_ts": place.thread });
-            if let Err(e) = api.call("chat.postEphemeral", &message).await {
-                tracing::warn!(error = %e, "the requester was not told about their remix");
+            tell(&api, &place.channel, Some(&place.thread), &user, &text).await;
+        };
+        Handled {
+            response: Value::Null,
+            after: Some(Box::pin(task.instrument(span))),
+        }
+    }
+
+    /// "Imagine from this image" on a message: a modal asks for the prompt
+    /// (opened at once: the trigger lives 3 s); the file is fetched when
+    /// the form comes back.
+    async fn imagine_form(&self, event: SlackInteractionMessageActionEvent) -> Handled {
+        let file = event.message.as_ref().and_then(|m| {
+            let files = m.content.files.as_ref()?;
+            files
+                .iter()
+                .find(|f| {
+                    f.mimetype
+                        .as_ref()
+                        .is_some_and(|t| t.0.starts_with("image/"))
+                })
+                .or(files.first())
+                .and_then(|f| f.url_private.clone())
+        });
+        let response_url = event.response_url.0.to_string();
+        let refuse = |text: &'static str| {
+            let api = self.api.clone();
+            Handled {
+                response: Value::Null,
+                after: Some(Box::pin(async move {
+                    if let Err(e) = api.respond(&response_url, &ephemeral(text)).await {
+                        tracing::warn!(error = %e, "could not answer through the response URL");
+                    }
+                })),
             }
+        };
+        let (Some(file), Some(channel)) = (file, event.channel.as_ref()) else {
+            return refuse("⚠️ that message has no image to start from");
+        };
+        let place = ImaginePlace {
+            channel: channel.id.0.clone(),
+            file: file.to_string(),
+        };
+        let opened = self
+            .api
+            .call(
+                "views.open",
+                &json!({ "trigger_id": event.trigger_id.0, "view": imagine_view(&place) }),
+            )
+            .await;
+        match opened {
+            Ok(_) => Handled::now(Value::Null),
+            Err(e) => {
+                tracing::warn!(error = %e, "the Imagine form was not opened");
+                refuse("⚠️ the form could not be opened; please use the shortcut again")
+            }
+        }
+    }
+
+    /// A submitted Imagine form: the image fetched with the bot token, then
+    /// /imagine from it, each job with its parent message in the channel.
+    fn imagine_from_image(
+        &self,
+        event: &SlackInteractionViewSubmissionEvent,
+        place: ImaginePlace,
+        prompt: String,
+    ) -> Handled {
+        let user = event.user.id.0.clone();
+        let view_id = event.view.state_params.id.0.clone();
+        let invocation = Invocation {
+            origin: Origin {
+                platform: PLATFORM.to_owned(),
+                workspace_id: event.team.id.0.clone(),
+                channel_id: place.channel.clone(),
+                thread_id: None,
+                user_id: user.clone(),
+            },
+            idempotency_key: format!("{PLATFORM}:view:{view_id}"),
+            channel_nsfw: false,
+            reply: SlackReply {
+                channel: place.channel.clone(),
+                parent_ts: None,
+                edit_parent: true,
+            }
+            .to_value(),
+        };
+        let span = tracing::info_span!("form", view = %view_id);
+        let (app, api) = (self.clone(), self.api.clone());
+        let task = async move {
+            let queued = async {
+                let all = imagine::check_all(&prompt, &app.commands.config)?;
+                let image = app.images.image(&place.file).await?;
+                let headline = format!("*{}* from your image", escape(&prompt));
+                app.queue_with_parents(&invocation, &all, Some(&image), &headline)
+                    .await
+            }
+            .await;
+            let text = queued.unwrap_or_else(|e| error_text(&e));
+            tell(&api, &place.channel, None, &user, &text).await;
         };
         Handled {
             response: Value::Null,
