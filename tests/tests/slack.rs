@@ -1120,3 +1120,68 @@ async fn remix_opens_a_modal_and_its_submission_draws_in_the_thread() {
         .unwrap();
     assert_eq!(count, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_imagine_shortcut_asks_for_a_prompt_and_draws_from_the_image() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    stack.start_engine(&[]).await.unwrap();
+
+    let image = image::RgbImage::from_fn(90, 160, |x, y| image::Rgb([(x * 2) as u8, y as u8, 40]));
+    let mut png = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let file = stack.slack.host_user_file("tall.png", "image/png", png);
+    let message = json!({
+        "type": "message", "user": "U0BOB", "ts": "1780000000.000100",
+        "text": "our sketch", "files": [file],
+    });
+    let mut payload = slack::message_action(
+        wordup_chat::slack::handler::IMAGINE,
+        ALICE,
+        &message,
+        &stack.slack.response_url(),
+    );
+    payload["trigger_id"] = json!(stack.slack.trigger());
+    interact(&stack, &payload).await;
+    let views = stack.slack.views();
+    assert_eq!(views.len(), 1, "{views:?}");
+
+    let submission = slack::view_submission(
+        &views[0],
+        ALICE,
+        "V0IMAGINE1",
+        &[("prompt", "a lighthouse --iw 2")],
+    );
+    interact(&stack, &submission).await;
+    stack
+        .slack
+        .wait_until("the parent", TIMEOUT, |f| {
+            f.messages().iter().any(|m| m.thread_ts.is_none())
+        })
+        .await
+        .unwrap();
+    let parent = parent_of(&stack.slack);
+    assert!(
+        parent.text.contains("*a lighthouse --iw 2*"),
+        "{}",
+        parent.text
+    );
+    let grid = buttons_message(&stack.slack, &parent.ts, 1).await;
+    let job = stack.queue.job(job_of(&grid)).await.unwrap().unwrap();
+    match &job.request {
+        wordup_queue::Request::Imagine(request) => {
+            assert_eq!(request.image_weight, Some(2.0));
+            // A tall image: the grid takes its shape.
+            assert_eq!((request.aspect.width, request.aspect.height), (9, 16));
+        }
+        other => panic!("not an imagine: {other:?}"),
+    }
+    let told = stack.slack.ephemerals();
+    assert!(
+        told.iter()
+            .any(|(_, user, text)| user == ALICE && text.contains("from your image")),
+        "{told:?}"
+    );
+}

@@ -113,6 +113,7 @@ pub fn check_all(text: &str, config: &CommandConfig) -> Result<Vec<ImagineArgs>,
 /// that was refused, if any (a quota reached part way: the rest are not tried).
 #[derive(Debug)]
 pub struct Group {
+    /// Each prompt as typed (canonical form, parameters included) and its job.
     pub queued: Vec<(String, Accepted)>,
     pub refused: Option<(String, CommandError)>,
 }
@@ -240,7 +241,7 @@ impl Commands {
                 })?;
             }
             let key = member_key(&invocation.idempotency_key, index);
-            planned.push((args.prompt.clone(), key, tier, request, batch_key));
+            planned.push((args.to_string(), key, tier, request, batch_key));
         }
         let mut group = Group {
             queued: Vec::with_capacity(all.len()),
