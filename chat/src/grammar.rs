@@ -671,7 +671,11 @@ mod tests {
             ("a {, tiny} cat", vec!["a  cat", "a tiny cat"]),
             ("{solo}", vec!["solo"]),
         ] {
-            assert_eq!(expand_permutations(input), Ok(expected.iter().map(|s| s.to_string()).collect()), "{input}");
+            assert_eq!(
+                expand_permutations(input),
+                Ok(expected.iter().map(|s| s.to_string()).collect()),
+                "{input}"
+            );
         }
         for (input, expected) in [
             ("a {red, blue bird", GrammarError::UnclosedBrace),

@@ -392,6 +392,7 @@ async fn imagine(args: ImagineArgs) -> Result<()> {
         steps,
         guidance,
         seeds: seeds.clone(),
+        chaos: 0.0,
     };
     let clip = match args.judge.clip.as_deref().filter(|c| *c != "off") {
         Some(spec) => Some(load_clip(spec, &options.device).await?),
@@ -428,7 +429,7 @@ async fn imagine(args: ImagineArgs) -> Result<()> {
         Some(clip) => Some(
             generated
                 .iter()
-                .map(|image| clip.score(image, &args.prompt))
+                .map(|image| clip.score(image, &plain_text(&args.prompt)))
                 .collect::<wordup_engine::Result<_>>()?,
         ),
         None => None,
