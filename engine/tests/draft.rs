@@ -75,6 +75,7 @@ fn generation() -> Generation {
         steps: 2,
         guidance: 0.0,
         seeds: vec![7, 8],
+        chaos: 0.0,
     }
 }
 

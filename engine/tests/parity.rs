@@ -256,7 +256,7 @@ fn check_txt2img(f: &Fixture, name: &str) {
         .denoise(
             latents,
             &conditioning,
-            guidance,
+            &[guidance],
             &scheduler,
             0,
             &mut [],
@@ -307,7 +307,7 @@ fn check_img2img(f: &Fixture, name: &str) {
         .denoise(
             latents,
             &conditioning,
-            guidance,
+            &[guidance],
             &scheduler,
             start,
             &mut [],
@@ -372,7 +372,7 @@ fn step_latents_follow_diffusers_step_by_step() {
             .denoise(
                 latents,
                 &conditioning,
-                guidance,
+                &[guidance],
                 &one,
                 step,
                 &mut [],

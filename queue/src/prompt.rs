@@ -97,6 +97,52 @@ pub fn weighted_parts(prompt: &str) -> Result<Vec<WeightedPart>, WeightError> {
     Ok(parts)
 }
 
+/// `prompt` with `edit` applied to each part's text, the weights kept (a
+/// style's suffix goes on every part, so that each is encoded styled). A
+/// prompt without `::`, or with weights [`weighted_parts`] refuses, is
+/// edited whole.
+pub fn edit_parts(prompt: &str, edit: impl Fn(&str) -> String) -> String {
+    match weighted_parts(prompt) {
+        Ok(parts) if is_weighted(prompt) => write_parts(
+            &parts
+                .into_iter()
+                .map(|part| WeightedPart {
+                    text: edit(&part.text),
+                    ..part
+                })
+                .collect::<Vec<_>>(),
+        ),
+        _ => edit(prompt),
+    }
+}
+
+/// The prompt as plain words, for what reads text without weights (CLIP's
+/// scores, the read-back): the parts with a positive weight joined by ", ".
+/// A prompt without `::`, or with weights [`weighted_parts`] refuses, is
+/// returned as it is.
+pub fn plain_text(prompt: &str) -> String {
+    match weighted_parts(prompt) {
+        Ok(parts) if is_weighted(prompt) => parts
+            .iter()
+            .filter(|part| part.weight > 0.0)
+            .map(|part| part.text.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => prompt.to_owned(),
+    }
+}
+
+/// Parts written back as a prompt that [`weighted_parts`] reads as them:
+/// every weight explicit, and a space before each `::` so that a part
+/// ending in `:` keeps it.
+fn write_parts(parts: &[WeightedPart]) -> String {
+    parts
+        .iter()
+        .map(|part| format!("{} ::{}", part.text, part.weight))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +208,46 @@ mod tests {
     fn errors_say_what_to_write() {
         let text = weighted_parts("a::-3").unwrap_err().to_string();
         assert!(text.contains("more than 0"), "{text}");
+    }
+
+    #[test]
+    fn written_parts_read_back_as_themselves() {
+        for list in [
+            parts(&[("a castle", 1.0), ("winter", 2.0), ("fog", -0.5)]),
+            parts(&[("ends in a colon:", 1.5), (":starts with one", 1.0)]),
+            parts(&[("a", 1.0), ("-3 cats", 0.25), ("b", 0.0)]),
+        ] {
+            let written = write_parts(&list);
+            assert_eq!(weighted_parts(&written), Ok(list), "{written}");
+        }
+    }
+
+    #[test]
+    fn edits_each_part_and_keeps_the_weights() {
+        let styled = |text: &str| format!("{text}, watercolor");
+        for (prompt, expected) in [
+            ("a castle", "a castle, watercolor"),
+            (
+                "a castle:: winter::2 fog::-0.5",
+                "a castle, watercolor ::1 winter, watercolor ::2 fog, watercolor ::-0.5",
+            ),
+            // Refused weights are the engine's to report; the text is edited whole.
+            ("a::-1", "a::-1, watercolor"),
+        ] {
+            assert_eq!(edit_parts(prompt, styled), expected, "{prompt}");
+        }
+    }
+
+    #[test]
+    fn plain_text_drops_the_markup_and_the_subtracted_parts() {
+        for (prompt, expected) in [
+            ("a castle", "a castle"),
+            ("ratio 16:9 poster", "ratio 16:9 poster"),
+            ("a castle:: winter::2 fog::-0.5", "a castle, winter"),
+            ("hot dog::1.5 food:: bun::0", "hot dog, food"),
+            ("a::-1", "a::-1"),
+        ] {
+            assert_eq!(plain_text(prompt), expected, "{prompt}");
+        }
     }
 }

@@ -16,6 +16,7 @@ use wordup_engine::sd::taesd::TinyAutoEncoder;
 use wordup_engine::sd::{device, images, size, source};
 use wordup_engine::worker::render::{self, Models, Resolved};
 use wordup_queue::UpscaleMode;
+use wordup_queue::prompt::plain_text;
 use wordup_runtime::health::Health;
 use wordup_runtime::settings::DatabaseSettings;
 use wordup_runtime::telemetry;
@@ -392,6 +393,7 @@ async fn imagine(args: ImagineArgs) -> Result<()> {
         steps,
         guidance,
         seeds: seeds.clone(),
+        chaos: 0.0,
     };
     let clip = match args.judge.clip.as_deref().filter(|c| *c != "off") {
         Some(spec) => Some(load_clip(spec, &options.device).await?),
@@ -428,7 +430,7 @@ async fn imagine(args: ImagineArgs) -> Result<()> {
         Some(clip) => Some(
             generated
                 .iter()
-                .map(|image| clip.score(image, &args.prompt))
+                .map(|image| clip.score(image, &plain_text(&args.prompt)))
                 .collect::<wordup_engine::Result<_>>()?,
         ),
         None => None,

@@ -78,6 +78,7 @@ pub fn refine(
         steps,
         guidance,
         seeds: vec![seed],
+        chaos: 0.0,
     };
     let output = pipeline.img2img(&generation, &input, strength, progress)?;
     images::to_rgb(&output)?

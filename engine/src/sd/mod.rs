@@ -1,3 +1,4 @@
+pub mod chaos;
 pub mod device;
 pub mod images;
 pub mod latents;
@@ -12,3 +13,4 @@ pub mod taesd;
 pub mod text_encoder;
 pub mod unet;
 pub mod vae;
+pub mod weights;

@@ -18,6 +18,22 @@ impl NoiseStream {
         }
     }
 
+    /// A stream for `seed` apart from [`NoiseStream::new`]'s, one per
+    /// `purpose`: draws from it leave the image's latent noise as it was.
+    pub fn aside(seed: u64, purpose: u64) -> NoiseStream {
+        let mut key = [0u8; 32];
+        key[..8].copy_from_slice(&seed.to_le_bytes());
+        key[8..16].copy_from_slice(&purpose.to_le_bytes());
+        NoiseStream {
+            rng: StdRng::from_seed(key),
+        }
+    }
+
+    /// The next uniform sample in [0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        self.rng.random::<f64>()
+    }
+
     /// The next `shape`-sized tensor of N(0, 1) samples.
     pub fn tensor(&mut self, shape: &[usize], device: &Device, dtype: DType) -> Result<Tensor> {
         let count: usize = shape.iter().product();
@@ -70,5 +86,22 @@ mod tests {
         let var = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
         assert!(mean.abs() < 0.03, "mean {mean}");
         assert!((var - 1.0).abs() < 0.05, "variance {var}");
+    }
+
+    #[test]
+    fn streams_aside_differ_from_the_seeds_own_and_each_other() {
+        let draw = |mut stream: NoiseStream| {
+            stream
+                .tensor(&[64], &Device::Cpu, DType::F32)
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        let own = draw(NoiseStream::new(7));
+        let aside = draw(NoiseStream::aside(7, 1));
+        assert_eq!(aside, draw(NoiseStream::aside(7, 1)));
+        assert_ne!(aside, own);
+        assert_ne!(aside, draw(NoiseStream::aside(7, 2)));
+        assert_ne!(aside, draw(NoiseStream::aside(8, 1)));
     }
 }

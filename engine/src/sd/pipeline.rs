@@ -15,7 +15,8 @@ use crate::sd::scheduler::{self, Scheduler, SchedulerConfig, SchedulerKind};
 use crate::sd::source::ModelFiles;
 use crate::sd::taesd::TinyAutoEncoder;
 use crate::sd::text_encoder::{self, TextEncoder};
-use crate::sd::{images, preview, unet, vae};
+use crate::sd::weights;
+use crate::sd::{chaos, images, preview, unet, vae};
 use wordup_tokenizer::ClipTokenizer;
 
 /// What a loaded pipeline runs on.
@@ -57,6 +58,8 @@ pub type ProgressFn<'a> = dyn FnMut(Stage, usize, usize, Option<&Tensor>) -> Res
 /// One generation: a batch of images sharing a prompt, a seed per image.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Generation {
+    /// May be a weighted multi-prompt (`a castle:: fog::-0.5`;
+    /// `wordup_queue::prompt`).
     pub prompt: String,
     pub negative_prompt: Option<String>,
     pub width: usize,
@@ -65,6 +68,8 @@ pub struct Generation {
     /// Classifier-free guidance scale; ≤ 1 runs without it.
     pub guidance: f64,
     pub seeds: Vec<u64>,
+    /// How far each image's conditioning wanders, 0–1 ([`chaos`]).
+    pub chaos: f64,
 }
 
 /// Which decoder turns latents into pixels.
@@ -88,7 +93,8 @@ pub struct Drawing {
 }
 
 /// Conditioning for a batch: prompt embeddings, and the negative ones when
-/// guidance is on. Each `[1, tokens, hidden]`.
+/// guidance is on. Each `[1, tokens, hidden]`, shared by every image, but
+/// the prompt's may be `[n, tokens, hidden]`, one per image ([`chaos`]).
 #[derive(Debug, Clone)]
 pub struct Conditioning {
     pub prompt: Tensor,
@@ -254,31 +260,45 @@ impl StableDiffusion {
         Ok(Tensor::cat(&encoded, 1)?)
     }
 
-    /// Prompt and negative-prompt embeddings with the same number of chunks.
+    /// Prompt and negative-prompt embeddings with the same number of
+    /// chunks. A weighted multi-prompt's parts are encoded alone, all padded
+    /// to that number, and combined by their weights ([`weights`]); the
+    /// negative prompt is the unconditional side as ever.
     pub fn condition(
         &self,
         prompt: &str,
         negative: Option<&str>,
         guidance: f64,
     ) -> Result<Conditioning> {
-        // Both sides need the same number of chunks: pad the shorter one
+        let parts = weights::parts(prompt)?;
+        // Every side needs the same number of chunks: pad the shorter ones
         // with empty chunks (start, end, padding), as encoding "" gives.
-        let mut prompt_ids = self.tokenizer.encode_chunks(prompt, 1)?;
+        let mut part_ids = parts
+            .iter()
+            .map(|part| Ok(self.tokenizer.encode_chunks(&part.text, 1)?))
+            .collect::<Result<Vec<_>>>()?;
         let mut negative_ids = if guidance > 1.0 {
             Some(self.tokenizer.encode_chunks(negative.unwrap_or(""), 1)?)
         } else {
             None
         };
-        let chunks = prompt_ids
-            .len()
-            .max(negative_ids.as_ref().map_or(1, Vec::len));
+        let chunks = part_ids
+            .iter()
+            .chain(&negative_ids)
+            .map(Vec::len)
+            .max()
+            .unwrap_or(1);
         let empty = self.tokenizer.encode_chunks("", 1)?.remove(0);
-        prompt_ids.resize(chunks, empty.clone());
-        if let Some(ids) = &mut negative_ids {
-            ids.resize(chunks, empty);
+        for ids in part_ids.iter_mut().chain(&mut negative_ids) {
+            ids.resize(chunks, empty.clone());
         }
+        let embeddings = part_ids
+            .iter()
+            .map(|ids| self.encode_chunks(ids))
+            .collect::<Result<Vec<_>>>()?;
+        let part_weights: Vec<f32> = parts.iter().map(|part| part.weight).collect();
         Ok(Conditioning {
-            prompt: self.encode_chunks(&prompt_ids)?,
+            prompt: weights::combine(&embeddings, &part_weights)?,
             negative: negative_ids
                 .map(|ids| self.encode_chunks(&ids))
                 .transpose()?,
@@ -355,6 +375,12 @@ impl StableDiffusion {
             generation.negative_prompt.as_deref(),
             generation.guidance,
         )?;
+        let (conditioning, guidance) = chaos::jitter(
+            &conditioning,
+            generation.guidance,
+            &generation.seeds,
+            generation.chaos,
+        )?;
         let (noise, mut streams) =
             self.seeded_noise(&generation.seeds, generation.width, generation.height)?;
         let scheduler = self.scheduler(generation.steps);
@@ -362,7 +388,7 @@ impl StableDiffusion {
         let latents = self.denoise(
             latents,
             &conditioning,
-            generation.guidance,
+            &guidance,
             &scheduler,
             0,
             &mut streams,
@@ -397,6 +423,12 @@ impl StableDiffusion {
             generation.negative_prompt.as_deref(),
             generation.guidance,
         )?;
+        let (conditioning, guidance) = chaos::jitter(
+            &conditioning,
+            generation.guidance,
+            &generation.seeds,
+            generation.chaos,
+        )?;
         let n = generation.seeds.len();
         let images = match images.dim(0)? {
             1 if n > 1 => images.repeat((n, 1, 1, 1))?,
@@ -420,7 +452,7 @@ impl StableDiffusion {
         let latents = self.denoise(
             latents,
             &conditioning,
-            generation.guidance,
+            &guidance,
             &scheduler,
             start,
             &mut streams,
@@ -450,29 +482,50 @@ impl StableDiffusion {
     }
 
     /// The denoising loop from step `start`: latents in, latents out.
+    /// `guidance` holds one scale for every image or one per image.
     #[allow(clippy::too_many_arguments)]
     pub fn denoise(
         &self,
         mut latents: Tensor,
         conditioning: &Conditioning,
-        guidance: f64,
+        guidance: &[f64],
         scheduler: &Scheduler,
         start: usize,
         streams: &mut [NoiseStream],
         progress: &mut ProgressFn,
     ) -> Result<Tensor> {
         let n = latents.dim(0)?;
+        let per_image = |t: &Tensor| -> Result<Tensor> {
+            match t.dim(0)? {
+                1 => Ok(t.repeat((n, 1, 1))?),
+                m if m == n => Ok(t.clone()),
+                m => Err(EngineError::InvalidRequest(format!(
+                    "{m} conditionings for {n} images"
+                ))),
+            }
+        };
         let embeddings = match &conditioning.negative {
-            Some(negative) => Tensor::cat(
-                &[
-                    negative.repeat((n, 1, 1))?,
-                    conditioning.prompt.repeat((n, 1, 1))?,
-                ],
-                0,
-            )?,
-            None => conditioning.prompt.repeat((n, 1, 1))?,
+            Some(negative) => {
+                Tensor::cat(&[per_image(negative)?, per_image(&conditioning.prompt)?], 0)?
+            }
+            None => per_image(&conditioning.prompt)?,
         }
         .to_dtype(self.dtype)?;
+        // One scale multiplies as a scalar, as it always has; several
+        // broadcast over their images.
+        let scales = match guidance {
+            [_] => None,
+            scales if scales.len() == n => {
+                let scales: Vec<f32> = scales.iter().map(|&s| s as f32).collect();
+                Some(Tensor::from_vec(scales, (n, 1, 1, 1), &self.device)?.to_dtype(self.dtype)?)
+            }
+            scales => {
+                return Err(EngineError::InvalidRequest(format!(
+                    "{} guidance scales for {n} images",
+                    scales.len()
+                )));
+            }
+        };
         let guided = conditioning.negative.is_some();
         let timesteps = scheduler.timesteps().to_vec();
         let total = timesteps.len() - start;
@@ -489,7 +542,12 @@ impl StableDiffusion {
             let prediction = if guided {
                 let uncond = prediction.i(..n)?;
                 let cond = prediction.i(n..)?;
-                (&uncond + ((cond - &uncond)? * guidance)?)?
+                let delta = (cond - &uncond)?;
+                let steer = match &scales {
+                    Some(scales) => delta.broadcast_mul(scales)?,
+                    None => (delta * guidance[0])?,
+                };
+                (&uncond + steer)?
             } else {
                 prediction
             };

@@ -5,6 +5,7 @@
 use candle_core::Tensor;
 use image::RgbImage;
 use wordup_queue::Delivery;
+use wordup_queue::prompt::plain_text;
 
 use super::Worker;
 use super::deliver::listed;
@@ -123,7 +124,8 @@ impl<D: Delivery> Worker<D> {
             return Ok(Judged::none(drawn.len()));
         };
         let images: Vec<RgbImage> = drawn.iter().map(|d| d.image.clone()).collect();
-        let prompt = prompt.to_owned();
+        // CLIP reads words, not `::` weights.
+        let prompt = plain_text(prompt);
         let concepts = self.config.blocked_concepts.clone();
         let threshold = self.config.concept_threshold;
         tokio::task::spawn_blocking(move || {
@@ -143,7 +145,7 @@ impl<D: Delivery> Worker<D> {
         withheld: &[bool],
     ) -> Option<String> {
         let clip = self.clip.clone()?;
-        let prompt = prompt.to_owned();
+        let prompt = plain_text(prompt);
         let shown: Vec<Tensor> = judged
             .features
             .iter()

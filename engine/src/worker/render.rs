@@ -3,6 +3,7 @@
 //! a blocking thread.
 
 use image::RgbImage;
+use wordup_queue::prompt::edit_parts;
 use wordup_queue::style::{apply_style, style};
 use wordup_queue::{GRID_IMAGES, ImagineRequest, UpscaleMode, VaryStrength};
 
@@ -69,12 +70,14 @@ pub fn default_steps_and_guidance(pipeline: &StableDiffusion) -> (usize, f64) {
 }
 
 impl Models {
-    /// Prompt, steps and guidance for a request: its style applied, and the
-    /// model's defaults where it names none.
+    /// Prompt, steps and guidance for a request: its style applied (to
+    /// each part of a weighted prompt, so that every part is drawn in it),
+    /// and the model's defaults where it names none.
     pub fn resolve(&self, request: &ImagineRequest) -> Resolved {
         let (steps, guidance) = default_steps_and_guidance(&self.pipeline);
         let preset = request.style.as_deref().and_then(style);
-        let (prompt, negative_prompt) =
+        let prompt = edit_parts(&request.prompt, |text| apply_style(preset, text, None).0);
+        let (_, negative_prompt) =
             apply_style(preset, &request.prompt, request.negative_prompt.as_deref());
         Resolved {
             prompt,
@@ -121,6 +124,7 @@ impl Models {
                 steps: resolved.steps,
                 guidance: resolved.guidance,
                 seeds: batch.to_vec(),
+                chaos: chaos_amount(request.chaos),
             };
             let drawing = self.pipeline.txt2img_with(&generation, decoder, progress)?;
             for (i, (image, seed)) in images::to_rgb(&drawing.images)?
@@ -246,6 +250,9 @@ impl Models {
             steps: refine::steps_for_strength(resolved.steps.max(2), strength),
             guidance: resolved.guidance,
             seeds: seeds.to_vec(),
+            // Variations and image prompts stay near their source: chaos
+            // is for grids drawn from noise.
+            chaos: 0.0,
         };
         let output = self
             .pipeline
@@ -328,6 +335,11 @@ fn crop_to_aspect(image: &RgbImage, width: u32, height: u32) -> RgbImage {
     image::imageops::crop_imm(image, (w - crop_w) / 2, (h - crop_h) / 2, crop_w, crop_h).to_image()
 }
 
+/// The request's `--chaos` (0–100) as [`Generation::chaos`] (0–1).
+pub fn chaos_amount(chaos: u32) -> f64 {
+    f64::from(chaos.min(100)) / 100.0
+}
+
 /// A seed for a job that has none of its own (re-rolls, variations): the
 /// same for every attempt of the job, so a retry draws the same images.
 pub fn job_seed(job_id: i64) -> u64 {
@@ -378,5 +390,12 @@ mod tests {
         assert_eq!(job_seed(1), job_seed(1));
         assert_ne!(job_seed(1), job_seed(2));
         assert!(job_seed(i64::MAX) <= u64::from(u32::MAX));
+    }
+
+    #[test]
+    fn chaos_is_a_fraction() {
+        for (chaos, expected) in [(0, 0.0), (25, 0.25), (100, 1.0), (400, 1.0)] {
+            assert_eq!(chaos_amount(chaos), expected, "{chaos}");
+        }
     }
 }
