@@ -17,3 +17,4 @@ pub mod retry;
 pub mod settings;
 pub mod slack;
 pub mod text;
+pub mod web;

@@ -11,6 +11,7 @@
 //! settlement is fenced by (job id, attempt).
 
 mod backoff;
+mod board;
 mod cancel;
 mod channels;
 mod claim;
@@ -35,6 +36,7 @@ pub mod style;
 mod waker;
 
 pub use backoff::BackoffPolicy;
+pub use board::{BoardEntry, BoardImage, BoardOrder, BoardQuery, Vote};
 pub use cancel::CancelOutcome;
 pub use channels::{ChannelSettings, ChannelSettingsUpdate};
 pub use claim::Settled;

@@ -18,6 +18,7 @@ fn commands(queue: wordup_queue::Queue) -> Commands {
             blocklist: Blocklist::default(),
             retention_days: 30.0,
             tokenizer: None,
+            boards: None,
         },
         pending: Default::default(),
     }

@@ -18,6 +18,7 @@ use wordup_chat::slack::SlackSettings;
 use wordup_chat::slack::endpoint::{self as slack_endpoint, SlackEndpointState};
 use wordup_chat::slack::handler::SlackApp;
 use wordup_chat::slack::socket as slack_socket;
+use wordup_chat::web::board::{self, BoardState};
 use wordup_runtime::health::Health;
 use wordup_runtime::metrics::{self, MetricsState};
 use wordup_runtime::settings::DatabaseSettings;
@@ -171,10 +172,20 @@ async fn main() -> Result<()> {
                 }));
                 tracing::info!("serving Slack commands and interactivity");
             }
+            // Boards: read-only pages behind signed links.
+            let boards = commands.config.boards.clone();
+            if let Some(boards) = &boards {
+                router = router.merge(board::router(BoardState {
+                    queue: queue.clone(),
+                    secret: boards.secret.clone(),
+                }));
+                tracing::info!(url = %boards.base_url, "serving channel boards");
+            }
             anyhow::ensure!(
                 !discord.discord_public_key.is_empty()
-                    || !slack.slack_signing_secret.expose().is_empty(),
-                "nothing to serve: set WORDUP_DISCORD_PUBLIC_KEY and/or WORDUP_SLACK_SIGNING_SECRET"
+                    || !slack.slack_signing_secret.expose().is_empty()
+                    || boards.is_some(),
+                "nothing to serve: set WORDUP_DISCORD_PUBLIC_KEY, WORDUP_SLACK_SIGNING_SECRET and/or WORDUP_BOARD_SECRET"
             );
             let listener = tokio::net::TcpListener::bind(bind)
                 .await

@@ -284,6 +284,7 @@ mod tests {
             blocklist: Blocklist::parse("gore"),
             retention_days: 30.0,
             tokenizer: None,
+            boards: None,
         }
     }
 

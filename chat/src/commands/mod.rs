@@ -37,6 +37,8 @@ pub struct CommandConfig {
     /// The model's tokenizer, to refuse over-long prompts before they are
     /// queued; `None` leaves the count to the engine.
     pub tokenizer: Option<std::sync::Arc<wordup_tokenizer::ClipTokenizer>>,
+    /// Board links for /board; `None` when boards are off.
+    pub boards: Option<crate::web::link::BoardLinks>,
 }
 
 /// The commands with what they need.
@@ -155,6 +157,8 @@ pub enum UserError {
     ImageWeightWithoutImage,
     #[error("\"{0}\" is not an image of the grid: write 1, 2, 3 or 4")]
     BadImageNumber(String),
+    #[error("boards are not set up on this server (WORDUP_BOARD_SECRET)")]
+    NoBoards,
     #[error("the Remix form could not be opened; please press Remix again")]
     FormNotOpened,
     /// One prompt of a permutation prompt was refused.
@@ -211,6 +215,14 @@ impl From<GrammarError> for CommandError {
 }
 
 impl Commands {
+    /// /board's answer: a private link to the channel's board, or why there is none.
+    pub fn board_answer(&self, platform: &str, channel: &str, user: &str) -> String {
+        match &self.config.boards {
+            Some(boards) => boards.answer(platform, channel, user),
+            None => format!("⚠️ {}", UserError::NoBoards),
+        }
+    }
+
     /// Enqueues unless the user is over a quota; the counts are read and
     /// the job inserted with no other enqueue of that user's in between.
     pub async fn enqueue_within_quota(&self, job: &NewJob) -> Result<Accepted, CommandError> {
@@ -277,6 +289,7 @@ mod tests {
             blocklist: Blocklist::default(),
             retention_days: 30.0,
             tokenizer: None,
+            boards: None,
         };
         for (active, today, expected) in [
             (0, 0, Ok(())),

@@ -167,6 +167,11 @@ impl DiscordApp {
                 now(ephemeral(&reply_text(text)))
             }
             "help" => now(ephemeral(&help::text("/settings", "/queue", "/cancel"))),
+            "board" => now(ephemeral(&self.commands.board_answer(
+                PLATFORM,
+                &command.channel_id.to_string(),
+                &command.user.id.to_string(),
+            ))),
             other => now(ephemeral(&format!("unknown command /{other}"))),
         }
     }

@@ -58,6 +58,9 @@ pub fn definitions() -> Vec<CreateCommand> {
                 )
                 .required(true),
             ),
+        CreateCommand::new("board")
+            .description("A private link to this channel's board: every result, votes, downloads")
+            .dm_permission(false),
         // A message command: right-click a message with an image → Apps.
         CreateCommand::new("Describe").kind(CommandType::Message),
         CreateCommand::new("settings")

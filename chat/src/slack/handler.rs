@@ -158,6 +158,11 @@ impl SlackApp {
             )),
             "/imagine" => self.imagine(event, &text).await,
             "/imagine-analyze" => self.analyze(event, &text).await,
+            "/imagine-board" => Handled::now(ephemeral(&self.commands.board_answer(
+                PLATFORM,
+                &event.channel_id.0,
+                &event.user_id.0,
+            ))),
             "/imagine-queue" => Handled::now(ephemeral(&reply_text(
                 self.commands.queue_status(PLATFORM, &event.user_id.0).await,
             ))),
