@@ -28,6 +28,9 @@ pub enum Action {
     /// 🎛️ Remix on a grid: a form with its prompt to edit, drawn as a
     /// variation of one of its images.
     Remix,
+    /// 👍 under a result: the presser's vote, or its withdrawal; the label
+    /// shows the count.
+    Vote,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +65,9 @@ impl ButtonId {
             },
             // The prompt is the stored suggestion's (`Commands::press`) or
             // the form's (`Commands::remix`).
-            Action::Delete | Action::Suggestion { .. } | Action::Remix => return None,
+            Action::Delete | Action::Suggestion { .. } | Action::Remix | Action::Vote => {
+                return None;
+            }
         })
     }
 
@@ -71,7 +76,11 @@ impl ButtonId {
         match self.action {
             Action::Upscale { index } | Action::Vary { index } => Some(index),
             Action::VaryUpscaled { .. } => Some(0),
-            Action::Reroll | Action::Delete | Action::Suggestion { .. } | Action::Remix => None,
+            Action::Reroll
+            | Action::Delete
+            | Action::Suggestion { .. }
+            | Action::Remix
+            | Action::Vote => None,
         }
     }
 
@@ -110,6 +119,7 @@ impl ButtonId {
             Action::Delete => "❌".to_owned(),
             Action::Suggestion { index } => format!("Use {}", index + 1),
             Action::Remix => "🎛️ Remix".to_owned(),
+            Action::Vote => vote_label(0),
         }
     }
 
@@ -128,10 +138,11 @@ impl ButtonId {
             Action::Delete => "Deleting the result".to_owned(),
             Action::Suggestion { index } => format!("Drawing suggestion {}", index + 1),
             Action::Remix => "Remixing".to_owned(),
+            Action::Vote => "Voting".to_owned(),
         }
     }
 
-    /// The buttons under a grid: U1–U4, V1–V4, then 🔄, 🎛️ Remix and ❌, in rows.
+    /// The buttons under a grid: U1–U4, V1–V4, then 🔄, 🎛️ Remix, 👍 and ❌, in rows.
     pub fn grid_rows(job: JobId) -> Vec<Vec<ButtonId>> {
         let row = |action: fn(u8) -> Action| {
             (0..GRID_IMAGES)
@@ -154,6 +165,10 @@ impl ButtonId {
                     job,
                 },
                 ButtonId {
+                    action: Action::Vote,
+                    job,
+                },
+                ButtonId {
                     action: Action::Delete,
                     job,
                 },
@@ -171,12 +186,12 @@ impl ButtonId {
             .collect()
     }
 
-    /// The buttons under an upscaled image: the two variations and ❌.
+    /// The buttons under an upscaled image: the two variations, 👍 and ❌.
     pub fn upscale_row(job: JobId) -> Vec<ButtonId> {
         [VaryStrength::Subtle, VaryStrength::Strong]
             .into_iter()
             .map(|strength| Action::VaryUpscaled { strength })
-            .chain([Action::Delete])
+            .chain([Action::Vote, Action::Delete])
             .map(|action| ButtonId { action, job })
             .collect()
     }
@@ -206,10 +221,20 @@ impl ButtonId {
             },
             "x" if no_index => Action::Delete,
             "m" if no_index => Action::Remix,
+            "l" if no_index => Action::Vote,
             "p" => Action::Suggestion { index: index()? },
             _ => return None,
         };
         Some(ButtonId { action, job })
+    }
+}
+
+/// 👍's label for a result with `total` votes.
+pub fn vote_label(total: i64) -> String {
+    if total > 0 {
+        format!("👍 {total}")
+    } else {
+        "👍".to_owned()
     }
 }
 
@@ -229,6 +254,7 @@ impl fmt::Display for ButtonId {
             Action::Delete => write!(f, "{PREFIX}:x:{job}"),
             Action::Suggestion { index } => write!(f, "{PREFIX}:p:{job}:{index}"),
             Action::Remix => write!(f, "{PREFIX}:m:{job}"),
+            Action::Vote => write!(f, "{PREFIX}:l:{job}"),
         }
     }
 }
@@ -243,7 +269,7 @@ mod tests {
         let grid: Vec<ButtonId> = ButtonId::grid_rows(job).into_iter().flatten().collect();
         let upscaled = ButtonId::upscale_row(job);
         let suggestions = ButtonId::suggestion_row(job, 4);
-        assert_eq!((grid.len(), upscaled.len(), suggestions.len()), (11, 3, 4));
+        assert_eq!((grid.len(), upscaled.len(), suggestions.len()), (12, 4, 4));
         for message in [grid, upscaled, suggestions] {
             let mut ids = std::collections::HashSet::new();
             for button in message {
@@ -313,8 +339,13 @@ mod tests {
         assert_eq!(rows[2][0].request(), Some(Request::Reroll { parent: job }));
         assert_eq!(rows[2][1].label(), "🎛️ Remix");
         assert_eq!(rows[2][1].request(), None);
-        assert_eq!(rows[2][2].label(), "❌");
-        assert_eq!(rows[2][2].request(), None);
+        assert_eq!(rows[2][2].label(), "👍");
+        assert_eq!(rows[2][3].label(), "❌");
+        assert_eq!(rows[2][3].request(), None);
+        assert_eq!(
+            (vote_label(0), vote_label(3)),
+            ("👍".to_owned(), "👍 3".to_owned())
+        );
         assert_eq!(
             ButtonId::upscale_row(job)[0].request(),
             Some(Request::Vary {
@@ -324,7 +355,8 @@ mod tests {
                 remix: None,
             })
         );
-        assert_eq!(ButtonId::upscale_row(job)[2].action, Action::Delete);
+        assert_eq!(ButtonId::upscale_row(job)[2].action, Action::Vote);
+        assert_eq!(ButtonId::upscale_row(job)[3].action, Action::Delete);
     }
 
     #[test]

@@ -33,7 +33,11 @@ pub struct CommandSettings {
     pub board_secret: Secret,
     /// The address people open board links at: where `wordup-bot serve` is
     /// reached from a browser.
-    #[arg(long, env = "WORDUP_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "WORDUP_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub public_url: String,
     /// How long a board link works, in hours.
     #[arg(long, env = "WORDUP_BOARD_LINK_HOURS", default_value_t = 168)]

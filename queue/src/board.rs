@@ -3,10 +3,10 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+use crate::Queue;
 use crate::error::Result;
 use crate::model::{Job, JobId};
 use crate::row::{JOB_COLUMNS, JobRow};
-use crate::Queue;
 
 /// What a 👍 press did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -119,7 +119,7 @@ fn assert_grid(message: &Message) -> JobId {
         vec![
             vec!["U1", "U2", "U3", "U4"],
             vec!["V1", "V2", "V3", "V4"],
-            vec!["🔄", "🎛️ Remix", "❌"]
+            vec!["🔄", "🎛️ Remix", "👍", "❌"]
         ]
     );
     let job = job_of(message);
@@ -245,7 +245,7 @@ async fn imagine_then_upscale_and_vary_across_a_bot_restart() {
         .into_iter()
         .map(|(_, l)| l)
         .collect();
-    assert_eq!(labels, ["Vary (subtle)", "Vary (strong)", "❌"]);
+    assert_eq!(labels, ["Vary (subtle)", "Vary (strong)", "👍", "❌"]);
     assert_eq!(
         png_size(&upscaled.files[0].bytes),
         (256, 256),
@@ -977,7 +977,7 @@ async fn register_commands_puts_the_definitions_for_a_guild_or_globally() {
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
             stdout.contains(
-                "/imagine, /imagine-analyze, /describe, /Describe, /settings, /queue, /cancel, /help"
+                "/imagine, /imagine-analyze, /describe, /board, /Describe, /settings, /queue, /cancel, /help"
             ),
             "{stdout}"
         );
@@ -1003,6 +1003,7 @@ async fn register_commands_puts_the_definitions_for_a_guild_or_globally() {
                 "imagine",
                 "imagine-analyze",
                 "describe",
+                "board",
                 "Describe",
                 "settings",
                 "queue",
@@ -2175,4 +2176,220 @@ async fn remix_opens_a_prefilled_form_and_draws_the_edited_prompt_from_the_image
         "{}",
         posted[1].payload["content"]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn votes_count_once_per_person_and_the_board_shows_them_behind_a_signed_link() {
+    const SECRET: &str = "board-secret-for-tests";
+    let mut stack = Stack::start().await.unwrap();
+    let public = stack.public_url();
+    stack.bot_env.extend([
+        ("WORDUP_BOARD_SECRET".to_owned(), SECRET.to_owned()),
+        ("WORDUP_PUBLIC_URL".to_owned(), public.clone()),
+    ]);
+    stack.start_bot().await.unwrap();
+    stack.start_engine(&[]).await.unwrap();
+
+    let (id, token) = new_interaction();
+    acked(
+        &stack,
+        &interactions::imagine(&id, &token, &alice(), "a <b>bold</b> lighthouse"),
+    )
+    .await;
+    let grid = stack.fake.wait_for_messages(1, POST_TIMEOUT).await.unwrap()[0].clone();
+    let job = assert_grid(&grid);
+    let vote = format!("wu:l:{job}");
+
+    // 👍 updates the message in place with the count; a second press by the
+    // same person takes the vote back; another person's counts.
+    let press = |member: Member| {
+        let (id, token) = new_interaction();
+        interactions::button(&id, &token, &member, &vote, &grid.json())
+    };
+    let label = |answer: &interactions::Answer| {
+        assert_eq!(answer.body["type"], 7, "{:?}", answer.body);
+        answer.body["data"]["components"][2]["components"][2]["label"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(label(&send(&stack, &press(alice())).await), "👍 1");
+    assert_eq!(label(&send(&stack, &press(alice())).await), "👍");
+    let bob = Member::new("1200000000000000200", "bob");
+    assert_eq!(label(&send(&stack, &press(alice())).await), "👍 1");
+    assert_eq!(label(&send(&stack, &press(bob)).await), "👍 2");
+    assert_eq!(stack.queue.votes(job).await.unwrap(), 2);
+
+    // /board: a private link to this channel's board.
+    let (id, token) = new_interaction();
+    let answer = acked(
+        &stack,
+        &interactions::command(&id, &token, &alice(), "board", json!([])),
+    )
+    .await;
+    assert_eq!(answer.body["data"]["flags"], 64, "{:?}", answer.body);
+    let text = answer.body["data"]["content"].as_str().unwrap();
+    let link = text
+        .split_whitespace()
+        .find(|w| w.starts_with(&format!("{public}/board/")))
+        .expect("a board link")
+        .to_owned();
+    let page = stack.http.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("a &lt;b&gt;bold&lt;/b&gt; lighthouse"),
+        "{html}"
+    );
+    assert!(!html.contains("<b>bold</b>"));
+    assert!(html.contains("👍 2"), "{html}");
+    assert!(html.contains(&format!("value=\"{job}-3\"")), "{html}");
+    // "Mine" and "most voted" are the same result here; another day has none.
+    for filter in ["?mine=1", "?order=votes"] {
+        let html = stack
+            .http
+            .get(format!("{link}{filter}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(html.contains(&format!("id=\"job-{job}\"")), "{filter}");
+    }
+    let html = stack
+        .http
+        .get(format!("{link}?day=2001-01-01"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("No results here yet"), "{html}");
+
+    // Images, full size, with caching headers.
+    let png = stack
+        .http
+        .get(format!("{link}/png/{job}/1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(png.status(), 200);
+    assert_eq!(png.headers()["content-type"], "image/png");
+    assert!(
+        png.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("immutable")
+    );
+    let stored = stack.queue.image(job, 1).await.unwrap().unwrap();
+    assert_eq!(png.bytes().await.unwrap().to_vec(), stored.png);
+    let provenance = stack
+        .http
+        .get(format!("{link}/image/{job}/1"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        provenance.contains(&format!("seed {}", stored.seed)),
+        "{provenance}"
+    );
+
+    // A selection as a ZIP of PNGs with metadata, and as a contact sheet.
+    let zip = stack
+        .http
+        .get(format!(
+            "{link}/download?pick={job}-0&pick={job}-1&format=zip"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(zip.headers()["content-type"], "application/zip");
+    let zip = zip.bytes().await.unwrap().to_vec();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+    assert_eq!(archive.len(), 3);
+    let mut metadata = String::new();
+    std::io::Read::read_to_string(
+        &mut archive.by_name("metadata.json").unwrap(),
+        &mut metadata,
+    )
+    .unwrap();
+    assert!(metadata.contains("a <b>bold</b> lighthouse"), "{metadata}");
+    let sheet = stack
+        .http
+        .get(format!("{link}/download?pick={job}-2&format=sheet"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sheet.headers()["content-type"], "image/png");
+
+    // Forged, altered, expired and revoked links show nothing.
+    let token = link.rsplit('/').next().unwrap().to_owned();
+    let (payload, signature) = token.split_once('.').unwrap();
+    let mut flipped = signature.to_owned();
+    flipped.replace_range(0..1, if flipped.starts_with('0') { "1" } else { "0" });
+    let expired = wordup_chat::web::link::sign(
+        &wordup_chat::web::link::BoardGrant {
+            platform: "discord".into(),
+            channel_id: CHANNEL_ID.into(),
+            user_id: alice().user_id,
+            expires: chrono::Utc::now() - chrono::Duration::minutes(1),
+        },
+        SECRET.as_bytes(),
+    );
+    let other_secret = wordup_chat::web::link::sign(
+        &wordup_chat::web::link::BoardGrant {
+            platform: "discord".into(),
+            channel_id: CHANNEL_ID.into(),
+            user_id: alice().user_id,
+            expires: chrono::Utc::now() + chrono::Duration::days(1),
+        },
+        b"rotated",
+    );
+    for bad in [
+        format!("{payload}.{flipped}"),
+        expired,
+        other_secret,
+        "not-a-link".to_owned(),
+    ] {
+        for path in [
+            String::new(),
+            format!("/png/{job}/0"),
+            format!("/download?pick={job}-0"),
+        ] {
+            let response = stack
+                .http
+                .get(format!("{public}/board/{bad}{path}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 403, "{bad}{path}");
+            let body = response.bytes().await.unwrap();
+            assert!(
+                !body.starts_with(b"\x89PNG") && !body.starts_with(b"PK"),
+                "{bad}{path}"
+            );
+        }
+    }
+    // A valid link shows only its own channel's results.
+    let elsewhere = wordup_chat::web::link::sign(
+        &wordup_chat::web::link::BoardGrant {
+            platform: "discord".into(),
+            channel_id: "1100000000000000999".into(),
+            user_id: alice().user_id,
+            expires: chrono::Utc::now() + chrono::Duration::days(1),
+        },
+        SECRET.as_bytes(),
+    );
+    let response = stack
+        .http
+        .get(format!("{public}/board/{elsewhere}/png/{job}/0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
 }

@@ -131,7 +131,7 @@ async fn imagine_in_a_channel_then_upscale_and_reroll_in_its_thread() {
         [
             vec!["U1", "U2", "U3", "U4"],
             vec!["V1", "V2", "V3", "V4"],
-            vec!["🔄", "🎛️ Remix", "❌"]
+            vec!["🔄", "🎛️ Remix", "👍", "❌"]
         ]
     );
     let job = job_of(&grid_buttons);
@@ -170,7 +170,7 @@ async fn imagine_in_a_channel_then_upscale_and_reroll_in_its_thread() {
         .into_iter()
         .map(|(_, l)| l)
         .collect();
-    assert_eq!(labels, ["Vary (subtle)", "Vary (strong)", "❌"]);
+    assert_eq!(labels, ["Vary (subtle)", "Vary (strong)", "👍", "❌"]);
     let files = stack.slack.files();
     assert_eq!(files.len(), 2);
     assert_eq!(png_size(&files[1].bytes), (256, 256));
@@ -1184,4 +1184,44 @@ async fn the_imagine_shortcut_asks_for_a_prompt_and_draws_from_the_image() {
             .any(|(_, user, text)| user == ALICE && text.contains("from your image")),
         "{told:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vote_updates_the_buttons_message_with_the_count() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    stack.start_engine(&[]).await.unwrap();
+
+    command(&stack, "a quiet harbour").await;
+    stack
+        .slack
+        .wait_until("the parent", TIMEOUT, |f| {
+            f.messages().iter().any(|m| m.thread_ts.is_none())
+        })
+        .await
+        .unwrap();
+    let parent = parent_of(&stack.slack);
+    let grid = buttons_message(&stack.slack, &parent.ts, 1).await;
+    let job = job_of(&grid);
+    press(&stack, &format!("wu:l:{job}"), &grid).await;
+    stack
+        .slack
+        .wait_until("the count on the button", TIMEOUT, |f| {
+            f.calls().iter().any(|c| {
+                c.method == "chat.update"
+                    && c.body["ts"] == grid.ts.as_str()
+                    && c.body["blocks"].to_string().contains("👍 1")
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(stack.queue.votes(job).await.unwrap(), 1);
+    // The message keeps its other buttons.
+    let updated = stack
+        .slack
+        .messages()
+        .into_iter()
+        .find(|m| m.ts == grid.ts)
+        .unwrap();
+    assert_eq!(updated.button_rows().concat().len(), 12);
 }

@@ -1,7 +1,7 @@
 //! A button press under a grid, an upscaled image or /describe's
 //! suggestions: a follow-up job.
 
-use wordup_queue::{ChannelSettings, Job, JobState};
+use wordup_queue::{ChannelSettings, Job, JobId, JobState};
 
 use super::{Accepted, CommandError, Commands, Invocation, UserError, imagine};
 use crate::buttons::{Action, ButtonId};
@@ -28,6 +28,25 @@ pub fn allowed(
 }
 
 impl Commands {
+    /// 👍 on `job`'s result by `user`: their vote, or its withdrawal.
+    pub async fn vote(
+        &self,
+        job: JobId,
+        platform: &str,
+        user: &str,
+    ) -> Result<wordup_queue::Vote, CommandError> {
+        match self.queue.job(job).await? {
+            Some(found) if found.state == JobState::Succeeded => {
+                Ok(self.queue.toggle_vote(job, platform, user).await?)
+            }
+            Some(_) => Err(UserError::NotFinished.into()),
+            None => Err(UserError::UnknownGrid {
+                days: self.config.retention_days,
+            }
+            .into()),
+        }
+    }
+
     pub async fn press(
         &self,
         invocation: &Invocation,

@@ -17,7 +17,7 @@ use wordup_queue::{JobId, Origin, Queue};
 use super::reply::DiscordReply;
 use super::rest::{DiscordRest, Upload};
 use crate::ack::{ACK_BUDGET, Handled};
-use crate::buttons::{Action, ButtonId};
+use crate::buttons::{Action, ButtonId, vote_label};
 use crate::commands::answer::{OUR_FAULT, accepted_text, error_text, group_text};
 use crate::commands::describe::Fetcher;
 use crate::commands::remix::{self, RemixForm};
@@ -85,6 +85,27 @@ impl DiscordApp {
             Ok(Err(e)) => now(ephemeral(&error_text(&e))),
             Err(_) => now(ephemeral(
                 "⚠️ the form could not be opened in time; please press Remix again",
+            )),
+        }
+    }
+
+    /// 👍: the presser's vote counted (or taken back) within the ack's
+    /// budget, and the message updated in place with the new count.
+    async fn vote(&self, component: &ComponentInteraction, button: ButtonId) -> Handled {
+        let user = component.user.id.to_string();
+        let voted =
+            tokio::time::timeout(ACK_BUDGET, self.commands.vote(button.job, PLATFORM, &user)).await;
+        match voted {
+            Ok(Ok(vote)) => {
+                let mut rows =
+                    serde_json::to_value(&component.message.components).unwrap_or(Value::Null);
+                relabel(&mut rows, &button.to_string(), &vote_label(vote.total));
+                // UPDATE_MESSAGE: the buttons' message, edited as the response.
+                Handled::now(json!({ "type": 7, "data": { "components": rows } }))
+            }
+            Ok(Err(e)) => now(ephemeral(&error_text(&e))),
+            Err(_) => now(ephemeral(
+                "⚠️ your vote could not be counted in time; please press 👍 again",
             )),
         }
     }
@@ -381,6 +402,7 @@ impl DiscordApp {
         match button.action {
             Action::Delete => return self.delete_result(&component, button, reply),
             Action::Remix => return self.remix_form(&component, button).await,
+            Action::Vote => return self.vote(&component, button).await,
             _ => {}
         }
         let invocation = Invocation {
@@ -724,6 +746,17 @@ pub fn ephemeral(text: &str) -> CreateInteractionResponse {
             .content(text)
             .ephemeral(true),
     )
+}
+
+/// Sets the label of the button `custom_id` in a message's component rows.
+pub fn relabel(rows: &mut Value, custom_id: &str, label: &str) {
+    for row in rows.as_array_mut().into_iter().flatten() {
+        for button in row["components"].as_array_mut().into_iter().flatten() {
+            if button["custom_id"] == custom_id {
+                button["label"] = json!(label);
+            }
+        }
+    }
 }
 
 /// The Remix form's custom id: the grid's job.

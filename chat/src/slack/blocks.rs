@@ -61,18 +61,29 @@ pub fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// Sets the text of the button `action_id` in a message's blocks.
+pub fn relabel(blocks: &mut Value, action_id: &str, label: &str) {
+    for block in blocks.as_array_mut().into_iter().flatten() {
+        for element in block["elements"].as_array_mut().into_iter().flatten() {
+            if element["action_id"] == action_id {
+                element["text"]["text"] = serde_json::json!(label);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn grid_blocks_carry_eleven_buttons_in_three_rows() {
+    fn grid_blocks_carry_twelve_buttons_in_three_rows() {
         let blocks = result_blocks(JobId(9), ResultKind::Grid, "hi");
         let rows: Vec<usize> = blocks.as_array().unwrap()[1..]
             .iter()
             .map(|b| b["elements"].as_array().unwrap().len())
             .collect();
-        assert_eq!(rows, [4, 4, 3]);
+        assert_eq!(rows, [4, 4, 4]);
         assert_eq!(blocks[1]["elements"][2]["action_id"], "wu:u:9:2");
         assert_eq!(escape("<@U1> & co"), "&lt;@U1&gt; &amp; co");
         assert_eq!(

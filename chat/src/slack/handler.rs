@@ -12,11 +12,12 @@ use wordup_queue::{DeliveryError, JobId, Origin};
 
 use super::api::SlackApi;
 use super::blocks::escape;
+use super::blocks::relabel;
 use super::delivery::{FILE_POST, PARENT_POST};
 use super::once;
 use super::reply::SlackReply;
 use crate::ack::{ACK_BUDGET, Handled};
-use crate::buttons::{Action, ButtonId};
+use crate::buttons::{Action, ButtonId, vote_label};
 use crate::commands::answer::{OUR_FAULT, error_text, group_text, outcome_text};
 use crate::commands::describe::Fetcher;
 use crate::commands::remix::{self, RemixForm};
@@ -424,6 +425,49 @@ impl SlackApp {
         else {
             return Handled::now(Value::Null);
         };
+        if button.action == Action::Vote {
+            let (app, channel, user, ts) = (
+                self.clone(),
+                channel.id.0.clone(),
+                user.id.0.clone(),
+                message.origin.ts.0.clone(),
+            );
+            let mut blocks = serde_json::to_value(&message.content.blocks).unwrap_or(Value::Null);
+            let text = message.content.text.clone().unwrap_or_default();
+            let task = async move {
+                match app.commands.vote(button.job, PLATFORM, &user).await {
+                    Ok(vote) => {
+                        relabel(&mut blocks, &button.to_string(), &vote_label(vote.total));
+                        if let Err(e) = app
+                            .api
+                            .update_message(&channel, &ts, &text, Some(&blocks))
+                            .await
+                        {
+                            tracing::warn!(error = %e, "the vote count was not shown");
+                        }
+                        None
+                    }
+                    Err(e) => Some(error_text(&e)),
+                }
+            };
+            let task = self.commands.pending.spawn(task.instrument(span.clone()));
+            // Told privately only when the vote was refused.
+            let Some(response_url) = event.response_url.as_ref().map(|u| u.0.to_string()) else {
+                return Handled::now(Value::Null);
+            };
+            let api = self.api.clone();
+            return Handled {
+                response: Value::Null,
+                after: Some(Box::pin(async move {
+                    if let Ok(Some(text)) = task.await {
+                        let body = json!({ "response_type": "ephemeral", "replace_original": false, "text": text });
+                        if let Err(e) = api.respond(&response_url, &body).await {
+                            tracing::warn!(error = %e, "could not answer a vote");
+                        }
+                    }
+                })),
+            };
+        }
         if button.action == Action::Delete {
             if event.response_url.is_none() {
                 return Handled::now(Value::Null);

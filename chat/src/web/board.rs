@@ -156,7 +156,11 @@ pub fn board_html(
         escape(&grant.channel_id),
         link("All, newest first", "", all),
         link("Mine", "?mine=1", filters.mine),
-        link("Most voted", "?order=votes", filters.order == BoardOrder::MostVoted),
+        link(
+            "Most voted",
+            "?order=votes",
+            filters.order == BoardOrder::MostVoted
+        ),
         filters.day.map(|d| d.to_string()).unwrap_or_default(),
     );
     if entries.is_empty() {
@@ -239,9 +243,7 @@ fn prompt_of(request: &Request) -> String {
 fn kind_of(request: &Request) -> &'static str {
     match request {
         Request::Imagine(_) => "grid",
-        Request::Vary {
-            remix: Some(_), ..
-        } => "remix",
+        Request::Vary { remix: Some(_), .. } => "remix",
         Request::Vary { .. } => "variations",
         Request::Reroll { .. } => "re-roll",
         Request::Upscale { .. } => "upscale",
@@ -448,8 +450,8 @@ async fn download(
 /// A ZIP of the PNGs (stored: they are compressed already) and `metadata.json`.
 pub fn zip_of(files: &[(serde_json::Value, Vec<u8>)]) -> Result<Vec<u8>, String> {
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Stored);
+    let options =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     for (metadata, png) in files {
         let name = metadata["file"].as_str().unwrap_or("image.png");
         zip.start_file(name, options).map_err(|e| e.to_string())?;
@@ -473,7 +475,11 @@ pub fn contact_sheet(files: &[(serde_json::Value, Vec<u8>)]) -> Result<Vec<u8>, 
     let count = files.len() as u32;
     let columns = count.clamp(1, SHEET_COLUMNS);
     let rows = count.div_ceil(columns);
-    let mut sheet = RgbImage::from_pixel(columns * SHEET_TILE, rows * SHEET_TILE, image::Rgb([255, 255, 255]));
+    let mut sheet = RgbImage::from_pixel(
+        columns * SHEET_TILE,
+        rows * SHEET_TILE,
+        image::Rgb([255, 255, 255]),
+    );
     for (n, (_, png)) in files.iter().enumerate() {
         let image = image::load_from_memory(png).map_err(|e| e.to_string())?;
         let tile = image
@@ -523,10 +529,15 @@ mod tests {
             assert_eq!(filters(&pairs(query)), expected, "{query}");
         }
         assert_eq!(
-            picks(&pairs("pick=12-0&pick=12-3&pick=x&pick=0-1&pick=5-99&format=zip")),
+            picks(&pairs(
+                "pick=12-0&pick=12-3&pick=x&pick=0-1&pick=5-99&format=zip"
+            )),
             [(JobId(12), 0), (JobId(12), 3)]
         );
-        let many = (0..100).map(|i| format!("pick={}-0", i + 1)).collect::<Vec<_>>().join("&");
+        let many = (0..100)
+            .map(|i| format!("pick={}-0", i + 1))
+            .collect::<Vec<_>>()
+            .join("&");
         assert_eq!(picks(&pairs(&many)).len(), MAX_PICKS);
     }
 
@@ -541,7 +552,12 @@ mod tests {
     #[test]
     fn a_download_holds_the_pngs_and_their_metadata() {
         let files: Vec<(serde_json::Value, Vec<u8>)> = (1..=2)
-            .map(|n| (serde_json::json!({ "file": format!("job7-{n}.png"), "seed": n }), png_of(8, 8)))
+            .map(|n| {
+                (
+                    serde_json::json!({ "file": format!("job7-{n}.png"), "seed": n }),
+                    png_of(8, 8),
+                )
+            })
             .collect();
         let zip = zip_of(&files).unwrap();
         let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
@@ -550,18 +566,33 @@ mod tests {
         std::io::Read::read_to_end(&mut archive.by_name("job7-2.png").unwrap(), &mut png).unwrap();
         assert_eq!(png, files[1].1);
         let mut metadata = String::new();
-        std::io::Read::read_to_string(&mut archive.by_name("metadata.json").unwrap(), &mut metadata)
-            .unwrap();
+        std::io::Read::read_to_string(
+            &mut archive.by_name("metadata.json").unwrap(),
+            &mut metadata,
+        )
+        .unwrap();
         let metadata: serde_json::Value = serde_json::from_str(&metadata).unwrap();
         assert_eq!(metadata[1]["seed"], 2);
 
         // Five images: a sheet of four columns and two rows.
-        let five: Vec<_> = (0..5).map(|_| (serde_json::json!({}), png_of(64, 32))).collect();
-        let sheet = image::load_from_memory(&contact_sheet(&five).unwrap()).unwrap().to_rgb8();
+        let five: Vec<_> = (0..5)
+            .map(|_| (serde_json::json!({}), png_of(64, 32)))
+            .collect();
+        let sheet = image::load_from_memory(&contact_sheet(&five).unwrap())
+            .unwrap()
+            .to_rgb8();
         assert_eq!(sheet.dimensions(), (4 * SHEET_TILE, 2 * SHEET_TILE));
         // Each image is fitted in its tile, centred, on white.
-        assert_eq!(sheet.get_pixel(SHEET_TILE / 2, SHEET_TILE / 2).0, [200, 10, 10]);
+        assert_eq!(
+            sheet.get_pixel(SHEET_TILE / 2, SHEET_TILE / 2).0,
+            [200, 10, 10]
+        );
         assert_eq!(sheet.get_pixel(2, 2).0, [255, 255, 255]);
-        assert_eq!(sheet.get_pixel(SHEET_TILE + SHEET_TILE / 2, SHEET_TILE + 2).0, [255, 255, 255]);
+        assert_eq!(
+            sheet
+                .get_pixel(SHEET_TILE + SHEET_TILE / 2, SHEET_TILE + 2)
+                .0,
+            [255, 255, 255]
+        );
     }
 }

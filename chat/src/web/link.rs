@@ -78,7 +78,11 @@ pub enum LinkError {
 /// safe in a path, then its signature.
 pub fn sign(grant: &BoardGrant, secret: &[u8]) -> String {
     let payload = payload(grant);
-    format!("{}.{}", hex::encode(&payload), hex::encode(mac(secret, &payload)))
+    format!(
+        "{}.{}",
+        hex::encode(&payload),
+        hex::encode(mac(secret, &payload))
+    )
 }
 
 /// The grant a token carries, if its signature holds and it has not expired at `now`.
@@ -157,10 +161,7 @@ mod tests {
         let expires = now + Duration::days(7);
         let token = sign(&grant(expires), b"secret");
         assert_eq!(verify(&token, b"secret", now), Ok(grant(expires)));
-        assert_eq!(
-            verify(&token, b"secret", expires),
-            Err(LinkError::Expired)
-        );
+        assert_eq!(verify(&token, b"secret", expires), Err(LinkError::Expired));
     }
 
     #[test]
