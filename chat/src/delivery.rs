@@ -29,6 +29,9 @@ pub struct ChatDelivery {
 enum Platform<'a> {
     Discord(&'a DiscordDelivery),
     Slack(&'a SlackDelivery),
+    /// The playground page ([`crate::web::playground`]): it reads results,
+    /// progress and failures from Postgres, so delivering is recording.
+    Web,
 }
 
 impl ChatDelivery {
@@ -38,6 +41,7 @@ impl ChatDelivery {
         match (job.origin.platform.as_str(), &self.discord, &self.slack) {
             ("discord", Some(discord), _) => Ok(Platform::Discord(discord)),
             ("slack", _, Some(slack)) => Ok(Platform::Slack(slack)),
+            (crate::web::playground::PLATFORM, _, _) => Ok(Platform::Web),
             (platform @ ("discord" | "slack"), _, _) => Err(DeliveryError::Transient(format!(
                 "this engine has no {platform} bot token"
             ))),
@@ -54,6 +58,8 @@ impl Delivery for ChatDelivery {
             Ok(Platform::Discord(discord)) => discord.attachment_limit(job),
             // Slack takes files up to 1 GB.
             Ok(Platform::Slack(_)) => 1 << 30,
+            // Pages show the stored images; the post itself holds nothing.
+            Ok(Platform::Web) => 1 << 30,
             Err(_) => 10 * 1024 * 1024,
         }
     }
@@ -69,7 +75,7 @@ impl Delivery for ChatDelivery {
         match self.platform(job) {
             Ok(Platform::Discord(discord)) => discord.progress(job, progress, preview).await,
             Ok(Platform::Slack(slack)) => slack.progress(job, progress, preview).await,
-            Err(_) => {}
+            Ok(Platform::Web) | Err(_) => {}
         }
     }
 
@@ -77,6 +83,7 @@ impl Delivery for ChatDelivery {
         let message_id = match self.platform(job)? {
             Platform::Discord(discord) => discord.post_result(job, post).await,
             Platform::Slack(slack) => slack.post_result(job, post).await,
+            Platform::Web => Ok(crate::web::playground::message_id(job.id)),
         }?;
         Ok(Posted {
             channel_id: job.origin.channel_id.clone(),
@@ -88,6 +95,9 @@ impl Delivery for ChatDelivery {
         let message_id = match self.platform(job)? {
             Platform::Discord(discord) => discord.answer(job, text, choices).await,
             Platform::Slack(slack) => slack.answer(job, text, choices).await,
+            Platform::Web => Err(DeliveryError::Permanent(
+                "the playground draws images only".into(),
+            )),
         }?;
         Ok(Posted {
             channel_id: job.origin.channel_id.clone(),
@@ -99,6 +109,8 @@ impl Delivery for ChatDelivery {
         match self.platform(job)? {
             Platform::Discord(discord) => discord.notice(job, key, text).await,
             Platform::Slack(slack) => slack.notice(job, key, text).await,
+            // The page shows a job's failure from the job itself.
+            Platform::Web => Ok(()),
         }
     }
 }

@@ -120,15 +120,34 @@ impl Queue {
         for row in found {
             let votes = row.votes;
             let job = Job::try_from(row.job)?;
-            let images = sqlx::query_as(
-                "SELECT idx, width, height, seed, score FROM job_images WHERE job_id = $1 ORDER BY idx",
-            )
-            .bind(job.id.0)
-            .fetch_all(&self.pool)
-            .await?;
+            let images = self.image_list(job.id).await?;
             entries.push(BoardEntry { job, votes, images });
         }
         Ok(entries)
+    }
+
+    /// A job's stored images, without their bytes, in order.
+    pub async fn image_list(&self, job: JobId) -> Result<Vec<BoardImage>> {
+        Ok(sqlx::query_as(
+            "SELECT idx, width, height, seed, score FROM job_images WHERE job_id = $1 ORDER BY idx",
+        )
+        .bind(job.0)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// A channel's latest jobs in any state, newest first (the playground's).
+    pub async fn channel_jobs(&self, platform: &str, channel: &str, limit: i64) -> Result<Vec<Job>> {
+        let rows: Vec<JobRow> = sqlx::query_as(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE platform = $1 AND channel_id = $2 \
+             ORDER BY enqueued_at DESC, id DESC LIMIT $3"
+        ))
+        .bind(platform)
+        .bind(channel)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(Job::try_from).collect()
     }
 
     /// When `job` finished, if it did; with its channel, for a board's checks.

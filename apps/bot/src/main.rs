@@ -18,7 +18,9 @@ use wordup_chat::slack::SlackSettings;
 use wordup_chat::slack::endpoint::{self as slack_endpoint, SlackEndpointState};
 use wordup_chat::slack::handler::SlackApp;
 use wordup_chat::slack::socket as slack_socket;
+use wordup_chat::web::PlaygroundSettings;
 use wordup_chat::web::board::{self, BoardState};
+use wordup_chat::web::playground::{self, PlaygroundState};
 use wordup_runtime::health::Health;
 use wordup_runtime::metrics::{self, MetricsState};
 use wordup_runtime::settings::DatabaseSettings;
@@ -72,6 +74,8 @@ enum Command {
         slack: SlackSettings,
         #[command(flatten)]
         commands: CommandSettings,
+        #[command(flatten)]
+        playground: PlaygroundSettings,
     },
     /// Receive Slack commands and button presses over Socket Mode instead
     /// (no public URL needed; needs WORDUP_SLACK_APP_TOKEN).
@@ -137,6 +141,7 @@ async fn main() -> Result<()> {
             discord,
             slack,
             commands,
+            playground,
         } => {
             let commands = Commands {
                 queue: queue.clone(),
@@ -181,12 +186,33 @@ async fn main() -> Result<()> {
                 }));
                 tracing::info!(url = %boards.base_url, "serving channel boards");
             }
+            let playground = playground.listener();
             anyhow::ensure!(
                 !discord.discord_public_key.is_empty()
                     || !slack.slack_signing_secret.expose().is_empty()
-                    || boards.is_some(),
-                "nothing to serve: set WORDUP_DISCORD_PUBLIC_KEY, WORDUP_SLACK_SIGNING_SECRET and/or WORDUP_BOARD_SECRET"
+                    || boards.is_some()
+                    || playground.is_some(),
+                "nothing to serve: set WORDUP_DISCORD_PUBLIC_KEY, WORDUP_SLACK_SIGNING_SECRET, WORDUP_BOARD_SECRET and/or WORDUP_PLAYGROUND_PORT"
             );
+            if let Some((addr, token)) = playground {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} for the playground"))?;
+                let app = playground::router(PlaygroundState {
+                    commands: commands.clone(),
+                    token,
+                });
+                println!("playground: http://{}/", listener.local_addr()?);
+                tracing::info!(%addr, "serving the playground");
+                tokio::spawn(async move {
+                    let served = axum::serve(listener, app)
+                        .with_graceful_shutdown(wordup_runtime::signals::shutdown())
+                        .await;
+                    if let Err(e) = served {
+                        tracing::error!(error = %e, "playground stopped");
+                    }
+                });
+            }
             let listener = tokio::net::TcpListener::bind(bind)
                 .await
                 .with_context(|| format!("cannot listen on {bind}"))?;

@@ -263,21 +263,12 @@ async fn entry_in(
     if found.origin.platform != grant.platform || found.origin.channel_id != grant.channel_id {
         return Ok(None);
     }
-    let images = state.queue.images(job).await.map_err(internal)?;
+    let images = state.queue.image_list(job).await.map_err(internal)?;
     let votes = state.queue.votes(job).await.map_err(internal)?;
     Ok(Some(BoardEntry {
         job: found,
         votes,
-        images: images
-            .into_iter()
-            .map(|i| wordup_queue::BoardImage {
-                idx: i.idx,
-                width: i.width,
-                height: i.height,
-                seed: i.seed,
-                score: i.score,
-            })
-            .collect(),
+        images,
     }))
 }
 
