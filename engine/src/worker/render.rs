@@ -76,7 +76,11 @@ impl Models {
     pub fn resolve(&self, request: &ImagineRequest) -> Resolved {
         let (steps, guidance) = default_steps_and_guidance(&self.pipeline);
         let preset = request.style.as_deref().and_then(style);
-        let prompt = edit_parts(&request.prompt, |text| apply_style(preset, text, None).0);
+        // Without a style the prompt stays as written, weights and all.
+        let prompt = match preset {
+            Some(_) => edit_parts(&request.prompt, |text| apply_style(preset, text, None).0),
+            None => request.prompt.clone(),
+        };
         let (_, negative_prompt) =
             apply_style(preset, &request.prompt, request.negative_prompt.as_deref());
         Resolved {
