@@ -137,7 +137,12 @@ impl Queue {
     }
 
     /// A channel's latest jobs in any state, newest first (the playground's).
-    pub async fn channel_jobs(&self, platform: &str, channel: &str, limit: i64) -> Result<Vec<Job>> {
+    pub async fn channel_jobs(
+        &self,
+        platform: &str,
+        channel: &str,
+        limit: i64,
+    ) -> Result<Vec<Job>> {
         let rows: Vec<JobRow> = sqlx::query_as(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE platform = $1 AND channel_id = $2 \
              ORDER BY enqueued_at DESC, id DESC LIMIT $3"

@@ -46,7 +46,8 @@ pub fn weights_dir() -> PathBuf {
 /// Where the tiny draft decoder lives, inside the tiny model's folder.
 const DRAFT_DECODER_DIR: &str = "draft-decoder";
 
-fn free_port() -> Result<u16> {
+/// A port no one listens on now.
+pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())

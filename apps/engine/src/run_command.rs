@@ -99,16 +99,17 @@ pub async fn run(args: RunArgs) -> Result<()> {
         None
     };
     // Claim only what this engine can post; other jobs wait for an engine
-    // that can (and /queue and the metrics say so).
-    let platforms: Vec<String> = [("discord", discord.is_some()), ("slack", slack.is_some())]
-        .into_iter()
-        .filter(|(_, served)| *served)
-        .map(|(platform, _)| platform.to_owned())
-        .collect();
-    anyhow::ensure!(
-        !platforms.is_empty(),
-        "this engine could post to no platform: set WORDUP_DISCORD_BOT_TOKEN and/or WORDUP_SLACK_BOT_TOKEN"
-    );
+    // that can (and /queue and the metrics say so). Every engine serves the
+    // playground: its results need no token.
+    let platforms: Vec<String> = [
+        ("discord", discord.is_some()),
+        ("slack", slack.is_some()),
+        (wordup_chat::web::playground::PLATFORM, true),
+    ]
+    .into_iter()
+    .filter(|(_, served)| *served)
+    .map(|(platform, _)| platform.to_owned())
+    .collect();
     tracing::info!(?platforms, "claiming jobs of these platforms");
     let queue = queue.serving(platforms);
     let ready = Arc::new(AtomicBool::new(false));

@@ -50,7 +50,10 @@ mod tests {
     #[test]
     fn the_playground_is_local_unless_a_token_guards_it() {
         let (addr, token) = listen_on(8090, &Secret::new(""));
-        assert_eq!((addr.to_string(), token), ("127.0.0.1:8090".to_owned(), None));
+        assert_eq!(
+            (addr.to_string(), token),
+            ("127.0.0.1:8090".to_owned(), None)
+        );
         let (addr, token) = listen_on(8090, &Secret::new("t0k"));
         assert_eq!(addr.to_string(), "0.0.0.0:8090");
         assert_eq!(token.unwrap().expose(), "t0k");

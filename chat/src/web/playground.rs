@@ -78,7 +78,10 @@ async fn guard(
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().strip_prefix(&format!("{COOKIE}=")))
         .any(|given| same(given, expected));
-    let from_query = query.token.as_deref().is_some_and(|given| same(given, expected));
+    let from_query = query
+        .token
+        .as_deref()
+        .is_some_and(|given| same(given, expected));
     if !(from_cookie || from_query) {
         return (
             StatusCode::UNAUTHORIZED,
@@ -175,7 +178,11 @@ async fn render(state: &PlaygroundState, error: Option<&str>, status: StatusCode
     let mut html = page("Word Up! playground", &body);
     if unfinished {
         // Progress without a script: the page reloads while a job runs.
-        html = html.replacen("<head>", "<head><meta http-equiv=\"refresh\" content=\"2\">", 1);
+        html = html.replacen(
+            "<head>",
+            "<head><meta http-equiv=\"refresh\" content=\"2\">",
+            1,
+        );
     }
     (status, Html(html)).into_response()
 }
@@ -303,7 +310,12 @@ struct PressForm {
 
 async fn press_form(State(state): State<PlaygroundState>, Form(form): Form<PressForm>) -> Response {
     let Some(button) = ButtonId::parse(&form.button).filter(|b| b.request().is_some()) else {
-        return render(&state, Some("⚠️ that button starts no job"), StatusCode::BAD_REQUEST).await;
+        return render(
+            &state,
+            Some("⚠️ that button starts no job"),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
     };
     let invocation = Invocation {
         idempotency_key: button.press_key(PLATFORM, &form.nonce),
@@ -311,7 +323,14 @@ async fn press_form(State(state): State<PlaygroundState>, Form(form): Form<Press
     };
     match in_playground(&state, button.job).await {
         Ok(true) => {}
-        Ok(false) => return render(&state, Some("⚠️ that grid is not on this page"), StatusCode::NOT_FOUND).await,
+        Ok(false) => {
+            return render(
+                &state,
+                Some("⚠️ that grid is not on this page"),
+                StatusCode::NOT_FOUND,
+            )
+            .await;
+        }
         Err(response) => return response,
     }
     match state.commands.press(&invocation, &button).await {
@@ -323,9 +342,10 @@ async fn press_form(State(state): State<PlaygroundState>, Form(form): Form<Press
 /// Whether `job` is one of the playground's.
 async fn in_playground(state: &PlaygroundState, job: JobId) -> Result<bool, Response> {
     match state.commands.queue.job(job).await {
-        Ok(found) => Ok(found.is_some_and(|j| {
-            j.origin.platform == PLATFORM && j.origin.channel_id == CHANNEL
-        })),
+        Ok(found) => {
+            Ok(found
+                .is_some_and(|j| j.origin.platform == PLATFORM && j.origin.channel_id == CHANNEL))
+        }
         Err(e) => {
             tracing::error!(error = %e, "playground");
             Err((StatusCode::INTERNAL_SERVER_ERROR, "something went wrong").into_response())
@@ -372,7 +392,17 @@ mod tests {
             .collect();
         assert_eq!(
             ids,
-            ["u1-17", "u2-17", "u3-17", "u4-17", "v1-17", "v2-17", "v3-17", "v4-17", "reroll-17"]
+            [
+                "u1-17",
+                "u2-17",
+                "u3-17",
+                "u4-17",
+                "v1-17",
+                "v2-17",
+                "v3-17",
+                "v4-17",
+                "reroll-17"
+            ]
         );
     }
 }
