@@ -78,6 +78,8 @@ pub fn refine(
         steps,
         guidance,
         seeds: vec![seed],
+        // The GAN upscale before it pads with zeros: its edges do not wrap.
+        tile: false,
     };
     let output = pipeline.img2img(&generation, &input, strength, progress)?;
     images::to_rgb(&output)?

@@ -187,6 +187,7 @@ fn speed(args: &SpeedArgs) -> Result<()> {
                 steps,
                 guidance: 0.0,
                 seeds: (0..batch as u64).collect(),
+                tile: false,
             };
             draw(&pipeline, &generation)?;
             let ms = median_ms(args.repeats, || draw(&pipeline, &generation).map(drop))?;
@@ -341,6 +342,7 @@ fn stages(args: &StagesArgs) -> Result<()> {
                     steps: 1,
                     guidance: 0.0,
                     seeds: (0..batch as u64).collect(),
+                    tile: false,
                 };
                 let ms = synced_median_ms(args.repeats, &device, || {
                     Ok(pipeline.txt2img(&generation, &mut |_, _, _, _| Ok(()))?)
@@ -429,6 +431,7 @@ fn parity(args: &ParityArgs) -> Result<bool> {
         steps: args.steps,
         guidance: args.guidance,
         seeds: vec![7, 8],
+        tile: false,
     };
     let expected = draw(&reference, &generation)?;
     let mut passed = true;
