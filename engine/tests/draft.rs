@@ -189,7 +189,9 @@ fn kept_draft_latents_decode_to_the_full_runs_image() {
         assert_eq!(full.decoder(), Decoder::Full);
         assert!(draft.image != full.image, "a draft is TAESD's picture");
         let latents = draft.draft_latents.as_deref().unwrap();
-        let decoded = models.full_decode(latents, PaddingMode::Zeros, &mut no_progress).unwrap();
+        let decoded = models
+            .full_decode(latents, PaddingMode::Zeros, &mut no_progress)
+            .unwrap();
         // The VAE decodes one image alone here and two at once in the full
         // run: the pictures agree to within a rounding step.
         let worst = decoded

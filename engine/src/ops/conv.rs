@@ -82,7 +82,10 @@ impl PaddingSwitch {
 
     /// Sets the mode; returns the previous one.
     pub fn set(&self, mode: PaddingMode) -> PaddingMode {
-        PaddingMode::tiled(self.0.swap(mode == PaddingMode::Circular, Ordering::Relaxed))
+        PaddingMode::tiled(
+            self.0
+                .swap(mode == PaddingMode::Circular, Ordering::Relaxed),
+        )
     }
 }
 
@@ -625,7 +628,11 @@ mod tests {
             let case = (batch, c_in, h, w, k, padding, stride);
             assert!(diff < 1e-4, "case {case:?}: max diff {diff}");
             let apart = (&got - &zeros)?.abs()?.max_all()?.to_scalar::<f32>()?;
-            assert_eq!(apart > 0.1, padding > 0, "case {case:?}: {apart} from zeros");
+            assert_eq!(
+                apart > 0.1,
+                padding > 0,
+                "case {case:?}: {apart} from zeros"
+            );
 
             let residual = Tensor::randn(0f32, 1.0, expected.dims(), &dev)?;
             let got = ours.forward_plus(&x, &residual)?;
@@ -649,15 +656,27 @@ mod tests {
         let rows = |t: Tensor| t.squeeze(0)?.squeeze(0)?.to_vec2::<f32>();
         assert_eq!(
             rows(pad(&x, PaddingMode::Circular, 0, 1)?)?,
-            [[0.0, 1.0, 2.0, 0.0], [3.0, 4.0, 5.0, 3.0], [0.0, 1.0, 2.0, 0.0]]
+            [
+                [0.0, 1.0, 2.0, 0.0],
+                [3.0, 4.0, 5.0, 3.0],
+                [0.0, 1.0, 2.0, 0.0]
+            ]
         );
         assert_eq!(
             rows(pad(&x, PaddingMode::Zeros, 0, 1)?)?,
-            [[0.0, 1.0, 2.0, 0.0], [3.0, 4.0, 5.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
+            [
+                [0.0, 1.0, 2.0, 0.0],
+                [3.0, 4.0, 5.0, 0.0],
+                [0.0, 0.0, 0.0, 0.0]
+            ]
         );
         assert_eq!(
             rows(pad(&x, PaddingMode::Circular, 1, 0)?)?,
-            [[5.0, 3.0, 4.0, 5.0], [2.0, 0.0, 1.0, 2.0], [5.0, 3.0, 4.0, 5.0]]
+            [
+                [5.0, 3.0, 4.0, 5.0],
+                [2.0, 0.0, 1.0, 2.0],
+                [5.0, 3.0, 4.0, 5.0]
+            ]
         );
         assert!(pad(&x, PaddingMode::Circular, 3, 0).is_err());
         Ok(())

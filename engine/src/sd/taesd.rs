@@ -314,7 +314,14 @@ impl Decoder {
         let vb = vb.pp("layers");
         let channels = &cfg.decoder_block_out_channels;
         let mut seq = Sequential::new();
-        let conv_in = conv3x3(cfg.latent_channels, channels[0], 1, true, padding, seq.next(&vb))?;
+        let conv_in = conv3x3(
+            cfg.latent_channels,
+            channels[0],
+            1,
+            true,
+            padding,
+            seq.next(&vb),
+        )?;
         seq.layers.push(Layer::Conv(conv_in));
         seq.layers.push(Layer::Act(cfg.act_fn));
         let levels = cfg.num_decoder_blocks.len();

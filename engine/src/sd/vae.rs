@@ -298,7 +298,14 @@ impl Decoder {
                 let vb = vb.pp("up_blocks").pp(i);
                 let input = if i == 0 { reversed[0] } else { reversed[i - 1] };
                 Ok(UpBlock {
-                    resnets: resnets(cfg, cfg.layers_per_block + 1, input, out, padding, vb.clone())?,
+                    resnets: resnets(
+                        cfg,
+                        cfg.layers_per_block + 1,
+                        input,
+                        out,
+                        padding,
+                        vb.clone(),
+                    )?,
                     upsample: (i + 1 != reversed.len())
                         .then(|| conv3x3(out, out, padding, vb.pp("upsamplers.0.conv")))
                         .transpose()?,
