@@ -193,7 +193,6 @@ impl ButtonId {
             },
             "vS" if no_index => Action::VaryUpscaled {
                 strength: VaryStrength::Strong,
-                remix: None,
             },
             "x" if no_index => Action::Delete,
             "p" => Action::Suggestion { index: index()? },
