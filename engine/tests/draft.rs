@@ -12,6 +12,7 @@ use candle_core::{DType, Device, Tensor};
 use common::{max_diff, scratch};
 use wordup_engine::error::EngineError;
 use wordup_engine::finish::upscale::Tiling;
+use wordup_engine::ops::conv::PaddingMode;
 use wordup_engine::sd::images;
 use wordup_engine::sd::pipeline::{Decoder, Generation, PipelineOptions, StableDiffusion, Stage};
 use wordup_engine::sd::source::{ModelFiles, SingleModelFiles, Variant};
@@ -76,6 +77,7 @@ fn generation() -> Generation {
         guidance: 0.0,
         seeds: vec![7, 8],
         chaos: 0.0,
+        tile: false,
     }
 }
 
@@ -188,7 +190,9 @@ fn kept_draft_latents_decode_to_the_full_runs_image() {
         assert_eq!(full.decoder(), Decoder::Full);
         assert!(draft.image != full.image, "a draft is TAESD's picture");
         let latents = draft.draft_latents.as_deref().unwrap();
-        let decoded = models.full_decode(latents, &mut no_progress).unwrap();
+        let decoded = models
+            .full_decode(latents, PaddingMode::Zeros, &mut no_progress)
+            .unwrap();
         // The VAE decodes one image alone here and two at once in the full
         // run: the pictures agree to within a rounding step.
         let worst = decoded

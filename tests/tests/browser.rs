@@ -63,6 +63,8 @@ async fn driver() -> Driver {
 }
 
 async fn browser(driver: &Driver) -> Client {
+    // Two crypto providers are linked in (see the workspace's rustls entry).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut capabilities = serde_json::Map::new();
     capabilities.insert(
         "goog:chromeOptions".into(),

@@ -9,6 +9,7 @@ use wordup_engine::finish::refine;
 use wordup_engine::finish::upscale::{self, Tiling, Upscaler};
 use wordup_engine::judge::clip::{self, Clip};
 use wordup_engine::judge::safety::{self, OpenNsfw};
+use wordup_engine::ops::conv::PaddingMode;
 use wordup_engine::sd::pipeline::{Decoder, Generation, PipelineOptions, StableDiffusion, Stage};
 use wordup_engine::sd::scheduler::SchedulerKind;
 use wordup_engine::sd::source::{DEFAULT_MODEL, ModelFiles, ModelSource, SingleModelFiles};
@@ -210,6 +211,10 @@ struct ImagineArgs {
     /// the VAE's decode of the same latents.
     #[arg(long)]
     draft: bool,
+    /// A seamless texture: circular padding in every UNet and VAE
+    /// convolution, so the image tiles without a seam (as /imagine's --tile).
+    #[arg(long)]
+    tile: bool,
     /// Scheduler: ddim, euler or euler-ancestral (default: the model's own).
     #[arg(long, value_parser = parse_scheduler)]
     scheduler: Option<SchedulerKind>,
@@ -394,6 +399,7 @@ async fn imagine(args: ImagineArgs) -> Result<()> {
         guidance,
         seeds: seeds.clone(),
         chaos: 0.0,
+        tile: args.tile,
     };
     let clip = match args.judge.clip.as_deref().filter(|c| *c != "off") {
         Some(spec) => Some(load_clip(spec, &options.device).await?),
@@ -526,6 +532,7 @@ async fn imagine(args: ImagineArgs) -> Result<()> {
         let source = match decoder {
             Decoder::Full => generated[*i].clone(),
             Decoder::Draft => {
+                let _padding = pipeline.padding(PaddingMode::tiled(args.tile));
                 images::to_rgb(&pipeline.decode(&drawing.latents.narrow(0, *i, 1)?)?)?.remove(0)
             }
         };

@@ -79,6 +79,8 @@ pub fn refine(
         guidance,
         seeds: vec![seed],
         chaos: 0.0,
+        // The GAN upscale before it pads with zeros: its edges do not wrap.
+        tile: false,
     };
     let output = pipeline.img2img(&generation, &input, strength, progress)?;
     images::to_rgb(&output)?

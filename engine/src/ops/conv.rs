@@ -6,8 +6,12 @@
 //! thread, gathers its columns element by element and copies the product
 //! back, which made the VAE decoder 3.5× slower than PyTorch. Elsewhere
 //! (CUDA, f16) candle's convolution runs.
+//!
+//! Padding is zeros, or circular (`--tile`): the input wrapped around on
+//! both axes, then convolved without padding, on every device.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Conv2dConfig, VarBuilder};
@@ -43,6 +47,77 @@ impl ConvShape {
     }
 }
 
+/// What a convolution reads beyond its input's edges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PaddingMode {
+    #[default]
+    Zeros,
+    /// The opposite edge, on both axes: the output tiles seamlessly.
+    Circular,
+}
+
+impl PaddingMode {
+    /// Circular for a `--tile` request, zeros otherwise.
+    pub fn tiled(tile: bool) -> PaddingMode {
+        if tile {
+            PaddingMode::Circular
+        } else {
+            PaddingMode::Zeros
+        }
+    }
+}
+
+/// A padding mode shared by all the convolutions of one model and switched
+/// by its owner between runs. A switch rather than a `forward` argument,
+/// because models are shared (`&self`) and the mode would otherwise have to
+/// be threaded through every block's `forward`; sound as long as one run at
+/// a time uses a model, as the pipeline's worker does. Clones share the mode.
+#[derive(Debug, Clone, Default)]
+pub struct PaddingSwitch(Arc<AtomicBool>);
+
+impl PaddingSwitch {
+    pub fn mode(&self) -> PaddingMode {
+        PaddingMode::tiled(self.0.load(Ordering::Relaxed))
+    }
+
+    /// Sets the mode; returns the previous one.
+    pub fn set(&self, mode: PaddingMode) -> PaddingMode {
+        PaddingMode::tiled(
+            self.0
+                .swap(mode == PaddingMode::Circular, Ordering::Relaxed),
+        )
+    }
+}
+
+/// `xs` `[n, c, h, w]` padded by `before` rows and columns at the top and
+/// left and `after` at the bottom and right, with zeros or wrapped around.
+pub fn pad(xs: &Tensor, mode: PaddingMode, before: usize, after: usize) -> Result<Tensor> {
+    match mode {
+        PaddingMode::Zeros => xs
+            .pad_with_zeros(3, before, after)?
+            .pad_with_zeros(2, before, after),
+        PaddingMode::Circular => wrap(&wrap(xs, 3, before, after)?, 2, before, after),
+    }
+}
+
+/// `xs` with its last `before` slices along `dim` put in front and its first
+/// `after` slices behind.
+fn wrap(xs: &Tensor, dim: usize, before: usize, after: usize) -> Result<Tensor> {
+    let size = xs.dim(dim)?;
+    if before > size || after > size {
+        candle_core::bail!("conv2d: cannot wrap a side of {size} around by {before} and {after}");
+    }
+    let mut parts = Vec::with_capacity(3);
+    if before > 0 {
+        parts.push(xs.narrow(dim, size - before, before)?);
+    }
+    parts.push(xs.clone());
+    if after > 0 {
+        parts.push(xs.narrow(dim, 0, after)?);
+    }
+    Tensor::cat(&parts, dim)
+}
+
 /// The weight and bias as contiguous host floats, kept beside the tensors
 /// so that no call copies them.
 #[derive(Debug)]
@@ -60,6 +135,8 @@ pub struct Conv2d {
     padding: usize,
     stride: usize,
     host: Option<Arc<HostWeights>>,
+    /// Zeros unless [`Conv2d::with_padding`] shared a model's switch.
+    padding_mode: PaddingSwitch,
 }
 
 impl Conv2d {
@@ -87,7 +164,19 @@ impl Conv2d {
             padding,
             stride,
             host,
+            padding_mode: PaddingSwitch::default(),
         })
+    }
+
+    /// This convolution with its padding mode taken from `switch`.
+    pub fn with_padding(mut self, switch: &PaddingSwitch) -> Self {
+        self.padding_mode = switch.clone();
+        self
+    }
+
+    /// The padding mode the next call runs with.
+    pub fn padding_mode(&self) -> PaddingMode {
+        self.padding_mode.mode()
     }
 
     /// Loads `weight` and `bias` like `candle_nn::conv2d` (same names, same
@@ -137,7 +226,7 @@ impl Conv2d {
         Self::new(conv.weight().clone(), conv.bias().cloned(), padding, stride)
     }
 
-    fn shape_for(&self, x: &Tensor) -> Result<ConvShape> {
+    fn shape_for(&self, x: &Tensor, padding: usize) -> Result<ConvShape> {
         let (batch, c_in, height, width) = x.dims4()?;
         let (c_out, w_in, kernel, _) = self.weight.dims4()?;
         if w_in != c_in {
@@ -150,7 +239,7 @@ impl Conv2d {
             width,
             c_out,
             kernel,
-            padding: self.padding,
+            padding,
             stride: self.stride,
         })
     }
@@ -164,39 +253,55 @@ impl Conv2d {
     /// `conv(x) + residual`, the residual added inside the kernel on the
     /// CPU (a ResNet block's skip connection costs no extra pass).
     pub fn forward_plus(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
-        match self.host_for(x) {
-            Some(host) => {
+        self.run(x, Some(residual))
+    }
+
+    /// The input as the kernel reads it and the padding left to the kernel:
+    /// a circular padding is done here, on every device.
+    fn padded(&self, x: &Tensor) -> Result<(Tensor, usize)> {
+        match self.padding_mode() {
+            PaddingMode::Circular if self.padding > 0 => Ok((
+                pad(x, PaddingMode::Circular, self.padding, self.padding)?,
+                0,
+            )),
+            _ => Ok((x.clone(), self.padding)),
+        }
+    }
+
+    fn run(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
+        let (x, padding) = self.padded(x)?;
+        match (self.host_for(&x), residual) {
+            (Some(host), residual) => {
                 let op = ConvOp {
-                    shape: self.shape_for(x)?,
+                    shape: self.shape_for(&x, padding)?,
                     host,
                 };
-                x.contiguous()?
-                    .apply_op2_no_bwd(&residual.contiguous()?, &op)
+                let x = x.contiguous()?;
+                match residual {
+                    Some(residual) => x.apply_op2_no_bwd(&residual.contiguous()?, &op),
+                    None => x.apply_op1_no_bwd(&op),
+                }
             }
-            None => self.forward(x)? + residual,
+            (None, residual) => {
+                let cfg = Conv2dConfig {
+                    padding,
+                    stride: self.stride,
+                    ..Default::default()
+                };
+                let out = candle_nn::Conv2d::new(self.weight.clone(), self.bias.clone(), cfg)
+                    .forward(&x)?;
+                match residual {
+                    Some(residual) => out + residual,
+                    None => Ok(out),
+                }
+            }
         }
     }
 }
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        match self.host_for(x) {
-            Some(host) => {
-                let op = ConvOp {
-                    shape: self.shape_for(x)?,
-                    host,
-                };
-                x.contiguous()?.apply_op1_no_bwd(&op)
-            }
-            None => {
-                let cfg = Conv2dConfig {
-                    padding: self.padding,
-                    stride: self.stride,
-                    ..Default::default()
-                };
-                candle_nn::Conv2d::new(self.weight.clone(), self.bias.clone(), cfg).forward(x)
-            }
-        }
+        self.run(x, None)
     }
 }
 
@@ -477,6 +582,108 @@ mod tests {
             assert!(diff < 1e-4, "residual case: max diff {diff}");
         }
         Ok(())
+    }
+
+    /// `x` wrapped around by `p` on both axes by gathering indices, apart
+    /// from the code under test.
+    fn wrapped_by_hand(x: &Tensor, p: usize) -> Result<Tensor> {
+        let (_, _, h, w) = x.dims4()?;
+        let indices = |n: usize| {
+            let wrapped: Vec<u32> = (0..n + 2 * p).map(|i| ((i + n - p) % n) as u32).collect();
+            Tensor::new(wrapped, x.device())
+        };
+        x.index_select(&indices(h)?, 2)?
+            .index_select(&indices(w)?, 3)
+    }
+
+    /// Circular padding is candle's convolution of the input wrapped by
+    /// hand, strided or not, with and without a residual; a switch shared
+    /// at construction turns it on and off.
+    #[test]
+    fn circular_padding_matches_a_hand_wrapped_input() -> Result<()> {
+        let cases = [
+            // (batch, c_in, h, w, c_out, kernel, padding, stride)
+            (1, 3, 9, 7, 5, 3, 1, 1),
+            (2, 8, 16, 16, 4, 3, 1, 2),
+            (1, 5, 8, 6, 6, 3, 1, 2),
+            (1, 4, 6, 10, 3, 5, 2, 1),
+            (1, 4, 5, 6, 7, 1, 0, 1),
+        ];
+        for (batch, c_in, h, w, c_out, k, padding, stride) in cases {
+            let dev = Device::Cpu;
+            let x = Tensor::randn(0f32, 1.0, (batch, c_in, h, w), &dev)?;
+            let weight = Tensor::randn(0f32, 1.0, (c_out, c_in, k, k), &dev)?;
+            let bias = Tensor::randn(0f32, 1.0, c_out, &dev)?;
+            let switch = PaddingSwitch::default();
+            let ours = Conv2d::new(weight.clone(), Some(bias.clone()), padding, stride)?
+                .with_padding(&switch);
+            let zeros = ours.forward(&x)?;
+            assert_eq!(switch.set(PaddingMode::Circular), PaddingMode::Zeros);
+            let expected = wrapped_by_hand(&x, padding)?
+                .conv2d(&weight, 0, stride, 1, 1)?
+                .broadcast_add(&bias.reshape((1, c_out, 1, 1))?)?;
+            let got = ours.forward(&x)?;
+            assert_eq!(got.dims(), zeros.dims());
+            let diff = (&got - &expected)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            let case = (batch, c_in, h, w, k, padding, stride);
+            assert!(diff < 1e-4, "case {case:?}: max diff {diff}");
+            let apart = (&got - &zeros)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert_eq!(
+                apart > 0.1,
+                padding > 0,
+                "case {case:?}: {apart} from zeros"
+            );
+
+            let residual = Tensor::randn(0f32, 1.0, expected.dims(), &dev)?;
+            let got = ours.forward_plus(&x, &residual)?;
+            let diff = (got - (expected + &residual)?)?
+                .abs()?
+                .max_all()?
+                .to_scalar::<f32>()?;
+            assert!(diff < 1e-4, "residual case {case:?}: max diff {diff}");
+
+            assert_eq!(switch.set(PaddingMode::Zeros), PaddingMode::Circular);
+            assert_eq!(max_diff(&ours.forward(&x)?, &zeros)?, 0.0);
+        }
+        Ok(())
+    }
+
+    /// The asymmetric padding of the VAE's downsampling: one row and column
+    /// at the bottom and right, taken from the top and left.
+    #[test]
+    fn pads_asymmetrically_with_either_mode() -> Result<()> {
+        let x = Tensor::arange(0f32, 6.0, &Device::Cpu)?.reshape((1, 1, 2, 3))?;
+        let rows = |t: Tensor| t.squeeze(0)?.squeeze(0)?.to_vec2::<f32>();
+        assert_eq!(
+            rows(pad(&x, PaddingMode::Circular, 0, 1)?)?,
+            [
+                [0.0, 1.0, 2.0, 0.0],
+                [3.0, 4.0, 5.0, 3.0],
+                [0.0, 1.0, 2.0, 0.0]
+            ]
+        );
+        assert_eq!(
+            rows(pad(&x, PaddingMode::Zeros, 0, 1)?)?,
+            [
+                [0.0, 1.0, 2.0, 0.0],
+                [3.0, 4.0, 5.0, 0.0],
+                [0.0, 0.0, 0.0, 0.0]
+            ]
+        );
+        assert_eq!(
+            rows(pad(&x, PaddingMode::Circular, 1, 0)?)?,
+            [
+                [5.0, 3.0, 4.0, 5.0],
+                [2.0, 0.0, 1.0, 2.0],
+                [5.0, 3.0, 4.0, 5.0]
+            ]
+        );
+        assert!(pad(&x, PaddingMode::Circular, 3, 0).is_err());
+        Ok(())
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
+        (a - b)?.abs()?.max_all()?.to_scalar::<f32>()
     }
 
     /// A strided (non-contiguous) input is read as what it stands for.

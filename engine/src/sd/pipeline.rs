@@ -10,6 +10,7 @@ use image::imageops::FilterType;
 use serde::de::DeserializeOwned;
 
 use crate::error::{EngineError, Result};
+use crate::ops::conv::{PaddingMode, PaddingSwitch};
 use crate::sd::noise::NoiseStream;
 use crate::sd::scheduler::{self, Scheduler, SchedulerConfig, SchedulerKind};
 use crate::sd::source::ModelFiles;
@@ -70,6 +71,9 @@ pub struct Generation {
     pub seeds: Vec<u64>,
     /// How far each image's conditioning wanders, 0–1 ([`chaos`]).
     pub chaos: f64,
+    /// `--tile`: circular padding in every UNet and decoder convolution
+    /// (and the VAE encoder's for img2img), so the images tile seamlessly.
+    pub tile: bool,
 }
 
 /// Which decoder turns latents into pixels.
@@ -239,6 +243,18 @@ impl StableDiffusion {
         self.unet_config.sample_size.unwrap_or(64) * self.vae_scale()
     }
 
+    /// Pads every convolution of the UNet, the VAE and the draft decoder
+    /// with `mode` while the guard lives. The models are shared, so this is
+    /// for one generation at a time (a worker's).
+    pub fn padding(&self, mode: PaddingMode) -> PaddingGuard<'_> {
+        let switches = [self.unet.padding(), self.vae.padding()]
+            .into_iter()
+            .chain(self.draft_decoder.as_ref().map(TinyAutoEncoder::padding));
+        PaddingGuard {
+            restore: switches.map(|switch| (switch, switch.set(mode))).collect(),
+        }
+    }
+
     pub fn scheduler(&self, steps: usize) -> Scheduler {
         Scheduler::new(self.scheduler_kind, &self.scheduler_config, steps)
     }
@@ -369,6 +385,7 @@ impl StableDiffusion {
         if generation.seeds.is_empty() {
             return Err(EngineError::InvalidRequest("no images asked for".into()));
         }
+        let _padding = self.padding(PaddingMode::tiled(generation.tile));
         progress(Stage::Encoding, 0, 1, None)?;
         let conditioning = self.condition(
             &generation.prompt,
@@ -417,6 +434,7 @@ impl StableDiffusion {
                 generation.steps
             )));
         }
+        let _padding = self.padding(PaddingMode::tiled(generation.tile));
         progress(Stage::Encoding, 0, 1, None)?;
         let conditioning = self.condition(
             &generation.prompt,
@@ -624,6 +642,21 @@ impl StableDiffusion {
                 })
             })
             .collect()
+    }
+}
+
+/// The padding [`StableDiffusion::padding`] set, in force until this drops;
+/// then every switch goes back to what it was, so guards nest.
+#[must_use = "the padding lasts only as long as the guard"]
+pub struct PaddingGuard<'a> {
+    restore: Vec<(&'a PaddingSwitch, PaddingMode)>,
+}
+
+impl Drop for PaddingGuard<'_> {
+    fn drop(&mut self) {
+        for (switch, mode) in self.restore.drain(..).rev() {
+            switch.set(mode);
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
+use crate::ops::conv::PaddingSwitch;
 use crate::ops::{Conv2d, GroupNorm, Linear};
 
 #[derive(Debug, Clone, Copy)]
@@ -29,17 +30,23 @@ pub struct ResnetBlock2D {
 }
 
 impl ResnetBlock2D {
-    pub fn new(cfg: &Config, in_channels: usize, vb: VarBuilder) -> Result<Self> {
+    /// `padding`: the owning model's switch, for the 3×3 convolutions.
+    pub fn new(
+        cfg: &Config,
+        in_channels: usize,
+        padding: &PaddingSwitch,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let out = cfg.out_channels;
         Ok(Self {
             norm1: GroupNorm::load(cfg.groups, in_channels, cfg.eps, vb.pp("norm1"))?,
-            conv1: Conv2d::load(in_channels, out, 3, 1, 1, vb.pp("conv1"))?,
+            conv1: Conv2d::load(in_channels, out, 3, 1, 1, vb.pp("conv1"))?.with_padding(padding),
             time_emb_proj: cfg
                 .temb_channels
                 .map(|t| Linear::load(t, out, vb.pp("time_emb_proj")))
                 .transpose()?,
             norm2: GroupNorm::load(cfg.groups, out, cfg.eps, vb.pp("norm2"))?,
-            conv2: Conv2d::load(out, out, 3, 1, 1, vb.pp("conv2"))?,
+            conv2: Conv2d::load(out, out, 3, 1, 1, vb.pp("conv2"))?.with_padding(padding),
             conv_shortcut: (in_channels != out)
                 .then(|| Conv2d::load(in_channels, out, 1, 0, 1, vb.pp("conv_shortcut")))
                 .transpose()?,

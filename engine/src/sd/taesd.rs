@@ -12,6 +12,7 @@ use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::ops::Conv2d;
+use crate::ops::conv::PaddingSwitch;
 use serde::Deserialize;
 
 use crate::error::{EngineError, Result};
@@ -181,13 +182,15 @@ fn conv3x3(
     output: usize,
     stride: usize,
     bias: bool,
+    padding: &PaddingSwitch,
     vb: VarBuilder,
 ) -> candle_core::Result<Conv2d> {
-    if bias {
-        Conv2d::load(input, output, 3, 1, stride, vb)
+    let conv = if bias {
+        Conv2d::load(input, output, 3, 1, stride, vb)?
     } else {
-        Conv2d::load_no_bias(input, output, 3, 1, stride, vb)
-    }
+        Conv2d::load_no_bias(input, output, 3, 1, stride, vb)?
+    };
+    Ok(conv.with_padding(padding))
 }
 
 /// diffusers' `AutoencoderTinyBlock`: `relu(conv(act(conv(act(conv(x))))) + skip(x))`.
@@ -206,15 +209,16 @@ impl Block {
         input: usize,
         output: usize,
         act: Activation,
+        padding: &PaddingSwitch,
         vb: VarBuilder,
     ) -> candle_core::Result<Block> {
         let conv = vb.pp("conv");
         Ok(Block {
             // conv.1 and conv.3 are the activations.
             convs: [
-                conv3x3(input, output, 1, true, conv.pp("0"))?,
-                conv3x3(output, output, 1, true, conv.pp("2"))?,
-                conv3x3(output, output, 1, true, conv.pp("4"))?,
+                conv3x3(input, output, 1, true, padding, conv.pp("0"))?,
+                conv3x3(output, output, 1, true, padding, conv.pp("2"))?,
+                conv3x3(output, output, 1, true, padding, conv.pp("4"))?,
             ],
             skip: (input != output)
                 .then(|| Conv2d::load_no_bias(input, output, 1, 0, 1, vb.pp("skip")))
@@ -299,19 +303,31 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// `vb` at the decoder (`decoder` in the checkpoint).
-    pub fn new(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Decoder> {
+    /// `vb` at the decoder (`decoder` in the checkpoint); `padding` is the
+    /// switch its convolutions share.
+    pub fn new(
+        cfg: &Config,
+        padding: &PaddingSwitch,
+        vb: VarBuilder,
+    ) -> candle_core::Result<Decoder> {
         check_for_candle(cfg)?;
         let vb = vb.pp("layers");
         let channels = &cfg.decoder_block_out_channels;
         let mut seq = Sequential::new();
-        let conv_in = conv3x3(cfg.latent_channels, channels[0], 1, true, seq.next(&vb))?;
+        let conv_in = conv3x3(
+            cfg.latent_channels,
+            channels[0],
+            1,
+            true,
+            padding,
+            seq.next(&vb),
+        )?;
         seq.layers.push(Layer::Conv(conv_in));
         seq.layers.push(Layer::Act(cfg.act_fn));
         let levels = cfg.num_decoder_blocks.len();
         for (level, (&blocks, &width)) in cfg.num_decoder_blocks.iter().zip(channels).enumerate() {
             for _ in 0..blocks {
-                let block = Block::new(width, width, cfg.act_fn, seq.next(&vb))?;
+                let block = Block::new(width, width, cfg.act_fn, padding, seq.next(&vb))?;
                 seq.layers.push(Layer::Block(block));
             }
             let last = level + 1 == levels;
@@ -321,7 +337,7 @@ impl Decoder {
             }
             // Each level ends on a convolution; only the last one (to RGB) has a bias.
             let output = if last { cfg.out_channels } else { width };
-            let conv = conv3x3(width, output, 1, last, seq.next(&vb))?;
+            let conv = conv3x3(width, output, 1, last, padding, seq.next(&vb))?;
             seq.layers.push(Layer::Conv(conv));
         }
         Ok(Decoder { layers: seq })
@@ -345,8 +361,13 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// `vb` at the encoder (`encoder` in the checkpoint).
-    pub fn new(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Encoder> {
+    /// `vb` at the encoder (`encoder` in the checkpoint); `padding` is the
+    /// switch its convolutions share.
+    pub fn new(
+        cfg: &Config,
+        padding: &PaddingSwitch,
+        vb: VarBuilder,
+    ) -> candle_core::Result<Encoder> {
         check_for_candle(cfg)?;
         let vb = vb.pp("layers");
         let channels = &cfg.encoder_block_out_channels;
@@ -355,18 +376,18 @@ impl Encoder {
             // The first level opens from RGB; the others halve the size,
             // without a bias.
             let conv = if level == 0 {
-                conv3x3(cfg.in_channels, width, 1, true, seq.next(&vb))?
+                conv3x3(cfg.in_channels, width, 1, true, padding, seq.next(&vb))?
             } else {
-                conv3x3(width, width, 2, false, seq.next(&vb))?
+                conv3x3(width, width, 2, false, padding, seq.next(&vb))?
             };
             seq.layers.push(Layer::Conv(conv));
             for _ in 0..blocks {
-                let block = Block::new(width, width, cfg.act_fn, seq.next(&vb))?;
+                let block = Block::new(width, width, cfg.act_fn, padding, seq.next(&vb))?;
                 seq.layers.push(Layer::Block(block));
             }
         }
         let last = *channels.last().unwrap_or(&0);
-        let conv_out = conv3x3(last, cfg.latent_channels, 1, true, seq.next(&vb))?;
+        let conv_out = conv3x3(last, cfg.latent_channels, 1, true, padding, seq.next(&vb))?;
         seq.layers.push(Layer::Conv(conv_out));
         Ok(Encoder { layers: seq })
     }
@@ -385,16 +406,25 @@ impl Module for Encoder {
 pub struct TinyAutoEncoder {
     encoder: Encoder,
     decoder: Decoder,
+    /// Shared by every convolution that pads, in both halves.
+    padding: PaddingSwitch,
     pub config: Config,
 }
 
 impl TinyAutoEncoder {
     pub fn new(cfg: &Config, vb: VarBuilder) -> candle_core::Result<TinyAutoEncoder> {
+        let padding = PaddingSwitch::default();
         Ok(TinyAutoEncoder {
-            encoder: Encoder::new(cfg, vb.pp("encoder"))?,
-            decoder: Decoder::new(cfg, vb.pp("decoder"))?,
+            encoder: Encoder::new(cfg, &padding, vb.pp("encoder"))?,
+            decoder: Decoder::new(cfg, &padding, vb.pp("decoder"))?,
+            padding,
             config: cfg.clone(),
         })
+    }
+
+    /// The padding of its convolutions: zeros, or circular for `--tile`.
+    pub fn padding(&self) -> &PaddingSwitch {
+        &self.padding
     }
 
     /// A local directory's or hub snapshot's `config.json` and weights.

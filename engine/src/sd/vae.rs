@@ -7,6 +7,7 @@ use candle_nn::VarBuilder;
 use serde::Deserialize;
 
 use crate::ops::attention::{Mask, attention};
+use crate::ops::conv::{self, PaddingSwitch};
 use crate::ops::{Conv2d, GroupNorm, Linear};
 use crate::sd::resnet::{self, ResnetBlock2D};
 
@@ -46,8 +47,8 @@ impl Config {
     }
 }
 
-fn conv3x3(i: usize, o: usize, vb: VarBuilder) -> Result<Conv2d> {
-    Conv2d::load(i, o, 3, 1, 1, vb)
+fn conv3x3(i: usize, o: usize, padding: &PaddingSwitch, vb: VarBuilder) -> Result<Conv2d> {
+    Ok(Conv2d::load(i, o, 3, 1, 1, vb)?.with_padding(padding))
 }
 
 /// The VAE's ResNet blocks: no time embedding, eps 1e-6.
@@ -66,18 +67,21 @@ fn resnets(
     count: usize,
     input: usize,
     out: usize,
+    padding: &PaddingSwitch,
     vb: VarBuilder,
 ) -> Result<Vec<ResnetBlock2D>> {
     (0..count)
         .map(|i| {
             let input = if i == 0 { input } else { out };
-            ResnetBlock2D::new(&resnet_config(cfg, out), input, vb.pp("resnets").pp(i))
+            let vb = vb.pp("resnets").pp(i);
+            ResnetBlock2D::new(&resnet_config(cfg, out), input, padding, vb)
         })
         .collect()
 }
 
 /// ResNet blocks, then (except at the deepest level) a stride-2 convolution
-/// on the input padded by one at the bottom and right, as diffusers does.
+/// on the input padded by one at the bottom and right, as diffusers does
+/// (wrapped around from the top and left when tiling).
 #[derive(Debug)]
 struct DownBlock {
     resnets: Vec<ResnetBlock2D>,
@@ -91,7 +95,7 @@ impl DownBlock {
             xs = resnet.forward(&xs, None)?;
         }
         match &self.downsample {
-            Some(conv) => conv.forward(&xs.pad_with_zeros(3, 0, 1)?.pad_with_zeros(2, 0, 1)?),
+            Some(conv) => conv.forward(&conv::pad(&xs, conv.padding_mode(), 0, 1)?),
             None => Ok(xs),
         }
     }
@@ -205,13 +209,13 @@ struct MidBlock {
 }
 
 impl MidBlock {
-    fn new(cfg: &Config, vb: VarBuilder) -> Result<MidBlock> {
+    fn new(cfg: &Config, padding: &PaddingSwitch, vb: VarBuilder) -> Result<MidBlock> {
         let channels = *cfg.block_out_channels.last().unwrap_or(&0);
         let resnet = resnet_config(cfg, channels);
         Ok(MidBlock {
-            first: ResnetBlock2D::new(&resnet, channels, vb.pp("resnets.0"))?,
+            first: ResnetBlock2D::new(&resnet, channels, padding, vb.pp("resnets.0"))?,
             attention: SelfAttention::new(channels, cfg.norm_num_groups, vb.pp("attentions.0"))?,
-            second: ResnetBlock2D::new(&resnet, channels, vb.pp("resnets.1"))?,
+            second: ResnetBlock2D::new(&resnet, channels, padding, vb.pp("resnets.1"))?,
         })
     }
 
@@ -232,7 +236,7 @@ struct Encoder {
 }
 
 impl Encoder {
-    fn new(cfg: &Config, vb: VarBuilder) -> Result<Encoder> {
+    fn new(cfg: &Config, padding: &PaddingSwitch, vb: VarBuilder) -> Result<Encoder> {
         let channels = &cfg.block_out_channels;
         let last = *channels.last().unwrap_or(&0);
         let down_blocks = channels
@@ -242,24 +246,25 @@ impl Encoder {
                 let vb = vb.pp("down_blocks").pp(i);
                 let input = if i == 0 { channels[0] } else { channels[i - 1] };
                 Ok(DownBlock {
-                    resnets: resnets(cfg, cfg.layers_per_block, input, out, vb.clone())?,
+                    resnets: resnets(cfg, cfg.layers_per_block, input, out, padding, vb.clone())?,
                     downsample: (i + 1 != channels.len())
                         .then(|| Conv2d::load(out, out, 3, 0, 2, vb.pp("downsamplers.0.conv")))
-                        .transpose()?,
+                        .transpose()?
+                        .map(|conv| conv.with_padding(padding)),
                 })
             })
             .collect::<Result<_>>()?;
         Ok(Encoder {
-            conv_in: conv3x3(cfg.in_channels, channels[0], vb.pp("conv_in"))?,
+            conv_in: conv3x3(cfg.in_channels, channels[0], padding, vb.pp("conv_in"))?,
             down_blocks,
-            mid_block: MidBlock::new(cfg, vb.pp("mid_block"))?,
+            mid_block: MidBlock::new(cfg, padding, vb.pp("mid_block"))?,
             conv_norm_out: GroupNorm::load(
                 cfg.norm_num_groups,
                 last,
                 1e-6,
                 vb.pp("conv_norm_out"),
             )?,
-            conv_out: conv3x3(last, 2 * cfg.latent_channels, vb.pp("conv_out"))?,
+            conv_out: conv3x3(last, 2 * cfg.latent_channels, padding, vb.pp("conv_out"))?,
         })
     }
 
@@ -284,7 +289,7 @@ struct Decoder {
 }
 
 impl Decoder {
-    fn new(cfg: &Config, vb: VarBuilder) -> Result<Decoder> {
+    fn new(cfg: &Config, padding: &PaddingSwitch, vb: VarBuilder) -> Result<Decoder> {
         let reversed: Vec<usize> = cfg.block_out_channels.iter().rev().copied().collect();
         let up_blocks = reversed
             .iter()
@@ -293,17 +298,24 @@ impl Decoder {
                 let vb = vb.pp("up_blocks").pp(i);
                 let input = if i == 0 { reversed[0] } else { reversed[i - 1] };
                 Ok(UpBlock {
-                    resnets: resnets(cfg, cfg.layers_per_block + 1, input, out, vb.clone())?,
+                    resnets: resnets(
+                        cfg,
+                        cfg.layers_per_block + 1,
+                        input,
+                        out,
+                        padding,
+                        vb.clone(),
+                    )?,
                     upsample: (i + 1 != reversed.len())
-                        .then(|| conv3x3(out, out, vb.pp("upsamplers.0.conv")))
+                        .then(|| conv3x3(out, out, padding, vb.pp("upsamplers.0.conv")))
                         .transpose()?,
                 })
             })
             .collect::<Result<_>>()?;
         let first = cfg.block_out_channels[0];
         Ok(Decoder {
-            conv_in: conv3x3(cfg.latent_channels, reversed[0], vb.pp("conv_in"))?,
-            mid_block: MidBlock::new(cfg, vb.pp("mid_block"))?,
+            conv_in: conv3x3(cfg.latent_channels, reversed[0], padding, vb.pp("conv_in"))?,
+            mid_block: MidBlock::new(cfg, padding, vb.pp("mid_block"))?,
             up_blocks,
             conv_norm_out: GroupNorm::load(
                 cfg.norm_num_groups,
@@ -311,7 +323,7 @@ impl Decoder {
                 1e-6,
                 vb.pp("conv_norm_out"),
             )?,
-            conv_out: conv3x3(first, cfg.out_channels, vb.pp("conv_out"))?,
+            conv_out: conv3x3(first, cfg.out_channels, padding, vb.pp("conv_out"))?,
         })
     }
 
@@ -345,15 +357,18 @@ pub struct AutoEncoder {
     decoder: Decoder,
     quant_conv: Option<Conv2d>,
     post_quant_conv: Option<Conv2d>,
+    /// Shared by every convolution that pads, in both halves.
+    padding: PaddingSwitch,
     pub config: Config,
 }
 
 impl AutoEncoder {
     pub fn new(cfg: &Config, vb: VarBuilder) -> Result<AutoEncoder> {
         let latent = cfg.latent_channels;
+        let padding = PaddingSwitch::default();
         Ok(AutoEncoder {
-            encoder: Encoder::new(cfg, vb.pp("encoder"))?,
-            decoder: Decoder::new(cfg, vb.pp("decoder"))?,
+            encoder: Encoder::new(cfg, &padding, vb.pp("encoder"))?,
+            decoder: Decoder::new(cfg, &padding, vb.pp("decoder"))?,
             quant_conv: cfg
                 .use_quant_conv
                 .then(|| Conv2d::load(2 * latent, 2 * latent, 1, 0, 1, vb.pp("quant_conv")))
@@ -362,8 +377,14 @@ impl AutoEncoder {
                 .use_post_quant_conv
                 .then(|| Conv2d::load(latent, latent, 1, 0, 1, vb.pp("post_quant_conv")))
                 .transpose()?,
+            padding,
             config: cfg.clone(),
         })
+    }
+
+    /// The padding of its convolutions: zeros, or circular for `--tile`.
+    pub fn padding(&self) -> &PaddingSwitch {
+        &self.padding
     }
 
     /// Images in [-1, 1], NCHW → the latent distribution (unscaled).

@@ -16,6 +16,7 @@ use super::preview::Previews;
 use super::progress::Update;
 use super::render::{Drawn, Models};
 use crate::error::EngineError;
+use crate::ops::conv::PaddingMode;
 use crate::sd::pipeline::{ProgressFn, Stage};
 
 /// Draws `draw` for `root` on a blocking thread, with previews when asked.
@@ -81,11 +82,11 @@ fn render(
             strength,
             first_seed,
         } => {
-            let source = source_image(models, source, progress)?;
+            let source = source_image(models, root, source, progress)?;
             models.vary(root, &source, strength, first_seed, count, progress)
         }
         Draw::Upscale { source, mode, seed } => {
-            let source = source_image(models, source, progress)?;
+            let source = source_image(models, root, source, progress)?;
             Ok(vec![Drawn {
                 image: models.upscale(&models.resolve(root), &source, mode, seed, progress)?,
                 seed,
@@ -95,14 +96,18 @@ fn render(
     }
 }
 
-/// A follow-up's input image: a draft's decoded with the full VAE first.
+/// A follow-up's input image: a draft's decoded with the full VAE first,
+/// tiled if the draft was.
 fn source_image(
     models: &Models,
+    root: &ImagineRequest,
     source: Source,
     progress: &mut ProgressFn,
 ) -> Result<RgbImage, EngineError> {
     match source {
         Source::Image(image) => Ok(image),
-        Source::DraftLatents(latents) => models.full_decode(&latents, progress),
+        Source::DraftLatents(latents) => {
+            models.full_decode(&latents, PaddingMode::tiled(root.tile), progress)
+        }
     }
 }

@@ -10,6 +10,7 @@ use wordup_queue::{GRID_IMAGES, ImagineRequest, UpscaleMode, VaryStrength};
 use crate::error::{EngineError, Result};
 use crate::finish::refine;
 use crate::finish::upscale::{Tiling, Upscaler};
+use crate::ops::conv::PaddingMode;
 use crate::sd::pipeline::{Decoder, Generation, ProgressFn, StableDiffusion, Stage};
 use crate::sd::scheduler::TimestepSpacing;
 use crate::sd::size;
@@ -129,6 +130,7 @@ impl Models {
                 guidance: resolved.guidance,
                 seeds: batch.to_vec(),
                 chaos: chaos_amount(request.chaos),
+                tile: request.tile,
             };
             let drawing = self.pipeline.txt2img_with(&generation, decoder, progress)?;
             for (i, (image, seed)) in images::to_rgb(&drawing.images)?
@@ -151,8 +153,13 @@ impl Models {
     }
 
     /// A draft image's latents ([`Drawn::draft_latents`]) decoded with the
-    /// model's full VAE.
-    pub fn full_decode(&self, draft_latents: &[u8], progress: &mut ProgressFn) -> Result<RgbImage> {
+    /// model's full VAE, padded as the draft was drawn (circular for `--tile`).
+    pub fn full_decode(
+        &self,
+        draft_latents: &[u8],
+        padding: PaddingMode,
+        progress: &mut ProgressFn,
+    ) -> Result<RgbImage> {
         progress(Stage::Decoding, 0, 1, None)?;
         let latents =
             latents::from_bytes(draft_latents, &self.pipeline.device, self.pipeline.dtype)?;
@@ -163,7 +170,10 @@ impl Models {
                 latents.dim(0)?
             )));
         }
-        let decoded = self.pipeline.decode(&latents.unsqueeze(0)?)?;
+        let decoded = {
+            let _padding = self.pipeline.padding(padding);
+            self.pipeline.decode(&latents.unsqueeze(0)?)?
+        };
         progress(Stage::Decoding, 1, 1, None)?;
         images::to_rgb(&decoded)?
             .into_iter()
@@ -171,7 +181,8 @@ impl Models {
             .ok_or_else(|| EngineError::Image("the VAE decoded no image".into()))
     }
 
-    /// Variations of `source`: img2img towards the original prompt.
+    /// Variations of `source`: img2img towards the original prompt (tiled
+    /// if it was, so that a variation of a texture still tiles).
     pub fn vary(
         &self,
         request: &ImagineRequest,
@@ -257,6 +268,7 @@ impl Models {
             // Variations and image prompts stay near their source: chaos
             // is for grids drawn from noise.
             chaos: 0.0,
+            tile: request.tile,
         };
         let output = self
             .pipeline

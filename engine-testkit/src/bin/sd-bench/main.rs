@@ -188,6 +188,7 @@ fn speed(args: &SpeedArgs) -> Result<()> {
                 guidance: 0.0,
                 seeds: (0..batch as u64).collect(),
                 chaos: 0.0,
+                tile: false,
             };
             draw(&pipeline, &generation)?;
             let ms = median_ms(args.repeats, || draw(&pipeline, &generation).map(drop))?;
@@ -343,6 +344,7 @@ fn stages(args: &StagesArgs) -> Result<()> {
                     guidance: 0.0,
                     seeds: (0..batch as u64).collect(),
                     chaos: 0.0,
+                    tile: false,
                 };
                 let ms = synced_median_ms(args.repeats, &device, || {
                     Ok(pipeline.txt2img(&generation, &mut |_, _, _, _| Ok(()))?)
@@ -432,6 +434,7 @@ fn parity(args: &ParityArgs) -> Result<bool> {
         guidance: args.guidance,
         seeds: vec![7, 8],
         chaos: 0.0,
+        tile: false,
     };
     let expected = draw(&reference, &generation)?;
     let mut passed = true;

@@ -7,6 +7,7 @@ use candle_nn::VarBuilder;
 
 use super::transformer::{self, Transformer2D};
 use crate::ops::Conv2d;
+use crate::ops::conv::PaddingSwitch;
 use crate::sd::resnet::{self, ResnetBlock2D};
 
 /// What every level shares: ResNet settings and, for levels with
@@ -35,9 +36,20 @@ struct Layer {
 }
 
 impl Layer {
-    fn new(cfg: &LevelConfig, in_channels: usize, index: usize, vb: &VarBuilder) -> Result<Self> {
+    fn new(
+        cfg: &LevelConfig,
+        in_channels: usize,
+        index: usize,
+        padding: &PaddingSwitch,
+        vb: &VarBuilder,
+    ) -> Result<Self> {
         Ok(Self {
-            resnet: ResnetBlock2D::new(&cfg.resnet, in_channels, vb.pp("resnets").pp(index))?,
+            resnet: ResnetBlock2D::new(
+                &cfg.resnet,
+                in_channels,
+                padding,
+                vb.pp("resnets").pp(index),
+            )?,
             attention: cfg.transformer(vb.pp("attentions").pp(index))?,
         })
     }
@@ -63,15 +75,20 @@ impl DownBlock {
         layers: usize,
         in_channels: usize,
         downsample_padding: Option<usize>,
+        padding: &PaddingSwitch,
         vb: VarBuilder,
     ) -> Result<Self> {
         let out = cfg.resnet.out_channels;
+        let input = |i| if i == 0 { in_channels } else { out };
         Ok(Self {
             layers: (0..layers)
-                .map(|i| Layer::new(cfg, if i == 0 { in_channels } else { out }, i, &vb))
+                .map(|i| Layer::new(cfg, input(i), i, padding, &vb))
                 .collect::<Result<_>>()?,
             downsample: downsample_padding
-                .map(|padding| Conv2d::load(out, out, 3, padding, 2, vb.pp("downsamplers.0.conv")))
+                .map(|pixels| {
+                    Conv2d::load(out, out, 3, pixels, 2, vb.pp("downsamplers.0.conv"))
+                        .map(|conv| conv.with_padding(padding))
+                })
                 .transpose()?,
         })
     }
@@ -109,13 +126,14 @@ impl MidBlock {
     pub fn new(
         resnet: &resnet::Config,
         attention: &transformer::Config,
+        padding: &PaddingSwitch,
         vb: VarBuilder,
     ) -> Result<Self> {
         let channels = resnet.out_channels;
         Ok(Self {
-            first: ResnetBlock2D::new(resnet, channels, vb.pp("resnets.0"))?,
+            first: ResnetBlock2D::new(resnet, channels, padding, vb.pp("resnets.0"))?,
             attention: Transformer2D::new(attention, vb.pp("attentions.0"))?,
-            second: ResnetBlock2D::new(resnet, channels, vb.pp("resnets.1"))?,
+            second: ResnetBlock2D::new(resnet, channels, padding, vb.pp("resnets.1"))?,
         })
     }
 
@@ -140,6 +158,7 @@ impl UpBlock {
         previous_channels: usize,
         skip_channels: &[usize],
         upsample: bool,
+        padding: &PaddingSwitch,
         vb: VarBuilder,
     ) -> Result<Self> {
         let out = cfg.resnet.out_channels;
@@ -149,12 +168,13 @@ impl UpBlock {
                 .enumerate()
                 .map(|(i, skip)| {
                     let input = if i == 0 { previous_channels } else { out };
-                    Layer::new(cfg, input + skip, i, &vb)
+                    Layer::new(cfg, input + skip, i, padding, &vb)
                 })
                 .collect::<Result<_>>()?,
             upsample: upsample
                 .then(|| Conv2d::load(out, out, 3, 1, 1, vb.pp("upsamplers.0.conv")))
-                .transpose()?,
+                .transpose()?
+                .map(|conv| conv.with_padding(padding)),
         })
     }
 

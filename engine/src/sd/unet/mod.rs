@@ -12,6 +12,7 @@ use candle_nn::VarBuilder;
 pub use config::{Config, PerBlock};
 
 use self::blocks::{DownBlock, LevelConfig, MidBlock, UpBlock};
+use crate::ops::conv::PaddingSwitch;
 use crate::ops::{Conv2d, GroupNorm, Linear};
 use crate::sd::resnet;
 
@@ -29,6 +30,8 @@ pub struct UNet {
     up_blocks: Vec<UpBlock>,
     conv_norm_out: GroupNorm,
     conv_out: Conv2d,
+    /// Shared by every convolution that pads.
+    padding: PaddingSwitch,
 }
 
 impl UNet {
@@ -56,6 +59,7 @@ impl UNet {
             transformer: cross.then(|| transformer_config(channels, heads)),
         };
         let n = levels.len();
+        let padding = PaddingSwitch::default();
 
         let mut skip_channels = vec![first];
         let mut down_blocks = Vec::with_capacity(n);
@@ -67,6 +71,7 @@ impl UNet {
                 cfg.layers_per_block,
                 input,
                 (!last).then_some(cfg.downsample_padding),
+                &padding,
                 vb.pp("down_blocks").pp(i),
             )?);
             skip_channels.extend(std::iter::repeat_n(
@@ -82,6 +87,7 @@ impl UNet {
                 ..resnet_config(deepest)
             },
             &transformer_config(deepest, deepest_heads),
+            &padding,
             vb.pp("mid_block"),
         )?;
 
@@ -96,13 +102,15 @@ impl UNet {
                 previous,
                 &takes,
                 i + 1 != n,
+                &padding,
                 vb.pp("up_blocks").pp(i),
             )?);
             previous = level.0;
         }
 
         Ok(Self {
-            conv_in: Conv2d::load(cfg.in_channels, first, 3, 1, 1, vb.pp("conv_in"))?,
+            conv_in: Conv2d::load(cfg.in_channels, first, 3, 1, 1, vb.pp("conv_in"))?
+                .with_padding(&padding),
             time_channels: first,
             flip_sin_to_cos: cfg.flip_sin_to_cos,
             freq_shift: cfg.freq_shift,
@@ -118,8 +126,15 @@ impl UNet {
                 cfg.norm_eps,
                 vb.pp("conv_norm_out"),
             )?,
-            conv_out: Conv2d::load(first, cfg.out_channels, 3, 1, 1, vb.pp("conv_out"))?,
+            conv_out: Conv2d::load(first, cfg.out_channels, 3, 1, 1, vb.pp("conv_out"))?
+                .with_padding(&padding),
+            padding,
         })
+    }
+
+    /// The padding of its convolutions: zeros, or circular for `--tile`.
+    pub fn padding(&self) -> &PaddingSwitch {
+        &self.padding
     }
 
     /// The sinusoidal embedding of the timestep, [batch, time_channels],
