@@ -62,6 +62,7 @@ fn generation() -> Generation {
         steps: 2,
         guidance: 4.0,
         seeds: vec![7, 8],
+        tile: false,
         chaos: 0.0,
     }
 }

@@ -17,6 +17,8 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Module, Resul
 use candle_nn::{Conv2dConfig, VarBuilder};
 use rayon::prelude::*;
 
+use super::SharedOut;
+
 /// Output columns (pixels) per tile: a tile's unfolded input is
 /// `c_in · k² · TILE_COLUMNS` floats, a few MB, and there are enough tiles
 /// to keep every thread busy.
@@ -371,23 +373,6 @@ impl CustomOp2 for ConvOp<'_> {
             candle_core::bail!("conv2d: the residual does not match the output {shape:?}");
         }
         Ok((CpuStorage::F32(self.run(input, Some(residual))), shape))
-    }
-}
-
-/// A raw pointer that rayon may hand to several threads: every tile writes
-/// output columns of its own.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-#[allow(unsafe_code)]
-unsafe impl Send for SharedOut {}
-#[allow(unsafe_code)]
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    /// A method, so that closures capture the whole (Send) wrapper rather
-    /// than the raw pointer field alone.
-    fn get(self) -> *mut f32 {
-        self.0
     }
 }
 

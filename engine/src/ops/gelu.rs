@@ -2,7 +2,10 @@
 //! GELU of the other), on the CPU in f32 with an erf the compiler can
 //! vectorise. candle's CPU `gelu_erf` evaluates erf in f64, one element at a
 //! time; in the text encoder's MLPs and the UNet's feed-forwards that cost as
-//! much as a matmul. Elsewhere candle's ops run.
+//! much as a matmul. The loops run compiled for FMA (`with_fma`): on the
+//! baseline target each `mul_add` of the erf was a libm call, which made the
+//! text encoder's GELU cost as much as its 4096-wide product. Elsewhere
+//! candle's ops run.
 
 use candle_core::{CpuStorage, CustomOp1, D, DType, Layout, Result, Shape, Tensor};
 
@@ -57,9 +60,11 @@ impl CustomOp1 for Gelu {
         let input = contiguous_input(storage, layout)?;
         let mut out = vec![0f32; input.len()];
         super::for_each_row(&mut out, input, CHUNK, |_, out, input| {
-            for (o, &x) in out.iter_mut().zip(input) {
-                *o = gelu(x);
-            }
+            super::with_fma(|| {
+                for (o, &x) in out.iter_mut().zip(input) {
+                    *o = gelu(x);
+                }
+            })
         });
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
@@ -91,9 +96,11 @@ impl CustomOp1 for Geglu {
         let mut out = vec![0f32; input.len() / 2];
         super::for_each_row(&mut out, input, width, |_, out, row| {
             let (hidden, gate) = row.split_at(half);
-            for ((o, &h), &g) in out.iter_mut().zip(hidden).zip(gate) {
-                *o = h * gelu(g);
-            }
+            super::with_fma(|| {
+                for ((o, &h), &g) in out.iter_mut().zip(hidden).zip(gate) {
+                    *o = h * gelu(g);
+                }
+            })
         });
         if let Some(last) = dims.last_mut() {
             *last = half;

@@ -136,10 +136,13 @@ impl GroupNormOp<'_> {
                 - mean * inv_std * self.host.weight[first + c] as f64)
                 as f32;
             if self.silu {
-                for (o, &x) in out.iter_mut().zip(input) {
-                    let y = x * scale + shift;
-                    *o = y / (1.0 + fast_exp(-y));
-                }
+                // fast_exp's mul_adds are libm calls unless compiled for FMA.
+                super::with_fma(|| {
+                    for (o, &x) in out.iter_mut().zip(input) {
+                        let y = x * scale + shift;
+                        *o = y / (1.0 + fast_exp(-y));
+                    }
+                })
             } else {
                 for (o, &x) in out.iter_mut().zip(input) {
                     *o = x * scale + shift;

@@ -48,16 +48,21 @@ impl CustomOp1 for Softmax {
         let width = layout.dims().last().copied().unwrap_or(1).max(1);
         let mut out = vec![0f32; input.len()];
         super::for_each_row(&mut out, input, width, |_, out, row| {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            for (o, &x) in out.iter_mut().zip(row) {
-                let d = x - max;
-                *o = if d < NEGLIGIBLE { 0.0 } else { fast_exp(d) };
-            }
-            let scale = 1.0 / out.iter().sum::<f32>();
-            out.iter_mut().for_each(|o| *o *= scale);
+            super::with_fma(|| softmax_row(out, row))
         });
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
+}
+
+#[inline(always)]
+fn softmax_row(out: &mut [f32], row: &[f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for (o, &x) in out.iter_mut().zip(row) {
+        let d = x - max;
+        *o = if d < NEGLIGIBLE { 0.0 } else { fast_exp(d) };
+    }
+    let scale = 1.0 / out.iter().sum::<f32>();
+    out.iter_mut().for_each(|o| *o *= scale);
 }
 
 /// Softmax over the last dimension.
