@@ -94,13 +94,18 @@ async fn screenshot(client: &Client, name: &str) {
 
 /// Waits for an element to appear (the page reloads itself meanwhile).
 async fn wait_for(client: &Client, css: &str) -> fantoccini::elements::Element {
-    client
-        .wait()
-        .at_most(TIMEOUT)
-        .every(Duration::from_millis(250))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Ok(element) = client.find(Locator::Css(css)).await {
+            return element;
+        }
+        if Instant::now() > deadline {
+            let url = client.current_url().await.map(|u| u.to_string());
+            let source = client.source().await.unwrap_or_default();
+            panic!("no {css} at {url:?}: {source}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,7 +216,12 @@ async fn a_board_opens_through_a_valid_link_and_refuses_expired_and_forged_ones(
         .len()
         < 2
     {
-        assert!(Instant::now() < deadline, "the two grids were not drawn");
+        if Instant::now() > deadline {
+            panic!(
+                "the two grids were not drawn: {}",
+                client.source().await.unwrap_or_default()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 

@@ -177,10 +177,11 @@ async fn render(state: &PlaygroundState, error: Option<&str>, status: StatusCode
     );
     let mut html = page("Word Up! playground", &body);
     if unfinished {
-        // Progress without a script: the page reloads while a job runs.
+        // Progress without a script: the page reloads while a job runs (to
+        // "/": a refresh of a URL with a fragment would only scroll).
         html = html.replacen(
             "<head>",
-            "<head><meta http-equiv=\"refresh\" content=\"2\">",
+            "<head><meta http-equiv=\"refresh\" content=\"2; url=/\">",
             1,
         );
     }
