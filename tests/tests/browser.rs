@@ -5,6 +5,8 @@
 //! ones. Screenshots go to `target/screenshots/`, or to `docs/` (the
 //! README's) with `WORDUP_UPDATE_SCREENSHOTS=1`.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};

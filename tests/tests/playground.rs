@@ -2,6 +2,8 @@
 //! queue and engine (tiny model), the grid with its buttons, an upscale
 //! pressed on the page; and the token that guards a playground off loopback.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::{Duration, Instant};
 
 use wordup_queue::{JobState, Request};
