@@ -2076,6 +2076,7 @@ async fn remix_opens_a_prefilled_form_and_draws_the_edited_prompt_from_the_image
     .await;
     let grid = stack.fake.wait_for_messages(1, POST_TIMEOUT).await.unwrap()[0].clone();
     let parent = assert_grid(&grid);
+    wait_for_state(&stack, parent, JobState::Succeeded).await;
     let remix_id = format!("wu:m:{parent}");
     assert!(grid.button_rows()[2].iter().any(|(id, _)| *id == remix_id));
 
@@ -2198,6 +2199,7 @@ async fn votes_count_once_per_person_and_the_board_shows_them_behind_a_signed_li
     .await;
     let grid = stack.fake.wait_for_messages(1, POST_TIMEOUT).await.unwrap()[0].clone();
     let job = assert_grid(&grid);
+    wait_for_state(&stack, job, JobState::Succeeded).await;
     let vote = format!("wu:l:{job}");
 
     // 👍 updates the message in place with the count; a second press by the
@@ -2392,4 +2394,51 @@ async fn votes_count_once_per_person_and_the_board_shows_them_behind_a_signed_li
         .await
         .unwrap();
     assert_eq!(response.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weighted_chaotic_tiled_prompts_are_drawn_end_to_end() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    stack.start_engine(&[]).await.unwrap();
+
+    // A weight that cannot work is refused before the queue.
+    let (id, token) = new_interaction();
+    let answer = acked(
+        &stack,
+        &interactions::imagine(&id, &token, &alice(), "moss::-2 stone"),
+    )
+    .await;
+    let text = answer.body["data"]["content"].as_str().unwrap_or_default();
+    assert!(text.contains("must add up to more than 0"), "{text}");
+    assert!(job_made_by(&stack, &id).await.is_none());
+
+    let (id, token) = new_interaction();
+    acked(
+        &stack,
+        &interactions::imagine(
+            &id,
+            &token,
+            &alice(),
+            "moss:: stone wall::2 cracks::-0.5 --chaos 60 --tile",
+        ),
+    )
+    .await;
+    let posted = stack.fake.wait_for_messages(1, POST_TIMEOUT).await.unwrap();
+    let job = stack
+        .queue
+        .job(assert_grid(&posted[0]))
+        .await
+        .unwrap()
+        .unwrap();
+    match &job.request {
+        Request::Imagine(request) => {
+            assert_eq!(request.prompt, "moss:: stone wall::2 cracks::-0.5");
+            assert_eq!((request.chaos, request.tile), (60, true));
+        }
+        other => panic!("not an imagine: {other:?}"),
+    }
+    // Tiled jobs are never drawn in one batch with plain ones.
+    assert!(job.batch_key.ends_with(":tile"), "{}", job.batch_key);
+    assert_eq!(stack.queue.images(job.id).await.unwrap().len(), 4);
 }

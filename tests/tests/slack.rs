@@ -281,10 +281,10 @@ async fn forged_stale_and_malformed_commands() {
         .unwrap();
     assert_eq!(unsigned.status().as_u16(), 401);
 
-    let (answer, _) = command(&stack, "a fox --chaos 50").await;
+    let (answer, _) = command(&stack, "a fox --stylize 50").await;
     assert_eq!(answer.body["response_type"], "ephemeral");
     assert!(
-        answer.body["text"].as_str().unwrap().contains("--chaos"),
+        answer.body["text"].as_str().unwrap().contains("--stylize"),
         "{}",
         answer.body
     );
@@ -971,7 +971,10 @@ async fn the_describe_shortcut_suggests_prompts_and_refuses_what_is_not_an_image
             .collect::<Vec<_>>(),
         ["Use 1", "Use 2", "Use 3", "Use 4"]
     );
-    // "Use 1" draws the first suggestion into the suggestions' thread.
+    // "Use 1" draws the first suggestion into the suggestions' thread (once
+    // the answer's job is finished: a button under a running job is refused).
+    let describe_job = ButtonId::parse(&buttons[0].0).unwrap().job;
+    wait_for_state(&stack, describe_job, JobState::Succeeded).await;
     press(&stack, &buttons[0].0, &suggestions).await;
     let grid = buttons_message(&stack.slack, &suggestions.ts, 1).await;
     let drawn = stack.queue.job(job_of(&grid)).await.unwrap().unwrap();
@@ -1057,6 +1060,7 @@ async fn remix_opens_a_modal_and_its_submission_draws_in_the_thread() {
     };
     let grid = buttons_message(&stack.slack, &parent.ts, 1).await;
     let job = job_of(&grid);
+    wait_for_state(&stack, job, JobState::Succeeded).await;
     let remix = format!("wu:m:{job}");
 
     // The press opens the modal with a trigger Slack issued.
@@ -1203,6 +1207,7 @@ async fn a_vote_updates_the_buttons_message_with_the_count() {
     let parent = parent_of(&stack.slack);
     let grid = buttons_message(&stack.slack, &parent.ts, 1).await;
     let job = job_of(&grid);
+    wait_for_state(&stack, job, JobState::Succeeded).await;
     press(&stack, &format!("wu:l:{job}"), &grid).await;
     stack
         .slack
