@@ -1,7 +1,7 @@
 //! Votes on results and a channel's board: its results, newest or most
 //! voted first, for the board page.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 
 use crate::Queue;
 use crate::error::Result;
@@ -153,17 +153,6 @@ impl Queue {
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(Job::try_from).collect()
-    }
-
-    /// When `job` finished, if it did; with its channel, for a board's checks.
-    pub async fn finished_in(&self, job: JobId) -> Result<Option<(String, String, DateTime<Utc>)>> {
-        Ok(sqlx::query_as(
-            "SELECT platform, channel_id, finished_at FROM jobs
-             WHERE id = $1 AND state = 'succeeded' AND finished_at IS NOT NULL",
-        )
-        .bind(job.0)
-        .fetch_optional(&self.pool)
-        .await?)
     }
 }
 

@@ -231,20 +231,7 @@ impl DiscordApp {
                 .await;
         }
         let args = all.remove(0);
-        let reply = DiscordReply {
-            application_id: command.application_id.to_string(),
-            interaction_id: command.id.to_string(),
-            token: command.token.clone(),
-            attachment_size_limit: u64::from(command.attachment_size_limit),
-            reply_to: None,
-            shared_ack: false,
-        };
-        let invocation = Invocation {
-            origin: origin(command.guild_id, command.channel_id, command.user.id),
-            idempotency_key: format!("{PLATFORM}:{}", command.id),
-            channel_nsfw,
-            reply: reply.to_value(false),
-        };
+        let (reply, invocation) = command_invocation(&command, channel_nsfw, false);
         let (commands, images) = (self.commands.clone(), self.images.clone());
         let enqueue = self.commands.pending.spawn(async move {
             if analyze {
@@ -280,20 +267,7 @@ impl DiscordApp {
         text: &str,
         image_url: Option<String>,
     ) -> Handled {
-        let reply = DiscordReply {
-            application_id: command.application_id.to_string(),
-            interaction_id: command.id.to_string(),
-            token: command.token.clone(),
-            attachment_size_limit: u64::from(command.attachment_size_limit),
-            reply_to: None,
-            shared_ack: true,
-        };
-        let invocation = Invocation {
-            origin: origin(command.guild_id, command.channel_id, command.user.id),
-            idempotency_key: format!("{PLATFORM}:{}", command.id),
-            channel_nsfw,
-            reply: reply.to_value(false),
-        };
+        let (reply, invocation) = command_invocation(&command, channel_nsfw, true);
         let headline = format!("**{}**", escape(&shorten(text, 200)));
         let (commands, images) = (self.commands.clone(), self.images.clone());
         let task = self.commands.pending.spawn(async move {
@@ -362,20 +336,7 @@ impl DiscordApp {
             "describing **{}**",
             escape(&shorten(&attachment.filename, 100))
         );
-        let reply = DiscordReply {
-            application_id: command.application_id.to_string(),
-            interaction_id: command.id.to_string(),
-            token: command.token.clone(),
-            attachment_size_limit: u64::from(command.attachment_size_limit),
-            reply_to: None,
-            shared_ack: false,
-        };
-        let invocation = Invocation {
-            origin: origin(command.guild_id, command.channel_id, command.user.id),
-            idempotency_key: format!("{PLATFORM}:{}", command.id),
-            channel_nsfw,
-            reply: reply.to_value(false),
-        };
+        let (reply, invocation) = command_invocation(&command, channel_nsfw, false);
         let (commands, images) = (self.commands.clone(), self.images.clone());
         let enqueue = self.commands.pending.spawn(async move {
             if let Some(replayed) = commands.replayed(&invocation.idempotency_key).await? {
@@ -686,6 +647,30 @@ fn settings_change(options: &[CommandDataOption]) -> SettingsChange {
 
 /// The image a /describe points at: its attachment option, or for the
 /// message command the target message's first image attachment.
+/// A command's reply data (its interaction's token) and its invocation;
+/// `shared_ack` for the jobs of a permutation prompt.
+fn command_invocation(
+    command: &CommandInteraction,
+    channel_nsfw: bool,
+    shared_ack: bool,
+) -> (DiscordReply, Invocation) {
+    let reply = DiscordReply {
+        application_id: command.application_id.to_string(),
+        interaction_id: command.id.to_string(),
+        token: command.token.clone(),
+        attachment_size_limit: u64::from(command.attachment_size_limit),
+        reply_to: None,
+        shared_ack,
+    };
+    let invocation = Invocation {
+        origin: origin(command.guild_id, command.channel_id, command.user.id),
+        idempotency_key: format!("{PLATFORM}:{}", command.id),
+        channel_nsfw,
+        reply: reply.to_value(false),
+    };
+    (reply, invocation)
+}
+
 /// The image a command is about: the message's (a message command) or the
 /// `image` option's.
 fn command_image(command: &CommandInteraction) -> Option<&Attachment> {
