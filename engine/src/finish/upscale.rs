@@ -10,6 +10,7 @@ use candle_nn::VarBuilder;
 
 use crate::error::{EngineError, Result};
 use crate::ops::Conv2d;
+use crate::ops::conv::{Activation, Fused};
 
 /// The network's shape; the defaults are RealESRGAN_x4plus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,16 +34,23 @@ impl Default for Config {
     }
 }
 
-const NEGATIVE_SLOPE: f64 = 0.2;
+const NEGATIVE_SLOPE: f32 = 0.2;
 const RESIDUAL_SCALE: f64 = 0.2;
 
 fn conv(i: usize, o: usize, vb: VarBuilder) -> Result<Conv2d> {
     Ok(Conv2d::load(i, o, 3, 1, 1, vb)?)
 }
 
-fn lrelu(xs: &Tensor) -> candle_core::Result<Tensor> {
-    // max(x, 0.2x) for a slope below 1.
-    xs.maximum(&(xs * NEGATIVE_SLOPE)?)
+/// `lrelu(conv(xs))`, the activation inside the convolution's kernel.
+fn conv_lrelu(conv: &Conv2d, xs: &Tensor, upsample: usize) -> candle_core::Result<Tensor> {
+    conv.forward_fused(
+        xs,
+        Fused {
+            upsample,
+            activation: Activation::LeakyRelu(NEGATIVE_SLOPE),
+            ..Fused::default()
+        },
+    )
 }
 
 #[derive(Debug)]
@@ -69,7 +77,7 @@ impl DenseBlock {
         let mut features = vec![xs.clone()];
         for conv in &self.convs[..4] {
             let input = Tensor::cat(&features, 1)?;
-            features.push(lrelu(&conv.forward(&input)?)?);
+            features.push(conv_lrelu(conv, &input, 1)?);
         }
         let out = self.convs[4].forward(&Tensor::cat(&features, 1)?)?;
         (out * RESIDUAL_SCALE)? + xs
@@ -134,15 +142,11 @@ impl RrdbNet {
             body = block.forward(&body)?;
         }
         let feat = (feat + self.conv_body.forward(&body)?)?;
-        let up = |xs: &Tensor, conv: &Conv2d| -> candle_core::Result<Tensor> {
-            let (_, _, h, w) = xs.dims4()?;
-            lrelu(&conv.forward(&xs.upsample_nearest2d(h * 2, w * 2)?)?)
-        };
-        let feat = up(&feat, &self.conv_up1)?;
-        let feat = up(&feat, &self.conv_up2)?;
+        let feat = conv_lrelu(&self.conv_up1, &feat, 2)?;
+        let feat = conv_lrelu(&self.conv_up2, &feat, 2)?;
         Ok(self
             .conv_last
-            .forward(&lrelu(&self.conv_hr.forward(&feat)?)?)?)
+            .forward(&conv_lrelu(&self.conv_hr, &feat, 1)?)?)
     }
 }
 

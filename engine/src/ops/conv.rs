@@ -9,6 +9,12 @@
 //!
 //! Padding is zeros, or circular (`--tile`): the input wrapped around on
 //! both axes, then convolved without padding, on every device.
+//!
+//! What usually follows a convolution is fused into it on the CPU ([`Fused`]):
+//! a nearest-neighbour upsampling of its input (read from the small input
+//! while unfolding), a residual, and a ReLU or leaky ReLU applied to each tile
+//! while it is in cache. At 512² each of those was a pass over a 64–256 MB
+//! tensor, and candle's upsampling gathers element by element.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,17 +41,86 @@ pub struct ConvShape {
     pub kernel: usize,
     pub padding: usize,
     pub stride: usize,
+    /// The input is read upsampled by this factor (nearest); 1 reads it as it is.
+    pub upsample: usize,
 }
 
 impl ConvShape {
+    /// Rows of the input as the convolution reads it (upsampled).
+    pub fn in_height(&self) -> usize {
+        self.height * self.upsample
+    }
+    /// Columns of the input as the convolution reads it (upsampled).
+    pub fn in_width(&self) -> usize {
+        self.width * self.upsample
+    }
     pub fn out_height(&self) -> usize {
-        (self.height + 2 * self.padding - self.kernel) / self.stride + 1
+        (self.in_height() + 2 * self.padding - self.kernel) / self.stride + 1
     }
     pub fn out_width(&self) -> usize {
-        (self.width + 2 * self.padding - self.kernel) / self.stride + 1
+        (self.in_width() + 2 * self.padding - self.kernel) / self.stride + 1
     }
     fn is_pointwise(&self) -> bool {
-        self.kernel == 1 && self.stride == 1 && self.padding == 0
+        self.kernel == 1 && self.stride == 1 && self.padding == 0 && self.upsample == 1
+    }
+}
+
+/// An activation applied to a convolution's output.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Activation {
+    #[default]
+    Identity,
+    Relu,
+    /// `max(x, slope·x)`, for a slope in [0, 1).
+    LeakyRelu(f32),
+}
+
+impl Activation {
+    fn apply(self, values: &mut [f32]) {
+        match self {
+            Activation::Identity => {}
+            Activation::Relu => values.iter_mut().for_each(|v| *v = v.max(0.0)),
+            Activation::LeakyRelu(slope) => values
+                .iter_mut()
+                .for_each(|v| *v = if *v < 0.0 { *v * slope } else { *v }),
+        }
+    }
+
+    fn apply_to(self, xs: Tensor) -> Result<Tensor> {
+        match self {
+            Activation::Identity => Ok(xs),
+            Activation::Relu => xs.relu(),
+            Activation::LeakyRelu(slope) => xs.maximum(&(&xs * f64::from(slope))?),
+        }
+    }
+}
+
+/// What a convolution call does besides convolving: `act(conv(up(x)) + residual)`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Fused<'a> {
+    /// Nearest-neighbour upsampling of the input by this factor first (0 or
+    /// 1: none).
+    pub upsample: usize,
+    /// Added to the output (a skip connection), before the activation.
+    pub residual: Option<&'a Tensor>,
+    pub activation: Activation,
+}
+
+impl Fused<'_> {
+    /// The activation alone.
+    pub fn activation(activation: Activation) -> Fused<'static> {
+        Fused {
+            activation,
+            ..Fused::default()
+        }
+    }
+
+    /// Upsampling by `factor` alone.
+    pub fn upsampled(factor: usize) -> Fused<'static> {
+        Fused {
+            upsample: factor,
+            ..Fused::default()
+        }
     }
 }
 
@@ -228,7 +303,7 @@ impl Conv2d {
         Self::new(conv.weight().clone(), conv.bias().cloned(), padding, stride)
     }
 
-    fn shape_for(&self, x: &Tensor, padding: usize) -> Result<ConvShape> {
+    fn shape_for(&self, x: &Tensor, padding: usize, upsample: usize) -> Result<ConvShape> {
         let (batch, c_in, height, width) = x.dims4()?;
         let (c_out, w_in, kernel, _) = self.weight.dims4()?;
         if w_in != c_in {
@@ -243,6 +318,7 @@ impl Conv2d {
             kernel,
             padding,
             stride: self.stride,
+            upsample,
         })
     }
 
@@ -255,7 +331,62 @@ impl Conv2d {
     /// `conv(x) + residual`, the residual added inside the kernel on the
     /// CPU (a ResNet block's skip connection costs no extra pass).
     pub fn forward_plus(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
-        self.run(x, Some(residual))
+        self.forward_fused(
+            x,
+            Fused {
+                residual: Some(residual),
+                ..Fused::default()
+            },
+        )
+    }
+
+    /// `act(conv(up(x)) + residual)` as `fused` says, in one pass on the CPU.
+    pub fn forward_fused(&self, x: &Tensor, fused: Fused) -> Result<Tensor> {
+        let upsample = fused.upsample.max(1);
+        // A circular padding wraps the input as read, so the upsampling
+        // comes first; elsewhere candle's ops run anyway.
+        if upsample > 1
+            && (self.host_for(x).is_none() || self.padding_mode() == PaddingMode::Circular)
+        {
+            let (_, _, h, w) = x.dims4()?;
+            let up = x.upsample_nearest2d(h * upsample, w * upsample)?;
+            return self.forward_fused(
+                &up,
+                Fused {
+                    upsample: 1,
+                    ..fused
+                },
+            );
+        }
+        let (x, padding) = self.padded(x)?;
+        match self.host_for(&x) {
+            Some(host) => {
+                let op = ConvOp {
+                    shape: self.shape_for(&x, padding, upsample)?,
+                    host,
+                    activation: fused.activation,
+                };
+                let x = x.contiguous()?;
+                match fused.residual {
+                    Some(residual) => x.apply_op2_no_bwd(&residual.contiguous()?, &op),
+                    None => x.apply_op1_no_bwd(&op),
+                }
+            }
+            None => {
+                let cfg = Conv2dConfig {
+                    padding,
+                    stride: self.stride,
+                    ..Default::default()
+                };
+                let out = candle_nn::Conv2d::new(self.weight.clone(), self.bias.clone(), cfg)
+                    .forward(&x)?;
+                let out = match fused.residual {
+                    Some(residual) => (out + residual)?,
+                    None => out,
+                };
+                fused.activation.apply_to(out)
+            }
+        }
     }
 
     /// The input as the kernel reads it and the padding left to the kernel:
@@ -269,47 +400,18 @@ impl Conv2d {
             _ => Ok((x.clone(), self.padding)),
         }
     }
-
-    fn run(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
-        let (x, padding) = self.padded(x)?;
-        match (self.host_for(&x), residual) {
-            (Some(host), residual) => {
-                let op = ConvOp {
-                    shape: self.shape_for(&x, padding)?,
-                    host,
-                };
-                let x = x.contiguous()?;
-                match residual {
-                    Some(residual) => x.apply_op2_no_bwd(&residual.contiguous()?, &op),
-                    None => x.apply_op1_no_bwd(&op),
-                }
-            }
-            (None, residual) => {
-                let cfg = Conv2dConfig {
-                    padding,
-                    stride: self.stride,
-                    ..Default::default()
-                };
-                let out = candle_nn::Conv2d::new(self.weight.clone(), self.bias.clone(), cfg)
-                    .forward(&x)?;
-                match residual {
-                    Some(residual) => out + residual,
-                    None => Ok(out),
-                }
-            }
-        }
-    }
 }
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.run(x, None)
+        self.forward_fused(x, Fused::default())
     }
 }
 
 struct ConvOp<'a> {
     shape: ConvShape,
     host: &'a HostWeights,
+    activation: Activation,
 }
 
 fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
@@ -329,18 +431,14 @@ impl ConvOp<'_> {
     fn run(&self, input: &[f32], residual: Option<&[f32]>) -> Vec<f32> {
         let s = self.shape;
         let plane = s.out_height() * s.out_width();
-        let mut out = match residual {
-            Some(residual) => residual.to_vec(),
-            None => vec![0f32; s.batch * s.c_out * plane],
+        // Zeroed lazily by the OS: each tile's thread touches its own pages.
+        let mut out = vec![0f32; s.batch * s.c_out * plane];
+        let terms = Terms {
+            bias: self.host.bias.as_deref(),
+            residual,
+            activation: self.activation,
         };
-        conv2d(
-            &s,
-            input,
-            &self.host.weight,
-            self.host.bias.as_deref(),
-            residual.is_some(),
-            &mut out,
-        );
+        conv2d(&s, input, &self.host.weight, terms, &mut out);
         out
     }
 }
@@ -376,35 +474,33 @@ impl CustomOp2 for ConvOp<'_> {
     }
 }
 
-/// `out (+)= weight ⊛ input + bias`, all NCHW, contiguous. With `accumulate`
-/// the product is added to what `out` holds (a residual).
-pub fn conv2d(
-    s: &ConvShape,
-    input: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    accumulate: bool,
-    out: &mut [f32],
-) {
+/// What is added to a convolution's product and applied to it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Terms<'a> {
+    /// Per output channel.
+    pub bias: Option<&'a [f32]>,
+    /// Shaped as the output.
+    pub residual: Option<&'a [f32]>,
+    pub activation: Activation,
+}
+
+/// `out = act(weight ⊛ up(input) + bias + residual)`, all NCHW, contiguous.
+/// Each tile of output rows is set up, multiplied into and activated by one
+/// thread, while it is in that thread's cache.
+pub fn conv2d(s: &ConvShape, input: &[f32], weight: &[f32], terms: Terms, out: &mut [f32]) {
     let (oh, ow) = (s.out_height(), s.out_width());
     let plane = oh * ow;
     let depth = s.c_in * s.kernel * s.kernel;
     assert_eq!(input.len(), s.batch * s.c_in * s.height * s.width);
     assert_eq!(weight.len(), s.c_out * depth);
     assert_eq!(out.len(), s.batch * s.c_out * plane);
-
-    if let Some(bias) = bias {
-        for image in out.chunks_mut(s.c_out * plane) {
-            for (channel, &b) in image.chunks_mut(plane).zip(bias) {
-                if accumulate {
-                    channel.iter_mut().for_each(|v| *v += b);
-                } else {
-                    channel.fill(b);
-                }
-            }
-        }
+    if let Some(bias) = terms.bias {
+        assert_eq!(bias.len(), s.c_out);
     }
-    let read_out = accumulate || bias.is_some();
+    if let Some(residual) = terms.residual {
+        assert_eq!(residual.len(), out.len());
+    }
+    let read_out = terms.bias.is_some() || terms.residual.is_some();
 
     // Tiles are runs of whole output rows of one image.
     let threads = rayon::current_num_threads().max(1);
@@ -417,9 +513,9 @@ pub fn conv2d(
         .collect();
     let shared = SharedOut(out.as_mut_ptr());
 
-    tiles
-        .into_par_iter()
-        .for_each_init(Vec::new, |columns, (b, first_row)| {
+    tiles.into_par_iter().for_each_init(
+        || (Vec::new(), Vec::new()),
+        |(columns, line), (b, first_row)| {
             let last_row = (first_row + rows).min(oh);
             let n = (last_row - first_row) * ow;
             let image = &input[b * s.c_in * s.height * s.width..][..s.c_in * s.height * s.width];
@@ -427,20 +523,42 @@ pub fn conv2d(
                 (&image[first_row * s.width..], s.height * s.width)
             } else {
                 columns.resize(depth * n, 0.0);
-                unfold(s, image, first_row, last_row, columns);
+                unfold(s, image, first_row, last_row, columns, line);
                 (columns.as_slice(), n)
             };
+            let tile_start = b * s.c_out * plane + first_row * ow;
+            // This tile's span of output channel `c`.
+            let span = |c: usize| -> &mut [f32] {
+                #[allow(unsafe_code)]
+                // SAFETY: rows [first_row, last_row) of image `b` belong to
+                // this tile alone, in every channel; the span is inside `out`.
+                unsafe {
+                    std::slice::from_raw_parts_mut(shared.get().add(tile_start + c * plane), n)
+                }
+            };
+            // Every value of the span is written: here from the bias or the
+            // residual, or by gemm when there is neither.
+            for c in 0..s.c_out {
+                let bias = terms.bias.map_or(0.0, |bias| bias[c]);
+                match terms.residual {
+                    Some(residual) => span(c)
+                        .iter_mut()
+                        .zip(&residual[tile_start + c * plane..][..n])
+                        .for_each(|(v, &r)| *v = r + bias),
+                    None if terms.bias.is_some() => span(c).fill(bias),
+                    None => {}
+                }
+            }
             #[allow(unsafe_code)]
-            // SAFETY: the destination rows [first_row, last_row) of image `b`,
-            // in every output channel, belong to this tile alone; the pointers
-            // and strides stay inside `out`, `weight` and `rhs`.
+            // SAFETY: as for `span`: the destination is this tile's rows in
+            // every output channel; the pointers and strides stay inside
+            // `out`, `weight` and `rhs`.
             unsafe {
-                let dst = shared.get().add(b * s.c_out * plane + first_row * ow);
                 gemm::gemm(
                     s.c_out,
                     n,
                     depth,
-                    dst,
+                    shared.get().add(tile_start),
                     1,
                     plane as isize,
                     read_out,
@@ -458,31 +576,56 @@ pub fn conv2d(
                     gemm::Parallelism::None,
                 );
             }
-        });
+            if terms.activation != Activation::Identity {
+                for c in 0..s.c_out {
+                    terms.activation.apply(span(c));
+                }
+            }
+        },
+    );
 }
 
 /// im2col for output rows `[first_row, last_row)` of one image: row
 /// `(c·k + ky)·k + kx` holds the input pixel under tap (ky, kx) of channel c
 /// for every output pixel of the tile, zero where the tap falls in the
-/// padding.
-fn unfold(s: &ConvShape, image: &[f32], first_row: usize, last_row: usize, columns: &mut [f32]) {
+/// padding. `line` holds an upsampled input row.
+fn unfold(
+    s: &ConvShape,
+    image: &[f32],
+    first_row: usize,
+    last_row: usize,
+    columns: &mut [f32],
+    line: &mut Vec<f32>,
+) {
     let ow = s.out_width();
     let n = (last_row - first_row) * ow;
     let k = s.kernel;
-    let mut rows = columns.chunks_mut(n);
     for c in 0..s.c_in {
         let channel = &image[c * s.height * s.width..][..s.height * s.width];
         for ky in 0..k {
-            for kx in 0..k {
-                let Some(row) = rows.next() else { return };
-                for (y, segment) in (first_row..last_row).zip(row.chunks_mut(ow)) {
-                    let iy = (y * s.stride + ky) as isize - s.padding as isize;
-                    if iy < 0 || iy >= s.height as isize {
-                        segment.fill(0.0);
-                        continue;
+            let taps = &mut columns[(c * k + ky) * k * n..][..k * n];
+            for (i, y) in (first_row..last_row).enumerate() {
+                let iy = (y * s.stride + ky) as isize - s.padding as isize;
+                if iy < 0 || iy >= s.in_height() as isize {
+                    for kx in 0..k {
+                        taps[kx * n + i * ow..][..ow].fill(0.0);
                     }
-                    let line = &channel[iy as usize * s.width..][..s.width];
-                    fill_taps(s, line, kx, segment);
+                    continue;
+                }
+                let source = &channel[iy as usize / s.upsample * s.width..][..s.width];
+                let read: &[f32] = if s.upsample == 1 {
+                    source
+                } else {
+                    line.clear();
+                    line.extend(
+                        source
+                            .iter()
+                            .flat_map(|&v| std::iter::repeat_n(v, s.upsample)),
+                    );
+                    line
+                };
+                for kx in 0..k {
+                    fill_taps(s, read, kx, &mut taps[kx * n + i * ow..][..ow]);
                 }
             }
         }
@@ -492,6 +635,7 @@ fn unfold(s: &ConvShape, image: &[f32], first_row: usize, last_row: usize, colum
 /// `segment[x] = line[x·stride + kx − padding]`, zero outside the line.
 fn fill_taps(s: &ConvShape, line: &[f32], kx: usize, segment: &mut [f32]) {
     let ow = segment.len();
+    let width = line.len();
     let offset = kx as isize - s.padding as isize;
     // Output columns whose tap lands inside the line: lo ≤ x < hi.
     let lo = if offset < 0 {
@@ -499,8 +643,8 @@ fn fill_taps(s: &ConvShape, line: &[f32], kx: usize, segment: &mut [f32]) {
     } else {
         0
     };
-    let hi = if (s.width as isize) > offset {
-        ((s.width as isize - offset) as usize)
+    let hi = if (width as isize) > offset {
+        ((width as isize - offset) as usize)
             .div_ceil(s.stride)
             .min(ow)
     } else {
@@ -566,6 +710,95 @@ mod tests {
                 .to_scalar::<f32>()?;
             assert!(diff < 1e-4, "residual case: max diff {diff}");
         }
+        Ok(())
+    }
+
+    /// Upsampling, a residual and each activation fused into the kernel
+    /// give what candle's ops give one after another.
+    #[test]
+    fn fused_terms_match_candles_ops() -> Result<()> {
+        let cases = [
+            // (batch, c_in, h, w, c_out, kernel, padding, stride, upsample)
+            (1, 3, 5, 4, 5, 3, 1, 1, 2),
+            (2, 8, 8, 7, 4, 3, 1, 1, 2),
+            (1, 4, 3, 5, 6, 1, 0, 1, 2),
+            (1, 5, 6, 6, 3, 3, 1, 2, 2),
+            (1, 6, 4, 3, 4, 3, 1, 1, 3),
+            (1, 16, 20, 17, 8, 3, 1, 1, 1),
+        ];
+        let activations = [
+            Activation::Identity,
+            Activation::Relu,
+            Activation::LeakyRelu(0.2),
+        ];
+        for (batch, c_in, h, w, c_out, k, padding, stride, upsample) in cases {
+            let dev = Device::Cpu;
+            let x = Tensor::randn(0f32, 1.0, (batch, c_in, h, w), &dev)?;
+            let weight = Tensor::randn(0f32, 1.0, (c_out, c_in, k, k), &dev)?;
+            let bias = Tensor::randn(0f32, 1.0, c_out, &dev)?;
+            let conv = x
+                .upsample_nearest2d(h * upsample, w * upsample)?
+                .conv2d(&weight, padding, stride, 1, 1)?
+                .broadcast_add(&bias.reshape((1, c_out, 1, 1))?)?;
+            let residual = Tensor::randn(0f32, 1.0, conv.dims(), &dev)?;
+            for with_bias in [true, false] {
+                let ours = Conv2d::new(
+                    weight.clone(),
+                    with_bias.then(|| bias.clone()),
+                    padding,
+                    stride,
+                )?;
+                let conv = if with_bias {
+                    conv.clone()
+                } else {
+                    conv.broadcast_sub(&bias.reshape((1, c_out, 1, 1))?)?
+                };
+                for activation in activations {
+                    for residual in [None, Some(&residual)] {
+                        let sum = match residual {
+                            Some(r) => (&conv + r)?,
+                            None => conv.clone(),
+                        };
+                        let expected = match activation {
+                            Activation::Identity => sum,
+                            Activation::Relu => sum.relu()?,
+                            Activation::LeakyRelu(slope) => {
+                                sum.maximum(&(&sum * f64::from(slope))?)?
+                            }
+                        };
+                        let fused = Fused {
+                            upsample,
+                            residual,
+                            activation,
+                        };
+                        let got = ours.forward_fused(&x, fused)?;
+                        assert_eq!(got.dims(), expected.dims());
+                        let diff = max_diff(&got, &expected)?;
+                        let case = (batch, c_in, h, w, k, padding, stride, upsample);
+                        assert!(
+                            diff < 1e-4,
+                            "case {case:?} bias {with_bias} {fused:?}: max diff {diff}"
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// With circular padding the input is upsampled before it is wrapped.
+    #[test]
+    fn circular_padding_wraps_the_upsampled_input() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (1, 3, 4, 5), &dev)?;
+        let weight = Tensor::randn(0f32, 1.0, (2, 3, 3, 3), &dev)?;
+        let switch = PaddingSwitch::default();
+        switch.set(PaddingMode::Circular);
+        let ours = Conv2d::new(weight.clone(), None, 1, 1)?.with_padding(&switch);
+        let expected =
+            wrapped_by_hand(&x.upsample_nearest2d(8, 10)?, 1)?.conv2d(&weight, 0, 1, 1, 1)?;
+        let got = ours.forward_fused(&x, Fused::upsampled(2))?;
+        assert!(max_diff(&got, &expected)? < 1e-4);
         Ok(())
     }
 

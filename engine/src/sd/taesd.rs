@@ -12,7 +12,7 @@ use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::ops::Conv2d;
-use crate::ops::conv::PaddingSwitch;
+use crate::ops::conv::{self, Fused, PaddingSwitch};
 use serde::Deserialize;
 
 use crate::error::{EngineError, Result};
@@ -166,6 +166,16 @@ impl TryFrom<String> for Activation {
     }
 }
 
+impl Activation {
+    /// `act(conv(xs))`, a ReLU inside the convolution's kernel.
+    fn after(self, conv: &Conv2d, xs: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Activation::Relu => conv.forward_fused(xs, Fused::activation(conv::Activation::Relu)),
+            _ => self.forward(&conv.forward(xs)?),
+        }
+    }
+}
+
 impl Module for Activation {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         match self {
@@ -231,14 +241,21 @@ impl Block {
 impl Module for Block {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         let [first, second, third] = &self.convs;
-        let ys = self.act.forward(&first.forward(xs)?)?;
-        let ys = self.act.forward(&second.forward(&ys)?)?;
+        let ys = self.act.after(first, xs)?;
+        let ys = self.act.after(second, &ys)?;
         let skip = match &self.skip {
             Some(conv) => conv.forward(xs)?,
             None => xs.clone(),
         };
-        // The skip is added inside the last convolution's kernel.
-        third.forward_plus(&ys, &skip)?.relu()
+        // The skip and the ReLU are applied inside the last convolution's kernel.
+        third.forward_fused(
+            &ys,
+            Fused {
+                residual: Some(&skip),
+                activation: conv::Activation::Relu,
+                ..Fused::default()
+            },
+        )
     }
 }
 
@@ -284,10 +301,25 @@ impl Sequential {
 }
 
 impl Module for Sequential {
+    /// The layers in order, an upsampling or an activation run inside the
+    /// convolution next to it.
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        self.layers
-            .iter()
-            .try_fold(xs.clone(), |xs, layer| layer.forward(&xs))
+        let mut xs = xs.clone();
+        let mut layers = self.layers.iter().peekable();
+        while let Some(layer) = layers.next() {
+            xs = match (layer, layers.peek()) {
+                (Layer::Upsample(factor), Some(Layer::Conv(conv))) => {
+                    layers.next();
+                    conv.forward_fused(&xs, Fused::upsampled(*factor))?
+                }
+                (Layer::Conv(conv), Some(Layer::Act(act))) => {
+                    layers.next();
+                    act.after(conv, &xs)?
+                }
+                (layer, _) => layer.forward(&xs)?,
+            };
+        }
+        Ok(xs)
     }
 }
 

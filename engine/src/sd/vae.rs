@@ -7,7 +7,7 @@ use candle_nn::VarBuilder;
 use serde::Deserialize;
 
 use crate::ops::attention::{Mask, attention};
-use crate::ops::conv::{self, PaddingSwitch};
+use crate::ops::conv::{self, Fused, PaddingSwitch};
 use crate::ops::{Conv2d, GroupNorm, Linear};
 use crate::sd::resnet::{self, ResnetBlock2D};
 
@@ -116,10 +116,7 @@ impl UpBlock {
             xs = resnet.forward(&xs, None)?;
         }
         match &self.upsample {
-            Some(conv) => {
-                let (_, _, h, w) = xs.dims4()?;
-                conv.forward(&xs.upsample_nearest2d(2 * h, 2 * w)?)
-            }
+            Some(conv) => conv.forward_fused(&xs, Fused::upsampled(2)),
             None => Ok(xs),
         }
     }

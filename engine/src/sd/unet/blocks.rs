@@ -7,7 +7,7 @@ use candle_nn::VarBuilder;
 
 use super::transformer::{self, Transformer2D};
 use crate::ops::Conv2d;
-use crate::ops::conv::PaddingSwitch;
+use crate::ops::conv::{Fused, PaddingSwitch};
 use crate::sd::resnet::{self, ResnetBlock2D};
 
 /// What every level shares: ResNet settings and, for levels with
@@ -200,7 +200,12 @@ impl UpBlock {
                 Some(next) => next.dims4()?,
                 None => candle_core::bail!("unet: an upsampler with no skip connection after it"),
             };
-            xs = conv.forward(&xs.upsample_nearest2d(h, w)?)?;
+            let (_, _, small_h, small_w) = xs.dims4()?;
+            xs = if (h, w) == (2 * small_h, 2 * small_w) {
+                conv.forward_fused(&xs, Fused::upsampled(2))?
+            } else {
+                conv.forward(&xs.upsample_nearest2d(h, w)?)?
+            };
         }
         Ok(xs)
     }
