@@ -6,7 +6,8 @@
 #   2. speed: txt2img with an SD-Turbo-sized random-weight model at 512², batch
 #      1 and 4, 1 and 4 steps, in f16, with diffusers (PyTorch) and then our
 #      candle engine on the same saved weights; a table with images/s and the
-#      ratio candle/PyTorch.
+#      ratio candle/PyTorch; then 1, 2 and 4 grids of different prompts drawn
+#      one at a time and as one batch (sd-bench grids, WORDUP_ENGINE_BATCH).
 # It needs no Rust toolchain and no network: the CUDA sd-bench binary comes
 # from ./scripts/build-cuda.sh (target/cuda/sd-bench.gz), the CUDA libraries
 # from the host's Python packages (PyTorch's nvidia-* wheels), diffusers from
@@ -25,7 +26,7 @@
 #
 # Settings (environment): BIN_DIR (where sd-bench.gz is; target/cuda),
 # SD_BENCH (an unpacked binary instead), PYTHON (python3), SIZE (512), BATCHES
-# (1,4), STEPS (1,4), DTYPE (f16), REPEATS (5), CONFIGS (scripts/bench/sd-turbo),
+# (1,4), STEPS (1,4), GRIDS (1,2,4), DTYPE (f16), REPEATS (5), CONFIGS (scripts/bench/sd-turbo),
 # TOKENIZER (engine/tests/fixtures/clip-tokenizer), NO_TORCH (set: stages and
 # speed time candle only; speed then needs MODEL_DIR from an earlier run),
 # MODEL_DIR (where speed saves, or finds, the random-weight model), ALLOW_CPU (unset: fail when no GPU is usable; set it for
@@ -51,6 +52,7 @@ PYTHON="${PYTHON:-python3}"
 SIZE="${SIZE:-512}"
 BATCHES="${BATCHES:-1,4}"
 STEPS="${STEPS:-1,4}"
+GRIDS="${GRIDS:-1,2,4}"
 DTYPE="${DTYPE:-f16}"
 REPEATS="${REPEATS:-5}"
 CONFIGS="${CONFIGS:-scripts/bench/sd-turbo}"
@@ -163,6 +165,9 @@ fi
     --dtype "$DTYPE" --repeats "$REPEATS" "${require_gpu[@]}" | tee -a "$WORK/results" || speed=1
 
 "$PYTHON" scripts/bench/tables.py e2e "$WORK/results" | tee "$OUT/table.md"
+echo "== grids of different prompts, one at a time and as one batch (WORDUP_ENGINE_BATCH)"
+"$SD_BENCH" grids --model "$model" --size "$SIZE" --grids "$GRIDS" --steps 1 --dtype "$DTYPE" \
+    --repeats "$REPEATS" | tee -a "$WORK/results" | tee "$OUT/grids.md" || speed=1
 if [ "$speed" -ne 0 ]; then
     echo "a speed run FAILED (see above)"
     return 1

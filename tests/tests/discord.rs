@@ -896,16 +896,23 @@ async fn the_gateway_delivers_interactions_to_the_same_handlers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_finishes_the_job_in_hand_and_releases_the_rest_of_the_batch() {
+async fn sigterm_finishes_the_jobs_in_hand_and_releases_the_rest_of_the_batch() {
     let mut stack = Stack::start().await.unwrap();
     stack.start_bot().await.unwrap();
     let mut ids = Vec::new();
-    for n in 0..3 {
+    // The first two are drawn as one batch; the third (four candidates per
+    // image to pick from) is drawn on its own after them.
+    for (n, options) in ["", "", " --quality 2"].iter().enumerate() {
         let (id, token) = new_interaction();
         let member = Member::new(&format!("12000000000000005{n:02}"), "user");
         acked(
             &stack,
-            &interactions::imagine(&id, &token, &member, &format!("a boat {n} --seed {n}")),
+            &interactions::imagine(
+                &id,
+                &token,
+                &member,
+                &format!("a boat {n} --seed {n}{options}"),
+            ),
         )
         .await;
         ids.push(id);
@@ -928,19 +935,76 @@ async fn sigterm_finishes_the_job_in_hand_and_releases_the_rest_of_the_batch() {
         let job = stack.queue.job(*job).await.unwrap().unwrap();
         states.push((job.state, job.attempt, job.max_attempts));
     }
-    // One finished; the other two were released (a release gives the
-    // attempt back: max_attempts + 1), not left to expire and be rescued,
-    // though the job in hand outlasted their lease (3 s here).
-    states.sort_by_key(|s| s.0 as u8);
+    // The two drawn together were finished; the third was released (a
+    // release gives the attempt back: max_attempts + 1), not left to expire
+    // and be rescued, though the jobs in hand outlasted its lease (3 s here).
     assert_eq!(
         states,
         [
+            (JobState::Succeeded, 1, 3),
+            (JobState::Succeeded, 1, 3),
             (JobState::Queued, 1, 4),
-            (JobState::Queued, 1, 4),
-            (JobState::Succeeded, 1, 3)
         ]
     );
-    assert_eq!(stack.fake.messages().len(), 1);
+    assert_eq!(stack.fake.messages().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grids_claimed_together_are_drawn_as_one_batch() {
+    let mut stack = Stack::start().await.unwrap();
+    stack.start_bot().await.unwrap();
+    let prompts = [
+        "a red boat --seed 1",
+        "a green hill --seed 2",
+        "a grey cat --seed 3",
+    ];
+    let mut ids = Vec::new();
+    for (n, prompt) in prompts.iter().enumerate() {
+        let (id, token) = new_interaction();
+        let member = Member::new(&format!("12000000000000006{n:02}"), "user");
+        acked(&stack, &interactions::imagine(&id, &token, &member, prompt)).await;
+        ids.push(id);
+    }
+    stack
+        .start_engine(&[("WORDUP_ENGINE_BATCH", "3")])
+        .await
+        .unwrap();
+    let messages = stack.fake.wait_for_messages(3, POST_TIMEOUT).await.unwrap();
+    let posted_jobs: Vec<JobId> = messages.iter().map(assert_grid).collect();
+    for id in &ids {
+        let job = job_made_by(&stack, id).await.unwrap().id;
+        wait_for_state(&stack, job, JobState::Succeeded).await;
+        assert!(posted_jobs.contains(&job), "job {job} posted");
+    }
+    for job in &posted_jobs {
+        let posts = posted_jobs.iter().filter(|j| *j == job).count();
+        assert_eq!(posts, 1, "job {job} posted once");
+    }
+    // Each prompt's grid went to its own interaction, with its own seed.
+    for (message, prompt) in messages.iter().zip(prompts) {
+        let content = message.payload["content"].as_str().unwrap();
+        let seed = prompt.rsplit(' ').next().unwrap();
+        assert!(
+            content.contains(&format!("seed {seed}")),
+            "{prompt}: {content}"
+        );
+    }
+    let engine = stack
+        .http
+        .get(format!("{}/metrics", stack.engine_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        "wordup_batched_grids_count 1",
+        "wordup_batched_grids_sum 3.0",
+        "wordup_jobs_total{kind=\"imagine\",outcome=\"done\"} 3",
+    ] {
+        assert!(engine.contains(expected), "{expected} in:\n{engine}");
+    }
 }
 
 #[tokio::test]

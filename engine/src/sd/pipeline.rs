@@ -18,6 +18,7 @@ use crate::sd::taesd::TinyAutoEncoder;
 use crate::sd::text_encoder::{self, TextEncoder};
 use crate::sd::weights;
 use crate::sd::{chaos, images, preview, unet, vae};
+use wordup_queue::prompt::WeightedPart;
 use wordup_tokenizer::ClipTokenizer;
 
 /// What a loaded pipeline runs on.
@@ -287,8 +288,44 @@ impl StableDiffusion {
         guidance: f64,
     ) -> Result<Conditioning> {
         let parts = weights::parts(prompt)?;
-        // Every side needs the same number of chunks: pad the shorter ones
-        // with empty chunks (start, end, padding), as encoding "" gives.
+        let PromptIds {
+            parts: part_ids,
+            negative: negative_ids,
+        } = self.prompt_ids(&parts, negative, guidance)?;
+        let embeddings = part_ids
+            .iter()
+            .map(|ids| self.encode_chunks(ids))
+            .collect::<Result<Vec<_>>>()?;
+        let part_weights: Vec<f32> = parts.iter().map(|part| part.weight).collect();
+        Ok(Conditioning {
+            prompt: weights::combine(&embeddings, &part_weights)?,
+            negative: negative_ids
+                .map(|ids| self.encode_chunks(&ids))
+                .transpose()?,
+        })
+    }
+
+    /// Chunks of 77 tokens [`StableDiffusion::condition`] encodes for each
+    /// side: conditionings of different lengths cannot share a batch.
+    pub fn condition_chunks(
+        &self,
+        prompt: &str,
+        negative: Option<&str>,
+        guidance: f64,
+    ) -> Result<usize> {
+        let ids = self.prompt_ids(&weights::parts(prompt)?, negative, guidance)?;
+        Ok(ids.parts.first().map_or(1, Vec::len))
+    }
+
+    /// Token chunks of each part and of the negative prompt (guidance on),
+    /// every side padded to the same number of chunks with empty ones
+    /// (start, end, padding), as encoding "" gives.
+    fn prompt_ids(
+        &self,
+        parts: &[WeightedPart],
+        negative: Option<&str>,
+        guidance: f64,
+    ) -> Result<PromptIds> {
         let mut part_ids = parts
             .iter()
             .map(|part| Ok(self.tokenizer.encode_chunks(&part.text, 1)?))
@@ -308,16 +345,9 @@ impl StableDiffusion {
         for ids in part_ids.iter_mut().chain(&mut negative_ids) {
             ids.resize(chunks, empty.clone());
         }
-        let embeddings = part_ids
-            .iter()
-            .map(|ids| self.encode_chunks(ids))
-            .collect::<Result<Vec<_>>>()?;
-        let part_weights: Vec<f32> = parts.iter().map(|part| part.weight).collect();
-        Ok(Conditioning {
-            prompt: weights::combine(&embeddings, &part_weights)?,
-            negative: negative_ids
-                .map(|ids| self.encode_chunks(&ids))
-                .transpose()?,
+        Ok(PromptIds {
+            parts: part_ids,
+            negative: negative_ids,
         })
     }
 
@@ -377,30 +407,58 @@ impl StableDiffusion {
         decoder: Decoder,
         progress: &mut ProgressFn,
     ) -> Result<Drawing> {
+        let mut drawings =
+            self.txt2img_batch(std::slice::from_ref(generation), decoder, progress)?;
+        Ok(drawings.remove(0))
+    }
+
+    /// txt2img of several generations as one batch through the UNet and the
+    /// decoder, a drawing per generation; each image comes out as it would
+    /// alone (its own conditioning, chaos, guidance scale and seed). The
+    /// generations must share size, steps, `tile`, whether guidance is on,
+    /// and their conditionings' length ([`StableDiffusion::condition_chunks`]).
+    /// Progress reports the whole batch's estimates, generations in order.
+    pub fn txt2img_batch(
+        &self,
+        generations: &[Generation],
+        decoder: Decoder,
+        progress: &mut ProgressFn,
+    ) -> Result<Vec<Drawing>> {
         // Refused before the denoising it would waste.
         if decoder == Decoder::Draft && self.draft_decoder.is_none() {
             return Err(no_draft_decoder());
         }
-        self.check_size(generation.width, generation.height)?;
-        if generation.seeds.is_empty() {
+        let Some(first) = generations.first() else {
+            return Err(EngineError::InvalidRequest(
+                "no generations asked for".into(),
+            ));
+        };
+        self.check_size(first.width, first.height)?;
+        let shape = |g: &Generation| (g.width, g.height, g.steps, g.tile, g.guidance > 1.0);
+        if generations.iter().any(|g| shape(g) != shape(first)) {
+            return Err(EngineError::InvalidRequest(
+                "generations of different sizes, steps, tiling or guidance cannot share a batch"
+                    .into(),
+            ));
+        }
+        if generations.iter().any(|g| g.seeds.is_empty()) {
             return Err(EngineError::InvalidRequest("no images asked for".into()));
         }
-        let _padding = self.padding(PaddingMode::tiled(generation.tile));
+        let _padding = self.padding(PaddingMode::tiled(first.tile));
         progress(Stage::Encoding, 0, 1, None)?;
-        let conditioning = self.condition(
-            &generation.prompt,
-            generation.negative_prompt.as_deref(),
-            generation.guidance,
-        )?;
-        let (conditioning, guidance) = chaos::jitter(
-            &conditioning,
-            generation.guidance,
-            &generation.seeds,
-            generation.chaos,
-        )?;
-        let (noise, mut streams) =
-            self.seeded_noise(&generation.seeds, generation.width, generation.height)?;
-        let scheduler = self.scheduler(generation.steps);
+        let mut sides = Vec::with_capacity(generations.len());
+        for g in generations {
+            let conditioning =
+                self.condition(&g.prompt, g.negative_prompt.as_deref(), g.guidance)?;
+            sides.push(chaos::jitter(&conditioning, g.guidance, &g.seeds, g.chaos)?);
+        }
+        let (conditioning, guidance) = match sides.as_slice() {
+            [one] => one.clone(),
+            _ => batch_conditioning(&sides, generations)?,
+        };
+        let seeds: Vec<u64> = generations.iter().flat_map(|g| g.seeds.clone()).collect();
+        let (noise, mut streams) = self.seeded_noise(&seeds, first.width, first.height)?;
+        let scheduler = self.scheduler(first.steps);
         let latents = noise.affine(scheduler.init_noise_sigma(), 0.0)?;
         let latents = self.denoise(
             latents,
@@ -413,7 +471,19 @@ impl StableDiffusion {
         )?;
         progress(Stage::Decoding, 0, 1, None)?;
         let images = self.decode_with(&latents, decoder)?;
-        Ok(Drawing { images, latents })
+        let mut offset = 0;
+        generations
+            .iter()
+            .map(|g| {
+                let n = g.seeds.len();
+                let drawing = Drawing {
+                    images: images.narrow(0, offset, n)?,
+                    latents: latents.narrow(0, offset, n)?,
+                };
+                offset += n;
+                Ok(drawing)
+            })
+            .collect()
     }
 
     /// img2img: `images` `[n, 3, H, W]` in [0, 1] (one per seed, or one for
@@ -643,6 +713,59 @@ impl StableDiffusion {
             })
             .collect()
     }
+}
+
+/// Token chunks of a prompt's parts and of its negative prompt, all of one length.
+struct PromptIds {
+    parts: Vec<Vec<Vec<u32>>>,
+    negative: Option<Vec<Vec<u32>>>,
+}
+
+/// One conditioning and one guidance scale per image for the generations'
+/// (conditioning, scales) pairs, in order.
+fn batch_conditioning(
+    sides: &[(Conditioning, Vec<f64>)],
+    generations: &[Generation],
+) -> Result<(Conditioning, Vec<f64>)> {
+    let per_image = |t: &Tensor, n: usize| -> Result<Tensor> {
+        Ok(match t.dim(0)? {
+            1 => t.repeat((n, 1, 1))?,
+            _ => t.clone(),
+        })
+    };
+    let mut prompts = Vec::with_capacity(sides.len());
+    let mut negatives = Vec::with_capacity(sides.len());
+    let mut scales = Vec::new();
+    for ((conditioning, guidance), g) in sides.iter().zip(generations) {
+        let n = g.seeds.len();
+        prompts.push(per_image(&conditioning.prompt, n)?);
+        if let Some(negative) = &conditioning.negative {
+            negatives.push(per_image(negative, n)?);
+        }
+        match guidance.as_slice() {
+            [one] => scales.extend(std::iter::repeat_n(*one, n)),
+            many => scales.extend_from_slice(many),
+        }
+    }
+    let tokens = prompts[0].dim(1)?;
+    if prompts.iter().any(|p| p.dim(1).ok() != Some(tokens)) {
+        return Err(EngineError::InvalidRequest(
+            "prompts of different lengths cannot share a batch".into(),
+        ));
+    }
+    // One scale for all multiplies as a scalar, as a lone generation's does.
+    if scales.iter().all(|&s| s == scales[0]) {
+        scales.truncate(1);
+    }
+    Ok((
+        Conditioning {
+            prompt: Tensor::cat(&prompts, 0)?,
+            negative: (!negatives.is_empty())
+                .then(|| Tensor::cat(&negatives, 0))
+                .transpose()?,
+        },
+        scales,
+    ))
 }
 
 /// The padding [`StableDiffusion::padding`] set, in force until this drops;

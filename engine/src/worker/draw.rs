@@ -57,6 +57,65 @@ pub(super) async fn draw(
     .map_err(|e| EngineError::Image(format!("drawing panicked: {e}")))?
 }
 
+/// One job of a batch drawn together: where its progress goes, and its grid.
+pub(super) struct Member {
+    pub flags: Arc<Flags>,
+    pub progress: mpsc::UnboundedSender<Update>,
+    pub previews: Option<Previews>,
+    pub root: ImagineRequest,
+    pub first_seed: u64,
+}
+
+/// Several /imagine grids drawn as one batch on a blocking thread
+/// ([`Models::imagine_together`]), a grid per member. Every member sees the
+/// batch's progress and previews of its own images. The batch stops early
+/// only when every member is cancelled or lost; one that is alone has its
+/// images drawn and then thrown away by its settlement.
+pub(super) async fn draw_together(
+    models: Arc<Models>,
+    metrics: Arc<WorkerMetrics>,
+    mut members: Vec<Member>,
+    decoder: crate::sd::pipeline::Decoder,
+) -> Result<Vec<Vec<Drawn>>, EngineError> {
+    tokio::task::spawn_blocking(move || {
+        let mut timer = StageTimer::new(&metrics);
+        let per_grid = usize::from(GRID_IMAGES);
+        let grids: Vec<(ImagineRequest, u64)> = members
+            .iter()
+            .map(|m| (m.root.clone(), m.first_seed))
+            .collect();
+        let mut on_progress =
+            |stage: Stage, step: usize, total: usize, denoised: Option<&Tensor>| {
+                if members.iter().all(|m| m.flags.stop_requested()) {
+                    return Err(EngineError::Cancelled);
+                }
+                timer.event(stage.name(), step);
+                for (i, member) in members.iter_mut().enumerate() {
+                    let own = denoised
+                        .map(|d| d.narrow(0, i * per_grid, per_grid))
+                        .transpose()?;
+                    let preview = member
+                        .previews
+                        .as_mut()
+                        .and_then(|p| p.due(&models, own.as_ref(), step, total));
+                    let _ = member.progress.send(Update {
+                        progress: Progress {
+                            stage: stage.name().to_owned(),
+                            step: step as u32,
+                            total: total as u32,
+                        },
+                        preview,
+                    });
+                }
+                Ok(())
+            };
+        let grids: Vec<(&ImagineRequest, u64)> = grids.iter().map(|(r, s)| (r, *s)).collect();
+        models.imagine_together(&grids, decoder, &mut on_progress)
+    })
+    .await
+    .map_err(|e| EngineError::Image(format!("drawing panicked: {e}")))?
+}
+
 fn render(
     models: &Models,
     root: &ImagineRequest,

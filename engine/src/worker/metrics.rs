@@ -38,6 +38,8 @@ pub struct WorkerMetrics {
     pub unet_step_seconds: Histogram,
     pub images: Counter,
     pub wait_seconds: Histogram,
+    /// Grids per UNet batch, for each batch of two or more.
+    pub batched_grids: Histogram,
     pub delivery_failures: Counter,
     /// 1 once the models are loaded.
     pub ready: Gauge,
@@ -51,6 +53,7 @@ impl Default for WorkerMetrics {
             unet_step_seconds: seconds_histogram(),
             images: Counter::default(),
             wait_seconds: seconds_histogram(),
+            batched_grids: Histogram::new(exponential_buckets(2.0, 2.0, 6)),
             delivery_failures: Counter::default(),
             ready: Gauge::default(),
         }
@@ -68,6 +71,11 @@ impl WorkerMetrics {
             "job_stage_seconds",
             "Time spent per job in each stage",
             self.stage_seconds.clone(),
+        );
+        registry.register(
+            "batched_grids",
+            "Grids drawn in one UNet batch, for batches of two or more (WORDUP_ENGINE_BATCH)",
+            self.batched_grids.clone(),
         );
         registry.register(
             "unet_step_seconds",

@@ -10,6 +10,7 @@
 
 mod announce;
 mod answer;
+mod batch;
 mod check;
 mod deliver;
 mod draw;
@@ -28,9 +29,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
-use tracing::Instrument;
 use wordup_queue::{
-    ClaimedJob, Delivery, GRID_IMAGES, Job, Progress, Queue, QueueError, Request, ResultKind,
+    Delivery, GRID_IMAGES, ImagineRequest, Job, Progress, Queue, QueueError, Request, ResultKind,
     ResultPost,
 };
 
@@ -42,8 +42,8 @@ use crate::judge::clip;
 use crate::judge::safety::OpenNsfw;
 use lease::Flags;
 use metrics::WorkerMetrics;
-use plan::Plan;
-use render::Models;
+use plan::{Draw, Plan};
+use render::{Drawn, Models};
 use settle::Outcome;
 
 #[derive(Debug, Clone)]
@@ -85,8 +85,9 @@ pub struct Worker<D> {
 }
 
 impl<D: Delivery> Worker<D> {
-    /// Runs until `shutdown` turns true; then finishes the job in hand and
-    /// releases the rest of its batch.
+    /// Runs until `shutdown` turns true; then finishes the jobs in hand (one
+    /// job, or the grids drawn as one batch with it) and releases the rest
+    /// of its batch.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) -> Result<(), QueueError> {
         let mut waker = self.queue.waker(self.config.poll).await?;
         tracing::info!(batch = self.config.batch, "worker started");
@@ -126,25 +127,14 @@ impl<D: Delivery> Worker<D> {
             }
             // Every job of the batch is leased from the claim on, so each
             // keeps a heartbeat while it waits for its turn.
-            let mut jobs = claimed
+            let jobs = claimed
                 .into_iter()
                 .map(|job| {
                     let lease = Lease::keep(&self.queue, &job.job, self.config.heartbeat);
                     (job, lease)
                 })
-                .collect::<Vec<_>>()
-                .into_iter();
-            while let Some((job, lease)) = jobs.next() {
-                self.run_job(job, lease).await;
-                if *shutdown.borrow() {
-                    for (rest, lease) in jobs.by_ref() {
-                        lease.stop();
-                        if let Err(e) = self.queue.release(rest.id(), rest.attempt()).await {
-                            tracing::warn!(job_id = %rest.id(), error = %e, "could not release a job");
-                        }
-                    }
-                }
-            }
+                .collect();
+            self.run_batch(jobs, &shutdown).await;
         }
         rescuer.abort();
         sweeper.abort();
@@ -155,42 +145,43 @@ impl<D: Delivery> Worker<D> {
         Ok(())
     }
 
-    /// Runs one claimed job to a settlement; `lease` keeps it leased.
-    pub async fn run_job(&self, claimed: ClaimedJob, lease: Lease) {
-        let job = claimed.job;
-        let span = tracing::info_span!("job", job_id = %job.id, attempt = job.attempt, kind = job.request.kind());
+    /// A job's span, and its wait in the queue observed.
+    fn job_span(&self, job: &Job) -> tracing::Span {
         if let Some(started) = job.started_at {
             let waited = (started - job.enqueued_at).to_std().unwrap_or_default();
             self.metrics.wait_seconds.observe(waited.as_secs_f64());
         }
-        async {
-            let started = Instant::now();
-            let outcome = self.attempt(&job, &lease.flags).await;
-            lease.stop();
-            self.settle(&job, outcome, started).await;
-        }
-        .instrument(span)
-        .await
+        tracing::info_span!("job", job_id = %job.id, attempt = job.attempt, kind = job.request.kind())
     }
 
-    /// One attempt: plan, draw, check, store, deliver.
-    async fn attempt(&self, job: &Job, flags: &Arc<Flags>) -> Outcome {
+    /// What a job draws, or how it ended without drawing: its result was
+    /// already posted by an earlier attempt, it was an /analyze or a
+    /// /describe (answered here), or it cannot be planned.
+    async fn prepare(&self, job: &Job) -> Result<Plan, Outcome> {
         // A previous attempt posted and recorded, then died before completing.
         match self.queue.post(job.id, RESULT_POST).await {
-            Ok(Some(_)) => return Outcome::Done,
+            Ok(Some(_)) => return Err(Outcome::Done),
             Ok(None) => {}
-            Err(e) => return e.into(),
+            Err(e) => return Err(e.into()),
         }
         match &job.request {
-            Request::Analyze { prompt } => return self.analyze(job, prompt).await,
-            Request::Describe {} => return self.describe(job).await,
+            Request::Analyze { prompt } => return Err(self.analyze(job, prompt).await),
+            Request::Describe {} => return Err(self.describe(job).await),
             _ => {}
         }
-        let Plan { root, draw, what } = match self.plan(job).await {
-            Ok(plan) => plan,
-            Err(outcome) => return outcome,
-        };
-        let kind = draw.kind();
+        self.plan(job).await
+    }
+
+    /// A progress reporter for `job`, told that drawing is starting; the
+    /// drawing sends to the sender, and the reporter ends when it is dropped.
+    fn reporter(
+        &self,
+        job: &Job,
+        flags: &Arc<Flags>,
+    ) -> (
+        mpsc::UnboundedSender<progress::Update>,
+        tokio::task::JoinHandle<()>,
+    ) {
         let (progress_tx, progress_rx) = mpsc::unbounded_channel();
         let reporter = tokio::spawn(progress::report(
             self.queue.clone(),
@@ -208,6 +199,18 @@ impl<D: Delivery> Worker<D> {
             },
             preview: None,
         });
+        (progress_tx, reporter)
+    }
+
+    /// Draws one job's plan on its own.
+    async fn draw_alone(
+        &self,
+        job: &Job,
+        flags: &Arc<Flags>,
+        root: &ImagineRequest,
+        draw: Draw,
+    ) -> Result<Vec<Drawn>, Outcome> {
+        let (progress_tx, reporter) = self.reporter(job, flags);
         let drawn = draw::draw(
             self.models.clone(),
             self.metrics.clone(),
@@ -220,12 +223,20 @@ impl<D: Delivery> Worker<D> {
         .await;
         let _ = reporter.await;
         if flags.lost.load(Ordering::Relaxed) {
-            return Outcome::Lost;
+            return Err(Outcome::Lost);
         }
-        let drawn = match drawn {
-            Ok(drawn) => drawn,
-            Err(e) => return e.into(),
-        };
+        drawn.map_err(Outcome::from)
+    }
+
+    /// Checks, stores and posts what a job drew.
+    async fn finish(
+        &self,
+        job: &Job,
+        root: ImagineRequest,
+        kind: ResultKind,
+        what: String,
+        drawn: Vec<Drawn>,
+    ) -> Outcome {
         self.metrics.images.inc_by(drawn.len() as u64);
 
         let timed = Instant::now();

@@ -11,7 +11,7 @@ use crate::error::{EngineError, Result};
 use crate::finish::refine;
 use crate::finish::upscale::{Tiling, Upscaler};
 use crate::ops::conv::PaddingMode;
-use crate::sd::pipeline::{Decoder, Generation, ProgressFn, StableDiffusion, Stage};
+use crate::sd::pipeline::{Decoder, Drawing, Generation, ProgressFn, StableDiffusion, Stage};
 use crate::sd::scheduler::TimestepSpacing;
 use crate::sd::size;
 use crate::sd::{images, latents};
@@ -48,6 +48,47 @@ impl Drawn {
             Decoder::Full
         }
     }
+}
+
+/// What grids must share to be drawn in one batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchShape {
+    pub width: usize,
+    pub height: usize,
+    pub steps: usize,
+    /// Classifier-free guidance on (any scale above 1).
+    pub guided: bool,
+    pub tile: bool,
+    pub decoder: Decoder,
+    /// Chunks of 77 tokens in the conditioning.
+    pub chunks: usize,
+}
+
+/// `count` seeds from `first_seed` on, one per image.
+fn seeds_from(first_seed: u64, count: u32) -> Vec<u64> {
+    (0..u64::from(count))
+        .map(|i| first_seed.wrapping_add(i))
+        .collect()
+}
+
+/// A drawing's images with their seeds; a draft's keep their latents.
+fn drawn_images(drawing: &Drawing, seeds: &[u64], decoder: Decoder) -> Result<Vec<Drawn>> {
+    images::to_rgb(&drawing.images)?
+        .into_iter()
+        .zip(seeds)
+        .enumerate()
+        .map(|(i, (image, &seed))| {
+            let draft_latents = match decoder {
+                Decoder::Draft => Some(latents::to_bytes(&drawing.latents.get(i)?)?),
+                Decoder::Full => None,
+            };
+            Ok(Drawn {
+                image,
+                seed,
+                draft_latents,
+            })
+        })
+        .collect()
 }
 
 /// Prompt, negative prompt, steps and guidance resolved against the model.
@@ -110,46 +151,80 @@ impl Models {
         decoder: Decoder,
         progress: &mut ProgressFn,
     ) -> Result<Vec<Drawn>> {
+        let seeds = seeds_from(first_seed, count);
+        let mut drawn = Vec::with_capacity(seeds.len());
+        for batch in seeds.chunks(usize::from(GRID_IMAGES)) {
+            let generation = self.generation(request, batch.to_vec());
+            let drawing = self.pipeline.txt2img_with(&generation, decoder, progress)?;
+            drawn.extend(drawn_images(&drawing, batch, decoder)?);
+        }
+        Ok(drawn)
+    }
+
+    /// Several /imagine grids (request, first seed) drawn as one batch, a
+    /// grid's images each, as [`Models::imagine`] draws them one by one.
+    /// They must share [`Models::batch_shape`].
+    pub fn imagine_together(
+        &self,
+        grids: &[(&ImagineRequest, u64)],
+        decoder: Decoder,
+        progress: &mut ProgressFn,
+    ) -> Result<Vec<Vec<Drawn>>> {
+        let generations: Vec<Generation> = grids
+            .iter()
+            .map(|(request, first_seed)| {
+                self.generation(request, seeds_from(*first_seed, u32::from(GRID_IMAGES)))
+            })
+            .collect();
+        let drawings = self
+            .pipeline
+            .txt2img_batch(&generations, decoder, progress)?;
+        drawings
+            .iter()
+            .zip(&generations)
+            .map(|(drawing, generation)| drawn_images(drawing, &generation.seeds, decoder))
+            .collect()
+    }
+
+    /// What a grid of `request` must share with others to be drawn in one
+    /// batch with them ([`Models::imagine_together`]).
+    pub fn batch_shape(&self, request: &ImagineRequest, decoder: Decoder) -> Result<BatchShape> {
+        let g = self.generation(request, Vec::new());
+        Ok(BatchShape {
+            width: g.width,
+            height: g.height,
+            steps: g.steps,
+            guided: g.guidance > 1.0,
+            tile: g.tile,
+            decoder,
+            chunks: self.pipeline.condition_chunks(
+                &g.prompt,
+                g.negative_prompt.as_deref(),
+                g.guidance,
+            )?,
+        })
+    }
+
+    /// The generation of `seeds` for an /imagine request, at the model's
+    /// size for its aspect.
+    fn generation(&self, request: &ImagineRequest, seeds: Vec<u64>) -> Generation {
         let resolved = self.resolve(request);
         let (width, height) = size::dimensions(
             (request.aspect.width, request.aspect.height),
             self.native_budget(),
             self.pipeline.size_multiple() as u32,
         );
-        let seeds: Vec<u64> = (0..u64::from(count))
-            .map(|i| first_seed.wrapping_add(i))
-            .collect();
-        let mut drawn = Vec::with_capacity(seeds.len());
-        for batch in seeds.chunks(usize::from(GRID_IMAGES)) {
-            let generation = Generation {
-                prompt: resolved.prompt.clone(),
-                negative_prompt: resolved.negative_prompt.clone(),
-                width: width as usize,
-                height: height as usize,
-                steps: resolved.steps,
-                guidance: resolved.guidance,
-                seeds: batch.to_vec(),
-                chaos: chaos_amount(request.chaos),
-                tile: request.tile,
-            };
-            let drawing = self.pipeline.txt2img_with(&generation, decoder, progress)?;
-            for (i, (image, seed)) in images::to_rgb(&drawing.images)?
-                .into_iter()
-                .zip(batch)
-                .enumerate()
-            {
-                let draft_latents = match decoder {
-                    Decoder::Draft => Some(latents::to_bytes(&drawing.latents.get(i)?)?),
-                    Decoder::Full => None,
-                };
-                drawn.push(Drawn {
-                    image,
-                    seed: *seed,
-                    draft_latents,
-                });
-            }
+        Generation {
+            prompt: resolved.prompt,
+            negative_prompt: resolved.negative_prompt,
+            width: width as usize,
+            height: height as usize,
+            steps: resolved.steps,
+            guidance: resolved.guidance,
+            seeds,
+            chaos: chaos_amount(request.chaos),
+            tile: request.tile,
         }
-        Ok(drawn)
     }
 
     /// A draft image's latents ([`Drawn::draft_latents`]) decoded with the
@@ -203,9 +278,7 @@ impl Models {
             self.native_budget(),
             self.pipeline.size_multiple() as u32,
         );
-        let seeds: Vec<u64> = (0..u64::from(count))
-            .map(|i| first_seed.wrapping_add(i))
-            .collect();
+        let seeds = seeds_from(first_seed, count);
         let input = images::from_rgb(source, width, height, &self.pipeline.device)?;
         self.img2img_batch(request, &input, strength, (width, height), &seeds, progress)
     }
@@ -229,9 +302,7 @@ impl Models {
         );
         let cropped = crop_to_aspect(source, width, height);
         let input = images::from_rgb(&cropped, width, height, &self.pipeline.device)?;
-        let seeds: Vec<u64> = (0..u64::from(count))
-            .map(|i| first_seed.wrapping_add(i))
-            .collect();
+        let seeds = seeds_from(first_seed, count);
         let mut drawn = Vec::with_capacity(seeds.len());
         for batch in seeds.chunks(usize::from(GRID_IMAGES)) {
             drawn.extend(self.img2img_batch(
@@ -256,19 +327,15 @@ impl Models {
         seeds: &[u64],
         progress: &mut ProgressFn,
     ) -> Result<Vec<Drawn>> {
-        let resolved = self.resolve(request);
+        let generation = self.generation(request, seeds.to_vec());
         let generation = Generation {
-            prompt: resolved.prompt,
-            negative_prompt: resolved.negative_prompt,
             width: width as usize,
             height: height as usize,
-            steps: refine::steps_for_strength(resolved.steps.max(2), strength),
-            guidance: resolved.guidance,
-            seeds: seeds.to_vec(),
+            steps: refine::steps_for_strength(generation.steps.max(2), strength),
             // Variations and image prompts stay near their source: chaos
             // is for grids drawn from noise.
             chaos: 0.0,
-            tile: request.tile,
+            ..generation
         };
         let output = self
             .pipeline

@@ -15,7 +15,7 @@ const DRAWING_FAILED: &str = "something went wrong while drawing; please try aga
 const NOT_POSTABLE: &str = "the result could not be posted here";
 
 /// How one attempt ended.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(super) enum Outcome {
     Done,
     /// Asked to stop by a cancellation.

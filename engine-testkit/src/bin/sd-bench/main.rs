@@ -4,6 +4,10 @@
 //!   loop, VAE decode, the copy back to the host) on a diffusers model
 //!   directory, per batch size and step count. Prints
 //!   `RESULT candle e2e size=<px> batch=<n> steps=<k> ms=<median> images_per_s=<x>`.
+//! - `grids`: several four-image /imagine grids with different prompts drawn
+//!   one grid at a time and as one batch (`StableDiffusion::txt2img_batch`,
+//!   what an engine with `WORDUP_ENGINE_BATCH` > 1 does), images/s of each
+//!   and their ratio in a table; `RESULT candle grids …` lines too.
 //! - `stages`: text encoding, one UNet step, one VAE decode and one TAESD
 //!   (draft) decode timed alone (the device synchronised around each) on
 //!   random weights built from config files, per size and batch, then the
@@ -31,7 +35,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use clap::{Args, Parser, Subcommand};
 use wordup_engine::sd::device::{best_device, parse_dtype, variant_for};
-use wordup_engine::sd::pipeline::{Generation, Parts, PipelineOptions, StableDiffusion};
+use wordup_engine::sd::pipeline::{Decoder, Generation, Parts, PipelineOptions, StableDiffusion};
 use wordup_engine::sd::source::ModelFiles;
 use wordup_engine::sd::{taesd, text_encoder, unet, vae};
 use wordup_engine_testkit::bench::median_ms;
@@ -58,6 +62,8 @@ struct Cli {
 enum Command {
     /// Time txt2img per batch size and step count.
     Speed(SpeedArgs),
+    /// Time grids of different prompts drawn one by one and as one batch.
+    Grids(GridsArgs),
     /// Time each stage alone on random weights.
     Stages(StagesArgs),
     /// Compare the best device's output with the CPU's.
@@ -138,6 +144,30 @@ struct SpeedArgs {
 }
 
 #[derive(Args)]
+struct GridsArgs {
+    /// A diffusers model directory.
+    #[arg(long)]
+    model: PathBuf,
+    /// Image side in pixels.
+    #[arg(long, default_value_t = 512)]
+    size: usize,
+    /// Grids (of four images) drawn together.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    grids: Vec<usize>,
+    #[arg(long, default_value_t = 1)]
+    steps: usize,
+    /// f32, f16 or bf16.
+    #[arg(long, default_value = "f16")]
+    dtype: String,
+    /// Timed runs per configuration (the median is reported), after one warm-up.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Run on the CPU even where a GPU is available.
+    #[arg(long)]
+    cpu: bool,
+}
+
+#[derive(Args)]
 struct ParityArgs {
     /// A diffusers model directory (the tiny test models are made for this).
     #[arg(long)]
@@ -202,6 +232,70 @@ fn speed(args: &SpeedArgs) -> Result<()> {
                 args.size
             );
         }
+    }
+    Ok(())
+}
+
+/// Grids of different prompts, one at a time and as one batch: images/s of
+/// each in a table.
+fn grids(args: &GridsArgs) -> Result<()> {
+    let device = best_device(args.cpu)?;
+    let dtype = parse_dtype(&args.dtype).map_err(anyhow::Error::msg)?;
+    let pipeline = load(&args.model, &device, dtype)?;
+    eprintln!("candle on {device:?} in {dtype:?}");
+    let subjects = ["a lighthouse", "a red fox", "a castle", "a sailing boat"];
+    let mut rows = Vec::new();
+    for &count in &args.grids {
+        let generations: Vec<Generation> = (0..count)
+            .map(|i| Generation {
+                prompt: format!("{} at dusk, oil painting", subjects[i % subjects.len()]),
+                negative_prompt: None,
+                width: args.size,
+                height: args.size,
+                steps: args.steps,
+                guidance: 0.0,
+                seeds: (0..4).map(|s| (4 * i + s) as u64).collect(),
+                chaos: 0.0,
+                tile: false,
+            })
+            .collect();
+        let alone = || -> Result<()> {
+            for generation in &generations {
+                draw(&pipeline, generation)?;
+            }
+            Ok(())
+        };
+        let together = || -> Result<()> {
+            let drawings =
+                pipeline.txt2img_batch(&generations, Decoder::Full, &mut |_, _, _, _| Ok(()))?;
+            for drawing in drawings {
+                drawing.images.to_device(&Device::Cpu)?;
+            }
+            Ok(())
+        };
+        alone()?;
+        let alone_ms = median_ms(args.repeats, alone)?;
+        together()?;
+        let together_ms = median_ms(args.repeats, together)?;
+        let images = 4 * count;
+        let rate = |ms: f64| images as f64 / (ms / 1e3);
+        println!(
+            "RESULT candle grids size={} grids={count} steps={} alone_ms={alone_ms:.2} together_ms={together_ms:.2}",
+            args.size, args.steps
+        );
+        rows.push(format!(
+            "| {count} | {images} | {:.2} | {:.2} | {:.2}x |",
+            rate(alone_ms),
+            rate(together_ms),
+            alone_ms / together_ms
+        ));
+    }
+    println!(
+        "\n{}², {} steps, {dtype:?} on {device:?}\n\n| grids | images | one at a time images/s | one batch images/s | batch/one at a time |\n|---:|---:|---:|---:|---:|",
+        args.size, args.steps
+    );
+    for row in rows {
+        println!("{row}");
     }
     Ok(())
 }
@@ -463,6 +557,7 @@ fn parity(args: &ParityArgs) -> Result<bool> {
 fn main() -> Result<ExitCode> {
     match Cli::parse().command {
         Command::Speed(args) => speed(&args)?,
+        Command::Grids(args) => grids(&args)?,
         Command::Stages(args) => stages(&args)?,
         Command::Parts(args) => parts::run(&args, &best_device(false)?)?,
         Command::Parity(args) => {

@@ -1,0 +1,304 @@
+//! A claimed batch: every job planned first, the plain /imagine grids that
+//! draw alike (same [`BatchShape`]) drawn as one batch through the UNet and
+//! the decoder, then each job checked, stored, posted and settled on its
+//! own, in its own span.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::watch;
+use tracing::Instrument;
+use wordup_queue::{ClaimedJob, Delivery, GRID_IMAGES, ImagineRequest, Job, ResultKind};
+
+use super::Worker;
+use super::draw::{self, Member};
+use super::lease::{Flags, Lease};
+use super::plan::{Draw, Plan};
+use super::render::{BatchShape, Drawn};
+use super::settle::Outcome;
+use crate::error::EngineError;
+use crate::sd::pipeline::Decoder;
+
+/// A claimed job between its planning and its settlement.
+struct Pending {
+    job: Job,
+    lease: Lease,
+    span: tracing::Span,
+    started: Instant,
+    /// What the result is, or how the job ended before drawing.
+    plan: Result<Planned, Outcome>,
+    /// What it draws, until it is drawn.
+    draw: Option<Draw>,
+}
+
+/// A plan's parts that outlive its drawing.
+struct Planned {
+    root: ImagineRequest,
+    kind: ResultKind,
+    what: String,
+}
+
+/// The first seed and decoder of a plain /imagine grid (no image prompt,
+/// no `--quality` candidates): the only draws that share a batch.
+fn plain_grid(draw: &Draw) -> Option<(u64, Decoder)> {
+    match draw {
+        Draw::Grid {
+            first_seed,
+            decoder,
+            candidates,
+            image: None,
+        } if *candidates == u32::from(GRID_IMAGES) => Some((*first_seed, *decoder)),
+        _ => None,
+    }
+}
+
+/// Which jobs draw together: the indices of jobs with equal shapes, each
+/// group in claim order and the groups in the order of their first job; a
+/// job without a shape (`None`) is a group of its own.
+pub(super) fn groups<K: PartialEq>(shapes: &[Option<K>]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (i, shape) in shapes.iter().enumerate() {
+        let joined = shape.as_ref().and_then(|shape| {
+            groups
+                .iter_mut()
+                .find(|group| shapes[group[0]].as_ref() == Some(shape))
+        });
+        match joined {
+            Some(group) => group.push(i),
+            None => groups.push(vec![i]),
+        }
+    }
+    groups
+}
+
+impl<D: Delivery> Worker<D> {
+    /// Runs claimed jobs to their settlements. Once `shutdown` turns true,
+    /// the group in hand is finished and the jobs not yet drawn are
+    /// released (those that ended while being planned are settled).
+    pub(super) async fn run_batch(
+        &self,
+        jobs: Vec<(ClaimedJob, Lease)>,
+        shutdown: &watch::Receiver<bool>,
+    ) {
+        let mut pending = Vec::with_capacity(jobs.len());
+        for (claimed, lease) in jobs {
+            let job = claimed.job;
+            let span = self.job_span(&job);
+            let started = Instant::now();
+            let (plan, draw) = match self.prepare(&job).instrument(span.clone()).await {
+                Ok(Plan { root, draw, what }) => {
+                    let kind = draw.kind();
+                    (Ok(Planned { root, kind, what }), Some(draw))
+                }
+                Err(outcome) => (Err(outcome), None),
+            };
+            pending.push(Some(Pending {
+                job,
+                lease,
+                span,
+                started,
+                plan,
+                draw,
+            }));
+        }
+        let shapes: Vec<Option<BatchShape>> = pending
+            .iter()
+            .map(|p| p.as_ref().and_then(|p| self.batch_shape(p)))
+            .collect();
+        for group in groups(&shapes) {
+            let mut members: Vec<Pending> =
+                group.iter().filter_map(|&i| pending[i].take()).collect();
+            if *shutdown.borrow() {
+                for member in members {
+                    self.release(member).await;
+                }
+                continue;
+            }
+            let drawn = self.draw_group(&mut members).await;
+            for (member, drawn) in members.into_iter().zip(drawn) {
+                self.conclude(member, drawn).await;
+            }
+        }
+    }
+
+    /// What a plain grid must share with others to be drawn with them.
+    fn batch_shape(&self, pending: &Pending) -> Option<BatchShape> {
+        let (_, decoder) = plain_grid(pending.draw.as_ref()?)?;
+        let planned = pending.plan.as_ref().ok()?;
+        self.models.batch_shape(&planned.root, decoder).ok()
+    }
+
+    /// Draws a group's plans: one job alone, several plain grids as one
+    /// batch. A job that ended while being planned draws nothing (`None`).
+    async fn draw_group(
+        &self,
+        members: &mut [Pending],
+    ) -> Vec<Option<Result<Vec<Drawn>, Outcome>>> {
+        let grids: Option<Vec<(u64, Decoder)>> = members
+            .iter()
+            .map(|m| m.draw.as_ref().and_then(plain_grid))
+            .collect();
+        match grids {
+            Some(grids) if members.len() > 1 => self.draw_grids(members, &grids).await,
+            _ => {
+                let mut drawn = Vec::with_capacity(members.len());
+                for member in members.iter_mut() {
+                    drawn.push(self.draw_one(member).await);
+                }
+                drawn
+            }
+        }
+    }
+
+    async fn draw_one(&self, member: &mut Pending) -> Option<Result<Vec<Drawn>, Outcome>> {
+        let (Ok(planned), Some(draw)) = (&member.plan, member.draw.take()) else {
+            return None;
+        };
+        let drawn = self
+            .draw_alone(&member.job, &member.lease.flags, &planned.root, draw)
+            .instrument(member.span.clone())
+            .await;
+        Some(drawn)
+    }
+
+    /// Plain grids (`grids`: each member's first seed and decoder, one
+    /// decoder for all by their shape) drawn as one batch.
+    async fn draw_grids(
+        &self,
+        members: &mut [Pending],
+        grids: &[(u64, Decoder)],
+    ) -> Vec<Option<Result<Vec<Drawn>, Outcome>>> {
+        let mut together = Vec::with_capacity(members.len());
+        let mut reporters = Vec::with_capacity(members.len());
+        for (member, &(first_seed, _)) in members.iter_mut().zip(grids) {
+            member.draw = None;
+            let root = match &member.plan {
+                Ok(planned) => planned.root.clone(),
+                Err(_) => continue,
+            };
+            let (progress, reporter) = self.reporter(&member.job, &member.lease.flags);
+            reporters.push(reporter);
+            together.push(Member {
+                flags: member.lease.flags.clone(),
+                progress,
+                previews: self.previews(&member.job),
+                root,
+                first_seed,
+            });
+        }
+        let jobs: Vec<String> = members.iter().map(|m| m.job.id.to_string()).collect();
+        tracing::info!(jobs = jobs.join(","), "drawing grids as one batch");
+        self.metrics.batched_grids.observe(together.len() as f64);
+        let drawn = draw::draw_together(
+            self.models.clone(),
+            self.metrics.clone(),
+            together,
+            grids[0].1,
+        )
+        .await;
+        for reporter in reporters {
+            let _ = reporter.await;
+        }
+        let mut drawn: Vec<Result<Vec<Drawn>, Outcome>> = match drawn {
+            Ok(drawn) => drawn.into_iter().map(Ok).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "a batch of grids failed");
+                let outcome = Outcome::from(e);
+                members.iter().map(|_| Err(outcome.clone())).collect()
+            }
+        };
+        // A member cancelled or lost while the others went on ends so.
+        for (member, drawn) in members.iter().zip(drawn.iter_mut()) {
+            if let Some(outcome) = stopped(&member.lease.flags) {
+                *drawn = Err(outcome);
+            }
+        }
+        drawn.into_iter().map(Some).collect()
+    }
+
+    /// Finishes a job with what it drew, and settles it.
+    async fn conclude(&self, member: Pending, drawn: Option<Result<Vec<Drawn>, Outcome>>) {
+        let Pending {
+            job,
+            lease,
+            span,
+            started,
+            plan,
+            ..
+        } = member;
+        async {
+            let outcome = match (plan, drawn) {
+                (Err(outcome), _) => outcome,
+                (Ok(planned), Some(Ok(drawn))) => {
+                    let Planned { root, kind, what } = planned;
+                    self.finish(&job, root, kind, what, drawn).await
+                }
+                (Ok(_), Some(Err(outcome))) => outcome,
+                (Ok(_), None) => Outcome::transient("the job was planned but not drawn"),
+            };
+            lease.stop();
+            self.settle(&job, outcome, started).await;
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Returns a job not yet drawn to the queue; one that ended while being
+    /// planned is settled instead.
+    async fn release(&self, member: Pending) {
+        let Pending {
+            job,
+            lease,
+            span,
+            started,
+            plan,
+            ..
+        } = member;
+        lease.stop();
+        match plan {
+            Err(outcome) => self.settle(&job, outcome, started).instrument(span).await,
+            Ok(_) => {
+                if let Err(e) = self.queue.release(job.id, job.attempt).await {
+                    tracing::warn!(job_id = %job.id, error = %e, "could not release a job");
+                }
+            }
+        }
+    }
+}
+
+/// How a job of a batch ended if it was cancelled or lost while drawing.
+fn stopped(flags: &Arc<Flags>) -> Option<Outcome> {
+    use std::sync::atomic::Ordering;
+    if flags.lost.load(Ordering::Relaxed) {
+        Some(Outcome::Lost)
+    } else if flags.cancel.load(Ordering::Relaxed) {
+        Some(EngineError::Cancelled.into())
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::groups;
+
+    #[test]
+    fn jobs_of_one_shape_draw_together_in_claim_order() {
+        type Case = (&'static [Option<u8>], &'static [&'static [usize]]);
+        let cases: &[Case] = &[
+            (&[], &[]),
+            (&[None], &[&[0]]),
+            (&[Some(1)], &[&[0]]),
+            (&[Some(1), Some(1), Some(1)], &[&[0, 1, 2]]),
+            (&[Some(1), Some(2), Some(1)], &[&[0, 2], &[1]]),
+            (&[None, None], &[&[0], &[1]]),
+            (&[Some(1), None, Some(1), Some(2)], &[&[0, 2], &[1], &[3]]),
+            (&[None, Some(2), Some(2), None], &[&[0], &[1, 2], &[3]]),
+        ];
+        for (shapes, expected) in cases {
+            let got = groups(shapes);
+            let expected: Vec<Vec<usize>> = expected.iter().map(|g| g.to_vec()).collect();
+            assert_eq!(got, expected, "shapes {shapes:?}");
+        }
+    }
+}
