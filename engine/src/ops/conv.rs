@@ -5,7 +5,8 @@
 //! in it. candle 0.11's CPU path transposes the whole input to NHWC on one
 //! thread, gathers its columns element by element and copies the product
 //! back, which made the VAE decoder 3.5× slower than PyTorch. Elsewhere
-//! (CUDA, f16) candle's convolution runs.
+//! (CUDA, f16) candle's convolution runs, with a cuDNN algorithm chosen
+//! once per shape ([`super::cudnn_algo`]).
 //!
 //! Padding is zeros, or circular (`--tile`): the input wrapped around on
 //! both axes, then convolved without padding, on every device.
@@ -373,13 +374,11 @@ impl Conv2d {
                 }
             }
             None => {
-                let cfg = Conv2dConfig {
-                    padding,
-                    stride: self.stride,
-                    ..Default::default()
+                let out = super::cudnn_algo::conv2d(&x, &self.weight, padding, self.stride)?;
+                let out = match &self.bias {
+                    Some(bias) => out.broadcast_add(&bias.reshape((1, (), 1, 1))?)?,
+                    None => out,
                 };
-                let out = candle_nn::Conv2d::new(self.weight.clone(), self.bias.clone(), cfg)
-                    .forward(&x)?;
                 let out = match fused.residual {
                     Some(residual) => (out + residual)?,
                     None => out,

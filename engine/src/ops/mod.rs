@@ -6,6 +6,7 @@
 
 pub mod attention;
 pub mod conv;
+pub mod cudnn_algo;
 pub mod gelu;
 pub mod group_norm;
 pub mod linear;
