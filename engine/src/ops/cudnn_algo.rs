@@ -144,7 +144,8 @@ mod tests {
     #[test]
     fn the_fastest_algorithm_that_ran_is_chosen() {
         use CudnnFwdAlgo::*;
-        let cases: [(&[(CudnnFwdAlgo, Option<Duration>)], Option<CudnnFwdAlgo>); 5] = [
+        type Timings<'a> = &'a [(CudnnFwdAlgo, Option<Duration>)];
+        let cases: [(Timings, Option<CudnnFwdAlgo>); 5] = [
             (&[], None),
             (&[(Gemm, None), (Winograd, None)], None),
             (
