@@ -35,8 +35,9 @@ pub enum Mask {
 
 /// softmax(q·kᵀ·scale)·v per batch·head: `q` `[n, queries, depth]`, `k`
 /// `[n, keys, depth]`, `v` `[n, keys, depth_v]` → `[n, queries, depth_v]`
-/// in q's dtype. Computed in f32 whatever the inputs' dtype: in f16 the
-/// scores overflow over thousands of keys.
+/// in q's dtype. The softmax is in f32 whatever the inputs' dtype (in f16
+/// its sums overflow over thousands of keys); on the host the products are
+/// too, elsewhere they run in the inputs' dtype (f16 on the tensor cores).
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, mask: Mask) -> Result<Tensor> {
     let (n, queries, depth) = q.dims3()?;
     let (k_n, keys, k_depth) = k.dims3()?;
@@ -55,25 +56,26 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, mask: Mask) -> 
     if mask == Mask::Causal && keys != queries {
         candle_core::bail!("attention: {keys} keys for {queries} queries with a causal mask");
     }
+    if !q.device().is_cpu() {
+        return unfused(q, k, v, scale, mask);
+    }
     let dtype = q.dtype();
     let [q, k, v] = [q, k, v].map(|t| t.to_dtype(DType::F32));
     let (q, k, v) = (q?, k?, v?);
-    let out = if q.device().is_cpu() {
-        let op = FlashAttention {
-            scale: scale as f32,
-            mask,
-        };
-        q.contiguous()?
-            .apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &op)?
-    } else {
-        unfused(&q, &k, &v, scale, mask)?
+    let op = FlashAttention {
+        scale: scale as f32,
+        mask,
     };
-    out.to_dtype(dtype)
+    q.contiguous()?
+        .apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &op)?
+        .to_dtype(dtype)
 }
 
-/// candle's matmul, softmax and matmul, in chunks of queries.
+/// candle's matmul, softmax and matmul, in chunks of queries: the products
+/// in the inputs' dtype, the softmax in f32.
 fn unfused(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, mask: Mask) -> Result<Tensor> {
     let (_, queries, _) = q.dims3()?;
+    let dtype = q.dtype();
     // The scale goes on q, smaller than the scores.
     let q = (q * scale)?;
     let k_t = k.t()?.contiguous()?;
@@ -84,11 +86,15 @@ fn unfused(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, mask: Mask) -> Result
     let mut chunks = Vec::with_capacity(queries.div_ceil(FALLBACK_CHUNK));
     for start in (0..queries).step_by(FALLBACK_CHUNK) {
         let len = FALLBACK_CHUNK.min(queries - start);
-        let mut scores = q.narrow(1, start, len)?.matmul(&k_t)?;
+        let mut scores = q
+            .narrow(1, start, len)?
+            .matmul(&k_t)?
+            .to_dtype(DType::F32)?;
         if let Some(mask) = &mask {
             scores = scores.broadcast_add(&mask.narrow(0, start, len)?)?;
         }
-        chunks.push(super::softmax::softmax_last_dim(&scores)?.matmul(v)?);
+        let weights = super::softmax::softmax_last_dim(&scores)?.to_dtype(dtype)?;
+        chunks.push(weights.matmul(v)?);
     }
     Tensor::cat(&chunks, 1)
 }
@@ -415,6 +421,13 @@ mod tests {
         // The unfused path other devices take, here on the host.
         let error = relative_error(&unfused(&q, &k, &v, scale, mask)?, &expected)?;
         assert!(error < 1e-5, "unfused: relative error {error}");
+        // The same in f16 (products in f16, softmax in f32), as on a GPU.
+        let half = [&q, &k, &v].map(|t| t.to_dtype(DType::F16));
+        let [q16, k16, v16] = half;
+        let got = unfused(&q16?, &k16?, &v16?, scale, mask)?;
+        assert_eq!(got.dtype(), DType::F16);
+        let error = relative_error(&got.to_dtype(DType::F32)?, &expected)?;
+        assert!(error < 5e-3, "unfused in f16: relative error {error}");
         Ok(())
     }
 

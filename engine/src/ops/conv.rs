@@ -527,29 +527,27 @@ pub fn conv2d(s: &ConvShape, input: &[f32], weight: &[f32], terms: Terms, out: &
             };
             let tile_start = b * s.c_out * plane + first_row * ow;
             // This tile's span of output channel `c`.
-            let span = |c: usize| -> &mut [f32] {
-                #[allow(unsafe_code)]
-                // SAFETY: rows [first_row, last_row) of image `b` belong to
-                // this tile alone, in every channel; the span is inside `out`.
-                unsafe {
-                    std::slice::from_raw_parts_mut(shared.get().add(tile_start + c * plane), n)
-                }
-            };
-            // Every value of the span is written: here from the bias or the
+            // Every value of a span is written: here from the bias or the
             // residual, or by gemm when there is neither.
-            for c in 0..s.c_out {
-                let bias = terms.bias.map_or(0.0, |bias| bias[c]);
-                match terms.residual {
-                    Some(residual) => span(c)
-                        .iter_mut()
-                        .zip(&residual[tile_start + c * plane..][..n])
-                        .for_each(|(v, &r)| *v = r + bias),
-                    None if terms.bias.is_some() => span(c).fill(bias),
-                    None => {}
+            if read_out {
+                for c in 0..s.c_out {
+                    #[allow(unsafe_code)]
+                    // SAFETY: rows [first_row, last_row) of image `b` belong
+                    // to this tile alone, in every channel; the span is inside
+                    // `out`, and it is the only reference to it while it lives.
+                    let span = unsafe { tile_span(shared, tile_start + c * plane, n) };
+                    let bias = terms.bias.map_or(0.0, |bias| bias[c]);
+                    match terms.residual {
+                        Some(residual) => span
+                            .iter_mut()
+                            .zip(&residual[tile_start + c * plane..][..n])
+                            .for_each(|(v, &r)| *v = r + bias),
+                        None => span.fill(bias),
+                    }
                 }
             }
             #[allow(unsafe_code)]
-            // SAFETY: as for `span`: the destination is this tile's rows in
+            // SAFETY: as for the spans: the destination is this tile's rows in
             // every output channel; the pointers and strides stay inside
             // `out`, `weight` and `rhs`.
             unsafe {
@@ -577,11 +575,25 @@ pub fn conv2d(s: &ConvShape, input: &[f32], weight: &[f32], terms: Terms, out: &
             }
             if terms.activation != Activation::Identity {
                 for c in 0..s.c_out {
-                    terms.activation.apply(span(c));
+                    #[allow(unsafe_code)]
+                    // SAFETY: as above; gemm has returned.
+                    let span = unsafe { tile_span(shared, tile_start + c * plane, n) };
+                    terms.activation.apply(span);
                 }
             }
         },
     );
+}
+
+/// `n` values of the output from `start`: one output channel's part of a tile.
+///
+/// # Safety
+/// The span must lie inside the output, belong to the calling tile alone,
+/// and be the only reference to those values while it lives.
+#[allow(unsafe_code)]
+unsafe fn tile_span<'a>(out: SharedOut, start: usize, n: usize) -> &'a mut [f32] {
+    // SAFETY: the caller's contract.
+    unsafe { std::slice::from_raw_parts_mut(out.get().add(start), n) }
 }
 
 /// im2col for output rows `[first_row, last_row)` of one image: row

@@ -101,7 +101,14 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, padding: usize, stride: usize) -> Res
             .map(|&algo| (algo, time_algo(x, weight, padding, stride, algo)))
             .collect()
     });
-    x.conv2d_with_algo(weight, padding, stride, 1, 1, algo)
+    match algo {
+        // cuDNN may refuse a kept algorithm later (another layout, less
+        // memory for its workspace): it then picks one for the call.
+        Some(_) => x
+            .conv2d_with_algo(weight, padding, stride, 1, 1, algo)
+            .or_else(|_| x.conv2d(weight, padding, stride, 1, 1)),
+        None => x.conv2d(weight, padding, stride, 1, 1),
+    }
 }
 
 /// The better of two synchronised runs after a warm-up; `None` when cuDNN

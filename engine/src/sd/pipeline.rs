@@ -470,18 +470,19 @@ impl StableDiffusion {
             progress,
         )?;
         progress(Stage::Decoding, 0, 1, None)?;
-        let images = self.decode_with(&latents, decoder)?;
+        // Decoded a generation at a time: the decoder's memory grows with
+        // its batch, and batching it gains little.
         let mut offset = 0;
         generations
             .iter()
             .map(|g| {
                 let n = g.seeds.len();
-                let drawing = Drawing {
-                    images: images.narrow(0, offset, n)?,
-                    latents: latents.narrow(0, offset, n)?,
-                };
+                let latents = latents.narrow(0, offset, n)?;
                 offset += n;
-                Ok(drawing)
+                Ok(Drawing {
+                    images: self.decode_with(&latents, decoder)?,
+                    latents,
+                })
             })
             .collect()
     }

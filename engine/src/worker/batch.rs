@@ -4,7 +4,7 @@
 //! own, in its own span.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -24,9 +24,9 @@ struct Pending {
     job: Job,
     lease: Lease,
     span: tracing::Span,
-    started: Instant,
-    /// What the result is, or how the job ended before drawing.
-    plan: Result<Planned, Outcome>,
+    /// Time its planning took, counted in its duration once it is drawn.
+    planning: Duration,
+    planned: Planned,
     /// What it draws, until it is drawn.
     draw: Option<Draw>,
 }
@@ -37,6 +37,9 @@ struct Planned {
     kind: ResultKind,
     what: String,
 }
+
+/// What a job drew, or how it ended instead; `None`: it was not drawn.
+type DrawResult = Option<Result<Vec<Drawn>, Outcome>>;
 
 /// The first seed and decoder of a plain /imagine grid (no image prompt,
 /// no `--quality` candidates): the only draws that share a batch.
@@ -74,7 +77,7 @@ pub(super) fn groups<K: PartialEq>(shapes: &[Option<K>]) -> Vec<Vec<usize>> {
 impl<D: Delivery> Worker<D> {
     /// Runs claimed jobs to their settlements. Once `shutdown` turns true,
     /// the group in hand is finished and the jobs not yet drawn are
-    /// released (those that ended while being planned are settled).
+    /// released.
     pub(super) async fn run_batch(
         &self,
         jobs: Vec<(ClaimedJob, Lease)>,
@@ -83,23 +86,31 @@ impl<D: Delivery> Worker<D> {
         let mut pending = Vec::with_capacity(jobs.len());
         for (claimed, lease) in jobs {
             let job = claimed.job;
-            let span = self.job_span(&job);
+            if *shutdown.borrow() {
+                self.release(&job, lease).await;
+                continue;
+            }
+            let span = tracing::info_span!("job", job_id = %job.id, attempt = job.attempt, kind = job.request.kind());
             let started = Instant::now();
-            let (plan, draw) = match self.prepare(&job).instrument(span.clone()).await {
+            // A job that ends while being planned is settled at once.
+            match self.prepare(&job).instrument(span.clone()).await {
                 Ok(Plan { root, draw, what }) => {
                     let kind = draw.kind();
-                    (Ok(Planned { root, kind, what }), Some(draw))
+                    pending.push(Some(Pending {
+                        job,
+                        lease,
+                        span,
+                        planning: started.elapsed(),
+                        planned: Planned { root, kind, what },
+                        draw: Some(draw),
+                    }));
                 }
-                Err(outcome) => (Err(outcome), None),
-            };
-            pending.push(Some(Pending {
-                job,
-                lease,
-                span,
-                started,
-                plan,
-                draw,
-            }));
+                Err(outcome) => {
+                    self.observe_wait(&job);
+                    lease.stop();
+                    self.settle(&job, outcome, started).instrument(span).await;
+                }
+            }
         }
         let shapes: Vec<Option<BatchShape>> = pending
             .iter()
@@ -110,13 +121,23 @@ impl<D: Delivery> Worker<D> {
                 group.iter().filter_map(|&i| pending[i].take()).collect();
             if *shutdown.borrow() {
                 for member in members {
-                    self.release(member).await;
+                    self.release(&member.job, member.lease).await;
                 }
                 continue;
             }
-            let drawn = self.draw_group(&mut members).await;
+            // Each job's time runs from its group's start, plus its planning.
+            let group_started = Instant::now();
+            for member in &members {
+                self.observe_wait(&member.job);
+            }
+            let mut drawn = self.draw_group(&mut members).await;
+            // Every member is settled, drawn or not.
+            drawn.resize_with(members.len(), || None);
             for (member, drawn) in members.into_iter().zip(drawn) {
-                self.conclude(member, drawn).await;
+                let started = group_started
+                    .checked_sub(member.planning)
+                    .unwrap_or(group_started);
+                self.conclude(member, drawn, started).await;
             }
         }
     }
@@ -124,72 +145,81 @@ impl<D: Delivery> Worker<D> {
     /// What a plain grid must share with others to be drawn with them.
     fn batch_shape(&self, pending: &Pending) -> Option<BatchShape> {
         let (_, decoder) = plain_grid(pending.draw.as_ref()?)?;
-        let planned = pending.plan.as_ref().ok()?;
-        self.models.batch_shape(&planned.root, decoder).ok()
+        self.models.batch_shape(&pending.planned.root, decoder).ok()
     }
 
     /// Draws a group's plans: one job alone, several plain grids as one
-    /// batch. A job that ended while being planned draws nothing (`None`).
-    async fn draw_group(
-        &self,
-        members: &mut [Pending],
-    ) -> Vec<Option<Result<Vec<Drawn>, Outcome>>> {
+    /// batch (each alone again if the batch fails).
+    async fn draw_group(&self, members: &mut [Pending]) -> Vec<DrawResult> {
         let grids: Option<Vec<(u64, Decoder)>> = members
             .iter()
             .map(|m| m.draw.as_ref().and_then(plain_grid))
             .collect();
-        match grids {
-            Some(grids) if members.len() > 1 => self.draw_grids(members, &grids).await,
-            _ => {
-                let mut drawn = Vec::with_capacity(members.len());
-                for member in members.iter_mut() {
-                    drawn.push(self.draw_one(member).await);
+        let running = members
+            .iter()
+            .filter(|m| stopped(&m.lease.flags).is_none())
+            .count();
+        if let Some(grids) = grids.filter(|_| running > 1) {
+            match self.draw_grids(members, &grids).await {
+                Ok(drawn) => return drawn,
+                Err(e) => {
+                    let jobs = job_ids(members);
+                    tracing::warn!(jobs, error = %e, "a batch of grids failed; drawing each alone");
                 }
-                drawn
             }
         }
+        let mut drawn = Vec::with_capacity(members.len());
+        for member in members.iter_mut() {
+            drawn.push(self.draw_one(member).await);
+        }
+        drawn
     }
 
-    async fn draw_one(&self, member: &mut Pending) -> Option<Result<Vec<Drawn>, Outcome>> {
-        let (Ok(planned), Some(draw)) = (&member.plan, member.draw.take()) else {
-            return None;
+    async fn draw_one(&self, member: &mut Pending) -> DrawResult {
+        let draw = match (member.draw.take(), stopped(&member.lease.flags)) {
+            (_, Some(outcome)) => return Some(Err(outcome)),
+            (None, None) => return None,
+            (Some(draw), None) => draw,
         };
         let drawn = self
-            .draw_alone(&member.job, &member.lease.flags, &planned.root, draw)
+            .draw_alone(&member.job, &member.lease.flags, &member.planned.root, draw)
             .instrument(member.span.clone())
             .await;
         Some(drawn)
     }
 
     /// Plain grids (`grids`: each member's first seed and decoder, one
-    /// decoder for all by their shape) drawn as one batch.
+    /// decoder for all by their shape) drawn as one batch; members already
+    /// cancelled or lost are left out. An error other than every member
+    /// stopping leaves the draws in place for drawing alone.
     async fn draw_grids(
         &self,
         members: &mut [Pending],
         grids: &[(u64, Decoder)],
-    ) -> Vec<Option<Result<Vec<Drawn>, Outcome>>> {
+    ) -> Result<Vec<DrawResult>, EngineError> {
         let mut together = Vec::with_capacity(members.len());
         let mut reporters = Vec::with_capacity(members.len());
-        for (member, &(first_seed, _)) in members.iter_mut().zip(grids) {
-            member.draw = None;
-            let root = match &member.plan {
-                Ok(planned) => planned.root.clone(),
-                Err(_) => continue,
-            };
+        let mut drawn: Vec<DrawResult> = Vec::with_capacity(members.len());
+        for (member, &(first_seed, _)) in members.iter().zip(grids) {
+            if let Some(outcome) = stopped(&member.lease.flags) {
+                drawn.push(Some(Err(outcome)));
+                continue;
+            }
+            drawn.push(None);
             let (progress, reporter) = self.reporter(&member.job, &member.lease.flags);
             reporters.push(reporter);
             together.push(Member {
                 flags: member.lease.flags.clone(),
                 progress,
                 previews: self.previews(&member.job),
-                root,
+                root: member.planned.root.clone(),
                 first_seed,
             });
         }
-        let jobs: Vec<String> = members.iter().map(|m| m.job.id.to_string()).collect();
-        tracing::info!(jobs = jobs.join(","), "drawing grids as one batch");
+        let jobs = job_ids(members);
+        tracing::info!(jobs, "drawing grids as one batch");
         self.metrics.batched_grids.observe(together.len() as f64);
-        let drawn = draw::draw_together(
+        let result = draw::draw_together(
             self.models.clone(),
             self.metrics.clone(),
             together,
@@ -199,42 +229,43 @@ impl<D: Delivery> Worker<D> {
         for reporter in reporters {
             let _ = reporter.await;
         }
-        let mut drawn: Vec<Result<Vec<Drawn>, Outcome>> = match drawn {
-            Ok(drawn) => drawn.into_iter().map(Ok).collect(),
-            Err(e) => {
-                tracing::warn!(error = %e, "a batch of grids failed");
-                let outcome = Outcome::from(e);
-                members.iter().map(|_| Err(outcome.clone())).collect()
-            }
+        let mut grids_drawn = match result {
+            Ok(grids_drawn) => grids_drawn.into_iter(),
+            Err(EngineError::Cancelled) => Vec::new().into_iter(),
+            Err(e) => return Err(e),
         };
-        // A member cancelled or lost while the others went on ends so.
-        for (member, drawn) in members.iter().zip(drawn.iter_mut()) {
-            if let Some(outcome) = stopped(&member.lease.flags) {
-                *drawn = Err(outcome);
+        for (member, drawn) in members.iter_mut().zip(drawn.iter_mut()) {
+            if drawn.is_some() {
+                continue;
             }
+            member.draw = None;
+            // A member cancelled or lost while the others went on ends so.
+            *drawn = Some(match (stopped(&member.lease.flags), grids_drawn.next()) {
+                (Some(outcome), _) => Err(outcome),
+                (None, Some(images)) => Ok(images),
+                (None, None) => Err(EngineError::Cancelled.into()),
+            });
         }
-        drawn.into_iter().map(Some).collect()
+        Ok(drawn)
     }
 
     /// Finishes a job with what it drew, and settles it.
-    async fn conclude(&self, member: Pending, drawn: Option<Result<Vec<Drawn>, Outcome>>) {
+    async fn conclude(&self, member: Pending, drawn: DrawResult, started: Instant) {
         let Pending {
             job,
             lease,
             span,
-            started,
-            plan,
+            planned,
             ..
         } = member;
         async {
-            let outcome = match (plan, drawn) {
-                (Err(outcome), _) => outcome,
-                (Ok(planned), Some(Ok(drawn))) => {
+            let outcome = match drawn {
+                Some(Ok(drawn)) => {
                     let Planned { root, kind, what } = planned;
                     self.finish(&job, root, kind, what, drawn).await
                 }
-                (Ok(_), Some(Err(outcome))) => outcome,
-                (Ok(_), None) => Outcome::transient("the job was planned but not drawn"),
+                Some(Err(outcome)) => outcome,
+                None => Outcome::transient("the job was planned but not drawn"),
             };
             lease.stop();
             self.settle(&job, outcome, started).await;
@@ -243,27 +274,19 @@ impl<D: Delivery> Worker<D> {
         .await
     }
 
-    /// Returns a job not yet drawn to the queue; one that ended while being
-    /// planned is settled instead.
-    async fn release(&self, member: Pending) {
-        let Pending {
-            job,
-            lease,
-            span,
-            started,
-            plan,
-            ..
-        } = member;
+    /// Returns a job not yet drawn to the queue.
+    async fn release(&self, job: &Job, lease: Lease) {
         lease.stop();
-        match plan {
-            Err(outcome) => self.settle(&job, outcome, started).instrument(span).await,
-            Ok(_) => {
-                if let Err(e) = self.queue.release(job.id, job.attempt).await {
-                    tracing::warn!(job_id = %job.id, error = %e, "could not release a job");
-                }
-            }
+        if let Err(e) = self.queue.release(job.id, job.attempt).await {
+            tracing::warn!(job_id = %job.id, error = %e, "could not release a job");
         }
     }
+}
+
+/// The jobs' ids, for a log line.
+fn job_ids(members: &[Pending]) -> String {
+    let ids: Vec<String> = members.iter().map(|m| m.job.id.to_string()).collect();
+    ids.join(",")
 }
 
 /// How a job of a batch ended if it was cancelled or lost while drawing.

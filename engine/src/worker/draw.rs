@@ -91,6 +91,10 @@ pub(super) async fn draw_together(
                 }
                 timer.event(stage.name(), step);
                 for (i, member) in members.iter_mut().enumerate() {
+                    // A member that stopped hears no more; its images are thrown away.
+                    if member.flags.stop_requested() {
+                        continue;
+                    }
                     let own = denoised
                         .map(|d| d.narrow(0, i * per_grid, per_grid))
                         .transpose()?;

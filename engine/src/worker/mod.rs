@@ -145,13 +145,12 @@ impl<D: Delivery> Worker<D> {
         Ok(())
     }
 
-    /// A job's span, and its wait in the queue observed.
-    fn job_span(&self, job: &Job) -> tracing::Span {
+    /// A job's wait in the queue, observed once it runs.
+    fn observe_wait(&self, job: &Job) {
         if let Some(started) = job.started_at {
             let waited = (started - job.enqueued_at).to_std().unwrap_or_default();
             self.metrics.wait_seconds.observe(waited.as_secs_f64());
         }
-        tracing::info_span!("job", job_id = %job.id, attempt = job.attempt, kind = job.request.kind())
     }
 
     /// What a job draws, or how it ended without drawing: its result was
