@@ -3,7 +3,7 @@
 //! it). SD-2/SD-Turbo style: Euler with trailing spacing, v-prediction off,
 //! "!" padding; 64×64 pixels natively, any multiple of 4 works.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
@@ -11,11 +11,42 @@ use serde_json::json;
 
 use wordup_engine::error::{EngineError, Result};
 use wordup_engine::sd::noise::NoiseStream;
+use wordup_engine::sd::pipeline::{PipelineOptions, StableDiffusion};
+use wordup_engine::sd::source::{ModelFiles, Variant};
 use wordup_engine::sd::{taesd, text_encoder, unet, vae};
 use wordup_tokenizer::ClipTokenizer;
 
 const VOCAB: &str = include_str!("../../engine/tests/fixtures/sd2-tiny/tokenizer/vocab.json");
 const MERGES: &str = include_str!("../../engine/tests/fixtures/sd2-tiny/tokenizer/merges.txt");
+
+/// The tiny model written to a scratch directory and loaded on the CPU in
+/// f32, for tests that draw with it; the directory goes when this drops.
+pub struct ScratchTiny {
+    dir: PathBuf,
+    pub pipeline: StableDiffusion,
+}
+
+impl ScratchTiny {
+    /// `name` keeps concurrent tests' directories apart.
+    pub fn new(name: &str) -> Result<ScratchTiny> {
+        let dir = crate::fixtures::scratch(name);
+        write_tiny_model(&dir)?;
+        let files = ModelFiles::from_dir(&dir, Variant::Full)?;
+        let options = PipelineOptions {
+            device: Device::Cpu,
+            dtype: DType::F32,
+            scheduler: None,
+        };
+        let pipeline = StableDiffusion::load(&files, &options)?;
+        Ok(ScratchTiny { dir, pipeline })
+    }
+}
+
+impl Drop for ScratchTiny {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
 
 /// Writes the model into `dir` (created if missing).
 pub fn write_tiny_model(dir: &Path) -> Result<()> {

@@ -7,53 +7,23 @@
 
 use wordup_engine_testkit::fixtures as common;
 
-use std::path::PathBuf;
-
-use candle_core::{DType, Device};
-use common::{max_diff, scratch};
+use common::max_diff;
 use wordup_engine::error::EngineError;
-use wordup_engine::sd::pipeline::{Decoder, Drawing, Generation, PipelineOptions, StableDiffusion};
-use wordup_engine::sd::source::{ModelFiles, Variant};
-use wordup_engine_testkit::tiny;
+use wordup_engine::sd::pipeline::{Decoder, Drawing, Generation};
+use wordup_engine_testkit::tiny::ScratchTiny;
 
 /// The parity tests' tolerance.
 const TOLERANCE: f32 = 1e-4;
 
-struct Tiny {
-    dir: PathBuf,
-    pipeline: StableDiffusion,
+fn together(tiny: &ScratchTiny, generations: &[Generation]) -> Result<Vec<Drawing>, EngineError> {
+    tiny.pipeline
+        .txt2img_batch(generations, Decoder::Full, &mut |_, _, _, _| Ok(()))
 }
 
-impl Tiny {
-    fn new(name: &str) -> Tiny {
-        let dir = scratch(&format!("batch-{name}"));
-        tiny::write_tiny_model(&dir).unwrap();
-        let files = ModelFiles::from_dir(&dir, Variant::Full).unwrap();
-        let options = PipelineOptions {
-            device: Device::Cpu,
-            dtype: DType::F32,
-            scheduler: None,
-        };
-        let pipeline = StableDiffusion::load(&files, &options).unwrap();
-        Tiny { dir, pipeline }
-    }
-
-    fn together(&self, generations: &[Generation]) -> Result<Vec<Drawing>, EngineError> {
-        self.pipeline
-            .txt2img_batch(generations, Decoder::Full, &mut |_, _, _, _| Ok(()))
-    }
-
-    fn alone(&self, generation: &Generation) -> Drawing {
-        self.pipeline
-            .txt2img_with(generation, Decoder::Full, &mut |_, _, _, _| Ok(()))
-            .unwrap()
-    }
-}
-
-impl Drop for Tiny {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.dir).ok();
-    }
+fn alone(tiny: &ScratchTiny, generation: &Generation) -> Drawing {
+    tiny.pipeline
+        .txt2img_with(generation, Decoder::Full, &mut |_, _, _, _| Ok(()))
+        .unwrap()
 }
 
 fn generation(prompt: &str, guidance: f64, seeds: &[u64], chaos: f64) -> Generation {
@@ -70,22 +40,26 @@ fn generation(prompt: &str, guidance: f64, seeds: &[u64], chaos: f64) -> Generat
     }
 }
 
-fn assert_each_as_alone(tiny: &Tiny, generations: &[Generation]) {
-    let together = tiny.together(generations).unwrap();
-    assert_eq!(together.len(), generations.len());
-    for (i, (drawing, generation)) in together.iter().zip(generations).enumerate() {
-        let alone = tiny.alone(generation);
-        assert_eq!(drawing.images.dims(), alone.images.dims(), "generation {i}");
-        let images = max_diff(&drawing.images, &alone.images);
-        let latents = max_diff(&drawing.latents, &alone.latents);
+fn assert_each_as_alone(tiny: &ScratchTiny, generations: &[Generation]) {
+    let batch = together(tiny, generations).unwrap();
+    assert_eq!(batch.len(), generations.len());
+    for (i, (drawing, generation)) in batch.iter().zip(generations).enumerate() {
+        let single = alone(tiny, generation);
+        assert_eq!(
+            drawing.images.dims(),
+            single.images.dims(),
+            "generation {i}"
+        );
+        let images = max_diff(&drawing.images, &single.images);
+        let latents = max_diff(&drawing.latents, &single.latents);
         assert!(
             images <= TOLERANCE && latents <= TOLERANCE,
             "generation {i}: images {images}, latents {latents} from alone"
         );
     }
     // The members differ from each other: nothing was drawn for the wrong one.
-    let first = &together[0].images;
-    let second = &together[1].images;
+    let first = &batch[0].images;
+    let second = &batch[1].images;
     assert!(
         max_diff(
             &first.narrow(0, 0, 1).unwrap(),
@@ -96,7 +70,7 @@ fn assert_each_as_alone(tiny: &Tiny, generations: &[Generation]) {
 
 #[test]
 fn guided_grids_of_different_prompts_draw_as_they_do_alone() {
-    let tiny = Tiny::new("guided");
+    let tiny = ScratchTiny::new("batch-guided").unwrap();
     let generations = [
         Generation {
             negative_prompt: Some("blurry".into()),
@@ -110,7 +84,7 @@ fn guided_grids_of_different_prompts_draw_as_they_do_alone() {
 
 #[test]
 fn unguided_grids_draw_as_they_do_alone() {
-    let tiny = Tiny::new("unguided");
+    let tiny = ScratchTiny::new("batch-unguided").unwrap();
     let generations = [
         generation("a red fox in the snow", 0.0, &[7, 8, 9, 10], 0.0),
         generation("a lighthouse at night", 1.0, &[7, 8, 9, 10], 0.3),
@@ -120,7 +94,7 @@ fn unguided_grids_draw_as_they_do_alone() {
 
 #[test]
 fn generations_that_cannot_share_a_batch_are_refused() {
-    let tiny = Tiny::new("refused");
+    let tiny = ScratchTiny::new("batch-refused").unwrap();
     let base = generation("a red fox", 4.0, &[1], 0.0);
     let long_prompt = ["a very long prompt"; 20].join(", ");
     let cases = [
@@ -162,7 +136,7 @@ fn generations_that_cannot_share_a_batch_are_refused() {
         ("length", generation(&long_prompt, 4.0, &[2], 0.0)),
     ];
     for (what, other) in cases {
-        match tiny.together(&[base.clone(), other]) {
+        match together(&tiny, &[base.clone(), other]) {
             Err(EngineError::InvalidRequest(_)) => {}
             other => panic!("{what}: {:?}", other.map(|d| d.len())),
         }
@@ -175,5 +149,5 @@ fn generations_that_cannot_share_a_batch_are_refused() {
     };
     assert_eq!(chunks(&base), 1);
     assert!(chunks(&generation(&long_prompt, 4.0, &[2], 0.0)) > 1);
-    assert!(tiny.together(&[]).is_err());
+    assert!(together(&tiny, &[]).is_err());
 }

@@ -6,51 +6,25 @@
 
 use wordup_engine_testkit::fixtures as common;
 
-use std::path::PathBuf;
-
-use candle_core::{DType, Device, IndexOp, Tensor};
-use common::{max_diff, scratch};
+use candle_core::{IndexOp, Tensor};
+use common::max_diff;
 use wordup_engine::sd::chaos;
-use wordup_engine::sd::pipeline::{Conditioning, Generation, PipelineOptions, StableDiffusion};
-use wordup_engine::sd::source::{ModelFiles, Variant};
-use wordup_engine_testkit::tiny;
+use wordup_engine::sd::pipeline::{Conditioning, Generation};
+use wordup_engine_testkit::tiny::ScratchTiny;
 
-/// The tiny model, written once per test.
-struct Tiny {
-    dir: PathBuf,
-    pipeline: StableDiffusion,
+fn tiny(name: &str) -> ScratchTiny {
+    ScratchTiny::new(&format!("chaos-{name}")).unwrap()
 }
 
-impl Tiny {
-    fn new(name: &str) -> Tiny {
-        let dir = scratch(&format!("chaos-{name}"));
-        tiny::write_tiny_model(&dir).unwrap();
-        let files = ModelFiles::from_dir(&dir, Variant::Full).unwrap();
-        let options = PipelineOptions {
-            device: Device::Cpu,
-            dtype: DType::F32,
-            scheduler: None,
-        };
-        let pipeline = StableDiffusion::load(&files, &options).unwrap();
-        Tiny { dir, pipeline }
-    }
-
-    fn draw(&self, seeds: &[u64], chaos: f64) -> Tensor {
-        let generation = Generation {
-            seeds: seeds.to_vec(),
-            chaos,
-            ..generation()
-        };
-        self.pipeline
-            .txt2img(&generation, &mut |_, _, _, _| Ok(()))
-            .unwrap()
-    }
-}
-
-impl Drop for Tiny {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.dir).ok();
-    }
+fn draw(tiny: &ScratchTiny, seeds: &[u64], chaos: f64) -> Tensor {
+    let generation = Generation {
+        seeds: seeds.to_vec(),
+        chaos,
+        ..generation()
+    };
+    tiny.pipeline
+        .txt2img(&generation, &mut |_, _, _, _| Ok(()))
+        .unwrap()
 }
 
 fn generation() -> Generation {
@@ -69,10 +43,10 @@ fn generation() -> Generation {
 
 #[test]
 fn chaos_zero_draws_what_the_shared_conditioning_draws() {
-    let tiny = Tiny::new("zero");
+    let tiny = tiny("zero");
     let pipeline = &tiny.pipeline;
     let g = generation();
-    let drawn = tiny.draw(&g.seeds, 0.0);
+    let drawn = draw(&tiny, &g.seeds, 0.0);
 
     // The loop as it ran before chaos: one conditioning, one scale.
     let shared = pipeline
@@ -108,15 +82,15 @@ fn chaos_zero_draws_what_the_shared_conditioning_draws() {
 
 #[test]
 fn a_seed_draws_the_same_image_whatever_batch_it_is_in() {
-    let tiny = Tiny::new("batches");
-    let three = tiny.draw(&[7, 8, 9], 0.8);
-    let alone = tiny.draw(&[9], 0.8);
-    let other = tiny.draw(&[5, 9], 0.8);
+    let tiny = tiny("batches");
+    let three = draw(&tiny, &[7, 8, 9], 0.8);
+    let alone = draw(&tiny, &[9], 0.8);
+    let other = draw(&tiny, &[5, 9], 0.8);
     let ninth = three.i(2..3).unwrap();
     assert!(max_diff(&ninth, &alone) < 1e-5);
     assert!(max_diff(&ninth, &other.i(1..2).unwrap()) < 1e-5);
     // And chaos changed it.
-    assert!(max_diff(&alone, &tiny.draw(&[9], 0.0)) > 1e-3);
+    assert!(max_diff(&alone, &draw(&tiny, &[9], 0.0)) > 1e-3);
 }
 
 /// Mean L2 distance between the images of a batch, over all pairs.
@@ -147,7 +121,7 @@ fn spread(images: &Tensor) -> f32 {
 /// is chaos alone.
 #[test]
 fn the_grid_spreads_wider_with_chaos() {
-    let tiny = Tiny::new("spread");
+    let tiny = tiny("spread");
     let pipeline = &tiny.pipeline;
     let g = generation();
     let shared = pipeline

@@ -112,9 +112,11 @@ impl<D: Delivery> Worker<D> {
                 }
             }
         }
+        // A lone job has nothing to share a batch with.
         let shapes: Vec<Option<BatchShape>> = pending
             .iter()
-            .map(|p| p.as_ref().and_then(|p| self.batch_shape(p)))
+            .map(|p| p.as_ref().filter(|_| pending.len() > 1))
+            .map(|p| p.and_then(|p| self.batch_shape(p)))
             .collect();
         for group in groups(&shapes) {
             let mut members: Vec<Pending> =

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use candle_core::Tensor;
 use image::RgbImage;
 use tokio::sync::mpsc;
-use wordup_queue::{GRID_IMAGES, ImagineRequest, Progress};
+use wordup_queue::{GRID_IMAGES, ImagineRequest};
 
 use super::lease::Flags;
 use super::metrics::{StageTimer, WorkerMetrics};
@@ -41,14 +41,7 @@ pub(super) async fn draw(
                 let preview = previews
                     .as_mut()
                     .and_then(|p| p.due(&models, denoised, step, total));
-                let _ = progress.send(Update {
-                    progress: Progress {
-                        stage: stage.name().to_owned(),
-                        step: step as u32,
-                        total: total as u32,
-                    },
-                    preview,
-                });
+                let _ = progress.send(Update::new(stage.name(), step, total, preview));
                 Ok(())
             };
         render(&models, &root, draw, &mut on_progress)
@@ -102,14 +95,9 @@ pub(super) async fn draw_together(
                         .previews
                         .as_mut()
                         .and_then(|p| p.due(&models, own.as_ref(), step, total));
-                    let _ = member.progress.send(Update {
-                        progress: Progress {
-                            stage: stage.name().to_owned(),
-                            step: step as u32,
-                            total: total as u32,
-                        },
-                        preview,
-                    });
+                    let _ = member
+                        .progress
+                        .send(Update::new(stage.name(), step, total, preview));
                 }
                 Ok(())
             };

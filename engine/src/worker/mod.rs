@@ -30,8 +30,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 use wordup_queue::{
-    Delivery, GRID_IMAGES, ImagineRequest, Job, Progress, Queue, QueueError, Request, ResultKind,
-    ResultPost,
+    Delivery, GRID_IMAGES, ImagineRequest, Job, Queue, QueueError, Request, ResultKind, ResultPost,
 };
 
 pub use deliver::RESULT_POST;
@@ -190,14 +189,7 @@ impl<D: Delivery> Worker<D> {
             progress_rx,
             flags.clone(),
         ));
-        let _ = progress_tx.send(progress::Update {
-            progress: Progress {
-                stage: "starting".into(),
-                step: 0,
-                total: 1,
-            },
-            preview: None,
-        });
+        let _ = progress_tx.send(progress::Update::new("starting", 0, 1, None));
         (progress_tx, reporter)
     }
 

@@ -27,6 +27,19 @@ pub(super) struct Update {
     pub preview: Option<Attachment>,
 }
 
+impl Update {
+    pub fn new(stage: &str, step: usize, total: usize, preview: Option<Attachment>) -> Update {
+        Update {
+            progress: Progress {
+                stage: stage.to_owned(),
+                step: step as u32,
+                total: total as u32,
+            },
+            preview,
+        }
+    }
+}
+
 /// Stores progress and shows it to the requester (at most once per
 /// `every`, with the latest preview not yet shown) until `events` closes.
 pub(super) async fn report<D: Delivery>(
