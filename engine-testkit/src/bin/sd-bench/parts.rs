@@ -16,6 +16,9 @@ use candle_transformers::models::stable_diffusion::unet_2d_blocks::{
     UpDecoderBlock2D, UpDecoderBlock2DConfig,
 };
 use clap::Args;
+use wordup_engine::ops::GroupNorm;
+use wordup_engine::ops::conv::PaddingSwitch;
+use wordup_engine::sd::resnet::{Config as ResnetConfig, ResnetBlock2D as OurResnetBlock};
 use wordup_engine::sd::vae::SelfAttention;
 
 use crate::{relative_l2, synced_median_ms};
@@ -81,9 +84,20 @@ fn parts(
 ) -> Result<Vec<(&'static str, Part, Part)>> {
     let c = channels;
     let mut list: Vec<(&'static str, Part, Part)> = Vec::new();
-    list.push(modules(
-        "group_norm",
-        twins(device, dtype, |vb| candle_nn::group_norm(32, c, 1e-6, vb))?,
+    // Ours (fused: one CUDA op) and candle's unfused ops, on the same weights.
+    let group_norm = |vb: VarBuilder| GroupNorm::load(32, c, 1e-6, vb);
+    list.push(modules("group_norm", twins(device, dtype, group_norm)?));
+    let (a, b) = twins(device, dtype, group_norm)?;
+    list.push((
+        "group_norm_silu",
+        Box::new(move |x| a.forward_silu(x)),
+        Box::new(move |x| b.forward_silu(x)),
+    ));
+    let (a, b) = twins(device, dtype, group_norm)?;
+    list.push((
+        "group_norm_silu (candle)",
+        Box::new(move |x| a.forward_unfused(x, true)),
+        Box::new(move |x| b.forward_unfused(x, true)),
     ));
     list.push((
         "silu",
@@ -105,12 +119,16 @@ fn parts(
         candle_nn::conv2d(c, c, 3, cfg, vb)
     };
     list.push(modules("conv3x3", twins(device, dtype, conv)?));
+    // The engine's own block (fused GroupNorm+SiLU, conv2 adding the skip).
     let resnet = |vb: VarBuilder| {
-        let cfg = ResnetBlock2DConfig {
+        let cfg = ResnetConfig {
+            out_channels: c,
             temb_channels: None,
-            ..Default::default()
+            groups: 32,
+            eps: 1e-6,
+            output_scale_factor: 1.0,
         };
-        ResnetBlock2D::new(vb, c, cfg)
+        OurResnetBlock::new(&cfg, c, &PaddingSwitch::default(), vb)
     };
     let (a, b) = twins(device, dtype, resnet)?;
     list.push((
@@ -160,7 +178,13 @@ pub fn run(args: &PartsArgs, device: &Device) -> Result<()> {
     for (name, _, part) in parts(device, dtype, 128)? {
         if !matches!(
             name,
-            "group_norm" | "silu" | "upsample_nearest2d" | "conv3x3" | "resnet_block"
+            "group_norm"
+                | "group_norm_silu"
+                | "group_norm_silu (candle)"
+                | "silu"
+                | "upsample_nearest2d"
+                | "conv3x3"
+                | "resnet_block"
         ) {
             continue;
         }

@@ -1,0 +1,37 @@
+//! With the `cuda` feature, compiles the engine's CUDA kernels
+//! (`src/**/*.cu`) to PTX in OUT_DIR with nvcc, for the compute capability
+//! in CUDA_COMPUTE_CAP (as candle's kernels are; scripts/build-cuda.sh sets
+//! it). Without the feature it does nothing.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const KERNELS: [&str; 1] = ["src/ops/group_norm/group_norm.cu"];
+
+fn main() {
+    println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-env-changed=CUDA_COMPUTE_CAP");
+    println!("cargo::rerun-if-env-changed=CUDA_ROOT");
+    if std::env::var_os("CARGO_FEATURE_CUDA").is_none() {
+        return;
+    }
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let cap = std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "90".to_owned());
+    let nvcc = std::env::var_os("CUDA_ROOT")
+        .map(|root| Path::new(&root).join("bin/nvcc"))
+        .filter(|nvcc| nvcc.exists())
+        .unwrap_or_else(|| PathBuf::from("nvcc"));
+    for kernel in KERNELS {
+        println!("cargo::rerun-if-changed={kernel}");
+        let name = Path::new(kernel).file_stem().expect("a kernel file name");
+        let ptx = out.join(name).with_extension("ptx");
+        let status = Command::new(&nvcc)
+            .args(["--ptx", "-O3", "-std=c++17"])
+            .arg(format!("-arch=sm_{cap}"))
+            .arg("-o")
+            .arg(&ptx)
+            .arg(kernel)
+            .status()
+            .unwrap_or_else(|error| panic!("running {}: {error}", nvcc.display()));
+        assert!(status.success(), "nvcc failed on {kernel}");
+    }
+}

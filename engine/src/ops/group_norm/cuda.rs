@@ -1,0 +1,136 @@
+//! The CUDA side of the fused GroupNorm: `group_norm.cu`, compiled to PTX
+//! by the build script and loaded once per device.
+
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::{
+    CudaView, DeviceRepr, LaunchConfig, PushKernelArg,
+};
+use candle_core::cuda_backend::{CudaDType, WrapErr};
+use candle_core::{CudaStorage, DType, Layout, Result};
+
+use super::{Extent, Grids, THREADS, grids};
+
+const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/group_norm.ptx"));
+const MODULE: &str = "wordup_group_norm";
+/// CUDA's limit on a grid's y dimension.
+const MAX_GRID_Y: usize = 65_535;
+
+/// The three operands, each with its layout.
+pub struct Operands<'a> {
+    pub x: (&'a CudaStorage, &'a Layout),
+    pub weight: (&'a CudaStorage, &'a Layout),
+    pub bias: (&'a CudaStorage, &'a Layout),
+}
+
+pub fn group_norm(ops: Operands, extent: Extent, eps: f32, silu: bool) -> Result<CudaStorage> {
+    match ops.x.0.dtype() {
+        DType::F32 => run::<f32>(ops, extent, eps, silu, "f32"),
+        DType::F16 => run::<half::f16>(ops, extent, eps, silu, "f16"),
+        DType::BF16 => run::<half::bf16>(ops, extent, eps, silu, "bf16"),
+        other => candle_core::bail!("group norm: no CUDA kernel for {other:?}"),
+    }
+}
+
+/// The values a contiguous layout covers.
+fn view<'a, T: CudaDType>(
+    (storage, layout): (&'a CudaStorage, &Layout),
+    what: &str,
+) -> Result<CudaView<'a, T>> {
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(storage.as_cuda_slice::<T>()?.slice(start..end)),
+        None => candle_core::bail!("group norm: the {what} must be contiguous"),
+    }
+}
+
+// Kernel launches and uninitialised device buffers are unsafe FFI.
+#[allow(unsafe_code)]
+fn run<T: CudaDType + DeviceRepr>(
+    ops: Operands,
+    extent: Extent,
+    eps: f32,
+    silu: bool,
+    suffix: &str,
+) -> Result<CudaStorage> {
+    let device = ops.x.0.device.clone();
+    let groups = extent.batch * extent.groups;
+    let planes = extent.batch * extent.channels;
+    if groups > MAX_GRID_Y || planes > MAX_GRID_Y {
+        candle_core::bail!("group norm: {extent:?} has more planes than a CUDA grid holds");
+    }
+    let (x, weight, bias) = (
+        view::<T>(ops.x, "input")?,
+        view::<T>(ops.weight, "weight")?,
+        view::<T>(ops.bias, "bias")?,
+    );
+    let Grids {
+        splits,
+        plane_blocks,
+    } = grids(extent);
+    let elements = extent.batch * extent.channels * extent.plane;
+    // SAFETY: each buffer is written in full by the launch before the one
+    // that reads it (partials by the first, stats by the second, y by the last).
+    let (mut partials, mut stats, mut y) = unsafe {
+        (
+            device.alloc::<f32>(2 * groups * splits)?,
+            device.alloc::<f32>(2 * groups)?,
+            device.alloc::<T>(elements)?,
+        )
+    };
+    let (span, plane) = (extent.span() as u64, extent.plane as u64);
+    let (groups_u32, splits_u32) = (groups as u32, splits as u32);
+    let (channels, groups_per_image) = (extent.channels as u32, extent.groups as u32);
+    let silu = i32::from(silu);
+
+    let func =
+        device.get_or_load_custom_func(&format!("group_norm_partials_{suffix}"), MODULE, PTX)?;
+    let mut launch = func.builder();
+    launch.arg(&x).arg(&mut partials).arg(&span);
+    let cfg = LaunchConfig {
+        grid_dim: (splits_u32, groups_u32, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    // SAFETY: the arguments match the kernel's signature in group_norm.cu.
+    unsafe { launch.launch(cfg) }.w()?;
+
+    let func =
+        device.get_or_load_custom_func(&format!("group_norm_stats_{suffix}"), MODULE, PTX)?;
+    let mut launch = func.builder();
+    launch
+        .arg(&x)
+        .arg(&partials)
+        .arg(&mut stats)
+        .arg(&groups_u32)
+        .arg(&splits_u32)
+        .arg(&span)
+        .arg(&eps);
+    let cfg = LaunchConfig {
+        grid_dim: (groups_u32.div_ceil(THREADS), 1, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    // SAFETY: as above.
+    unsafe { launch.launch(cfg) }.w()?;
+
+    let func =
+        device.get_or_load_custom_func(&format!("group_norm_apply_{suffix}"), MODULE, PTX)?;
+    let mut launch = func.builder();
+    launch
+        .arg(&x)
+        .arg(&mut y)
+        .arg(&weight)
+        .arg(&bias)
+        .arg(&stats)
+        .arg(&channels)
+        .arg(&groups_per_image)
+        .arg(&plane)
+        .arg(&silu);
+    let cfg = LaunchConfig {
+        grid_dim: (plane_blocks as u32, planes as u32, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    // SAFETY: as above.
+    unsafe { launch.launch(cfg) }.w()?;
+    Ok(CudaStorage::wrap_cuda_slice(y, device))
+}
