@@ -5,12 +5,18 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const KERNELS: [&str; 1] = ["src/ops/group_norm/group_norm.cu"];
+const KERNELS: [&str; 2] = [
+    "src/ops/group_norm/group_norm.cu",
+    "src/ops/softmax/softmax.cu",
+];
+/// Where the kernels' shared header is.
+const INCLUDE: &str = "src/ops";
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-env-changed=CUDA_COMPUTE_CAP");
     println!("cargo::rerun-if-env-changed=CUDA_ROOT");
+    println!("cargo::rerun-if-changed={INCLUDE}/cuda_common.cuh");
     if std::env::var_os("CARGO_FEATURE_CUDA").is_none() {
         return;
     }
@@ -27,6 +33,7 @@ fn main() {
         let status = Command::new(&nvcc)
             .args(["--ptx", "-O3", "-std=c++17"])
             .arg(format!("-arch=sm_{cap}"))
+            .arg(format!("-I{INCLUDE}"))
             .arg("-o")
             .arg(&ptx)
             .arg(kernel)

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check, one prepared run on a GPU host (issue: "measured on a GPU"):
-#   1. parity: the tiny test models (SD-1 and SD-2 style) drawn on the GPU in
+#   1. parity: single blocks (GroupNorm, softmax, convolution, ResNet block,
+#      attention: our CUDA kernels and cuDNN calls) on the GPU in f32 and f16
+#      against the CPU in f32 (sd-bench parts); then the tiny test models
+#      (SD-1 and SD-2 style) drawn on the GPU in
 #      f32 and f16 against the CPU in f32, within sd-bench's tolerances, with
 #      each stage's own relative error (which stage a difference comes from);
 #   2. speed: txt2img with an SD-Turbo-sized random-weight model at 512², batch
@@ -139,6 +142,8 @@ fi
 
 parity=0
 if [ "$MODE" != speed ]; then
+echo "== parity: single blocks (our CUDA kernels among them), GPU against CPU"
+"$SD_BENCH" parts --no-timing | tee -a "$WORK/results" || parity=1
 echo "== parity: GPU against CPU on the tiny models"
 for model in engine/tests/fixtures/sd1-tiny engine/tests/fixtures/sd2-tiny; do
     "$SD_BENCH" parity --model "$model" "${require_gpu[@]}" | tee -a "$WORK/results" || parity=1

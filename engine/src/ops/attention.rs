@@ -72,7 +72,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, mask: Mask) -> 
 }
 
 /// candle's matmul, softmax and matmul, in chunks of queries: the products
-/// in the inputs' dtype, the softmax in f32.
+/// in the inputs' dtype, the softmax in f32 (inside our kernel on CUDA).
 fn unfused(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, mask: Mask) -> Result<Tensor> {
     let (_, queries, _) = q.dims3()?;
     let dtype = q.dtype();
@@ -83,17 +83,23 @@ fn unfused(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, mask: Mask) -> Result
         Mask::None => None,
         Mask::Causal => Some(causal_mask(queries, q.device())?),
     };
+    let in_kernel = cfg!(feature = "cuda") && q.device().is_cuda();
     let mut chunks = Vec::with_capacity(queries.div_ceil(FALLBACK_CHUNK));
     for start in (0..queries).step_by(FALLBACK_CHUNK) {
         let len = FALLBACK_CHUNK.min(queries - start);
-        let mut scores = q
-            .narrow(1, start, len)?
-            .matmul(&k_t)?
-            .to_dtype(DType::F32)?;
-        if let Some(mask) = &mask {
-            scores = scores.broadcast_add(&mask.narrow(0, start, len)?)?;
-        }
-        let weights = super::softmax::softmax_last_dim(&scores)?.to_dtype(dtype)?;
+        let scores = q.narrow(1, start, len)?.matmul(&k_t)?;
+        let weights = match &mask {
+            // Our CUDA softmax reads and writes the scores' dtype and
+            // computes in f32: one pass where converting is two more.
+            None if in_kernel => super::softmax::softmax_last_dim(&scores)?,
+            _ => {
+                let mut scores = scores.to_dtype(DType::F32)?;
+                if let Some(mask) = &mask {
+                    scores = scores.broadcast_add(&mask.narrow(0, start, len)?)?;
+                }
+                super::softmax::softmax_last_dim(&scores)?.to_dtype(dtype)?
+            }
+        };
         chunks.push(weights.matmul(v)?);
     }
     Tensor::cat(&chunks, 1)

@@ -5,8 +5,8 @@
 //! in it. candle 0.11's CPU path transposes the whole input to NHWC on one
 //! thread, gathers its columns element by element and copies the product
 //! back, which made the VAE decoder 3.5× slower than PyTorch. Elsewhere
-//! (CUDA, f16) candle's convolution runs, with a cuDNN algorithm chosen
-//! once per shape ([`super::cudnn_algo`]).
+//! (CUDA, f16) [`super::device_conv`] runs: on CUDA with cuDNN, the fastest
+//! of candle's convolution and cuDNN's fused one, chosen once per shape.
 //!
 //! Padding is zeros, or circular (`--tile`): the input wrapped around on
 //! both axes, then convolved without padding, on every device.
@@ -25,6 +25,7 @@ use candle_nn::{Conv2dConfig, VarBuilder};
 use rayon::prelude::*;
 
 use super::SharedOut;
+use super::device_conv::{self, ConvArgs};
 
 /// Output columns (pixels) per tile: a tile's unfolded input is
 /// `c_in · k² · TILE_COLUMNS` floats, a few MB, and there are enough tiles
@@ -374,16 +375,14 @@ impl Conv2d {
                 }
             }
             None => {
-                let out = super::cudnn_algo::conv2d(&x, &self.weight, padding, self.stride)?;
-                let out = match &self.bias {
-                    Some(bias) => out.broadcast_add(&bias.reshape((1, (), 1, 1))?)?,
-                    None => out,
+                let args = ConvArgs {
+                    weight: &self.weight,
+                    bias: self.bias.as_ref(),
+                    residual: fused.residual,
+                    padding,
+                    stride: self.stride,
                 };
-                let out = match fused.residual {
-                    Some(residual) => (out + residual)?,
-                    None => out,
-                };
-                fused.activation.apply_to(out)
+                fused.activation.apply_to(device_conv::conv2d(&x, args)?)
             }
         }
     }

@@ -6,7 +6,9 @@
 
 pub mod attention;
 pub mod conv;
-pub mod cudnn_algo;
+#[cfg(feature = "cuda")]
+mod cuda_util;
+pub mod device_conv;
 pub mod gelu;
 pub mod group_norm;
 pub mod linear;

@@ -18,6 +18,7 @@ use candle_transformers::models::stable_diffusion::unet_2d_blocks::{
 use clap::Args;
 use wordup_engine::ops::GroupNorm;
 use wordup_engine::ops::conv::PaddingSwitch;
+use wordup_engine::ops::device_conv::{self, ConvArgs, MemoryFormat};
 use wordup_engine::sd::resnet::{Config as ResnetConfig, ResnetBlock2D as OurResnetBlock};
 use wordup_engine::sd::vae::SelfAttention;
 
@@ -109,7 +110,7 @@ fn parts(
         x.upsample_nearest2d(2 * h, 2 * w)
     };
     list.push(("upsample_nearest2d", Box::new(up), Box::new(up)));
-    let softmax = |x: &Tensor| candle_nn::ops::softmax(x, candle_core::D::Minus1);
+    let softmax = |x: &Tensor| wordup_engine::ops::softmax::softmax_last_dim(x);
     list.push(("softmax", Box::new(softmax), Box::new(softmax)));
     let conv = |vb: VarBuilder| {
         let cfg = candle_nn::Conv2dConfig {
@@ -119,6 +120,9 @@ fn parts(
         candle_nn::conv2d(c, c, 3, cfg, vb)
     };
     list.push(modules("conv3x3", twins(device, dtype, conv)?));
+    // The engine's convolution: ours on the CPU, device_conv's choice on the device.
+    let ours = |vb: VarBuilder| wordup_engine::ops::Conv2d::load(c, c, 3, 1, 1, vb);
+    list.push(modules("conv3x3 (engine)", twins(device, dtype, ours)?));
     // The engine's own block (fused GroupNorm+SiLU, conv2 adding the skip).
     let resnet = |vb: VarBuilder| {
         let cfg = ResnetConfig {
@@ -152,15 +156,37 @@ fn parts(
     Ok(list)
 }
 
+/// A part's relative L2 error against the CPU in f32 beyond which it fails:
+/// f32 convolutions on a GPU run in TF32 (about 1e-3), f16 rounds each
+/// value (about 1e-3 after a few ops); a wrong kernel is off by about 1.
+fn part_tolerance(dtype: DType) -> f32 {
+    match dtype {
+        DType::F32 => 1e-2,
+        _ => 3e-2,
+    }
+}
+
+/// Fails when a part is further from the CPU than [`part_tolerance`], after
+/// printing every part's error.
 pub fn run(args: &PartsArgs, device: &Device) -> Result<()> {
+    let mut failed = Vec::new();
     for dtype in [DType::F32, DType::F16] {
         for (name, reference, part) in parts(device, dtype, 64)? {
             let x = Tensor::randn(0f32, 1f32, (2, 64, 16, 16), &Device::Cpu)?;
             let expected = reference(&x)?;
             let actual = part(&x.to_device(device)?.to_dtype(dtype)?)?;
             let error = relative_l2(&actual, &expected)?;
-            println!("PART {name} dtype={dtype:?} relative_l2={error:.2e}");
+            let verdict = if error <= part_tolerance(dtype) {
+                "ok"
+            } else {
+                failed.push(format!("{name} ({dtype:?}): {error:.2e}"));
+                "FAILED"
+            };
+            println!("PART {name} dtype={dtype:?} relative_l2={error:.2e} {verdict}");
         }
+    }
+    if !failed.is_empty() {
+        return Err(anyhow!("parts beyond tolerance: {}", failed.join(", ")));
     }
     if args.no_timing {
         return Ok(());
@@ -213,6 +239,51 @@ pub fn run(args: &PartsArgs, device: &Device) -> Result<()> {
                 Ok(input.conv2d_with_algo(&kernel, 1, 1, 1, 1, algo)?)
             })?;
             println!("TIME conv3x3 ({label}) shape={:?} ms={ms:.3}", input.dims());
+        }
+        // With its bias: cuDNN's fused call (f32 accumulation), NCHW and
+        // channels-last, then what the engine runs (the fastest, chosen on
+        // the first call).
+        let bias = Tensor::randn(0f32, 0.05, channels, device)?.to_dtype(dtype)?;
+        let conv_args = |weight| ConvArgs {
+            weight,
+            bias: Some(&bias),
+            residual: None,
+            padding: 1,
+            stride: 1,
+        };
+        let (input_nhwc, kernel_nhwc) = (
+            input.permute((0, 2, 3, 1))?.contiguous()?,
+            kernel.permute((0, 2, 3, 1))?.contiguous()?,
+        );
+        type Run<'a> = Box<dyn Fn(&Tensor) -> candle_core::Result<Tensor> + 'a>;
+        let runs: [(&str, Run); 3] = [
+            (
+                "fused + bias, NCHW",
+                Box::new(|x| device_conv::fused_in(x, conv_args(&kernel), MemoryFormat::Nchw)),
+            ),
+            (
+                "fused + bias, NHWC",
+                Box::new(|_| {
+                    device_conv::fused_in(&input_nhwc, conv_args(&kernel_nhwc), MemoryFormat::Nhwc)
+                }),
+            ),
+            (
+                "+ bias, as the engine runs it",
+                Box::new(|x| device_conv::conv2d(x, conv_args(&kernel))),
+            ),
+        ];
+        for (label, run) in runs {
+            match synced_median_ms(args.repeats, device, || Ok(run(input)?)) {
+                Ok(ms) => println!("TIME conv3x3 ({label}) shape={:?} ms={ms:.3}", input.dims()),
+                Err(error) => {
+                    let error = error.to_string();
+                    let reason = error.lines().next().unwrap_or_default();
+                    println!(
+                        "TIME conv3x3 ({label}) shape={:?} failed: {reason}",
+                        input.dims()
+                    )
+                }
+            }
         }
     }
     Ok(())

@@ -2,18 +2,16 @@
 //! by the build script and loaded once per device.
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{
-    CudaView, DeviceRepr, LaunchConfig, PushKernelArg,
-};
+use candle_core::cuda_backend::cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::{CudaDType, WrapErr};
 use candle_core::{CudaStorage, DType, Layout, Result};
 
-use super::{Extent, Grids, THREADS, grids};
+use crate::ops::cuda_util::contiguous_view;
+
+use super::{Extent, Grids, MAX_GRID_Y, THREADS, grids};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/group_norm.ptx"));
 const MODULE: &str = "wordup_group_norm";
-/// CUDA's limit on a grid's y dimension.
-const MAX_GRID_Y: usize = 65_535;
 
 /// The three operands, each with its layout.
 pub struct Operands<'a> {
@@ -28,17 +26,6 @@ pub fn group_norm(ops: Operands, extent: Extent, eps: f32, silu: bool) -> Result
         DType::F16 => run::<half::f16>(ops, extent, eps, silu, "f16"),
         DType::BF16 => run::<half::bf16>(ops, extent, eps, silu, "bf16"),
         other => candle_core::bail!("group norm: no CUDA kernel for {other:?}"),
-    }
-}
-
-/// The values a contiguous layout covers.
-fn view<'a, T: CudaDType>(
-    (storage, layout): (&'a CudaStorage, &Layout),
-    what: &str,
-) -> Result<CudaView<'a, T>> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(storage.as_cuda_slice::<T>()?.slice(start..end)),
-        None => candle_core::bail!("group norm: the {what} must be contiguous"),
     }
 }
 
@@ -58,9 +45,9 @@ fn run<T: CudaDType + DeviceRepr>(
         candle_core::bail!("group norm: {extent:?} has more planes than a CUDA grid holds");
     }
     let (x, weight, bias) = (
-        view::<T>(ops.x, "input")?,
-        view::<T>(ops.weight, "weight")?,
-        view::<T>(ops.bias, "bias")?,
+        contiguous_view::<T>(ops.x.0, ops.x.1, "group norm's input")?,
+        contiguous_view::<T>(ops.weight.0, ops.weight.1, "group norm's weight")?,
+        contiguous_view::<T>(ops.bias.0, ops.bias.1, "group norm's bias")?,
     );
     let Grids {
         splits,

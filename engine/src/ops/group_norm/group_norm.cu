@@ -5,41 +5,7 @@
 // passes over the activations (and SiLU a ninth). Statistics are f32 sums
 // of values shifted by the group's first element (so large means keep their
 // precision) combined in double; inputs and outputs stay in their dtype.
-#include <cuda_fp16.h>
-#include <cuda_bf16.h>
-#include <stdint.h>
-
-__device__ __forceinline__ float to_float(float x) { return x; }
-__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
-
-template <typename T> __device__ __forceinline__ T from_float(float x);
-template <> __device__ __forceinline__ float from_float<float>(float x) { return x; }
-template <> __device__ __forceinline__ __half from_float<__half>(float x) { return __float2half(x); }
-template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) {
-    return __float2bfloat16(x);
-}
-
-// The sum of (s, ss) over the block, valid in thread 0. blockDim.x must be a
-// multiple of 32, at most 1024.
-__device__ __forceinline__ float2 block_sum(float2 v) {
-    __shared__ float2 warps[32];
-    for (int offset = 16; offset > 0; offset >>= 1) {
-        v.x += __shfl_xor_sync(0xffffffffu, v.x, offset);
-        v.y += __shfl_xor_sync(0xffffffffu, v.y, offset);
-    }
-    const unsigned lane = threadIdx.x & 31u, warp = threadIdx.x >> 5;
-    if (lane == 0) warps[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        v = lane < (blockDim.x >> 5) ? warps[lane] : make_float2(0.f, 0.f);
-        for (int offset = 16; offset > 0; offset >>= 1) {
-            v.x += __shfl_xor_sync(0xffffffffu, v.x, offset);
-            v.y += __shfl_xor_sync(0xffffffffu, v.y, offset);
-        }
-    }
-    return v;
-}
+#include "cuda_common.cuh"
 
 // grid (splits, batch·groups): block (split, group) sums Σ(x − shift) and
 // Σ(x − shift)² over its share of the group's span, into
@@ -59,7 +25,7 @@ __device__ void partial_sums(const T* x, float2* partials, uint64_t span) {
         sums.x += v;
         sums.y += v * v;
     }
-    sums = block_sum(sums);
+    sums = block_sum_to_first(sums);
     if (threadIdx.x == 0) partials[group * splits + split] = sums;
 }
 

@@ -42,7 +42,13 @@ impl GroupNorm {
         let same_dtype = x.dtype() == self.weight.dtype();
         match x.device() {
             Device::Cpu => same_dtype && x.dtype() == DType::F32,
-            Device::Cuda(_) => same_dtype && cfg!(feature = "cuda") && x.rank() >= 3,
+            // Each image's planes are one grid row of the kernel.
+            Device::Cuda(_) => {
+                same_dtype
+                    && cfg!(feature = "cuda")
+                    && x.rank() >= 3
+                    && x.dims()[0] * x.dims()[1] <= MAX_GRID_Y
+            }
             _ => false,
         }
     }
@@ -144,6 +150,8 @@ const VALUES_PER_SPLIT: usize = 16 * 1024;
 /// thread then loops over a few values, and the block's scale and shift are
 /// read once.
 const BLOCKS_PER_PLANE: usize = 64;
+/// CUDA's limit on a grid's y dimension (the kernel's planes and groups).
+const MAX_GRID_Y: usize = 65_535;
 
 /// How the launches split the work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,9 +1,13 @@
-//! Softmax over the last dimension on the CPU in f32 with an exp the
-//! compiler vectorises. At 512² the UNet's self-attention scores are 84M
-//! values per layer; candle's CPU softmax calls libm's exp on each. Elsewhere
+//! Softmax over the last dimension: on the CPU in f32 with an exp the
+//! compiler vectorises (at 512² the UNet's self-attention scores are 84M
+//! values per layer; candle's CPU softmax calls libm's exp on each); on CUDA
+//! in any float dtype, in f32 inside one kernel (`softmax.cu`). Elsewhere
 //! candle's op runs.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
+#[cfg(feature = "cuda")]
+mod cuda;
+
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor};
 
 /// e^x within 1e-6 relative for |x| ≤ 10 and 1e-5 up to |x| = 87 (the
 /// rounding of x·log₂e), and exactly 0 below −87: a subnormal result would
@@ -52,6 +56,15 @@ impl CustomOp1 for Softmax {
         });
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        storage: &candle_core::CudaStorage,
+        layout: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        Ok((cuda::softmax_rows(storage, layout)?, layout.shape().clone()))
+    }
 }
 
 #[inline(always)]
@@ -65,9 +78,16 @@ fn softmax_row(out: &mut [f32], row: &[f32]) {
     out.iter_mut().for_each(|o| *o *= scale);
 }
 
-/// Softmax over the last dimension.
+/// Softmax over the last dimension, in the input's dtype (computed in f32).
 pub fn softmax_last_dim(xs: &Tensor) -> Result<Tensor> {
-    if xs.device().is_cpu() && xs.dtype() == DType::F32 {
+    let ours = match xs.device() {
+        Device::Cpu => xs.dtype() == DType::F32,
+        Device::Cuda(_) => {
+            cfg!(feature = "cuda") && matches!(xs.dtype(), DType::F32 | DType::F16 | DType::BF16)
+        }
+        _ => false,
+    };
+    if ours {
         xs.contiguous()?.apply_op1_no_bwd(&Softmax)
     } else {
         candle_nn::ops::softmax_last_dim(xs)

@@ -1,0 +1,356 @@
+//! The convolution off the CPU (with its bias and an optional residual
+//! added). In a cuDNN build on a CUDA device, each shape gets the fastest of
+//! these, chosen once by timing them on its first call and then reused:
+//! - candle's cuDNN convolution with each of five algorithms, the bias and
+//!   residual then added as tensor ops (f16 accumulates in f16 there);
+//! - ours, cuDNN's fused convolution + bias + residual
+//!   (`cudnnConvolutionBiasActivationForward`, [`fused`]), accumulating in
+//!   f32 on the tensor cores as PyTorch does, kept only when its output
+//!   matches candle's.
+//!
+//! candle, given no algorithm, asks cuDNN for one on every call
+//! (`cudnnGetConvolutionForwardAlgorithm_v7`), which cost 2.5–3 ms per call
+//! on an H200, more than the 3×3 convolution itself (0.84–1.06 ms with a
+//! fixed algorithm, `sd-bench parts`), 66 times per UNet step. Elsewhere
+//! candle's convolution runs as is.
+
+#[cfg(feature = "cudnn")]
+mod fused;
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use candle_core::conv::CudnnFwdAlgo;
+use candle_core::{DType, DeviceLocation, Result, Tensor};
+
+/// candle's algorithms timed for each new shape; the FFT algorithms are left
+/// out (their workspaces grow with the image, and they are not chosen for
+/// 3×3 or 1×1 kernels in f16).
+const CANDLE_ALGOS: [CudnnFwdAlgo; 5] = [
+    CudnnFwdAlgo::ImplicitPrecompGemm,
+    CudnnFwdAlgo::ImplicitGemm,
+    CudnnFwdAlgo::Gemm,
+    CudnnFwdAlgo::Winograd,
+    CudnnFwdAlgo::WinogradNonFused,
+];
+
+/// Our fused convolution is kept for a shape only when its relative L2
+/// distance to candle's output is below this: accumulating in f32 rather
+/// than f16 moves it by about 1e-3, and a wrong layout by about 1.
+pub const FUSED_TOLERANCE: f64 = 2e-2;
+
+/// One way to run a convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Candidate {
+    /// candle's cuDNN convolution with this algorithm.
+    Candle(CudnnFwdAlgo),
+    /// cuDNN's fused convolution + bias + residual ([`fused`]).
+    Fused,
+}
+
+/// A convolution's operands besides its input.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvArgs<'a> {
+    pub weight: &'a Tensor,
+    pub bias: Option<&'a Tensor>,
+    pub residual: Option<&'a Tensor>,
+    pub padding: usize,
+    pub stride: usize,
+}
+
+/// What a way of running is chosen for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConvKey {
+    pub input: Vec<usize>,
+    pub weight: Vec<usize>,
+    pub padding: usize,
+    pub stride: usize,
+    pub bias: bool,
+    pub residual: bool,
+    pub dtype: DType,
+    pub device: DeviceLocation,
+}
+
+/// The fastest of the timed candidates (one that failed, or gave a wrong
+/// result, has no time); `None` when every one failed, and cuDNN then picks
+/// an algorithm per call as before.
+pub fn fastest(timings: &[(Candidate, Option<Duration>)]) -> Option<Candidate> {
+    timings
+        .iter()
+        .filter_map(|&(candidate, time)| Some((candidate, time?)))
+        .min_by_key(|&(_, time)| time)
+        .map(|(candidate, _)| candidate)
+}
+
+/// The ways chosen so far, per shape.
+#[derive(Debug, Default)]
+pub struct Chosen {
+    chosen: Mutex<HashMap<ConvKey, Option<Candidate>>>,
+}
+
+impl Chosen {
+    /// The way for `key`, chosen by `time` (the candidates' timings) the
+    /// first time the key is seen.
+    pub fn get_or_choose(
+        &self,
+        key: &ConvKey,
+        time: impl FnOnce() -> Vec<(Candidate, Option<Duration>)>,
+    ) -> Option<Candidate> {
+        if let Some(candidate) = self.lock().get(key) {
+            return *candidate;
+        }
+        // Timed outside the lock: another thread timing the same key at
+        // once costs a second timing, not a wait.
+        let timings = time();
+        let candidate = fastest(&timings);
+        tracing::debug!(?key, ?timings, ?candidate, "convolution chosen");
+        self.lock().insert(key.clone(), candidate);
+        candidate
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ConvKey, Option<Candidate>>> {
+        // The map stays consistent whatever a panicking holder was doing.
+        self.chosen
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+static CHOSEN: LazyLock<Chosen> = LazyLock::new(Chosen::default);
+
+/// `conv(x) + bias + residual`, run the way chosen for its shape on a CUDA
+/// device in a cuDNN build, candle's way elsewhere.
+pub fn conv2d(x: &Tensor, args: ConvArgs) -> Result<Tensor> {
+    if !(cfg!(feature = "cudnn") && x.device().is_cuda()) {
+        return candle_conv(x, args, None);
+    }
+    let key = ConvKey {
+        input: x.dims().to_vec(),
+        weight: args.weight.dims().to_vec(),
+        padding: args.padding,
+        stride: args.stride,
+        bias: args.bias.is_some(),
+        residual: args.residual.is_some(),
+        dtype: x.dtype(),
+        device: x.device().location(),
+    };
+    match CHOSEN.get_or_choose(&key, || trials(x, args)) {
+        Some(Candidate::Candle(algo)) => candle_conv(x, args, Some(algo)).or_else(|error| {
+            // cuDNN may refuse a kept algorithm later (another layout, less
+            // memory for its workspace): it then picks one for the call.
+            tracing::debug!(?algo, %error, "cuDNN refused the kept algorithm; it picks one");
+            candle_conv(x, args, None)
+        }),
+        Some(Candidate::Fused) => run(x, args, Candidate::Fused).or_else(|error| {
+            tracing::debug!(%error, "the fused convolution failed; candle's runs");
+            candle_conv(x, args, None)
+        }),
+        None => candle_conv(x, args, None),
+    }
+}
+
+/// One candidate's output.
+fn run(x: &Tensor, args: ConvArgs, candidate: Candidate) -> Result<Tensor> {
+    match candidate {
+        Candidate::Candle(algo) => candle_conv(x, args, Some(algo)),
+        Candidate::Fused => fused_in(x, args, MemoryFormat::Nchw),
+    }
+}
+
+/// How the tensors of a fused call are laid out in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryFormat {
+    /// `[n, c, h, w]` activations, `[k, c, r, s]` weights: every model's.
+    Nchw,
+    /// `[n, h, w, c]` activations, `[k, r, s, c]` weights, which cuDNN's
+    /// tensor-core kernels read without a transpose; only `sd-bench parts`
+    /// runs it, to measure what a channels-last VAE would gain.
+    Nhwc,
+}
+
+/// Our fused convolution + bias + residual with every tensor in `format`;
+/// an error outside cuDNN builds.
+pub fn fused_in(x: &Tensor, args: ConvArgs, format: MemoryFormat) -> Result<Tensor> {
+    #[cfg(feature = "cudnn")]
+    return fused::conv2d(x, args, format);
+    #[cfg(not(feature = "cudnn"))]
+    {
+        let _ = (x, args, format);
+        candle_core::bail!("the fused convolution needs a cuDNN build")
+    }
+}
+
+/// candle's convolution with `algo` (cuDNN's pick per call when None), then
+/// the bias and the residual.
+fn candle_conv(x: &Tensor, args: ConvArgs, algo: Option<CudnnFwdAlgo>) -> Result<Tensor> {
+    let out = x.conv2d_with_algo(args.weight, args.padding, args.stride, 1, 1, algo)?;
+    let out = match args.bias {
+        Some(bias) => out.broadcast_add(&bias.reshape((1, (), 1, 1))?)?,
+        None => out,
+    };
+    match args.residual {
+        Some(residual) => out + residual,
+        None => Ok(out),
+    }
+}
+
+/// Each candidate timed on `x`; ours only where it matches candle's output.
+fn trials(x: &Tensor, args: ConvArgs) -> Vec<(Candidate, Option<Duration>)> {
+    let mut candidates: Vec<Candidate> = CANDLE_ALGOS.map(Candidate::Candle).to_vec();
+    if let Some(error) = fused_error(x, args) {
+        if error <= FUSED_TOLERANCE {
+            candidates.push(Candidate::Fused);
+        } else {
+            tracing::warn!(
+                error,
+                "the fused convolution disagrees with candle's; not used"
+            );
+        }
+    }
+    candidates
+        .into_iter()
+        .map(|candidate| (candidate, time(x, args, candidate)))
+        .collect()
+}
+
+/// The relative L2 distance of our fused convolution's output from
+/// candle's; None when either fails.
+fn fused_error(x: &Tensor, args: ConvArgs) -> Option<f64> {
+    let compare = || -> Result<f64> {
+        let expected = candle_conv(x, args, None)?.to_dtype(DType::F32)?;
+        let actual = run(x, args, Candidate::Fused)?.to_dtype(DType::F32)?;
+        let diff = (actual - &expected)?.sqr()?.sum_all()?.to_scalar::<f32>()?;
+        let norm = expected.sqr()?.sum_all()?.to_scalar::<f32>()?;
+        Ok((diff as f64 / (norm as f64).max(f64::MIN_POSITIVE)).sqrt())
+    };
+    match compare() {
+        Ok(error) if error.is_finite() => Some(error),
+        Ok(error) => {
+            tracing::warn!(
+                error,
+                "the fused convolution gave non-finite values; not used"
+            );
+            None
+        }
+        Err(error) => {
+            tracing::debug!(%error, "the fused convolution failed");
+            None
+        }
+    }
+}
+
+/// The better of two synchronised runs after a warm-up; `None` when the
+/// candidate fails for this shape.
+fn time(x: &Tensor, args: ConvArgs, candidate: Candidate) -> Option<Duration> {
+    let once = || -> Result<Duration> {
+        let started = Instant::now();
+        run(x, args, candidate)?;
+        x.device().synchronize()?;
+        Ok(started.elapsed())
+    };
+    let timed = once().and_then(|_| Ok(once()?.min(once()?)));
+    match timed {
+        Ok(time) => Some(time),
+        Err(error) => {
+            tracing::debug!(?candidate, %error, "convolution candidate refused");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use candle_core::Device;
+
+    use super::*;
+
+    fn ms(n: u64) -> Option<Duration> {
+        Some(Duration::from_millis(n))
+    }
+
+    #[test]
+    fn the_fastest_candidate_that_ran_is_chosen() {
+        use Candidate::{Candle, Fused};
+        use CudnnFwdAlgo::*;
+        type Timings<'a> = &'a [(Candidate, Option<Duration>)];
+        let cases: [(Timings, Option<Candidate>); 6] = [
+            (&[], None),
+            (&[(Candle(Gemm), None), (Candle(Winograd), None)], None),
+            (
+                &[
+                    (Candle(Gemm), ms(3)),
+                    (Candle(Winograd), ms(1)),
+                    (Candle(ImplicitGemm), ms(2)),
+                ],
+                Some(Candle(Winograd)),
+            ),
+            (
+                &[(Candle(Gemm), None), (Candle(ImplicitPrecompGemm), ms(5))],
+                Some(Candle(ImplicitPrecompGemm)),
+            ),
+            (
+                &[(Candle(Gemm), ms(1)), (Candle(Winograd), ms(1))],
+                Some(Candle(Gemm)),
+            ),
+            // Ours competes like any other; one that failed its check has no time.
+            (&[(Candle(Gemm), ms(2)), (Fused, ms(1))], Some(Fused)),
+        ];
+        for (timings, expected) in cases {
+            assert_eq!(fastest(timings), expected, "{timings:?}");
+        }
+    }
+
+    #[test]
+    fn each_shape_is_timed_once() {
+        let cache = Chosen::default();
+        let key = |side: usize, dtype: DType| ConvKey {
+            input: vec![1, 4, side, side],
+            weight: vec![8, 4, 3, 3],
+            padding: 1,
+            stride: 1,
+            bias: true,
+            residual: false,
+            dtype,
+            device: Device::Cpu.location(),
+        };
+        let timed = Cell::new(0);
+        let time = |winner: Candidate| {
+            timed.set(timed.get() + 1);
+            vec![
+                (winner, ms(1)),
+                (Candidate::Candle(CudnnFwdAlgo::Gemm), ms(2)),
+            ]
+        };
+        let a = key(64, DType::F16);
+        assert_eq!(
+            cache.get_or_choose(&a, || time(Candidate::Candle(CudnnFwdAlgo::Winograd))),
+            Some(Candidate::Candle(CudnnFwdAlgo::Winograd))
+        );
+        // Kept: the second timing (which would say otherwise) never runs.
+        assert_eq!(
+            cache.get_or_choose(&a, || time(Candidate::Candle(CudnnFwdAlgo::ImplicitGemm))),
+            Some(Candidate::Candle(CudnnFwdAlgo::Winograd))
+        );
+        assert_eq!(timed.get(), 1);
+        // Another size or dtype is another shape.
+        for other in [key(32, DType::F16), key(64, DType::F32)] {
+            assert_eq!(
+                cache.get_or_choose(&other, || time(Candidate::Candle(
+                    CudnnFwdAlgo::ImplicitGemm
+                ))),
+                Some(Candidate::Candle(CudnnFwdAlgo::ImplicitGemm))
+            );
+        }
+        assert_eq!(timed.get(), 3);
+        // A shape no algorithm ran for is remembered too.
+        let none = key(16, DType::BF16);
+        assert_eq!(cache.get_or_choose(&none, Vec::new), None);
+        assert_eq!(
+            cache.get_or_choose(&none, || time(Candidate::Candle(CudnnFwdAlgo::Gemm))),
+            None
+        );
+    }
+}
