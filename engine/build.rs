@@ -1,7 +1,7 @@
-//! With the `cuda` feature, compiles the engine's CUDA kernels
-//! (`src/**/*.cu`) to PTX in OUT_DIR with nvcc, for the compute capability
-//! in CUDA_COMPUTE_CAP (as candle's kernels are; scripts/build-cuda.sh sets
-//! it). Without the feature it does nothing.
+//! With the `cuda` feature, compiles the engine's CUDA kernels (`KERNELS`)
+//! to PTX in OUT_DIR with nvcc, for compute capability 7.5
+//! (or CUDA_COMPUTE_CAP when lower), which every later GPU loads. Without
+//! the feature it does nothing.
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -21,7 +21,13 @@ fn main() {
         return;
     }
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let cap = std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "90".to_owned());
+    // PTX for a virtual architecture loads on that one and every later GPU
+    // (the driver compiles it for the card), and these kernels use nothing
+    // newer than sm_75, the oldest CUDA 13 supports.
+    let cap = std::env::var("CUDA_COMPUTE_CAP")
+        .ok()
+        .and_then(|cap| cap.parse::<u32>().ok())
+        .map_or(75, |cap| cap.min(75));
     let nvcc = std::env::var_os("CUDA_ROOT")
         .map(|root| Path::new(&root).join("bin/nvcc"))
         .filter(|nvcc| nvcc.exists())
@@ -32,7 +38,7 @@ fn main() {
         let ptx = out.join(name).with_extension("ptx");
         let status = Command::new(&nvcc)
             .args(["--ptx", "-O3", "-std=c++17"])
-            .arg(format!("-arch=sm_{cap}"))
+            .arg(format!("-arch=compute_{cap}"))
             .arg(format!("-I{INCLUDE}"))
             .arg("-o")
             .arg(&ptx)

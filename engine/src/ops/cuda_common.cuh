@@ -28,7 +28,8 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
-// The sum of a pair over the block, valid in thread 0 only.
+// The sum of a pair over the block, valid in thread 0 only. Once per kernel:
+// a second call would overwrite `warps` while warp 0 may still read it.
 __device__ __forceinline__ float2 block_sum_to_first(float2 v) {
     __shared__ float2 warps[32];
     v.x = warp_sum(v.x);

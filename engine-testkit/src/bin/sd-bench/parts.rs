@@ -48,6 +48,15 @@ fn twins<M>(
     build: impl Fn(VarBuilder) -> candle_core::Result<M>,
 ) -> Result<(M, M)> {
     let varmap = VarMap::new();
+    build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+    // Norm weights start at 1 and biases at 0, which would hide a kernel
+    // reading the wrong channel's: every vector gets random values. Built
+    // again afterwards, as our CPU layers copy their weights at load.
+    for var in varmap.all_vars() {
+        if var.rank() == 1 {
+            var.set(&Tensor::randn(0.5f32, 0.5, var.dims(), &Device::Cpu)?)?;
+        }
+    }
     let reference = build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
     let tensors = varmap
         .data()
@@ -172,7 +181,8 @@ pub fn run(args: &PartsArgs, device: &Device) -> Result<()> {
     let mut failed = Vec::new();
     for dtype in [DType::F32, DType::F16] {
         for (name, reference, part) in parts(device, dtype, 64)? {
-            let x = Tensor::randn(0f32, 1f32, (2, 64, 16, 16), &Device::Cpu)?;
+            // Off zero mean, so that a norm that mishandles the mean shows.
+            let x = (Tensor::randn(0f32, 1f32, (2, 64, 16, 16), &Device::Cpu)? + 3.0)?;
             let expected = reference(&x)?;
             let actual = part(&x.to_device(device)?.to_dtype(dtype)?)?;
             let error = relative_l2(&actual, &expected)?;

@@ -70,9 +70,15 @@ fn dims(x: &Tensor, args: &ConvArgs, format: MemoryFormat) -> Result<Dims> {
     if c != c_w {
         candle_core::bail!("convolution: {c} input channels for a {c_w}-channel kernel");
     }
-    let out = |side: usize, kernel: usize| (side + 2 * args.padding - kernel) / args.stride + 1;
+    let out = |side: usize, kernel: usize| match (side + 2 * args.padding).checked_sub(kernel) {
+        Some(span) if args.stride > 0 => Ok(span / args.stride + 1),
+        _ => Err(candle_core::Error::Msg(format!(
+            "convolution: a {kernel}-wide kernel over {side} values padded by {}",
+            args.padding
+        ))),
+    };
     let int = |v: usize| i32::try_from(v).map_err(candle_core::Error::wrap);
-    let (oh, ow) = (out(h, r), out(w, s));
+    let (oh, ow) = (out(h, r)?, out(w, s)?);
     Ok(Dims {
         x: [int(n)?, int(c)?, int(h)?, int(w)?],
         w: [int(k)?, int(c)?, int(r)?, int(s)?],
@@ -120,7 +126,9 @@ where
     let channels = dims.y[1] as usize;
     let out_len: usize = dims.y.iter().map(|&d| d as usize).product();
     // Absent operands are zeros; with alpha2 = 0 cuDNN scales z away, and
-    // zeros keep a NaN of a fresh buffer from surviving 0·z.
+    // zeros keep a NaN of a fresh buffer from surviving 0·z. (The safe call
+    // cannot pass y as z; the fill is one write, where candle's bias alone
+    // is a read and a write of the output.)
     let zeros_bias = match args.bias {
         Some(_) => None,
         None => Some(Tensor::zeros(channels, x.dtype(), x.device())?),
@@ -180,6 +188,8 @@ where
     let algo = sys::cudnnConvolutionFwdAlgo_t::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
     let workspace_len = op.get_workspace_size(algo)?;
 
+    // Four read locks held at once: sound while no operand shares its
+    // storage with another that a writer waits on (inference writes none).
     let (x_storage, x_layout) = x.storage_and_layout();
     let (w_storage, w_layout) = weight.storage_and_layout();
     let (z_storage, z_layout) = z.storage_and_layout();

@@ -2,7 +2,9 @@
 //! by the build script and loaded once per device.
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::cudarc::driver::{
+    DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
+};
 use candle_core::cuda_backend::{CudaDType, WrapErr};
 use candle_core::{CudaStorage, DType, Layout, Result};
 
@@ -31,7 +33,7 @@ pub fn group_norm(ops: Operands, extent: Extent, eps: f32, silu: bool) -> Result
 
 // Kernel launches and uninitialised device buffers are unsafe FFI.
 #[allow(unsafe_code)]
-fn run<T: CudaDType + DeviceRepr>(
+fn run<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
     ops: Operands,
     extent: Extent,
     eps: f32,
@@ -54,6 +56,13 @@ fn run<T: CudaDType + DeviceRepr>(
         plane_blocks,
     } = grids(extent);
     let elements = extent.batch * extent.channels * extent.plane;
+    if elements == 0 {
+        // Nothing to normalise (and no first value to shift by).
+        return Ok(CudaStorage::wrap_cuda_slice(
+            device.alloc_zeros::<T>(0)?,
+            device,
+        ));
+    }
     // SAFETY: each buffer is written in full by the launch before the one
     // that reads it (partials by the first, stats by the second, y by the last).
     let (mut partials, mut stats, mut y) = unsafe {

@@ -39,13 +39,14 @@ impl GroupNorm {
 
     /// Whether our op runs for `x` (else candle's ops do).
     fn fused(&self, x: &Tensor) -> bool {
-        let same_dtype = x.dtype() == self.weight.dtype();
+        let same_dtype = x.dtype() == self.weight.dtype() && x.dtype() == self.bias.dtype();
         match x.device() {
             Device::Cpu => same_dtype && x.dtype() == DType::F32,
             // Each image's planes are one grid row of the kernel.
             Device::Cuda(_) => {
                 same_dtype
                     && cfg!(feature = "cuda")
+                    && matches!(x.dtype(), DType::F32 | DType::F16 | DType::BF16)
                     && x.rank() >= 3
                     && x.dims()[0] * x.dims()[1] <= MAX_GRID_Y
             }
