@@ -34,7 +34,8 @@
 # speed time candle only; speed then needs MODEL_DIR from an earlier run),
 # MODEL_DIR (where speed saves, or finds, the random-weight model), ALLOW_CPU (unset: fail when no GPU is usable; set it for
 # a smoke run on a CPU host), OUT (where the log and the table go; default
-# target/gpu-check).
+# target/gpu-check), PEAK_TFLOPS (the card's dense f16 peak the tables'
+# shares are of; 989, an H100/H200).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
