@@ -167,11 +167,12 @@ fn parts(
 
 /// A part's relative L2 error against the CPU in f32 beyond which it fails:
 /// f32 convolutions on a GPU run in TF32 (about 1e-3), f16 rounds each
-/// value (about 1e-3 after a few ops); a wrong kernel is off by about 1.
+/// value and candle's f16 convolutions accumulate in f16 (up to about 1e-2);
+/// a kernel that reads a wrong channel or mean was off by 0.27–0.88.
 fn part_tolerance(dtype: DType) -> f32 {
     match dtype {
-        DType::F32 => 1e-2,
-        _ => 3e-2,
+        DType::F32 => 2e-2,
+        _ => 5e-2,
     }
 }
 
