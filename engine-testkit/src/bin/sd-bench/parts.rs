@@ -18,7 +18,7 @@ use candle_transformers::models::stable_diffusion::unet_2d_blocks::{
 use clap::Args;
 use wordup_engine::ops::GroupNorm;
 use wordup_engine::ops::conv::PaddingSwitch;
-use wordup_engine::ops::device_conv::{self, ConvArgs, MemoryFormat};
+use wordup_engine::ops::device_conv::{self, Call, ConvArgs, MemoryFormat};
 use wordup_engine::sd::resnet::{Config as ResnetConfig, ResnetBlock2D as OurResnetBlock};
 use wordup_engine::sd::vae::SelfAttention;
 
@@ -251,9 +251,9 @@ pub fn run(args: &PartsArgs, device: &Device) -> Result<()> {
             })?;
             println!("TIME conv3x3 ({label}) shape={:?} ms={ms:.3}", input.dims());
         }
-        // With its bias: cuDNN's fused call (f32 accumulation), NCHW and
-        // channels-last, then what the engine runs (the fastest, chosen on
-        // the first call).
+        // With its bias: our cuDNN calls (f32 accumulation), fused and not,
+        // NCHW and channels-last; then what the engine runs (the fastest,
+        // chosen on the first call).
         let bias = Tensor::randn(0f32, 0.05, channels, device)?.to_dtype(dtype)?;
         let conv_args = |weight| ConvArgs {
             weight,
@@ -267,16 +267,30 @@ pub fn run(args: &PartsArgs, device: &Device) -> Result<()> {
             kernel.permute((0, 2, 3, 1))?.contiguous()?,
         );
         type Run<'a> = Box<dyn Fn(&Tensor) -> candle_core::Result<Tensor> + 'a>;
-        let runs: [(&str, Run); 3] = [
+        let ours = |format, call| -> Run {
+            let (input, kernel) = match format {
+                MemoryFormat::Nchw => (input, &kernel),
+                MemoryFormat::Nhwc => (&input_nhwc, &kernel_nhwc),
+            };
+            Box::new(move |_| device_conv::ours_in(input, conv_args(kernel), format, call))
+        };
+        let precomp = Call::Plain(CudnnFwdAlgo::ImplicitPrecompGemm);
+        let runs: [(&str, Run); 5] = [
             (
-                "fused + bias, NCHW",
-                Box::new(|x| device_conv::fused_in(x, conv_args(&kernel), MemoryFormat::Nchw)),
+                "ours, fused + bias, NCHW",
+                ours(MemoryFormat::Nchw, Call::Fused),
             ),
             (
-                "fused + bias, NHWC",
-                Box::new(|_| {
-                    device_conv::fused_in(&input_nhwc, conv_args(&kernel_nhwc), MemoryFormat::Nhwc)
-                }),
+                "ours, fused + bias, NHWC",
+                ours(MemoryFormat::Nhwc, Call::Fused),
+            ),
+            (
+                "ours, implicit precomp gemm + bias, NCHW",
+                ours(MemoryFormat::Nchw, precomp),
+            ),
+            (
+                "ours, implicit precomp gemm + bias, NHWC",
+                ours(MemoryFormat::Nhwc, precomp),
             ),
             (
                 "+ bias, as the engine runs it",

@@ -3,9 +3,10 @@
 //! these, chosen once by timing them on its first call and then reused:
 //! - candle's cuDNN convolution with each of five algorithms, the bias and
 //!   residual then added as tensor ops (f16 accumulates in f16 there);
-//! - ours, cuDNN's fused convolution + bias + residual
-//!   (`cudnnConvolutionBiasActivationForward`, [`fused`]), accumulating in
-//!   f32 on the tensor cores as PyTorch does.
+//! - ours ([`cudnn`]), accumulating f16 and bf16 in f32 on the tensor cores
+//!   as PyTorch does: cuDNN's convolution with each of the five algorithms
+//!   (f16 and bf16 only; in f32 it is candle's), and cuDNN's fused
+//!   convolution + bias + residual (`cudnnConvolutionBiasActivationForward`).
 //!
 //! A candidate whose output strays from candle's (cuDNN's pick per call) on
 //! the first call is not used for the shape.
@@ -17,7 +18,7 @@
 //! candle's convolution runs as is.
 
 #[cfg(feature = "cudnn")]
-mod fused;
+mod cudnn;
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
@@ -48,8 +49,19 @@ pub const TOLERANCE: f64 = 2e-2;
 pub enum Candidate {
     /// candle's cuDNN convolution with this algorithm.
     Candle(CudnnFwdAlgo),
-    /// cuDNN's fused convolution + bias + residual ([`fused`]).
+    /// One of our cuDNN calls.
+    Ours(Call),
+}
+
+/// Which of our cuDNN calls (f16 and bf16 accumulate in f32 in both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Call {
+    /// Convolution, bias and residual in one call (the implicit
+    /// precomputed GEMM, the one algorithm cuDNN fuses them with).
     Fused,
+    /// The convolution alone with this algorithm; bias and residual added
+    /// as tensor ops.
+    Plain(CudnnFwdAlgo),
 }
 
 /// A convolution's operands besides its input.
@@ -145,8 +157,8 @@ pub fn conv2d(x: &Tensor, args: ConvArgs) -> Result<Tensor> {
             tracing::debug!(?algo, %error, "cuDNN refused the kept algorithm; it picks one");
             candle_conv(x, args, None)
         }),
-        Some(Candidate::Fused) => run(x, args, Candidate::Fused).or_else(|error| {
-            tracing::debug!(%error, "the fused convolution failed; candle's runs");
+        Some(Candidate::Ours(call)) => run(x, args, Candidate::Ours(call)).or_else(|error| {
+            tracing::debug!(?call, %error, "our cuDNN convolution failed; candle's runs");
             candle_conv(x, args, None)
         }),
         None => candle_conv(x, args, None),
@@ -157,11 +169,11 @@ pub fn conv2d(x: &Tensor, args: ConvArgs) -> Result<Tensor> {
 fn run(x: &Tensor, args: ConvArgs, candidate: Candidate) -> Result<Tensor> {
     match candidate {
         Candidate::Candle(algo) => candle_conv(x, args, Some(algo)),
-        Candidate::Fused => fused_in(x, args, MemoryFormat::Nchw),
+        Candidate::Ours(call) => ours_in(x, args, MemoryFormat::Nchw, call),
     }
 }
 
-/// How the tensors of a fused call are laid out in memory.
+/// How the tensors of our cuDNN calls are laid out in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemoryFormat {
     /// `[n, c, h, w]` activations, `[k, c, r, s]` weights: every model's.
@@ -172,15 +184,15 @@ pub enum MemoryFormat {
     Nhwc,
 }
 
-/// Our fused convolution + bias + residual with every tensor in `format`;
-/// an error outside cuDNN builds.
-pub fn fused_in(x: &Tensor, args: ConvArgs, format: MemoryFormat) -> Result<Tensor> {
+/// `conv(x) + bias + residual` by our cuDNN `call`, with every tensor in
+/// `format`; an error outside cuDNN builds.
+pub fn ours_in(x: &Tensor, args: ConvArgs, format: MemoryFormat, call: Call) -> Result<Tensor> {
     #[cfg(feature = "cudnn")]
-    return fused::conv2d(x, args, format);
+    return cudnn::conv2d(x, args, format, call);
     #[cfg(not(feature = "cudnn"))]
     {
-        let _ = (x, args, format);
-        candle_core::bail!("the fused convolution needs a cuDNN build")
+        let _ = (x, args, format, call);
+        candle_core::bail!("our cuDNN convolution needs a cuDNN build")
     }
 }
 
@@ -198,6 +210,18 @@ fn candle_conv(x: &Tensor, args: ConvArgs, algo: Option<CudnnFwdAlgo>) -> Result
     }
 }
 
+/// What is tried for a shape in `dtype`: candle's five algorithms, our
+/// fused call, and in f16 and bf16 (where ours accumulate in f32 and
+/// candle's f16 in f16) our call with each of the five.
+pub fn candidates(dtype: DType) -> Vec<Candidate> {
+    let mut candidates: Vec<Candidate> = CANDLE_ALGOS.map(Candidate::Candle).to_vec();
+    candidates.push(Candidate::Ours(Call::Fused));
+    if dtype != DType::F32 {
+        candidates.extend(CANDLE_ALGOS.map(|algo| Candidate::Ours(Call::Plain(algo))));
+    }
+    candidates
+}
+
 /// Each candidate timed on `x`, those whose output strays from candle's own
 /// (cuDNN's pick per call) beyond [`TOLERANCE`] left without a time.
 fn trials(x: &Tensor, args: ConvArgs) -> Vec<(Candidate, Option<Duration>)> {
@@ -208,10 +232,8 @@ fn trials(x: &Tensor, args: ConvArgs) -> Vec<(Candidate, Option<Duration>)> {
             return Vec::new();
         }
     };
-    CANDLE_ALGOS
-        .map(Candidate::Candle)
+    candidates(x.dtype())
         .into_iter()
-        .chain([Candidate::Fused])
         .map(|candidate| {
             let time = accurate(x, args, candidate, &reference)
                 .then(|| time(x, args, candidate))
@@ -280,7 +302,7 @@ mod tests {
 
     #[test]
     fn the_fastest_candidate_that_ran_is_chosen() {
-        use Candidate::{Candle, Fused};
+        use Candidate::{Candle, Ours};
         use CudnnFwdAlgo::*;
         type Timings<'a> = &'a [(Candidate, Option<Duration>)];
         let cases: [(Timings, Option<Candidate>); 6] = [
@@ -303,10 +325,28 @@ mod tests {
                 Some(Candle(Gemm)),
             ),
             // Ours competes like any other; one that failed its check has no time.
-            (&[(Candle(Gemm), ms(2)), (Fused, ms(1))], Some(Fused)),
+            (
+                &[(Candle(Gemm), ms(2)), (Ours(Call::Fused), ms(1))],
+                Some(Ours(Call::Fused)),
+            ),
         ];
         for (timings, expected) in cases {
             assert_eq!(fastest(timings), expected, "{timings:?}");
+        }
+    }
+
+    #[test]
+    fn ours_compete_in_every_dtype_and_plain_calls_only_where_they_accumulate_wider() {
+        use Candidate::{Candle, Ours};
+        for (dtype, count) in [(DType::F32, 6), (DType::F16, 11), (DType::BF16, 11)] {
+            let all = candidates(dtype);
+            assert_eq!(all.len(), count, "{dtype:?}");
+            assert!(all.contains(&Ours(Call::Fused)), "{dtype:?}");
+            for algo in CANDLE_ALGOS {
+                assert!(all.contains(&Candle(algo)), "{dtype:?} {algo:?}");
+                let plain = all.contains(&Ours(Call::Plain(algo)));
+                assert_eq!(plain, dtype != DType::F32, "{dtype:?} {algo:?}");
+            }
         }
     }
 
