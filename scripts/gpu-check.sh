@@ -10,7 +10,9 @@
 #      1 and 4, 1 and 4 steps, in f16, with diffusers (PyTorch) and then our
 #      candle engine on the same saved weights; a table with images/s and the
 #      ratio candle/PyTorch; then 1, 2 and 4 grids of different prompts drawn
-#      one at a time and as one batch (sd-bench grids, WORDUP_ENGINE_BATCH).
+#      one at a time and as one batch (sd-bench grids, WORDUP_ENGINE_BATCH);
+#   3. single blocks timed (sd-bench parts): our GroupNorm against candle's,
+#      each convolution candidate, NCHW against NHWC.
 # It needs no Rust toolchain and no network: the CUDA sd-bench binary comes
 # from ./scripts/build-cuda.sh (target/cuda/sd-bench.gz), the CUDA libraries
 # from the host's Python packages (PyTorch's nvidia-* wheels), diffusers from
@@ -174,6 +176,12 @@ fi
 echo "== grids of different prompts, one at a time and as one batch (WORDUP_ENGINE_BATCH)"
 "$SD_BENCH" grids --model "$model" --size "$SIZE" --grids "$GRIDS" --steps 1 --dtype "$DTYPE" \
     --repeats "$REPEATS" | tee -a "$WORK/results" | tee "$OUT/grids.md" || speed=1
+# Where the time goes, block by block (GroupNorm ours vs candle's, each
+# convolution candidate, NCHW vs NHWC): seconds, so in every full check.
+if [ "$MODE" = check ]; then
+    echo "== parts: single blocks timed at ${SIZE}²"
+    "$SD_BENCH" parts --side "$SIZE" --repeats "$REPEATS" | grep '^TIME' | tee "$OUT/parts.txt" || true
+fi
 if [ "$speed" -ne 0 ]; then
     echo "a speed run FAILED (see above)"
     return 1
