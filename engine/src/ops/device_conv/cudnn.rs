@@ -210,18 +210,7 @@ where
             )?;
         }
         let out = tensor(y, device, dims.out_shape.clone());
-        let channels = dims.y[1] as usize;
-        let out = match (args.bias, format) {
-            (Some(bias), MemoryFormat::Nchw) => {
-                out.broadcast_add(&bias.reshape((1, channels, 1, 1))?)?
-            }
-            (Some(bias), MemoryFormat::Nhwc) => out.broadcast_add(bias)?,
-            (None, _) => out,
-        };
-        return match residual {
-            Some(residual) => out + residual,
-            None => Ok(out),
-        };
+        return super::plus_bias_and_residual(out, args, format);
     };
 
     // Absent operands are zeros; with alpha2 = 0 cuDNN scales z away, and

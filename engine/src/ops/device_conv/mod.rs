@@ -200,9 +200,15 @@ pub fn ours_in(x: &Tensor, args: ConvArgs, format: MemoryFormat, call: Call) -> 
 /// the bias and the residual.
 fn candle_conv(x: &Tensor, args: ConvArgs, algo: Option<CudnnFwdAlgo>) -> Result<Tensor> {
     let out = x.conv2d_with_algo(args.weight, args.padding, args.stride, 1, 1, algo)?;
-    let out = match args.bias {
-        Some(bias) => out.broadcast_add(&bias.reshape((1, (), 1, 1))?)?,
-        None => out,
+    plus_bias_and_residual(out, args, MemoryFormat::Nchw)
+}
+
+/// `out + bias + residual` as tensor ops, the bias along `format`'s channels.
+fn plus_bias_and_residual(out: Tensor, args: ConvArgs, format: MemoryFormat) -> Result<Tensor> {
+    let out = match (args.bias, format) {
+        (Some(bias), MemoryFormat::Nchw) => out.broadcast_add(&bias.reshape((1, (), 1, 1))?)?,
+        (Some(bias), MemoryFormat::Nhwc) => out.broadcast_add(bias)?,
+        (None, _) => out,
     };
     match args.residual {
         Some(residual) => out + residual,
@@ -213,7 +219,7 @@ fn candle_conv(x: &Tensor, args: ConvArgs, algo: Option<CudnnFwdAlgo>) -> Result
 /// What is tried for a shape in `dtype`: candle's five algorithms, our
 /// fused call, and in f16 and bf16 (where ours accumulate in f32 and
 /// candle's f16 in f16) our call with each of the five.
-pub fn candidates(dtype: DType) -> Vec<Candidate> {
+fn candidates(dtype: DType) -> Vec<Candidate> {
     let mut candidates: Vec<Candidate> = CANDLE_ALGOS.map(Candidate::Candle).to_vec();
     candidates.push(Candidate::Ours(Call::Fused));
     if dtype != DType::F32 {
@@ -269,8 +275,8 @@ fn accurate(x: &Tensor, args: ConvArgs, candidate: Candidate, reference: &Tensor
     }
 }
 
-/// The better of two synchronised runs after a warm-up; `None` when the
-/// candidate fails for this shape.
+/// The better of two synchronised runs (the accuracy check's run was the
+/// warm-up); `None` when the candidate fails for this shape.
 fn time(x: &Tensor, args: ConvArgs, candidate: Candidate) -> Option<Duration> {
     let once = || -> Result<Duration> {
         let started = Instant::now();
@@ -278,7 +284,7 @@ fn time(x: &Tensor, args: ConvArgs, candidate: Candidate) -> Option<Duration> {
         x.device().synchronize()?;
         Ok(started.elapsed())
     };
-    let timed = once().and_then(|_| Ok(once()?.min(once()?)));
+    let timed = once().and_then(|first| Ok(first.min(once()?)));
     match timed {
         Ok(time) => Some(time),
         Err(error) => {

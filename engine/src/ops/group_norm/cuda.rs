@@ -2,13 +2,11 @@
 //! by the build script and loaded once per device.
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{
-    DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
-};
-use candle_core::cuda_backend::{CudaDType, WrapErr};
-use candle_core::{CudaStorage, DType, Layout, Result};
+use candle_core::cuda_backend::cudarc::driver::{DeviceRepr, PushKernelArg, ValidAsZeroBits};
+use candle_core::cuda_backend::{CudaDType, WrapErr, kernel_name};
+use candle_core::{CudaStorage, DType, Layout, Result, WithDType};
 
-use crate::ops::cuda_util::contiguous_view;
+use crate::ops::cuda_util::{contiguous_view, launch_config};
 
 use super::{Extent, Grids, MAX_GRID_Y, THREADS, grids};
 
@@ -24,21 +22,20 @@ pub struct Operands<'a> {
 
 pub fn group_norm(ops: Operands, extent: Extent, eps: f32, silu: bool) -> Result<CudaStorage> {
     match ops.x.0.dtype() {
-        DType::F32 => run::<f32>(ops, extent, eps, silu, "f32"),
-        DType::F16 => run::<half::f16>(ops, extent, eps, silu, "f16"),
-        DType::BF16 => run::<half::bf16>(ops, extent, eps, silu, "bf16"),
+        DType::F32 => run::<f32>(ops, extent, eps, silu),
+        DType::F16 => run::<half::f16>(ops, extent, eps, silu),
+        DType::BF16 => run::<half::bf16>(ops, extent, eps, silu),
         other => candle_core::bail!("group norm: no CUDA kernel for {other:?}"),
     }
 }
 
 // Kernel launches and uninitialised device buffers are unsafe FFI.
 #[allow(unsafe_code)]
-fn run<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
+fn run<T: CudaDType + DeviceRepr + ValidAsZeroBits + WithDType>(
     ops: Operands,
     extent: Extent,
     eps: f32,
     silu: bool,
-    suffix: &str,
 ) -> Result<CudaStorage> {
     let device = ops.x.0.device.clone();
     let groups = extent.batch * extent.groups;
@@ -78,19 +75,15 @@ fn run<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
     let silu = i32::from(silu);
 
     let func =
-        device.get_or_load_custom_func(&format!("group_norm_partials_{suffix}"), MODULE, PTX)?;
+        device.get_or_load_custom_func(&kernel_name::<T>("group_norm_partials"), MODULE, PTX)?;
     let mut launch = func.builder();
     launch.arg(&x).arg(&mut partials).arg(&span);
-    let cfg = LaunchConfig {
-        grid_dim: (splits_u32, groups_u32, 1),
-        block_dim: (THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    };
+    let cfg = launch_config((splits_u32, groups_u32), THREADS);
     // SAFETY: the arguments match the kernel's signature in group_norm.cu.
     unsafe { launch.launch(cfg) }.w()?;
 
     let func =
-        device.get_or_load_custom_func(&format!("group_norm_stats_{suffix}"), MODULE, PTX)?;
+        device.get_or_load_custom_func(&kernel_name::<T>("group_norm_stats"), MODULE, PTX)?;
     let mut launch = func.builder();
     launch
         .arg(&x)
@@ -100,16 +93,12 @@ fn run<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
         .arg(&splits_u32)
         .arg(&span)
         .arg(&eps);
-    let cfg = LaunchConfig {
-        grid_dim: (groups_u32.div_ceil(THREADS), 1, 1),
-        block_dim: (THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    };
+    let cfg = launch_config((groups_u32.div_ceil(THREADS), 1), THREADS);
     // SAFETY: as above.
     unsafe { launch.launch(cfg) }.w()?;
 
     let func =
-        device.get_or_load_custom_func(&format!("group_norm_apply_{suffix}"), MODULE, PTX)?;
+        device.get_or_load_custom_func(&kernel_name::<T>("group_norm_apply"), MODULE, PTX)?;
     let mut launch = func.builder();
     launch
         .arg(&x)
@@ -121,11 +110,7 @@ fn run<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
         .arg(&groups_per_image)
         .arg(&plane)
         .arg(&silu);
-    let cfg = LaunchConfig {
-        grid_dim: (plane_blocks as u32, planes as u32, 1),
-        block_dim: (THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    };
+    let cfg = launch_config((plane_blocks as u32, planes as u32), THREADS);
     // SAFETY: as above.
     unsafe { launch.launch(cfg) }.w()?;
     Ok(CudaStorage::wrap_cuda_slice(y, device))

@@ -65,12 +65,7 @@ impl GroupNorm {
                 .contiguous()?
                 .apply_op3_no_bwd(&self.weight, &self.bias, &op);
         }
-        let y = self.inner.forward(x)?;
-        if silu {
-            candle_nn::ops::silu(&y)
-        } else {
-            Ok(y)
-        }
+        self.forward_unfused(x, silu)
     }
 
     /// `silu(group_norm(x))`, the pair every ResNet block starts with.
@@ -78,8 +73,8 @@ impl GroupNorm {
         self.run(x, true)
     }
 
-    /// candle's unfused ops, whatever the device: the reference our op is
-    /// measured against (`sd-bench parts`).
+    /// candle's unfused ops, whatever the device: where our op does not
+    /// run, and the reference it is measured against (`sd-bench parts`).
     pub fn forward_unfused(&self, x: &Tensor, silu: bool) -> Result<Tensor> {
         let y = self.inner.forward(x)?;
         if silu {

@@ -1,20 +1,20 @@
 //! The CUDA side of softmax: `softmax.cu`, one block per row.
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
-use candle_core::cuda_backend::{CudaDType, WrapErr};
-use candle_core::{CudaStorage, DType, Layout, Result};
+use candle_core::cuda_backend::cudarc::driver::{DeviceRepr, PushKernelArg};
+use candle_core::cuda_backend::{CudaDType, WrapErr, kernel_name};
+use candle_core::{CudaStorage, DType, Layout, Result, WithDType};
 
-use crate::ops::cuda_util::contiguous_view;
+use crate::ops::cuda_util::{contiguous_view, launch_config};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/softmax.ptx"));
 const MODULE: &str = "wordup_softmax";
 
 pub fn softmax_rows(x: &CudaStorage, layout: &Layout) -> Result<CudaStorage> {
     match x.dtype() {
-        DType::F32 => run::<f32>(x, layout, "f32"),
-        DType::F16 => run::<half::f16>(x, layout, "f16"),
-        DType::BF16 => run::<half::bf16>(x, layout, "bf16"),
+        DType::F32 => run::<f32>(x, layout),
+        DType::F16 => run::<half::f16>(x, layout),
+        DType::BF16 => run::<half::bf16>(x, layout),
         other => candle_core::bail!("softmax: no CUDA kernel for {other:?}"),
     }
 }
@@ -30,10 +30,9 @@ fn threads_for(width: usize) -> u32 {
 
 // A kernel launch and an uninitialised device buffer are unsafe FFI.
 #[allow(unsafe_code)]
-fn run<T: CudaDType + DeviceRepr>(
+fn run<T: CudaDType + DeviceRepr + WithDType>(
     storage: &CudaStorage,
     layout: &Layout,
-    suffix: &str,
 ) -> Result<CudaStorage> {
     let device = storage.device().clone();
     let width = layout.dims().last().copied().unwrap_or(1);
@@ -47,14 +46,10 @@ fn run<T: CudaDType + DeviceRepr>(
     let mut y = unsafe { device.alloc::<T>(elements)? };
     if rows > 0 && width > 0 {
         let func =
-            device.get_or_load_custom_func(&format!("softmax_rows_{suffix}"), MODULE, PTX)?;
+            device.get_or_load_custom_func(&kernel_name::<T>("softmax_rows"), MODULE, PTX)?;
         let mut launch = func.builder();
         launch.arg(&x).arg(&mut y).arg(&width_u32);
-        let cfg = LaunchConfig {
-            grid_dim: (rows_u32, 1, 1),
-            block_dim: (threads_for(width), 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = launch_config((rows_u32, 1), threads_for(width));
         // SAFETY: the arguments match the kernel's signature in softmax.cu.
         unsafe { launch.launch(cfg) }.w()?;
     }
