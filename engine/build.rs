@@ -5,9 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const KERNELS: [&str; 2] = [
+const KERNELS: [&str; 3] = [
     "src/ops/group_norm/group_norm.cu",
     "src/ops/softmax/softmax.cu",
+    "src/ops/attention/flash_attention.cu",
 ];
 /// Where the kernels' shared header is.
 const INCLUDE: &str = "src/ops";

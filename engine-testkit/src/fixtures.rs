@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use candle_core::{D, Tensor};
+use candle_core::{D, DType, Device, Tensor};
 
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/fixtures")
@@ -37,6 +37,15 @@ pub fn weights(name: &str, script: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// ‖a − b‖ / ‖b‖ over all elements, both taken to f32 on the host.
+pub fn relative_l2(a: &Tensor, b: &Tensor) -> candle_core::Result<f32> {
+    let a = a.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
+    let b = b.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
+    let error = (&a - &b)?.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?;
+    let norm = b.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?;
+    Ok(error / norm.max(f32::MIN_POSITIVE))
 }
 
 /// Largest absolute difference of two tensors of one shape.

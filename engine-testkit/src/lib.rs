@@ -4,5 +4,6 @@
 //! (`bench`).
 
 pub mod bench;
+pub mod cuda_emu;
 pub mod fixtures;
 pub mod tiny;

@@ -5,6 +5,7 @@
 //! them behaves the same everywhere.
 
 pub mod attention;
+pub mod choice;
 pub mod conv;
 #[cfg(feature = "cuda")]
 mod cuda_util;

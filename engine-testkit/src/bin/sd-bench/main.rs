@@ -451,14 +451,7 @@ fn stages(args: &StagesArgs) -> Result<()> {
     Ok(())
 }
 
-/// ‖a − b‖ / ‖b‖ over all elements, both taken to f32 on the host.
-pub(crate) fn relative_l2(a: &Tensor, b: &Tensor) -> Result<f32> {
-    let a = a.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
-    let b = b.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
-    let error = (&a - &b)?.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?;
-    let norm = b.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?;
-    Ok(error / norm.max(f32::MIN_POSITIVE))
-}
+pub(crate) use wordup_engine_testkit::fixtures::relative_l2;
 
 /// Where a pixel difference comes from: each stage run alone on the same
 /// inputs (the reference's), as ‖device − reference‖ / ‖reference‖.

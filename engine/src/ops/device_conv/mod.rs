@@ -20,12 +20,13 @@
 #[cfg(feature = "cudnn")]
 mod cudnn;
 
-use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::LazyLock;
+use std::time::Duration;
 
 use candle_core::conv::CudnnFwdAlgo;
 use candle_core::{DType, DeviceLocation, Result, Tensor};
+
+use super::choice::{Chosen, best_of_two, relative_error};
 
 /// candle's algorithms timed for each new shape; the FFT algorithms are left
 /// out (their workspaces grow with the image, and they are not chosen for
@@ -87,52 +88,7 @@ pub struct ConvKey {
     pub device: DeviceLocation,
 }
 
-/// The fastest of the timed candidates (one that failed, or gave a wrong
-/// result, has no time); `None` when every one failed, and cuDNN then picks
-/// an algorithm per call as before.
-pub fn fastest(timings: &[(Candidate, Option<Duration>)]) -> Option<Candidate> {
-    timings
-        .iter()
-        .filter_map(|&(candidate, time)| Some((candidate, time?)))
-        .min_by_key(|&(_, time)| time)
-        .map(|(candidate, _)| candidate)
-}
-
-/// The ways chosen so far, per shape.
-#[derive(Debug, Default)]
-pub struct Chosen {
-    chosen: Mutex<HashMap<ConvKey, Option<Candidate>>>,
-}
-
-impl Chosen {
-    /// The way for `key`, chosen by `time` (the candidates' timings) the
-    /// first time the key is seen.
-    pub fn get_or_choose(
-        &self,
-        key: &ConvKey,
-        time: impl FnOnce() -> Vec<(Candidate, Option<Duration>)>,
-    ) -> Option<Candidate> {
-        if let Some(candidate) = self.lock().get(key) {
-            return *candidate;
-        }
-        // Timed outside the lock: another thread timing the same key at
-        // once costs a second timing, not a wait.
-        let timings = time();
-        let candidate = fastest(&timings);
-        tracing::debug!(?key, ?timings, ?candidate, "convolution chosen");
-        self.lock().insert(key.clone(), candidate);
-        candidate
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ConvKey, Option<Candidate>>> {
-        // The map stays consistent whatever a panicking holder was doing.
-        self.chosen
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-static CHOSEN: LazyLock<Chosen> = LazyLock::new(Chosen::default);
+static CHOSEN: LazyLock<Chosen<ConvKey, Candidate>> = LazyLock::new(Chosen::default);
 
 /// `conv(x) + bias + residual`, run the way chosen for its shape on a CUDA
 /// device in a cuDNN build, candle's way elsewhere.
@@ -252,13 +208,7 @@ fn trials(x: &Tensor, args: ConvArgs) -> Vec<(Candidate, Option<Duration>)> {
 /// Whether `candidate` runs on `x` and lands within [`TOLERANCE`] of
 /// `reference` (f32).
 fn accurate(x: &Tensor, args: ConvArgs, candidate: Candidate, reference: &Tensor) -> bool {
-    let error = || -> Result<f64> {
-        let actual = run(x, args, candidate)?.to_dtype(DType::F32)?;
-        let diff = (actual - reference)?.sqr()?.sum_all()?.to_scalar::<f32>()?;
-        let norm = reference.sqr()?.sum_all()?.to_scalar::<f32>()?;
-        Ok((diff as f64 / (norm as f64).max(f64::MIN_POSITIVE)).sqrt())
-    };
-    match error() {
+    match run(x, args, candidate).and_then(|actual| relative_error(&actual, reference)) {
         Ok(error) if error <= TOLERANCE => true,
         Ok(error) => {
             tracing::warn!(
@@ -278,68 +228,14 @@ fn accurate(x: &Tensor, args: ConvArgs, candidate: Candidate, reference: &Tensor
 /// The better of two synchronised runs (the accuracy check's run was the
 /// warm-up); `None` when the candidate fails for this shape.
 fn time(x: &Tensor, args: ConvArgs, candidate: Candidate) -> Option<Duration> {
-    let once = || -> Result<Duration> {
-        let started = Instant::now();
-        run(x, args, candidate)?;
-        x.device().synchronize()?;
-        Ok(started.elapsed())
-    };
-    let timed = once().and_then(|first| Ok(first.min(once()?)));
-    match timed {
-        Ok(time) => Some(time),
-        Err(error) => {
-            tracing::debug!(?candidate, %error, "convolution candidate refused");
-            None
-        }
-    }
+    best_of_two(x.device(), || run(x, args, candidate))
+        .inspect_err(|error| tracing::debug!(?candidate, %error, "convolution candidate refused"))
+        .ok()
 }
 
 #[cfg(test)]
 mod tests {
-    use std::cell::Cell;
-
-    use candle_core::Device;
-
     use super::*;
-
-    fn ms(n: u64) -> Option<Duration> {
-        Some(Duration::from_millis(n))
-    }
-
-    #[test]
-    fn the_fastest_candidate_that_ran_is_chosen() {
-        use Candidate::{Candle, Ours};
-        use CudnnFwdAlgo::*;
-        type Timings<'a> = &'a [(Candidate, Option<Duration>)];
-        let cases: [(Timings, Option<Candidate>); 6] = [
-            (&[], None),
-            (&[(Candle(Gemm), None), (Candle(Winograd), None)], None),
-            (
-                &[
-                    (Candle(Gemm), ms(3)),
-                    (Candle(Winograd), ms(1)),
-                    (Candle(ImplicitGemm), ms(2)),
-                ],
-                Some(Candle(Winograd)),
-            ),
-            (
-                &[(Candle(Gemm), None), (Candle(ImplicitPrecompGemm), ms(5))],
-                Some(Candle(ImplicitPrecompGemm)),
-            ),
-            (
-                &[(Candle(Gemm), ms(1)), (Candle(Winograd), ms(1))],
-                Some(Candle(Gemm)),
-            ),
-            // Ours competes like any other; one that failed its check has no time.
-            (
-                &[(Candle(Gemm), ms(2)), (Ours(Call::Fused), ms(1))],
-                Some(Ours(Call::Fused)),
-            ),
-        ];
-        for (timings, expected) in cases {
-            assert_eq!(fastest(timings), expected, "{timings:?}");
-        }
-    }
 
     #[test]
     fn ours_compete_in_every_dtype_and_plain_calls_only_where_they_accumulate_wider() {
@@ -354,56 +250,5 @@ mod tests {
                 assert_eq!(plain, dtype != DType::F32, "{dtype:?} {algo:?}");
             }
         }
-    }
-
-    #[test]
-    fn each_shape_is_timed_once() {
-        let cache = Chosen::default();
-        let key = |side: usize, dtype: DType| ConvKey {
-            input: vec![1, 4, side, side],
-            weight: vec![8, 4, 3, 3],
-            padding: 1,
-            stride: 1,
-            bias: true,
-            residual: false,
-            dtype,
-            device: Device::Cpu.location(),
-        };
-        let timed = Cell::new(0);
-        let time = |winner: Candidate| {
-            timed.set(timed.get() + 1);
-            vec![
-                (winner, ms(1)),
-                (Candidate::Candle(CudnnFwdAlgo::Gemm), ms(2)),
-            ]
-        };
-        let a = key(64, DType::F16);
-        assert_eq!(
-            cache.get_or_choose(&a, || time(Candidate::Candle(CudnnFwdAlgo::Winograd))),
-            Some(Candidate::Candle(CudnnFwdAlgo::Winograd))
-        );
-        // Kept: the second timing (which would say otherwise) never runs.
-        assert_eq!(
-            cache.get_or_choose(&a, || time(Candidate::Candle(CudnnFwdAlgo::ImplicitGemm))),
-            Some(Candidate::Candle(CudnnFwdAlgo::Winograd))
-        );
-        assert_eq!(timed.get(), 1);
-        // Another size or dtype is another shape.
-        for other in [key(32, DType::F16), key(64, DType::F32)] {
-            assert_eq!(
-                cache.get_or_choose(&other, || time(Candidate::Candle(
-                    CudnnFwdAlgo::ImplicitGemm
-                ))),
-                Some(Candidate::Candle(CudnnFwdAlgo::ImplicitGemm))
-            );
-        }
-        assert_eq!(timed.get(), 3);
-        // A shape no algorithm ran for is remembered too.
-        let none = key(16, DType::BF16);
-        assert_eq!(cache.get_or_choose(&none, Vec::new), None);
-        assert_eq!(
-            cache.get_or_choose(&none, || time(Candidate::Candle(CudnnFwdAlgo::Gemm))),
-            None
-        );
     }
 }

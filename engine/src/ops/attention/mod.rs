@@ -4,11 +4,25 @@
 //! products, and their exp runs in the CPU's widest vectors; candle's ops
 //! wrote the UNet's 4096×4096 self-attention scores (84M floats per layer at
 //! 512², in chunks) to memory, read them back twice, and spent longer on the
-//! softmax than on both products. Elsewhere candle's ops run, in f32.
+//! softmax than on both products.
+//!
+//! Off the host the products run in the inputs' dtype around our softmax
+//! ([`unfused`]). On CUDA in f16, heads 64 deep without a mask (the UNet's
+//! self-attention) may instead run our flash attention kernel
+//! (`flash_attention.cu`): each shape's first call times both ways and
+//! keeps the faster (`choice`), the kernel only when it lands within
+//! [`FLASH_TOLERANCE`] of the unfused ops.
 
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
+#[cfg(feature = "cuda")]
+mod cuda;
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use candle_core::{CpuStorage, CustomOp3, DType, DeviceLocation, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::choice::{Chosen, best_of_two, relative_error};
 use super::softmax::{NEGLIGIBLE, fast_exp};
 
 /// Queries per task, at most: rows enough for gemm to run at speed (64 was
@@ -57,7 +71,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, mask: Mask) -> 
         candle_core::bail!("attention: {keys} keys for {queries} queries with a causal mask");
     }
     if !q.device().is_cpu() {
-        return unfused(q, k, v, scale, mask);
+        return off_the_host(q, k, v, scale, mask);
     }
     let dtype = q.dtype();
     let [q, k, v] = [q, k, v].map(|t| t.to_dtype(DType::F32));
@@ -71,9 +85,117 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, mask: Mask) -> 
         .to_dtype(dtype)
 }
 
+/// The queries and keys of a flash attention block and step, and the only
+/// depth the kernel takes.
+pub const FLASH_BLOCK: usize = 64;
+pub const FLASH_DEPTH: usize = 64;
+
+/// Flash attention is kept for a shape only within this relative L2
+/// distance of the unfused ops: its probabilities are rounded to f16 before
+/// their product with v, as the unfused path's are (about 1e-3 apart); a
+/// wrong tile is off by about 1.
+pub const FLASH_TOLERANCE: f64 = 2e-2;
+
+/// How attention runs off the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Way {
+    /// Our flash attention kernel.
+    Flash,
+    /// candle's products around our softmax ([`unfused`]).
+    Unfused,
+}
+
+/// What a way is chosen for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct AttentionKey {
+    q: Vec<usize>,
+    k: Vec<usize>,
+    dtype: DType,
+    device: DeviceLocation,
+}
+
+static CHOSEN: LazyLock<Chosen<AttentionKey, Way>> = LazyLock::new(Chosen::default);
+
+/// Whether the flash kernel takes these operands: CUDA, f16, no mask, 64
+/// deep, queries and keys in whole blocks.
+fn flash_fits(q: &Tensor, k: &Tensor, v: &Tensor, mask: Mask) -> bool {
+    let whole = |t: &Tensor| t.dims()[1].is_multiple_of(FLASH_BLOCK) && t.dims()[2] == FLASH_DEPTH;
+    cfg!(feature = "cuda")
+        && q.device().is_cuda()
+        && q.dtype() == DType::F16
+        && mask == Mask::None
+        && [q, k, v].into_iter().all(whole)
+}
+
+/// Attention on a device: the way chosen for the shape where the flash
+/// kernel fits, the unfused ops elsewhere.
+fn off_the_host(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, mask: Mask) -> Result<Tensor> {
+    if !flash_fits(q, k, v, mask) {
+        return unfused(q, k, v, scale, mask);
+    }
+    let key = AttentionKey {
+        q: q.dims().to_vec(),
+        k: k.dims().to_vec(),
+        dtype: q.dtype(),
+        device: q.device().location(),
+    };
+    match CHOSEN.get_or_choose(&key, || trials(q, k, v, scale)) {
+        Some(Way::Flash) => flash(q, k, v, scale).or_else(|error| {
+            tracing::debug!(%error, "flash attention failed; the unfused ops run");
+            unfused(q, k, v, scale, mask)
+        }),
+        Some(Way::Unfused) | None => unfused(q, k, v, scale, mask),
+    }
+}
+
+/// Both ways timed on these operands, flash attention without a time when
+/// it fails or strays beyond [`FLASH_TOLERANCE`] from the unfused ops.
+fn trials(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Vec<(Way, Option<Duration>)> {
+    let unfused = || unfused(q, k, v, scale, Mask::None);
+    let reference = match unfused().and_then(|r| r.to_dtype(DType::F32)) {
+        Ok(reference) => reference,
+        Err(error) => {
+            tracing::debug!(%error, "unfused attention failed; nothing to choose from");
+            return Vec::new();
+        }
+    };
+    let flash_time = match flash(q, k, v, scale).and_then(|out| relative_error(&out, &reference)) {
+        Ok(error) if error <= FLASH_TOLERANCE => best_of_two(q.device(), || flash(q, k, v, scale))
+            .inspect_err(|error| tracing::debug!(%error, "flash attention refused"))
+            .ok(),
+        Ok(error) => {
+            tracing::warn!(
+                error,
+                "flash attention strays from the unfused ops; not used"
+            );
+            None
+        }
+        Err(error) => {
+            tracing::debug!(%error, "flash attention refused");
+            None
+        }
+    };
+    let unfused_time = best_of_two(q.device(), unfused).ok();
+    vec![(Way::Flash, flash_time), (Way::Unfused, unfused_time)]
+}
+
+/// Our flash attention kernel on a CUDA device (an error elsewhere, and
+/// where the operands do not fit it): what [`Way::Flash`] runs.
+pub fn flash(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
+    if q.device().is_cpu() {
+        candle_core::bail!("flash attention: the CUDA kernel runs on CUDA devices only");
+    }
+    let op = FlashAttention {
+        scale: scale as f32,
+        mask: Mask::None,
+    };
+    q.contiguous()?
+        .apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &op)
+}
+
 /// candle's matmul, softmax and matmul, in chunks of queries: the products
 /// in the inputs' dtype, the softmax in f32 (inside our kernel on CUDA).
-fn unfused(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, mask: Mask) -> Result<Tensor> {
+pub fn unfused(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, mask: Mask) -> Result<Tensor> {
     let (_, queries, _) = q.dims3()?;
     let dtype = q.dtype();
     // The scale goes on q, smaller than the scores.
@@ -113,6 +235,8 @@ fn causal_mask(n: usize, device: &candle_core::Device) -> Result<Tensor> {
     Tensor::from_vec(mask, (n, n), device)
 }
 
+/// Flash attention: on the CPU in f32 (any depth, either mask); on CUDA in
+/// f16, 64 deep, unmasked, queries and keys in whole blocks.
 struct FlashAttention {
     scale: f32,
     mask: Mask,
@@ -169,6 +293,23 @@ impl CustomOp3 for FlashAttention {
                 call.query_block(head, first, out, scratch);
             });
         Ok((CpuStorage::F32(out), Shape::from((n, queries, depth_v))))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        if self.mask != Mask::None {
+            candle_core::bail!("flash attention: no mask on CUDA");
+        }
+        let out = cuda::flash_attention([(s1, l1), (s2, l2), (s3, l3)], self.scale)?;
+        Ok((out, l1.shape().clone()))
     }
 }
 
