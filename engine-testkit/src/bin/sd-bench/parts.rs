@@ -17,6 +17,7 @@ use candle_transformers::models::stable_diffusion::unet_2d_blocks::{
 };
 use clap::Args;
 use wordup_engine::ops::GroupNorm;
+use wordup_engine::ops::attention::{self, Mask};
 use wordup_engine::ops::conv::PaddingSwitch;
 use wordup_engine::ops::device_conv::{self, Call, ConvArgs, MemoryFormat};
 use wordup_engine::sd::resnet::{Config as ResnetConfig, ResnetBlock2D as OurResnetBlock};
@@ -196,12 +197,14 @@ pub fn run(args: &PartsArgs, device: &Device) -> Result<()> {
             println!("PART {name} dtype={dtype:?} relative_l2={error:.2e} {verdict}");
         }
     }
+    failed.extend(attention_parity(device)?);
     if !failed.is_empty() {
         return Err(anyhow!("parts beyond tolerance: {}", failed.join(", ")));
     }
     if args.no_timing {
         return Ok(());
     }
+    time_attention(args, device)?;
     // The VAE decoder's widest layers at 512² (128 channels at full
     // resolution) and its attention (512 channels at 64²), in f16.
     let dtype = DType::F16;
@@ -298,18 +301,102 @@ pub fn run(args: &PartsArgs, device: &Device) -> Result<()> {
             ),
         ];
         for (label, run) in runs {
-            match synced_median_ms(args.repeats, device, || Ok(run(input)?)) {
-                Ok(ms) => println!("TIME conv3x3 ({label}) shape={:?} ms={ms:.3}", input.dims()),
-                Err(error) => {
-                    let error = error.to_string();
-                    let reason = error.lines().next().unwrap_or_default();
-                    println!(
-                        "TIME conv3x3 ({label}) shape={:?} failed: {reason}",
-                        input.dims()
-                    )
-                }
-            }
+            let ms = synced_median_ms(args.repeats, device, || Ok(run(input)?));
+            report_time(&format!("conv3x3 ({label})"), input.dims(), ms);
         }
+    }
+    Ok(())
+}
+
+/// One TIME line: the median, or the first line of why the run failed.
+fn report_time(what: &str, dims: &[usize], ms: Result<f64>) {
+    match ms {
+        Ok(ms) => println!("TIME {what} shape={dims:?} ms={ms:.3}"),
+        Err(error) => {
+            let error = error.to_string();
+            let reason = error.lines().next().unwrap_or_default();
+            println!("TIME {what} shape={dims:?} failed: {reason}");
+        }
+    }
+}
+
+/// The UNet's self-attention operands: `heads` of `tokens` queries and keys,
+/// 64 deep, on the CPU in f32 (q scaled up so that the softmax is peaked).
+fn attention_operands(heads: usize, tokens: usize) -> Result<[Tensor; 3]> {
+    let shape = (heads, tokens, attention::FLASH_DEPTH);
+    Ok([
+        Tensor::randn(0f32, 3.0, shape, &Device::Cpu)?,
+        Tensor::randn(0f32, 1.0, shape, &Device::Cpu)?,
+        Tensor::randn(0f32, 1.0, shape, &Device::Cpu)?,
+    ])
+}
+
+/// Attention on the device (the unfused ops in f32 and f16, our flash
+/// kernel in f16 on CUDA, and the way the engine chooses) against the CPU's
+/// in f32; the failures' descriptions.
+fn attention_parity(device: &Device) -> Result<Vec<String>> {
+    let [q, k, v] = attention_operands(4, 256)?;
+    let scale = 1.0 / (attention::FLASH_DEPTH as f64).sqrt();
+    let expected = attention::attention(&q, &k, &v, scale, Mask::None)?;
+    let mut failed = Vec::new();
+    for dtype in [DType::F32, DType::F16] {
+        let [q, k, v] = [&q, &k, &v].map(|t| t.to_device(device).and_then(|t| t.to_dtype(dtype)));
+        let (q, k, v) = (q?, k?, v?);
+        type Way<'a> = (&'a str, Box<dyn Fn() -> candle_core::Result<Tensor> + 'a>);
+        let mut ways: Vec<Way> = vec![
+            (
+                "attention (unfused)",
+                Box::new(|| attention::unfused(&q, &k, &v, scale, Mask::None)),
+            ),
+            (
+                "attention (as the engine runs it)",
+                Box::new(|| attention::attention(&q, &k, &v, scale, Mask::None)),
+            ),
+        ];
+        if device.is_cuda() && dtype == DType::F16 {
+            ways.push((
+                "flash_attention",
+                Box::new(|| attention::flash(&q, &k, &v, scale)),
+            ));
+        }
+        for (name, way) in ways {
+            let error = relative_l2(&way()?, &expected)?;
+            let verdict = if error <= part_tolerance(dtype) {
+                "ok"
+            } else {
+                failed.push(format!("{name} ({dtype:?}): {error:.2e}"));
+                "FAILED"
+            };
+            println!("PART {name} dtype={dtype:?} relative_l2={error:.2e} {verdict}");
+        }
+    }
+    Ok(failed)
+}
+
+/// The UNet's widest self-attention (five heads of 64 per image, at the
+/// latents of a `side`² image) in f16: the unfused ops, our flash kernel,
+/// and the way the engine chooses.
+fn time_attention(args: &PartsArgs, device: &Device) -> Result<()> {
+    let tokens = (args.side / 8).pow(2);
+    let [q, k, v] = attention_operands(args.batch * 5, tokens)?
+        .map(|t| t.to_device(device).and_then(|t| t.to_dtype(DType::F16)));
+    let (q, k, v) = (q?, k?, v?);
+    let scale = 1.0 / (attention::FLASH_DEPTH as f64).sqrt();
+    type Way<'a> = (&'a str, Box<dyn Fn() -> candle_core::Result<Tensor> + 'a>);
+    let ways: [Way; 3] = [
+        (
+            "unfused",
+            Box::new(|| attention::unfused(&q, &k, &v, scale, Mask::None)),
+        ),
+        ("flash", Box::new(|| attention::flash(&q, &k, &v, scale))),
+        (
+            "as the engine runs it",
+            Box::new(|| attention::attention(&q, &k, &v, scale, Mask::None)),
+        ),
+    ];
+    for (label, way) in ways {
+        let ms = synced_median_ms(args.repeats, device, || Ok(way()?));
+        report_time(&format!("attention ({label})"), q.dims(), ms);
     }
     Ok(())
 }
