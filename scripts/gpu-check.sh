@@ -11,8 +11,10 @@
 #      candle engine on the same saved weights; a table with images/s and the
 #      ratio candle/PyTorch; then 1, 2 and 4 grids of different prompts drawn
 #      one at a time and as one batch (sd-bench grids, WORDUP_ENGINE_BATCH);
-#   3. single blocks timed (sd-bench parts): our GroupNorm against candle's,
-#      each convolution candidate, NCHW against NHWC.
+#   3. the speed at batch 1 again without CUDA graphs (WORDUP_NO_CUDA_GRAPHS),
+#      then single blocks timed (sd-bench parts): our GroupNorm against
+#      candle's, each convolution candidate, NCHW against NHWC, attention
+#      unfused against flash.
 # It needs no Rust toolchain and no network: the CUDA sd-bench binary comes
 # from ./scripts/build-cuda.sh (target/cuda/sd-bench.gz), the CUDA libraries
 # from the host's Python packages (PyTorch's nvidia-* wheels), diffusers from
@@ -177,8 +179,14 @@ echo "== grids of different prompts, one at a time and as one batch (WORDUP_ENGI
 "$SD_BENCH" grids --model "$model" --size "$SIZE" --grids "$GRIDS" --steps 1 --dtype "$DTYPE" \
     --repeats "$REPEATS" | tee -a "$WORK/results" | tee "$OUT/grids.md" || speed=1
 # Where the time goes, block by block (GroupNorm ours vs candle's, each
-# convolution candidate, NCHW vs NHWC): seconds, so in every full check.
+# convolution candidate, NCHW vs NHWC, attention unfused vs flash), and what
+# CUDA graphs give at batch 1 (the speed above kept them where faster):
+# seconds each, so in every full check.
 if [ "$MODE" = check ]; then
+    echo "== speed without CUDA graphs, batch 1 (WORDUP_NO_CUDA_GRAPHS)"
+    WORDUP_NO_CUDA_GRAPHS=true "$SD_BENCH" speed --model "$model" --size "$SIZE" --batches 1 \
+        --steps "$STEPS" --dtype "$DTYPE" --repeats "$REPEATS" "${require_gpu[@]}" \
+        | tee "$OUT/no-cuda-graphs.txt" || speed=1
     echo "== parts: single blocks timed at ${SIZE}²"
     "$SD_BENCH" parts --side "$SIZE" --repeats "$REPEATS" | tee "$OUT/parts.txt" || speed=1
 fi

@@ -180,6 +180,10 @@ struct ModelArgs {
     /// Run on the CPU even where a GPU is available.
     #[arg(long)]
     cpu: bool,
+    /// Never replay UNet steps as CUDA graphs (by default each shape keeps
+    /// one where its replay matches the usual run and is faster).
+    #[arg(long, env = "WORDUP_NO_CUDA_GRAPHS")]
+    no_cuda_graphs: bool,
 }
 
 #[derive(Args)]
@@ -357,6 +361,7 @@ async fn imagine(args: ImagineArgs) -> Result<()> {
     options.scheduler = args.scheduler;
     let started = Instant::now();
     let mut pipeline = StableDiffusion::load(&files, &options).context("loading the model")?;
+    pipeline.set_cuda_graphs(!args.model.no_cuda_graphs);
     eprintln!(
         "loaded {} on {:?} ({:?}) in {:.1} s",
         args.model.model,

@@ -122,6 +122,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     });
     let (files, options) = fetch(&args.model, false).await?;
     let mut pipeline = StableDiffusion::load(&files, &options).context("loading the model")?;
+    pipeline.set_cuda_graphs(!args.model.no_cuda_graphs);
     // Without its draft decoder the engine still serves every job: --draft
     // ones are then decoded in full, and their results say so.
     let draft_decoder_id =

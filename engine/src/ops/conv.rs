@@ -127,7 +127,7 @@ impl Fused<'_> {
 }
 
 /// What a convolution reads beyond its input's edges.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum PaddingMode {
     #[default]
     Zeros,

@@ -8,6 +8,8 @@ pub mod attention;
 pub mod choice;
 pub mod conv;
 #[cfg(feature = "cuda")]
+pub mod cuda_graph;
+#[cfg(feature = "cuda")]
 mod cuda_util;
 pub mod device_conv;
 pub mod gelu;

@@ -209,6 +209,12 @@ impl StableDiffusion {
     /// Adds a draft decoder for [`Decoder::Draft`]. Refused unless it reads
     /// this model's latents (their channels) and makes images of the VAE's
     /// size from them.
+    /// Whether UNet steps on a CUDA device may replay as CUDA graphs (on by
+    /// default; see `ops::cuda_graph`).
+    pub fn set_cuda_graphs(&mut self, on: bool) {
+        self.unet.set_cuda_graphs(on);
+    }
+
     pub fn set_draft_decoder(&mut self, draft: TinyAutoEncoder) -> Result<()> {
         let (channels, scale) = (self.vae.config.latent_channels, self.vae_scale());
         let (draft_channels, draft_scale) =

@@ -54,8 +54,20 @@ const MEAN_DIFF: f32 = 5e-3;
 
 #[derive(Parser)]
 struct Cli {
+    /// Never replay UNet steps as CUDA graphs (as the engine's
+    /// WORDUP_NO_CUDA_GRAPHS does).
+    #[arg(long, global = true, env = "WORDUP_NO_CUDA_GRAPHS")]
+    no_cuda_graphs: bool,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Whether pipelines may replay UNet steps as CUDA graphs: the command
+/// line's choice, set once in `main`.
+static CUDA_GRAPHS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+fn cuda_graphs() -> bool {
+    CUDA_GRAPHS.get().copied().unwrap_or(true)
 }
 
 #[derive(Subcommand)]
@@ -188,8 +200,10 @@ fn load(model: &std::path::Path, device: &Device, dtype: DType) -> Result<Stable
         dtype,
         scheduler: None,
     };
-    StableDiffusion::load(&files, &options)
-        .with_context(|| format!("loading {} on {device:?} in {dtype:?}", model.display()))
+    let mut pipeline = StableDiffusion::load(&files, &options)
+        .with_context(|| format!("loading {} on {device:?} in {dtype:?}", model.display()))?;
+    pipeline.set_cuda_graphs(cuda_graphs());
+    Ok(pipeline)
 }
 
 /// Images `[n, 3, H, W]` in [0, 1], f32, on the host: the copy waits for
@@ -378,7 +392,8 @@ fn stages(args: &StagesArgs) -> Result<()> {
         dtype,
         scheduler: None,
     };
-    let pipeline = StableDiffusion::from_parts(parts, &options);
+    let mut pipeline = StableDiffusion::from_parts(parts, &options);
+    pipeline.set_cuda_graphs(cuda_graphs());
     let (encoder, unet, vae) = (&pipeline.text_encoder, &pipeline.unet, &pipeline.vae);
     let timed = |stage| args.only.is_empty() || args.only.contains(&stage);
     // The draft decoder takes the same latents as the VAE.
@@ -548,7 +563,9 @@ fn parity(args: &ParityArgs) -> Result<bool> {
 }
 
 fn main() -> Result<ExitCode> {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    CUDA_GRAPHS.get_or_init(|| !cli.no_cuda_graphs);
+    match cli.command {
         Command::Speed(args) => speed(&args)?,
         Command::Grids(args) => grids(&args)?,
         Command::Stages(args) => stages(&args)?,

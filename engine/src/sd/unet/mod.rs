@@ -32,6 +32,21 @@ pub struct UNet {
     conv_out: Conv2d,
     /// Shared by every convolution that pads.
     padding: PaddingSwitch,
+    /// Whether a step on a CUDA device may replay as a CUDA graph.
+    cuda_graphs: bool,
+    #[cfg(feature = "cuda")]
+    graphs: crate::ops::cuda_graph::Graphs<GraphKey>,
+}
+
+/// What a captured step is kept for: everything its replay fixes.
+#[cfg(feature = "cuda")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct GraphKey {
+    latents: Vec<usize>,
+    context: Vec<usize>,
+    dtype: candle_core::DType,
+    device: candle_core::DeviceLocation,
+    padding: crate::ops::conv::PaddingMode,
 }
 
 impl UNet {
@@ -129,6 +144,9 @@ impl UNet {
             conv_out: Conv2d::load(first, cfg.out_channels, 3, 1, 1, vb.pp("conv_out"))?
                 .with_padding(&padding),
             padding,
+            cuda_graphs: true,
+            #[cfg(feature = "cuda")]
+            graphs: Default::default(),
         })
     }
 
@@ -137,9 +155,15 @@ impl UNet {
         &self.padding
     }
 
-    /// The sinusoidal embedding of the timestep, [batch, time_channels],
+    /// Whether steps on a CUDA device may replay as CUDA graphs (on by
+    /// default; each shape keeps a graph only where it is right and faster).
+    pub fn set_cuda_graphs(&mut self, on: bool) {
+        self.cuda_graphs = on;
+    }
+
+    /// The sinusoidal embedding of the timestep, [1, time_channels],
     /// computed in f32.
-    fn timestep_embedding(&self, timestep: f64, batch: usize, like: &Tensor) -> Result<Tensor> {
+    fn timestep_embedding(&self, timestep: f64, like: &Tensor) -> Result<Tensor> {
         let half = self.time_channels / 2;
         let freqs: Vec<f32> = (0..half)
             .map(|i| {
@@ -153,21 +177,48 @@ impl UNet {
         } else {
             [sin, cos].concat()
         };
-        Tensor::from_vec(row, (1, 2 * half), like.device())?
-            .to_dtype(like.dtype())?
-            .repeat((batch, 1))
+        Tensor::from_vec(row, (1, 2 * half), like.device())?.to_dtype(like.dtype())
     }
 
     /// The predicted noise (or v) for `latents` at `timestep`, conditioned
     /// on the text encoder's `context` (one row per image).
     pub fn forward(&self, latents: &Tensor, timestep: f64, context: &Tensor) -> Result<Tensor> {
+        // Uploaded here, outside what a graph replays: it changes every step.
+        let embedding = self.timestep_embedding(timestep, latents)?;
+        #[cfg(feature = "cuda")]
+        if self.cuda_graphs && latents.device().is_cuda() {
+            let key = GraphKey {
+                latents: latents.dims().to_vec(),
+                context: context.dims().to_vec(),
+                dtype: latents.dtype(),
+                device: latents.device().location(),
+                padding: self.padding.mode(),
+            };
+            return self
+                .graphs
+                .run(&key, &[latents, &embedding, context], |inputs| {
+                    self.forward_embedded(inputs[0], inputs[1], inputs[2])
+                });
+        }
+        self.forward_embedded(latents, &embedding, context)
+    }
+
+    /// The step from the timestep's sinusoid `embedding` ([1,
+    /// time_channels], on the device) on: all device work, so that a CUDA
+    /// graph can replay it.
+    fn forward_embedded(
+        &self,
+        latents: &Tensor,
+        embedding: &Tensor,
+        context: &Tensor,
+    ) -> Result<Tensor> {
         let batch = latents.dim(0)?;
         let xs = if self.center_input_sample {
             ((latents * 2.0)? - 1.0)?
         } else {
             latents.clone()
         };
-        let emb = self.timestep_embedding(timestep, batch, &xs)?;
+        let emb = embedding.repeat((batch, 1))?;
         let temb = self
             .time_linear_2
             .forward(&candle_nn::ops::silu(&self.time_linear_1.forward(&emb)?)?)?;

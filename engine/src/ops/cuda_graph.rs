@@ -1,0 +1,177 @@
+//! A step of device work replayed as a CUDA graph: the UNet step is some
+//! 1500 kernel launches, and at batch 1 candle's host side of each (shape
+//! checks, an allocation, the launch) costs about as much as the kernel, so
+//! the GPU idles between them. A graph launches them all in one call.
+//!
+//! For each shape the first call runs the step as usual (which also warms
+//! everything a capture must not do: the convolutions' and attention's
+//! trials, candle's uploads of kernel parameters, kept in its cache), then
+//! captures it on inputs of its own, replays the capture on the call's
+//! inputs, and keeps the graph only when its output matches the usual run
+//! within [`TOLERANCE`] and replays faster (`choice`). Anything that fails
+//! on the way (a capture candle or a library refuses) leaves the shape to
+//! the usual run.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::Mutex;
+
+use candle_core::backend::BackendDevice;
+use candle_core::cuda_backend::WrapErr;
+use candle_core::cuda_backend::cudarc::driver::{CudaGraph, sys};
+use candle_core::{CudaDevice, Device, Result, Tensor};
+
+use super::choice::{best_of_two, relative_error};
+
+/// A graph is kept for a shape only within this relative L2 distance of the
+/// usual run on the same inputs: the same kernels in the same order give
+/// the same output, and a replay reading stale inputs is off by far more.
+pub const TOLERANCE: f64 = 1e-3;
+
+/// A captured step, with the buffers it reads its inputs from and the
+/// output it writes (a graph allocation, at the same address every replay).
+struct Captured {
+    graph: CudaGraph,
+    inputs: Vec<Tensor>,
+    output: Tensor,
+}
+
+// SAFETY: a CUDA graph may be launched from any thread as long as no two
+// use it at once; `Graphs` touches it only under its mutex.
+#[allow(unsafe_code)]
+unsafe impl Send for Captured {}
+
+impl Captured {
+    /// The step on `inputs`: copied into the graph's buffers, replayed, and
+    /// the output copied out (the next replay overwrites it).
+    fn replay(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+        for (buffer, input) in self.inputs.iter().zip(inputs) {
+            buffer.slice_set(&input.contiguous()?, 0, 0)?;
+        }
+        self.graph.launch().w()?;
+        self.output.copy()
+    }
+}
+
+/// The graphs kept so far, per key (`None`: the usual run for that key).
+pub struct Graphs<K> {
+    graphs: Mutex<HashMap<K, Option<Captured>>>,
+}
+
+impl<K> Default for Graphs<K> {
+    fn default() -> Self {
+        Self {
+            graphs: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K> Debug for Graphs<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Graphs").finish_non_exhaustive()
+    }
+}
+
+impl<K: Eq + Hash + Clone + Debug> Graphs<K> {
+    /// `step(inputs)`: replayed from the graph kept for `key`, or run as
+    /// usual. `step` must depend on nothing but `inputs` and state that is
+    /// the same at every call with this `key` (the graph replays what it
+    /// did at capture); `inputs` must be on one CUDA device.
+    pub fn run(
+        &self,
+        key: &K,
+        inputs: &[&Tensor],
+        step: impl Fn(&[&Tensor]) -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        let Some(Device::Cuda(device)) = inputs.first().map(|t| t.device()) else {
+            return step(inputs);
+        };
+        // Held throughout: a capture must see no other work on the stream.
+        let mut graphs = self
+            .graphs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match graphs.get(key) {
+            Some(Some(captured)) => return captured.replay(inputs),
+            Some(None) => return step(inputs),
+            None => {}
+        }
+        let _uploads_cached = device.enable_cuda_graph_htod_cache();
+        let usual = step(inputs)?;
+        let kept = match capture(device, inputs, &step) {
+            Ok(captured) => keep_if_better(captured, inputs, &usual, &step),
+            Err(error) => {
+                tracing::debug!(?key, %error, "no CUDA graph: the capture failed");
+                None
+            }
+        };
+        tracing::debug!(?key, graph = kept.is_some(), "CUDA graph chosen");
+        graphs.insert(key.clone(), kept);
+        Ok(usual)
+    }
+}
+
+/// `step` captured on buffers shaped like `inputs`.
+fn capture(
+    device: &CudaDevice,
+    inputs: &[&Tensor],
+    step: &impl Fn(&[&Tensor]) -> Result<Tensor>,
+) -> Result<Captured> {
+    let buffers = inputs
+        .iter()
+        .map(|t| t.zeros_like())
+        .collect::<Result<Vec<_>>>()?;
+    device.synchronize()?;
+    let stream = device.cuda_stream();
+    // Relaxed: cuBLAS and cuDNN may allocate or query on first use.
+    stream
+        .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED)
+        .w()?;
+    let refs: Vec<&Tensor> = buffers.iter().collect();
+    let output = step(&refs);
+    // Ended whatever happened, so that the stream runs work again; the
+    // output stays allocated, so each launch frees the last one's first.
+    let graph = stream
+        .end_capture(sys::CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH)
+        .w();
+    let output = output?;
+    let Some(graph) = graph? else {
+        candle_core::bail!("the capture recorded nothing");
+    };
+    Ok(Captured {
+        graph,
+        inputs: buffers,
+        output,
+    })
+}
+
+/// `captured` when its replay on `inputs` matches `usual` and is faster
+/// than the usual run.
+fn keep_if_better(
+    captured: Captured,
+    inputs: &[&Tensor],
+    usual: &Tensor,
+    step: &impl Fn(&[&Tensor]) -> Result<Tensor>,
+) -> Option<Captured> {
+    let reference = usual.to_dtype(candle_core::DType::F32).ok()?;
+    let error = match captured
+        .replay(inputs)
+        .and_then(|out| relative_error(&out, &reference))
+    {
+        Ok(error) => error,
+        Err(error) => {
+            tracing::debug!(%error, "no CUDA graph: its replay failed");
+            return None;
+        }
+    };
+    if error.is_nan() || error > TOLERANCE {
+        tracing::warn!(error, "a CUDA graph's replay strays from the usual run; not used");
+        return None;
+    }
+    let device = usual.device();
+    let replayed = best_of_two(device, || captured.replay(inputs)).ok()?;
+    let run = best_of_two(device, || step(inputs)).ok()?;
+    tracing::debug!(?replayed, ?run, "CUDA graph timed");
+    (replayed < run).then_some(captured)
+}
