@@ -1,10 +1,10 @@
-//! A step of device work replayed as a CUDA graph: the UNet step is some
-//! 1500 kernel launches, and at batch 1 candle's host side of each (shape
-//! checks, an allocation, the launch) costs about as much as the kernel, so
-//! the GPU idles between them. A graph launches them all in one call.
+//! A step of device work replayed as a CUDA graph: the UNet step is
+//! hundreds of kernel launches, and at batch 1 candle's host side of each
+//! (shape checks, an allocation, the launch) may cost as much as the kernel,
+//! so the GPU idles between them. A graph launches them all in one call.
 //!
-//! For each shape the first call runs the step as usual (which also warms
-//! everything a capture must not do: the convolutions' and attention's
+//! For each shape, on each thread, the first call runs the step as usual
+//! (which also warms everything a capture must not do: the convolutions' and attention's
 //! trials, candle's uploads of kernel parameters, kept in its cache), then
 //! captures it on inputs of its own, replays the capture on the call's
 //! inputs, and keeps the graph only when its output matches the usual run
@@ -12,10 +12,13 @@
 //! on the way (a capture candle or a library refuses) leaves the shape to
 //! the usual run.
 
+use std::any::Any;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::hash::Hash;
-use std::sync::Mutex;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use candle_core::backend::BackendDevice;
 use candle_core::cuda_backend::WrapErr;
@@ -29,6 +32,11 @@ use super::choice::{best_of_two, relative_error};
 /// the same output, and a replay reading stale inputs is off by far more.
 pub const TOLERANCE: f64 = 1e-3;
 
+/// At most this many shapes per thread get a graph: each keeps the memory
+/// of a step's activations reserved while it lives, and a busy engine sees
+/// a few sizes and batches, not dozens.
+pub const MAX_GRAPHS: usize = 8;
+
 /// A captured step, with the buffers it reads its inputs from and the
 /// output it writes (a graph allocation, at the same address every replay).
 struct Captured {
@@ -36,11 +44,6 @@ struct Captured {
     inputs: Vec<Tensor>,
     output: Tensor,
 }
-
-// SAFETY: a CUDA graph may be launched from any thread as long as no two
-// use it at once; `Graphs` touches it only under its mutex.
-#[allow(unsafe_code)]
-unsafe impl Send for Captured {}
 
 impl Captured {
     /// The step on `inputs`: copied into the graph's buffers, replayed, and
@@ -54,30 +57,42 @@ impl Captured {
     }
 }
 
-/// The graphs kept so far, per key (`None`: the usual run for that key).
+thread_local! {
+    /// This thread's graphs, per [`Graphs`] (by its id): candle keeps the
+    /// kernel parameters a capture uploads in a cache of the capturing
+    /// thread, freed when that thread ends (the engine draws on tokio's
+    /// blocking threads, which end when idle), so a graph is replayed only
+    /// on the thread that captured it, and dropped with it.
+    static CAPTURED: RefCell<HashMap<u64, Box<dyn Any>>> = RefCell::new(HashMap::new());
+}
+
+/// Graphs of one step (the UNet's), per key and thread.
 pub struct Graphs<K> {
-    graphs: Mutex<HashMap<K, Option<Captured>>>,
+    id: u64,
+    key: PhantomData<fn(K)>,
 }
 
 impl<K> Default for Graphs<K> {
     fn default() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
         Self {
-            graphs: Mutex::new(HashMap::new()),
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            key: PhantomData,
         }
     }
 }
 
 impl<K> Debug for Graphs<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Graphs").finish_non_exhaustive()
+        f.debug_struct("Graphs").field("id", &self.id).finish()
     }
 }
 
-impl<K: Eq + Hash + Clone + Debug> Graphs<K> {
-    /// `step(inputs)`: replayed from the graph kept for `key`, or run as
-    /// usual. `step` must depend on nothing but `inputs` and state that is
-    /// the same at every call with this `key` (the graph replays what it
-    /// did at capture); `inputs` must be on one CUDA device.
+impl<K: Eq + Hash + Clone + Debug + 'static> Graphs<K> {
+    /// `step(inputs)`: replayed from the graph this thread kept for `key`,
+    /// or run as usual. `step` must depend on nothing but `inputs` and state
+    /// that is the same at every call with this `key` (the graph replays
+    /// what it did at capture); `inputs` must be on one CUDA device.
     pub fn run(
         &self,
         key: &K,
@@ -87,28 +102,36 @@ impl<K: Eq + Hash + Clone + Debug> Graphs<K> {
         let Some(Device::Cuda(device)) = inputs.first().map(|t| t.device()) else {
             return step(inputs);
         };
-        // Held throughout: a capture must see no other work on the stream.
-        let mut graphs = self
-            .graphs
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match graphs.get(key) {
-            Some(Some(captured)) => return captured.replay(inputs),
-            Some(None) => return step(inputs),
-            None => {}
-        }
-        let _uploads_cached = device.enable_cuda_graph_htod_cache();
-        let usual = step(inputs)?;
-        let kept = match capture(device, inputs, &step) {
-            Ok(captured) => keep_if_better(captured, inputs, &usual, &step),
-            Err(error) => {
-                tracing::debug!(?key, %error, "no CUDA graph: the capture failed");
-                None
+        CAPTURED.with(|captured| {
+            let mut captured = captured.borrow_mut();
+            let Some(graphs) = captured
+                .entry(self.id)
+                .or_insert_with(|| Box::new(HashMap::<K, Option<Captured>>::new()))
+                .downcast_mut::<HashMap<K, Option<Captured>>>()
+            else {
+                return step(inputs);
+            };
+            match graphs.get(key) {
+                Some(Some(graph)) => return graph.replay(inputs),
+                Some(None) => return step(inputs),
+                None => {}
             }
-        };
-        tracing::debug!(?key, graph = kept.is_some(), "CUDA graph chosen");
-        graphs.insert(key.clone(), kept);
-        Ok(usual)
+            if graphs.values().flatten().count() >= MAX_GRAPHS {
+                return step(inputs);
+            }
+            let _uploads_cached = device.enable_cuda_graph_htod_cache();
+            let usual = step(inputs)?;
+            let kept = match capture(device, inputs, &step) {
+                Ok(graph) => keep_if_better(graph, inputs, &usual, &step),
+                Err(error) => {
+                    tracing::debug!(?key, %error, "no CUDA graph: the capture failed");
+                    None
+                }
+            };
+            tracing::debug!(?key, graph = kept.is_some(), "CUDA graph chosen");
+            graphs.insert(key.clone(), kept);
+            Ok(usual)
+        })
     }
 }
 
