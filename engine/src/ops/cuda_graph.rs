@@ -189,7 +189,10 @@ fn keep_if_better(
         }
     };
     if error.is_nan() || error > TOLERANCE {
-        tracing::warn!(error, "a CUDA graph's replay strays from the usual run; not used");
+        tracing::warn!(
+            error,
+            "a CUDA graph's replay strays from the usual run; not used"
+        );
         return None;
     }
     let device = usual.device();
