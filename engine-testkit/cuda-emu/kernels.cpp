@@ -7,6 +7,8 @@
 #include "softmax/softmax.cu"
 #include "attention/flash_attention.cu"
 
+#include <cstdlib>
+
 namespace {
 constexpr unsigned GROUP_NORM_THREADS = 256;
 
@@ -59,9 +61,29 @@ SOFTMAX_ENTRY(float, f32)
 SOFTMAX_ENTRY(__half, f16)
 SOFTMAX_ENTRY(__nv_bfloat16, bf16)
 
+namespace {
+// A copy of host values where device memory would be: 256-byte aligned, as
+// CUDA's allocations are (the WMMA loads check it).
+template <typename T>
+struct DeviceCopy {
+    explicit DeviceCopy(const T* values, size_t n)
+        : n(n), data(static_cast<T*>(std::aligned_alloc(256, (n * sizeof(T) + 255) / 256 * 256))) {
+        if (values) std::memcpy(data, values, n * sizeof(T));
+    }
+    ~DeviceCopy() { std::free(data); }
+    DeviceCopy(const DeviceCopy&) = delete;
+    DeviceCopy& operator=(const DeviceCopy&) = delete;
+    size_t n;
+    T* data;
+};
+}  // namespace
+
 extern "C" void emu_flash_attention_f16(const __half* q, const __half* k, const __half* v, __half* out,
                                         uint32_t heads, uint32_t queries, uint32_t keys, float scale_log2) {
     using namespace flash;
-    emu::launch(flash_attention_f16, dim3{queries / (WARPS * TILE), heads, 1}, dim3{WARPS * 32, 1, 1}, q, k,
-                v, out, queries, keys, scale_log2);
+    const size_t q_len = size_t(heads) * queries * DEPTH, k_len = size_t(heads) * keys * DEPTH;
+    DeviceCopy<__half> dq(q, q_len), dk(k, k_len), dv(v, k_len), dout(nullptr, q_len);
+    emu::launch(flash_attention_f16, dim3{queries / (WARPS * TILE), heads, 1}, dim3{WARPS * 32, 1, 1},
+                dq.data, dk.data, dv.data, dout.data, queries, keys, scale_log2);
+    std::memcpy(out, dout.data, q_len * sizeof(__half));
 }

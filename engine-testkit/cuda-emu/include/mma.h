@@ -5,6 +5,8 @@
 // other lanes without a __syncwarp races here as on a GPU. Products
 // accumulate in f32, as the tensor cores do.
 #pragma once
+#include <cstdint>
+#include <stdexcept>
 #include <type_traits>
 
 #include "cuda_fp16.h"
@@ -16,6 +18,13 @@ struct accumulator {};
 struct row_major {};
 struct col_major {};
 enum layout_t { mem_row_major, mem_col_major };
+
+// The GPU's rules for a tile's memory: 256-bit aligned, and a leading
+// dimension of whole 128-bit words (8 halves, 4 floats).
+template <typename T> void check_tile(const T* p, unsigned ldm) {
+    if (reinterpret_cast<uintptr_t>(p) % 32 != 0 || (ldm * sizeof(T)) % 16 != 0)
+        throw std::invalid_argument("wmma: a tile pointer or leading dimension breaks the alignment rules");
+}
 
 inline float as_float(float x) { return x; }
 inline float as_float(__half x) { return __half2float(x); }
@@ -31,6 +40,7 @@ struct fragment {
 template <typename Use, int M, int N, int K, typename T, typename Layout>
 void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const T* p, unsigned ldm) {
     using F = fragment<Use, M, N, K, T, Layout>;
+    check_tile(p, ldm);
     for (int r = 0; r < F::rows; ++r)
         for (int c = 0; c < F::cols; ++c)
             f.x[r * F::cols + c] = std::is_same_v<Layout, row_major> ? p[r * ldm + c] : p[c * ldm + r];
@@ -38,6 +48,7 @@ void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const T* p, unsigned
 
 template <int M, int N, int K, typename T>
 void load_matrix_sync(fragment<accumulator, M, N, K, T>& f, const T* p, unsigned ldm, layout_t layout) {
+    check_tile(p, ldm);
     for (int r = 0; r < M; ++r)
         for (int c = 0; c < N; ++c)
             f.x[r * N + c] = layout == mem_row_major ? p[r * ldm + c] : p[c * ldm + r];
@@ -45,6 +56,7 @@ void load_matrix_sync(fragment<accumulator, M, N, K, T>& f, const T* p, unsigned
 
 template <int M, int N, int K, typename T>
 void store_matrix_sync(T* p, const fragment<accumulator, M, N, K, T>& f, unsigned ldm, layout_t layout) {
+    check_tile(p, ldm);
     const unsigned lane = threadIdx.x % 32;
     for (int i = int(lane); i < M * N; i += 32) {
         const int r = i / N, c = i % N;

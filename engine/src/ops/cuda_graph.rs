@@ -13,7 +13,7 @@
 //! the usual run.
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -42,24 +42,43 @@ pub const MAX_GRAPHS: usize = 8;
 struct Captured {
     graph: CudaGraph,
     inputs: Vec<Tensor>,
-    output: Tensor,
+    /// Taken only by `drop`.
+    output: Option<Tensor>,
+    /// Whether the graph ever ran: until then its output's address is
+    /// the graph's alone, and freeing it is an error.
+    launched: Cell<bool>,
 }
 
 impl Captured {
     /// The step on `inputs`: copied into the graph's buffers, replayed, and
     /// the output copied out (the next replay overwrites it).
     fn replay(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+        let Some(output) = &self.output else {
+            candle_core::bail!("a CUDA graph without its output");
+        };
         for (buffer, input) in self.inputs.iter().zip(inputs) {
             buffer.slice_set(&input.contiguous()?, 0, 0)?;
         }
         self.graph.launch().w()?;
-        self.output.copy()
+        self.launched.set(true);
+        output.copy()
+    }
+}
+
+impl Drop for Captured {
+    fn drop(&mut self) {
+        if let Some(output) = self.output.take()
+            && !self.launched.get()
+        {
+            // Never allocated: its address is only reserved by the graph.
+            std::mem::forget(output);
+        }
     }
 }
 
 thread_local! {
-    /// This thread's graphs, per [`Graphs`] (by its id): candle keeps the
-    /// kernel parameters a capture uploads in a cache of the capturing
+    /// This thread's graphs, per [`Graphs`] (by its id): candle keeps some
+    /// of the host data a capture uploads in a cache of the capturing
     /// thread, freed when that thread ends (the engine draws on tokio's
     /// blocking threads, which end when idle), so a graph is replayed only
     /// on the thread that captured it, and dropped with it.
@@ -141,32 +160,51 @@ fn capture(
     inputs: &[&Tensor],
     step: &impl Fn(&[&Tensor]) -> Result<Tensor>,
 ) -> Result<Captured> {
+    let stream = device.cuda_stream();
+    if stream.context().is_managing_stream_synchronization() {
+        // cudarc would wait, inside the capture, on events recorded outside.
+        candle_core::bail!("the device has several streams");
+    }
     let buffers = inputs
         .iter()
         .map(|t| t.zeros_like())
         .collect::<Result<Vec<_>>>()?;
     device.synchronize()?;
-    let stream = device.cuda_stream();
     // Relaxed: cuBLAS and cuDNN may allocate or query on first use.
     stream
         .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED)
         .w()?;
     let refs: Vec<&Tensor> = buffers.iter().collect();
     let output = step(&refs);
-    // Ended whatever happened, so that the stream runs work again; the
-    // output stays allocated, so each launch frees the last one's first.
+    // cudarc keeps errors of its frees for the next call, which would then
+    // return one before ending the capture: taken here, so that the
+    // capture ends (and the stream runs work again) whatever happened.
+    if let Err(error) = stream.context().check_err() {
+        tracing::debug!(%error, "an error during the CUDA graph's capture");
+    }
+    // The output stays allocated after a launch, so each launch frees the
+    // last one's first.
     let graph = stream
         .end_capture(sys::CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH)
         .w();
-    let output = output?;
-    let Some(graph) = graph? else {
-        candle_core::bail!("the capture recorded nothing");
-    };
-    Ok(Captured {
-        graph,
-        inputs: buffers,
-        output,
-    })
+    if let Err(error) = stream.context().check_err() {
+        tracing::debug!(%error, "an error ending the CUDA graph's capture");
+    }
+    match (output, graph) {
+        (Ok(output), Ok(Some(graph))) => Ok(Captured {
+            graph,
+            inputs: buffers,
+            output: Some(output),
+            launched: Cell::new(false),
+        }),
+        (Ok(output), graph) => {
+            // A graph address no graph will ever allocate.
+            std::mem::forget(output);
+            graph?;
+            candle_core::bail!("the capture recorded nothing")
+        }
+        (Err(error), _) => Err(error),
+    }
 }
 
 /// `captured` when its replay on `inputs` matches `usual` and is faster

@@ -32,6 +32,7 @@ pub fn flash_attention(operands: [(&CudaStorage, &Layout); 3], scale: f32) -> Re
         || (k_heads, k_depth, depth) != (heads, FLASH_DEPTH, FLASH_DEPTH)
         || !queries.is_multiple_of(FLASH_BLOCK)
         || !keys.is_multiple_of(FLASH_BLOCK)
+        || heads * queries * keys == 0
     {
         candle_core::bail!(
             "flash attention: q {:?}, k {:?}, v {:?} do not fit the kernel",

@@ -29,6 +29,8 @@ __device__ void flash_attention(const T* q, const T* k, const T* v, T* out, uint
     __shared__ __align__(32) T v_tile[BLOCK_KEYS * DEPTH];
     __shared__ __align__(32) float scores[WARPS][TILE * BLOCK_KEYS];
     __shared__ __align__(32) float outputs[WARPS][TILE * DEPTH];
+    static_assert(sizeof(k_tile) + sizeof(v_tile) + sizeof(scores) + sizeof(outputs) <= 48 * 1024,
+                  "static shared memory is limited to 48 KB");
 
     const uint32_t warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const uint64_t head = blockIdx.y;
