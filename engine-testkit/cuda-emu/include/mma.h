@@ -2,7 +2,9 @@
 // lane holds the whole 16×16 tile, so a kernel must treat fragments as
 // opaque, as the API asks (fill_fragment, loads, stores, mma_sync only).
 // Stores write each element from one lane, so a read of stored memory by
-// other lanes without a __syncwarp races here as on a GPU. Products
+// other lanes without a __syncwarp races here as on a GPU. A load returns
+// only when the whole warp has read (one instruction for the warp on a
+// GPU), so a later store to the same tile does not race with it. Products
 // accumulate in f32, as the tensor cores do.
 #pragma once
 #include <cstdint>
@@ -44,6 +46,7 @@ void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const T* p, unsigned
     for (int r = 0; r < F::rows; ++r)
         for (int c = 0; c < F::cols; ++c)
             f.x[r * F::cols + c] = std::is_same_v<Layout, row_major> ? p[r * ldm + c] : p[c * ldm + r];
+    __syncwarp();
 }
 
 template <int M, int N, int K, typename T>
@@ -52,6 +55,7 @@ void load_matrix_sync(fragment<accumulator, M, N, K, T>& f, const T* p, unsigned
     for (int r = 0; r < M; ++r)
         for (int c = 0; c < N; ++c)
             f.x[r * N + c] = layout == mem_row_major ? p[r * ldm + c] : p[c * ldm + r];
+    __syncwarp();
 }
 
 template <int M, int N, int K, typename T>
