@@ -1,4 +1,4 @@
-//! Drawing a plan on a blocking thread, with progress forwarded to the
+//! Drawing a plan on the drawing thread (`draw_thread`), with progress forwarded to the
 //! reporter and a stop at the next step once the job is cancelled or its
 //! lease is lost.
 
@@ -9,6 +9,7 @@ use image::RgbImage;
 use tokio::sync::mpsc;
 use wordup_queue::{GRID_IMAGES, ImagineRequest};
 
+use super::draw_thread::on_draw_thread;
 use super::lease::Flags;
 use super::metrics::{StageTimer, WorkerMetrics};
 use super::plan::{Draw, Source};
@@ -19,7 +20,7 @@ use crate::error::EngineError;
 use crate::ops::conv::PaddingMode;
 use crate::sd::pipeline::{ProgressFn, Stage};
 
-/// Draws `draw` for `root` on a blocking thread, with previews when asked.
+/// Draws `draw` for `root` on the drawing thread, with previews when asked.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn draw(
     models: Arc<Models>,
@@ -30,7 +31,7 @@ pub(super) async fn draw(
     root: ImagineRequest,
     draw: Draw,
 ) -> Result<Vec<Drawn>, EngineError> {
-    tokio::task::spawn_blocking(move || {
+    on_draw_thread(move || {
         let mut timer = StageTimer::new(&metrics);
         let mut on_progress =
             |stage: Stage, step: usize, total: usize, denoised: Option<&Tensor>| {
@@ -47,7 +48,6 @@ pub(super) async fn draw(
         render(&models, &root, draw, &mut on_progress)
     })
     .await
-    .map_err(|e| EngineError::Image(format!("drawing panicked: {e}")))?
 }
 
 /// One job of a batch drawn together: where its progress goes, and its grid.
@@ -59,7 +59,7 @@ pub(super) struct Member {
     pub first_seed: u64,
 }
 
-/// Several /imagine grids drawn as one batch on a blocking thread
+/// Several /imagine grids drawn as one batch on the drawing thread
 /// ([`Models::imagine_together`]), a grid per member. Every member sees the
 /// batch's progress and previews of its own images. The batch stops early
 /// only when every member is cancelled or lost; one that is alone has its
@@ -70,7 +70,7 @@ pub(super) async fn draw_together(
     mut members: Vec<Member>,
     decoder: crate::sd::pipeline::Decoder,
 ) -> Result<Vec<Vec<Drawn>>, EngineError> {
-    tokio::task::spawn_blocking(move || {
+    on_draw_thread(move || {
         let mut timer = StageTimer::new(&metrics);
         let per_grid = usize::from(GRID_IMAGES);
         let grids: Vec<(ImagineRequest, u64)> = members
@@ -105,7 +105,6 @@ pub(super) async fn draw_together(
         models.imagine_together(&grids, decoder, &mut on_progress)
     })
     .await
-    .map_err(|e| EngineError::Image(format!("drawing panicked: {e}")))?
 }
 
 fn render(

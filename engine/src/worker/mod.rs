@@ -14,6 +14,7 @@ mod batch;
 mod check;
 mod deliver;
 mod draw;
+mod draw_thread;
 mod judge;
 mod lease;
 pub mod metrics;
