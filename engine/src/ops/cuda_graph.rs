@@ -175,7 +175,9 @@ fn capture(
         .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED)
         .w()?;
     let refs: Vec<&Tensor> = buffers.iter().collect();
-    let output = step(&refs);
+    // A panic must not leave the stream capturing: caught, the capture
+    // ended below, then resumed.
+    let output = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(&refs)));
     // cudarc keeps errors of its frees for the next call, which would then
     // return one before ending the capture: taken here, so that the
     // capture ends (and the stream runs work again) whatever happened.
@@ -190,6 +192,10 @@ fn capture(
     if let Err(error) = stream.context().check_err() {
         tracing::debug!(%error, "an error ending the CUDA graph's capture");
     }
+    let output = match output {
+        Ok(output) => output,
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
     match (output, graph) {
         (Ok(output), Ok(Some(graph))) => Ok(Captured {
             graph,
