@@ -186,15 +186,8 @@ pub fn run(args: &PartsArgs, device: &Device) -> Result<()> {
             // Off zero mean, so that a norm that mishandles the mean shows.
             let x = (Tensor::randn(0f32, 1f32, (2, 64, 16, 16), &Device::Cpu)? + 3.0)?;
             let expected = reference(&x)?;
-            let actual = part(&x.to_device(device)?.to_dtype(dtype)?)?;
-            let error = relative_l2(&actual, &expected)?;
-            let verdict = if error <= part_tolerance(dtype) {
-                "ok"
-            } else {
-                failed.push(format!("{name} ({dtype:?}): {error:.2e}"));
-                "FAILED"
-            };
-            println!("PART {name} dtype={dtype:?} relative_l2={error:.2e} {verdict}");
+            let actual = part(&x.to_device(device)?.to_dtype(dtype)?);
+            report_part(name, dtype, actual, &expected, &mut failed);
         }
     }
     failed.extend(attention_parity(device)?);
@@ -308,6 +301,32 @@ pub fn run(args: &PartsArgs, device: &Device) -> Result<()> {
     Ok(())
 }
 
+/// One PART line: `actual`'s relative error against `expected`, or why it
+/// failed to run; a failure's description added to `failed`.
+fn report_part(
+    name: &str,
+    dtype: DType,
+    actual: candle_core::Result<Tensor>,
+    expected: &Tensor,
+    failed: &mut Vec<String>,
+) {
+    match actual.and_then(|actual| relative_l2(&actual, expected)) {
+        Ok(error) if error <= part_tolerance(dtype) => {
+            println!("PART {name} dtype={dtype:?} relative_l2={error:.2e} ok");
+        }
+        Ok(error) => {
+            println!("PART {name} dtype={dtype:?} relative_l2={error:.2e} FAILED");
+            failed.push(format!("{name} ({dtype:?}): {error:.2e}"));
+        }
+        Err(error) => {
+            let error = error.to_string();
+            let reason = error.lines().next().unwrap_or_default();
+            println!("PART {name} dtype={dtype:?} FAILED to run: {reason}");
+            failed.push(format!("{name} ({dtype:?}): {reason}"));
+        }
+    }
+}
+
 /// One TIME line: the median, or the first line of why the run failed.
 fn report_time(what: &str, dims: &[usize], ms: Result<f64>) {
     match ms {
@@ -360,14 +379,7 @@ fn attention_parity(device: &Device) -> Result<Vec<String>> {
             ));
         }
         for (name, way) in ways {
-            let error = relative_l2(&way()?, &expected)?;
-            let verdict = if error <= part_tolerance(dtype) {
-                "ok"
-            } else {
-                failed.push(format!("{name} ({dtype:?}): {error:.2e}"));
-                "FAILED"
-            };
-            println!("PART {name} dtype={dtype:?} relative_l2={error:.2e} {verdict}");
+            report_part(name, dtype, way(), &expected, &mut failed);
         }
     }
     Ok(failed)

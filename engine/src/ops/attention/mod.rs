@@ -85,9 +85,10 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, mask: Mask) -> 
         .to_dtype(dtype)
 }
 
-/// The queries and keys of a flash attention block and step, and the only
-/// depth the kernel takes.
+/// The queries of a flash attention block, and the keys of its step:
+/// queries and keys must come in whole blocks.
 pub const FLASH_BLOCK: usize = 64;
+/// The only depth of q, k and v the flash attention kernel takes.
 pub const FLASH_DEPTH: usize = 64;
 
 /// Flash attention is kept for a shape only within this relative L2
