@@ -131,7 +131,15 @@ impl<K: Eq + Hash + Clone + Debug + 'static> Graphs<K> {
                 return step(inputs);
             };
             match graphs.get(key) {
-                Some(Some(graph)) => return graph.replay(inputs),
+                Some(Some(graph)) => match graph.replay(inputs) {
+                    Ok(output) => return Ok(output),
+                    Err(error) => {
+                        // Not tried again for this key: the usual run from now on.
+                        tracing::warn!(?key, %error, "a CUDA graph's replay failed; dropped");
+                        graphs.insert(key.clone(), None);
+                        return step(inputs);
+                    }
+                },
                 Some(None) => return step(inputs),
                 None => {}
             }
