@@ -75,6 +75,32 @@ pub fn relative_error(actual: &Tensor, reference: &Tensor) -> Result<f64> {
     Ok((diff as f64 / (norm as f64).max(f64::MIN_POSITIVE)).sqrt())
 }
 
+/// `run`'s time, the better of two runs after a first that is checked
+/// against `reference` (f32) and serves as the warm-up; `None`, logged with
+/// `what`, when a run fails or the output strays beyond `tolerance`.
+pub fn time_if_accurate(
+    what: &dyn Debug,
+    device: &Device,
+    reference: &Tensor,
+    tolerance: f64,
+    run: impl Fn() -> Result<Tensor>,
+) -> Option<Duration> {
+    match run().and_then(|actual| relative_error(&actual, reference)) {
+        Ok(error) if error <= tolerance => {}
+        Ok(error) => {
+            tracing::warn!(?what, error, "strays from the reference; not used");
+            return None;
+        }
+        Err(error) => {
+            tracing::debug!(?what, %error, "refused");
+            return None;
+        }
+    }
+    best_of_two(device, run)
+        .inspect_err(|error| tracing::debug!(?what, %error, "refused"))
+        .ok()
+}
+
 /// The better of two runs of `run`, each waited for on `device`.
 pub fn best_of_two(device: &Device, run: impl Fn() -> Result<Tensor>) -> Result<Duration> {
     let once = || -> Result<Duration> {

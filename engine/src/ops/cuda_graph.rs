@@ -25,7 +25,7 @@ use candle_core::cuda_backend::WrapErr;
 use candle_core::cuda_backend::cudarc::driver::{CudaGraph, sys};
 use candle_core::{CudaDevice, Device, Result, Tensor};
 
-use super::choice::{best_of_two, relative_error};
+use super::choice::{best_of_two, time_if_accurate};
 
 /// A graph is kept for a shape only within this relative L2 distance of the
 /// usual run on the same inputs: the same kernels in the same order give
@@ -229,27 +229,16 @@ fn keep_if_better(
     usual: &Tensor,
     step: &impl Fn(&[&Tensor]) -> Result<Tensor>,
 ) -> Option<Captured> {
-    let reference = usual.to_dtype(candle_core::DType::F32).ok()?;
-    let error = match captured
-        .replay(inputs)
-        .and_then(|out| relative_error(&out, &reference))
-    {
-        Ok(error) => error,
-        Err(error) => {
-            tracing::debug!(%error, "no CUDA graph: its replay failed");
-            return None;
-        }
-    };
-    if error.is_nan() || error > TOLERANCE {
-        tracing::warn!(
-            error,
-            "a CUDA graph's replay strays from the usual run; not used"
-        );
-        return None;
-    }
     let device = usual.device();
-    let replayed = best_of_two(device, || captured.replay(inputs)).ok()?;
-    let run = best_of_two(device, || step(inputs)).ok()?;
+    let reference = usual
+        .to_dtype(candle_core::DType::F32)
+        .inspect_err(|error| tracing::debug!(%error, "no CUDA graph: no reference"))
+        .ok()?;
+    let replay = || captured.replay(inputs);
+    let replayed = time_if_accurate(&"CUDA graph", device, &reference, TOLERANCE, replay)?;
+    let run = best_of_two(device, || step(inputs))
+        .inspect_err(|error| tracing::debug!(%error, "no CUDA graph: the usual run failed"))
+        .ok()?;
     tracing::debug!(?replayed, ?run, "CUDA graph timed");
     (replayed < run).then_some(captured)
 }

@@ -319,21 +319,32 @@ fn report_part(
             failed.push(format!("{name} ({dtype:?}): {error:.2e}"));
         }
         Err(error) => {
-            let error = error.to_string();
-            let reason = error.lines().next().unwrap_or_default();
+            let reason = first_line(&error);
             println!("PART {name} dtype={dtype:?} FAILED to run: {reason}");
             failed.push(format!("{name} ({dtype:?}): {reason}"));
         }
     }
 }
 
+/// The first line of an error (candle's carry a backtrace after it).
+fn first_line(error: &impl std::fmt::Display) -> String {
+    error
+        .to_string()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// An attention to run, named for its PART or TIME line.
+type AttentionRun<'a> = (&'a str, Box<dyn Fn() -> candle_core::Result<Tensor> + 'a>);
+
 /// One TIME line: the median, or the first line of why the run failed.
 fn report_time(what: &str, dims: &[usize], ms: Result<f64>) {
     match ms {
         Ok(ms) => println!("TIME {what} shape={dims:?} ms={ms:.3}"),
         Err(error) => {
-            let error = error.to_string();
-            let reason = error.lines().next().unwrap_or_default();
+            let reason = first_line(&error);
             println!("TIME {what} shape={dims:?} failed: {reason}");
         }
     }
@@ -361,8 +372,7 @@ fn attention_parity(device: &Device) -> Result<Vec<String>> {
     for dtype in [DType::F32, DType::F16] {
         let [q, k, v] = [&q, &k, &v].map(|t| t.to_device(device).and_then(|t| t.to_dtype(dtype)));
         let (q, k, v) = (q?, k?, v?);
-        type Way<'a> = (&'a str, Box<dyn Fn() -> candle_core::Result<Tensor> + 'a>);
-        let mut ways: Vec<Way> = vec![
+        let mut ways: Vec<AttentionRun> = vec![
             (
                 "attention (unfused)",
                 Box::new(|| attention::unfused(&q, &k, &v, scale, Mask::None)),
@@ -394,8 +404,7 @@ fn time_attention(args: &PartsArgs, device: &Device) -> Result<()> {
         .map(|t| t.to_device(device).and_then(|t| t.to_dtype(DType::F16)));
     let (q, k, v) = (q?, k?, v?);
     let scale = 1.0 / (attention::FLASH_DEPTH as f64).sqrt();
-    type Way<'a> = (&'a str, Box<dyn Fn() -> candle_core::Result<Tensor> + 'a>);
-    let ways: [Way; 3] = [
+    let ways: [AttentionRun; 3] = [
         (
             "unfused",
             Box::new(|| attention::unfused(&q, &k, &v, scale, Mask::None)),

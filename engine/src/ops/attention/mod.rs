@@ -22,7 +22,7 @@ use std::time::Duration;
 use candle_core::{CpuStorage, CustomOp3, DType, DeviceLocation, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::choice::{Chosen, best_of_two, relative_error};
+use super::choice::{Chosen, best_of_two, time_if_accurate};
 use super::softmax::{NEGLIGIBLE, fast_exp};
 
 /// Queries per task, at most: rows enough for gemm to run at speed (64 was
@@ -160,22 +160,8 @@ fn trials(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Vec<(Way, Option<Du
             return Vec::new();
         }
     };
-    let flash_time = match flash(q, k, v, scale).and_then(|out| relative_error(&out, &reference)) {
-        Ok(error) if error <= FLASH_TOLERANCE => best_of_two(q.device(), || flash(q, k, v, scale))
-            .inspect_err(|error| tracing::debug!(%error, "flash attention refused"))
-            .ok(),
-        Ok(error) => {
-            tracing::warn!(
-                error,
-                "flash attention strays from the unfused ops; not used"
-            );
-            None
-        }
-        Err(error) => {
-            tracing::debug!(%error, "flash attention refused");
-            None
-        }
-    };
+    let flash = || flash(q, k, v, scale);
+    let flash_time = time_if_accurate(&Way::Flash, q.device(), &reference, FLASH_TOLERANCE, flash);
     let unfused_time = best_of_two(q.device(), unfused).ok();
     vec![(Way::Flash, flash_time), (Way::Unfused, unfused_time)]
 }

@@ -26,7 +26,7 @@ use std::time::Duration;
 use candle_core::conv::CudnnFwdAlgo;
 use candle_core::{DType, DeviceLocation, Result, Tensor};
 
-use super::choice::{Chosen, best_of_two, relative_error};
+use super::choice::{Chosen, time_if_accurate};
 
 /// candle's algorithms timed for each new shape; the FFT algorithms are left
 /// out (their workspaces grow with the image, and they are not chosen for
@@ -197,40 +197,11 @@ fn trials(x: &Tensor, args: ConvArgs) -> Vec<(Candidate, Option<Duration>)> {
     candidates(x.dtype())
         .into_iter()
         .map(|candidate| {
-            let time = accurate(x, args, candidate, &reference)
-                .then(|| time(x, args, candidate))
-                .flatten();
+            let run = || run(x, args, candidate);
+            let time = time_if_accurate(&candidate, x.device(), &reference, TOLERANCE, run);
             (candidate, time)
         })
         .collect()
-}
-
-/// Whether `candidate` runs on `x` and lands within [`TOLERANCE`] of
-/// `reference` (f32).
-fn accurate(x: &Tensor, args: ConvArgs, candidate: Candidate, reference: &Tensor) -> bool {
-    match run(x, args, candidate).and_then(|actual| relative_error(&actual, reference)) {
-        Ok(error) if error <= TOLERANCE => true,
-        Ok(error) => {
-            tracing::warn!(
-                ?candidate,
-                error,
-                "a convolution strays from candle's; not used"
-            );
-            false
-        }
-        Err(error) => {
-            tracing::debug!(?candidate, %error, "convolution candidate refused");
-            false
-        }
-    }
-}
-
-/// The better of two synchronised runs (the accuracy check's run was the
-/// warm-up); `None` when the candidate fails for this shape.
-fn time(x: &Tensor, args: ConvArgs, candidate: Candidate) -> Option<Duration> {
-    best_of_two(x.device(), || run(x, args, candidate))
-        .inspect_err(|error| tracing::debug!(?candidate, %error, "convolution candidate refused"))
-        .ok()
 }
 
 #[cfg(test)]
