@@ -31,15 +31,24 @@ impl ScratchTiny {
     pub fn new(name: &str) -> Result<ScratchTiny> {
         let dir = crate::fixtures::scratch(name);
         write_tiny_model(&dir)?;
-        let files = ModelFiles::from_dir(&dir, Variant::Full)?;
-        let options = PipelineOptions {
-            device: Device::Cpu,
-            dtype: DType::F32,
-            scheduler: None,
-        };
-        let pipeline = StableDiffusion::load(&files, &options)?;
+        let pipeline = load_on_cpu(&dir)?;
         Ok(ScratchTiny { dir, pipeline })
     }
+
+    /// Another pipeline from the same files, for an owner that takes one.
+    pub fn load(&self) -> Result<StableDiffusion> {
+        load_on_cpu(&self.dir)
+    }
+}
+
+fn load_on_cpu(dir: &Path) -> Result<StableDiffusion> {
+    let files = ModelFiles::from_dir(dir, Variant::Full)?;
+    let options = PipelineOptions {
+        device: Device::Cpu,
+        dtype: DType::F32,
+        scheduler: None,
+    };
+    StableDiffusion::load(&files, &options)
 }
 
 impl Drop for ScratchTiny {

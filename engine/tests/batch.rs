@@ -8,8 +8,13 @@
 use wordup_engine_testkit::fixtures as common;
 
 use common::max_diff;
+use std::sync::Arc;
+
 use wordup_engine::error::EngineError;
+use wordup_engine::finish::upscale::Tiling;
 use wordup_engine::sd::pipeline::{Decoder, Drawing, Generation};
+use wordup_engine::worker::render::Models;
+use wordup_engine::worker::warm_up::warm_up;
 use wordup_engine_testkit::tiny::ScratchTiny;
 
 /// The parity tests' tolerance.
@@ -150,4 +155,21 @@ fn generations_that_cannot_share_a_batch_are_refused() {
     assert_eq!(chunks(&base), 1);
     assert!(chunks(&generation(&long_prompt, 4.0, &[2], 0.0)) > 1);
     assert!(together(&tiny, &[]).is_err());
+}
+
+#[test]
+fn an_engine_claiming_three_jobs_warms_up_with_a_grid_alone_and_three_together() {
+    let tiny = ScratchTiny::new("batch-warm-up").unwrap();
+    let models = Arc::new(Models {
+        pipeline: tiny.load().unwrap(),
+        upscaler: None,
+        tiling: Tiling { tile: 64, pad: 4 },
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let drawings = runtime.block_on(warm_up(models, 3)).unwrap();
+    let grids: Vec<usize> = drawings.iter().map(|d| d.grids).collect();
+    assert_eq!(grids, [1, 3]);
 }

@@ -184,6 +184,19 @@ struct ModelArgs {
     /// one where its replay matches the usual run and is faster).
     #[arg(long, env = "WORDUP_NO_CUDA_GRAPHS")]
     no_cuda_graphs: bool,
+    /// Never try cuDNN's graph-API engines for a convolution (by default
+    /// each shape on a GPU takes the fastest of them and the legacy calls).
+    #[arg(long, env = "WORDUP_NO_CUDNN_GRAPH")]
+    no_cudnn_graph: bool,
+}
+
+impl ModelArgs {
+    /// The GPU settings that are not the model's: CUDA graphs, and cuDNN's
+    /// graph-API convolutions.
+    fn apply_gpu_settings(&self, pipeline: &mut StableDiffusion) {
+        pipeline.set_cuda_graphs(!self.no_cuda_graphs);
+        wordup_engine::ops::device_conv::set_graph_api(!self.no_cudnn_graph);
+    }
 }
 
 #[derive(Args)]
@@ -361,7 +374,7 @@ async fn imagine(args: ImagineArgs) -> Result<()> {
     options.scheduler = args.scheduler;
     let started = Instant::now();
     let mut pipeline = StableDiffusion::load(&files, &options).context("loading the model")?;
-    pipeline.set_cuda_graphs(!args.model.no_cuda_graphs);
+    args.model.apply_gpu_settings(&mut pipeline);
     eprintln!(
         "loaded {} on {:?} ({:?}) in {:.1} s",
         args.model.model,

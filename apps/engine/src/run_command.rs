@@ -22,6 +22,7 @@ use wordup_engine::sd::pipeline::StableDiffusion;
 use wordup_engine::sd::source::{self, ModelSource};
 use wordup_engine::worker::metrics::WorkerMetrics;
 use wordup_engine::worker::render::Models;
+use wordup_engine::worker::warm_up;
 use wordup_engine::worker::{Worker, WorkerConfig};
 use wordup_runtime::metrics::MetricsState;
 use wordup_runtime::settings::DatabaseSettings;
@@ -63,6 +64,10 @@ pub struct RunArgs {
     /// then posted unchecked).
     #[arg(long, env = "WORDUP_NO_SAFETY_CHECK")]
     no_safety_check: bool,
+    /// Take jobs without first drawing a throwaway grid on a GPU (which
+    /// settles each shape's kernels and CUDA graph before the first job).
+    #[arg(long, env = "WORDUP_NO_WARM_UP")]
+    no_warm_up: bool,
 }
 
 pub async fn run(args: RunArgs) -> Result<()> {
@@ -122,7 +127,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     });
     let (files, options) = fetch(&args.model, false).await?;
     let mut pipeline = StableDiffusion::load(&files, &options).context("loading the model")?;
-    pipeline.set_cuda_graphs(!args.model.no_cuda_graphs);
+    args.model.apply_gpu_settings(&mut pipeline);
     // Without its draft decoder the engine still serves every job: --draft
     // ones are then decoded in full, and their results say so.
     let draft_decoder_id =
@@ -210,6 +215,19 @@ pub async fn run(args: RunArgs) -> Result<()> {
         },
         metrics: worker_metrics.clone(),
     };
+    if !options.device.is_cpu() && !args.no_warm_up {
+        tracing::info!("warming up: a throwaway grid before taking jobs");
+        match warm_up::warm_up(worker.models.clone(), worker.config.batch).await {
+            Ok(drawings) => {
+                for drawing in drawings {
+                    let secs = drawing.took.as_secs_f64();
+                    tracing::info!(grids = drawing.grids, secs, "warmed up");
+                }
+            }
+            // Not fatal: a job drawn the same way reports its own error.
+            Err(error) => tracing::warn!(%error, "the warm-up drawing failed"),
+        }
+    }
     worker_metrics.ready.set(1);
     ready.store(true, Ordering::Relaxed);
     let (stop, stopped) = tokio::sync::watch::channel(false);

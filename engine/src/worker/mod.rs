@@ -24,6 +24,7 @@ mod progress;
 pub mod render;
 mod settle;
 mod store;
+pub mod warm_up;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

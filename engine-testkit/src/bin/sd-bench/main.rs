@@ -58,6 +58,10 @@ struct Cli {
     /// WORDUP_NO_CUDA_GRAPHS does).
     #[arg(long, global = true, env = "WORDUP_NO_CUDA_GRAPHS")]
     no_cuda_graphs: bool,
+    /// Never try cuDNN's graph-API engines for a convolution (as the
+    /// engine's WORDUP_NO_CUDNN_GRAPH does).
+    #[arg(long, global = true, env = "WORDUP_NO_CUDNN_GRAPH")]
+    no_cudnn_graph: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -565,6 +569,7 @@ fn parity(args: &ParityArgs) -> Result<bool> {
 fn main() -> Result<ExitCode> {
     let cli = Cli::parse();
     CUDA_GRAPHS.get_or_init(|| !cli.no_cuda_graphs);
+    wordup_engine::ops::device_conv::set_graph_api(!cli.no_cudnn_graph);
     match cli.command {
         Command::Speed(args) => speed(&args)?,
         Command::Grids(args) => grids(&args)?,

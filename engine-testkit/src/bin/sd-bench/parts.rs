@@ -191,6 +191,7 @@ pub fn run(args: &PartsArgs, device: &Device) -> Result<()> {
         }
     }
     failed.extend(attention_parity(device)?);
+    conv_candidates(device)?;
     if !failed.is_empty() {
         return Err(anyhow!("parts beyond tolerance: {}", failed.join(", ")));
     }
@@ -271,31 +272,101 @@ pub fn run(args: &PartsArgs, device: &Device) -> Result<()> {
             Box::new(move |_| device_conv::ours_in(input, conv_args(kernel), format, call))
         };
         let precomp = Call::Plain(CudnnFwdAlgo::ImplicitPrecompGemm);
-        let runs: [(&str, Run); 5] = [
-            (
-                "ours, fused + bias, NCHW",
-                ours(MemoryFormat::Nchw, Call::Fused),
-            ),
-            (
-                "ours, fused + bias, NHWC",
-                ours(MemoryFormat::Nhwc, Call::Fused),
-            ),
-            (
-                "ours, implicit precomp gemm + bias, NCHW",
-                ours(MemoryFormat::Nchw, precomp),
-            ),
-            (
-                "ours, implicit precomp gemm + bias, NHWC",
-                ours(MemoryFormat::Nhwc, precomp),
-            ),
-            (
-                "+ bias, as the engine runs it",
-                Box::new(|x| device_conv::conv2d(x, conv_args(&kernel))),
-            ),
-        ];
+        let mut runs: Vec<(String, Run)> = Vec::new();
+        for format in [MemoryFormat::Nchw, MemoryFormat::Nhwc] {
+            let layout = format_name(format);
+            runs.push((
+                format!("ours, fused + bias, {layout}"),
+                ours(format, Call::Fused),
+            ));
+            runs.push((
+                format!("ours, implicit precomp gemm + bias, {layout}"),
+                ours(format, precomp),
+            ));
+            for rank in 0..device_conv::GRAPH_RANKS {
+                runs.push((
+                    format!("ours, cuDNN graph engine #{rank} + bias, {layout}"),
+                    ours(format, Call::Graph(rank)),
+                ));
+            }
+        }
+        runs.push((
+            "+ bias, as the engine runs it".to_owned(),
+            Box::new(|x| device_conv::conv2d(x, conv_args(&kernel))),
+        ));
         for (label, run) in runs {
             let ms = synced_median_ms(args.repeats, device, || Ok(run(input)?));
             report_time(&format!("conv3x3 ({label})"), input.dims(), ms);
+        }
+    }
+    Ok(())
+}
+
+fn format_name(format: MemoryFormat) -> &'static str {
+    match format {
+        MemoryFormat::Nchw => "NCHW",
+        MemoryFormat::Nhwc => "NHWC",
+    }
+}
+
+/// On a CUDA device, one CANDIDATE line per way the engine may run a
+/// convolution with our cuDNN calls, in each layout: its relative error
+/// against the CPU in f32, or why it failed to run. Not a failure of the
+/// check either way: the engine itself drops a candidate that strays from
+/// candle's convolution, so these lines say what it will have to choose from.
+fn conv_candidates(device: &Device) -> Result<()> {
+    if !device.is_cuda() {
+        return Ok(());
+    }
+    let cpu = &Device::Cpu;
+    let x = Tensor::randn(0f32, 1f32, (2, 64, 16, 16), cpu)?;
+    let weight = Tensor::randn(0f32, 0.05, (64, 64, 3, 3), cpu)?;
+    let bias = Tensor::randn(0f32, 0.05, 64, cpu)?;
+    let expected = x
+        .conv2d(&weight, 1, 1, 1, 1)?
+        .broadcast_add(&bias.reshape((1, 64, 1, 1))?)?;
+    let mut calls = vec![Call::Fused, Call::Plain(CudnnFwdAlgo::ImplicitPrecompGemm)];
+    calls.extend((0..device_conv::GRAPH_RANKS).map(Call::Graph));
+    for dtype in [DType::F32, DType::F16] {
+        let on_device = |t: &Tensor| t.to_device(device)?.to_dtype(dtype);
+        let (x, weight, bias) = (on_device(&x)?, on_device(&weight)?, on_device(&bias)?);
+        for format in [MemoryFormat::Nchw, MemoryFormat::Nhwc] {
+            let to_format = |t: &Tensor| match format {
+                MemoryFormat::Nchw => Ok(t.clone()),
+                MemoryFormat::Nhwc => t.permute((0, 2, 3, 1))?.contiguous(),
+            };
+            let (x, weight) = (to_format(&x)?, to_format(&weight)?);
+            for &call in &calls {
+                let args = ConvArgs {
+                    weight: &weight,
+                    bias: Some(&bias),
+                    residual: None,
+                    padding: 1,
+                    stride: 1,
+                };
+                let actual =
+                    device_conv::ours_in(&x, args, format, call).and_then(|y| match format {
+                        MemoryFormat::Nchw => Ok(y),
+                        MemoryFormat::Nhwc => y.permute((0, 3, 1, 2)),
+                    });
+                let name = format!("conv3x3 ({call:?}, {})", format_name(format));
+                match actual.and_then(|actual| relative_l2(&actual, &expected)) {
+                    Ok(error) => {
+                        let verdict = if f64::from(error) <= device_conv::TOLERANCE {
+                            "ok"
+                        } else {
+                            "beyond the engine's tolerance: never chosen"
+                        };
+                        println!(
+                            "CANDIDATE {name} dtype={dtype:?} relative_l2={error:.2e} {verdict}"
+                        );
+                    }
+                    Err(error) => println!(
+                        "CANDIDATE {name} dtype={dtype:?} failed to run (never chosen): {}",
+                        first_line(&error)
+                    ),
+                }
+            }
         }
     }
     Ok(())

@@ -71,14 +71,14 @@ fn algorithm(algo: CudnnFwdAlgo) -> sys::cudnnConvolutionFwdAlgo_t {
 
 /// The shapes of one call, as cuDNN takes them (logically NCHW whatever
 /// the format), and the output tensor's shape.
-struct Dims {
-    x: [i32; 4],
-    w: [i32; 4],
-    y: [i32; 4],
-    out_shape: Vec<usize>,
+pub(super) struct Dims {
+    pub x: [i32; 4],
+    pub w: [i32; 4],
+    pub y: [i32; 4],
+    pub out_shape: Vec<usize>,
 }
 
-fn dims(x: &Tensor, args: &ConvArgs, format: MemoryFormat) -> Result<Dims> {
+pub(super) fn dims(x: &Tensor, args: &ConvArgs, format: MemoryFormat) -> Result<Dims> {
     let ((n, c, h, w), (k, c_w, r, s)) = match format {
         MemoryFormat::Nchw => (x.dims4()?, args.weight.dims4()?),
         MemoryFormat::Nhwc => {
@@ -111,7 +111,10 @@ fn dims(x: &Tensor, args: &ConvArgs, format: MemoryFormat) -> Result<Dims> {
 }
 
 /// The contiguous values of a CUDA tensor's storage.
-fn view<'a, T: CudaDType>(storage: &'a Storage, layout: &Layout) -> Result<CudaView<'a, T>> {
+pub(super) fn view<'a, T: CudaDType>(
+    storage: &'a Storage,
+    layout: &Layout,
+) -> Result<CudaView<'a, T>> {
     match storage {
         Storage::Cuda(storage) => {
             contiguous_view(storage, layout, "our cuDNN convolution's operands")
@@ -121,7 +124,11 @@ fn view<'a, T: CudaDType>(storage: &'a Storage, layout: &Layout) -> Result<CudaV
 }
 
 /// A CUDA tensor of `shape` over `slice`.
-fn tensor<T: CudaDType>(slice: CudaSlice<T>, device: CudaDevice, shape: Vec<usize>) -> Tensor {
+pub(super) fn tensor<T: CudaDType>(
+    slice: CudaSlice<T>,
+    device: CudaDevice,
+    shape: Vec<usize>,
+) -> Tensor {
     let storage = CudaStorage::wrap_cuda_slice(slice, device);
     Tensor::from_storage(Storage::Cuda(storage), shape, BackpropOp::none(), false)
 }

@@ -6,7 +6,12 @@
 //! - ours ([`cudnn`]), accumulating f16 and bf16 in f32 on the tensor cores
 //!   as PyTorch does: cuDNN's convolution with each of the five algorithms
 //!   (f16 and bf16 only; in f32 it is candle's), and cuDNN's fused
-//!   convolution + bias + residual (`cudnnConvolutionBiasActivationForward`).
+//!   convolution + bias + residual (`cudnnConvolutionBiasActivationForward`);
+//! - ours through cuDNN's graph API ([`cudnn_graph`]), as PyTorch calls it:
+//!   the first [`GRAPH_RANKS`] engines cuDNN's heuristic offers for the
+//!   shape, which include kernels the legacy algorithm names do not reach.
+//! - our fused call and graph-API engines again on channels-last (NHWC)
+//!   copies of the input and weight, the output copied back to NCHW.
 //!
 //! A candidate whose output strays from candle's (cuDNN's pick per call) on
 //! the first call is not used for the shape.
@@ -19,8 +24,11 @@
 
 #[cfg(feature = "cudnn")]
 mod cudnn;
+#[cfg(feature = "cudnn")]
+mod cudnn_graph;
 
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use candle_core::conv::CudnnFwdAlgo;
@@ -39,6 +47,21 @@ const CANDLE_ALGOS: [CudnnFwdAlgo; 5] = [
     CudnnFwdAlgo::WinogradNonFused,
 ];
 
+/// How many of the engines cuDNN's heuristic ranks for a shape are tried
+/// through the graph API (its first pick, and the next one).
+pub const GRAPH_RANKS: usize = 2;
+
+/// Whether the graph-API engines are among the candidates (see
+/// [`set_graph_api`]).
+static GRAPH_API: AtomicBool = AtomicBool::new(true);
+
+/// Whether shapes chosen from now on try cuDNN's graph-API engines
+/// (`WORDUP_NO_CUDNN_GRAPH` turns them off, should a cuDNN release
+/// misbehave on them); those already chosen keep their choice.
+pub fn set_graph_api(on: bool) {
+    GRAPH_API.store(on, Ordering::Relaxed);
+}
+
 /// A candidate is kept for a shape only when its relative L2 distance to
 /// candle's output (cuDNN's pick per call) is within this: accumulating in
 /// f32 rather than f16, or another algorithm's rounding, moves it by about
@@ -52,6 +75,11 @@ pub enum Candidate {
     Candle(CudnnFwdAlgo),
     /// One of our cuDNN calls.
     Ours(Call),
+    /// One of our cuDNN calls on channels-last copies: the input and the
+    /// weight transposed to NHWC, the output back to NCHW. cuDNN's
+    /// tensor-core kernels read NHWC; given NCHW it transposes inside or
+    /// runs slower kernels, so this lets its NHWC engines compete.
+    OursChannelsLast(Call),
 }
 
 /// Which of our cuDNN calls (f16 and bf16 accumulate in f32 in both).
@@ -63,6 +91,10 @@ pub enum Call {
     /// The convolution alone with this algorithm; bias and residual added
     /// as tensor ops.
     Plain(CudnnFwdAlgo),
+    /// The convolution alone through cuDNN's graph API by the engine its
+    /// heuristic ranks at this place (0 is its first pick); bias and
+    /// residual added as tensor ops.
+    Graph(usize),
 }
 
 /// A convolution's operands besides its input.
@@ -113,10 +145,11 @@ pub fn conv2d(x: &Tensor, args: ConvArgs) -> Result<Tensor> {
             tracing::debug!(?algo, %error, "cuDNN refused the kept algorithm; it picks one");
             candle_conv(x, args, None)
         }),
-        Some(Candidate::Ours(call)) => run(x, args, Candidate::Ours(call)).or_else(|error| {
-            tracing::debug!(?call, %error, "our cuDNN convolution failed; candle's runs");
-            candle_conv(x, args, None)
-        }),
+        Some(ours @ (Candidate::Ours(_) | Candidate::OursChannelsLast(_))) => run(x, args, ours)
+            .or_else(|error| {
+                tracing::debug!(?ours, %error, "our cuDNN convolution failed; candle's runs");
+                candle_conv(x, args, None)
+            }),
         None => candle_conv(x, args, None),
     }
 }
@@ -126,11 +159,44 @@ fn run(x: &Tensor, args: ConvArgs, candidate: Candidate) -> Result<Tensor> {
     match candidate {
         Candidate::Candle(algo) => candle_conv(x, args, Some(algo)),
         Candidate::Ours(call) => ours_in(x, args, MemoryFormat::Nchw, call),
+        Candidate::OursChannelsLast(call) => channels_last(x, args, call),
+    }
+}
+
+/// `conv(x) + bias + residual` for NCHW tensors by our `call` on NHWC
+/// copies of the input and the weight, the output copied back.
+fn channels_last(x: &Tensor, args: ConvArgs, call: Call) -> Result<Tensor> {
+    channels_last_with(x, args, |x, args| {
+        ours_in(x, args, MemoryFormat::Nhwc, call)
+    })
+}
+
+/// `conv(x) + bias + residual` for NCHW tensors by `conv_nhwc` (the
+/// convolution and bias, every tensor NHWC) on NHWC copies of the input and
+/// the weight, the output copied back and the residual added.
+fn channels_last_with(
+    x: &Tensor,
+    args: ConvArgs,
+    conv_nhwc: impl FnOnce(&Tensor, ConvArgs) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let to_nhwc = |t: &Tensor| t.permute((0, 2, 3, 1))?.contiguous();
+    let (x_nhwc, weight) = (to_nhwc(x)?, to_nhwc(args.weight)?);
+    let nhwc_args = ConvArgs {
+        weight: &weight,
+        residual: None,
+        ..args
+    };
+    let out = conv_nhwc(&x_nhwc, nhwc_args)?
+        .permute((0, 3, 1, 2))?
+        .contiguous()?;
+    match args.residual {
+        Some(residual) => out + residual,
+        None => Ok(out),
     }
 }
 
 /// How the tensors of our cuDNN calls are laid out in memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MemoryFormat {
     /// `[n, c, h, w]` activations, `[k, c, r, s]` weights: every model's.
     Nchw,
@@ -140,11 +206,26 @@ pub enum MemoryFormat {
     Nhwc,
 }
 
+impl MemoryFormat {
+    /// The element strides of a logically `[n, c, h, w]` activation (or
+    /// `[k, c, r, s]` weight) stored in this format, as cuDNN's graph API
+    /// describes tensors.
+    pub fn strides(self, [_, c, h, w]: [i64; 4]) -> [i64; 4] {
+        match self {
+            MemoryFormat::Nchw => [c * h * w, h * w, w, 1],
+            MemoryFormat::Nhwc => [h * w * c, 1, w * c, c],
+        }
+    }
+}
+
 /// `conv(x) + bias + residual` by our cuDNN `call`, with every tensor in
 /// `format`; an error outside cuDNN builds.
 pub fn ours_in(x: &Tensor, args: ConvArgs, format: MemoryFormat, call: Call) -> Result<Tensor> {
     #[cfg(feature = "cudnn")]
-    return cudnn::conv2d(x, args, format, call);
+    return match call {
+        Call::Graph(rank) => cudnn_graph::conv2d(x, args, format, rank),
+        _ => cudnn::conv2d(x, args, format, call),
+    };
     #[cfg(not(feature = "cudnn"))]
     {
         let _ = (x, args, format, call);
@@ -173,14 +254,21 @@ fn plus_bias_and_residual(out: Tensor, args: ConvArgs, format: MemoryFormat) -> 
 }
 
 /// What is tried for a shape in `dtype`: candle's five algorithms, our
-/// fused call, and in f16 and bf16 (where ours accumulate in f32 and
-/// candle's f16 in f16) our call with each of the five.
-fn candidates(dtype: DType) -> Vec<Candidate> {
+/// fused call, in f16 and bf16 (where ours accumulate in f32 and candle's
+/// f16 in f16) our call with each of the five, and with `graph_api` the
+/// heuristic's first [`GRAPH_RANKS`] engines; then the fused call and those
+/// engines again on channels-last copies.
+fn candidates(dtype: DType, graph_api: bool) -> Vec<Candidate> {
     let mut candidates: Vec<Candidate> = CANDLE_ALGOS.map(Candidate::Candle).to_vec();
-    candidates.push(Candidate::Ours(Call::Fused));
+    let mut ours = vec![Call::Fused];
     if dtype != DType::F32 {
         candidates.extend(CANDLE_ALGOS.map(|algo| Candidate::Ours(Call::Plain(algo))));
     }
+    if graph_api {
+        ours.extend((0..GRAPH_RANKS).map(Call::Graph));
+    }
+    candidates.extend(ours.iter().copied().map(Candidate::Ours));
+    candidates.extend(ours.into_iter().map(Candidate::OursChannelsLast));
     candidates
 }
 
@@ -194,7 +282,7 @@ fn trials(x: &Tensor, args: ConvArgs) -> Vec<(Candidate, Option<Duration>)> {
             return Vec::new();
         }
     };
-    candidates(x.dtype())
+    candidates(x.dtype(), GRAPH_API.load(Ordering::Relaxed))
         .into_iter()
         .map(|candidate| {
             let run = || run(x, args, candidate);
@@ -210,16 +298,79 @@ mod tests {
 
     #[test]
     fn ours_compete_in_every_dtype_and_plain_calls_only_where_they_accumulate_wider() {
-        use Candidate::{Candle, Ours};
-        for (dtype, count) in [(DType::F32, 6), (DType::F16, 11), (DType::BF16, 11)] {
-            let all = candidates(dtype);
-            assert_eq!(all.len(), count, "{dtype:?}");
+        use Candidate::{Candle, Ours, OursChannelsLast};
+        let cases = [
+            (DType::F32, false, 7),
+            (DType::F16, false, 12),
+            (DType::BF16, false, 12),
+            (DType::F32, true, 11),
+            (DType::F16, true, 16),
+            (DType::BF16, true, 16),
+        ];
+        for (dtype, graph_api, count) in cases {
+            let all = candidates(dtype, graph_api);
+            assert_eq!(all.len(), count, "{dtype:?} {graph_api}");
             assert!(all.contains(&Ours(Call::Fused)), "{dtype:?}");
+            assert!(all.contains(&OursChannelsLast(Call::Fused)), "{dtype:?}");
             for algo in CANDLE_ALGOS {
                 assert!(all.contains(&Candle(algo)), "{dtype:?} {algo:?}");
                 let plain = all.contains(&Ours(Call::Plain(algo)));
                 assert_eq!(plain, dtype != DType::F32, "{dtype:?} {algo:?}");
             }
+            for rank in 0..GRAPH_RANKS {
+                for way in [Ours, OursChannelsLast] {
+                    let graph = all.contains(&way(Call::Graph(rank)));
+                    assert_eq!(graph, graph_api, "{dtype:?} rank {rank}");
+                }
+            }
+            let distinct: std::collections::HashSet<_> = all.iter().collect();
+            assert_eq!(distinct.len(), all.len(), "{dtype:?}: a candidate twice");
         }
+    }
+
+    #[test]
+    fn a_channels_last_run_lays_out_its_copies_as_nhwc_and_answers_in_nchw() {
+        let cpu = &candle_core::Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 5, 6), cpu).unwrap();
+        let weight = Tensor::randn(0f32, 1.0, (4, 3, 3, 3), cpu).unwrap();
+        let bias = Tensor::randn(0f32, 1.0, 4, cpu).unwrap();
+        let residual = Tensor::randn(0f32, 1.0, (2, 4, 5, 6), cpu).unwrap();
+        let args = ConvArgs {
+            weight: &weight,
+            bias: Some(&bias),
+            residual: Some(&residual),
+            padding: 1,
+            stride: 1,
+        };
+        // An NHWC convolution as cuDNN reads one: [n, h, w, c] input,
+        // [k, r, s, c] weight, [n, h, w, k] output, the bias along k.
+        let conv_nhwc = |x: &Tensor, args: ConvArgs| {
+            assert!(args.residual.is_none(), "the residual is added in NCHW");
+            let x = x.permute((0, 3, 1, 2))?;
+            let weight = args.weight.permute((0, 3, 1, 2))?;
+            let out = x.conv2d(&weight, args.padding, args.stride, 1, 1)?;
+            plus_bias_and_residual(out.permute((0, 2, 3, 1))?, args, MemoryFormat::Nhwc)
+        };
+        let expected = candle_conv(&x, args, None).unwrap();
+        let actual = channels_last_with(&x, args, conv_nhwc).unwrap();
+        assert_eq!(actual.dims(), expected.dims());
+        let diff = (actual - &expected).unwrap().abs().unwrap();
+        let max = diff
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(max < 1e-4, "{max}");
+    }
+
+    #[test]
+    fn strides_describe_each_layout_of_a_logically_nchw_tensor() {
+        // [n, c, h, w] = [2, 3, 4, 5]
+        let dims = [2, 3, 4, 5];
+        assert_eq!(MemoryFormat::Nchw.strides(dims), [60, 20, 5, 1]);
+        // channels innermost, then columns, then rows
+        assert_eq!(MemoryFormat::Nhwc.strides(dims), [60, 1, 15, 3]);
     }
 }
