@@ -188,7 +188,8 @@ else
     echo "== and CUDA graphs (WORDUP_NO_CUDNN_GRAPH, WORDUP_NO_CUDA_GRAPHS)"
     if WORDUP_NO_CUDNN_GRAPH=true WORDUP_NO_CUDA_GRAPHS=true candle_speed; then
         cat "$WORK/candle-speed" >> "$WORK/results"
-        echo "(the table's candle column is from that second run)"
+        echo "(the table's candle column is from that second run; the rest runs without them too)"
+        export WORDUP_NO_CUDNN_GRAPH=true WORDUP_NO_CUDA_GRAPHS=true
     fi
 fi
 

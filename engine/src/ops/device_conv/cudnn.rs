@@ -188,6 +188,7 @@ where
     let algo = match call {
         Call::Plain(algo) => algo,
         Call::Fused => CudnnFwdAlgo::ImplicitPrecompGemm,
+        Call::Graph(_) => candle_core::bail!("a graph-API engine is not a legacy cuDNN call"),
     };
     let Call::Fused = call else {
         let op = ConvForward {

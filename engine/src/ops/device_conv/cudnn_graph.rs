@@ -14,9 +14,10 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use candle_core::cuda_backend::cudarc::cudnn::{CudnnDataType, result, sys};
-use candle_core::cuda_backend::cudarc::driver::{DevicePtr, DevicePtrMut, DeviceRepr};
+use candle_core::cuda_backend::cudarc::driver::{CudaStream, DevicePtr, DevicePtrMut, DeviceRepr};
 use candle_core::cuda_backend::{CudaDType, DeviceId};
 use candle_core::{CudaDevice, DType, Result, Tensor};
 
@@ -51,8 +52,9 @@ struct PlanKey {
     rank: usize,
 }
 
-/// A cuDNN handle of this thread on one device's stream.
-struct Handle(sys::cudnnHandle_t);
+/// A cuDNN handle of this thread on one device's stream, which it keeps
+/// alive (dropped after the handle).
+struct Handle(sys::cudnnHandle_t, Arc<CudaStream>);
 
 impl Drop for Handle {
     // The handle is cuDNN's; destroying it once is what it asks.
@@ -248,9 +250,10 @@ struct Plan {
     workspace: usize,
     /// cuDNN's global index of the engine, for the logs.
     engine: i64,
-    handle: Rc<Handle>,
     // Kept alive with the plan, which was built from them.
     _parts: Vec<Descriptor>,
+    // Last: the descriptors above go before the handle they were built on.
+    handle: Rc<Handle>,
 }
 
 thread_local! {
@@ -273,7 +276,10 @@ fn handle(device: &CudaDevice) -> Result<Rc<Handle>> {
             .context()
             .bind_to_thread()
             .map_err(candle_core::Error::wrap)?;
-        let handle = Handle(result::create_handle().map_err(candle_core::Error::wrap)?);
+        let handle = Handle(
+            result::create_handle().map_err(candle_core::Error::wrap)?,
+            stream.clone(),
+        );
         // SAFETY: a live handle and the device's live stream.
         unsafe { result::set_stream(handle.0, stream.cu_stream() as sys::cudaStream_t) }
             .map_err(candle_core::Error::wrap)?;
@@ -307,7 +313,14 @@ fn plan(device: &CudaDevice, key: PlanKey, data_type: sys::cudnnDataType_t) -> R
     if let Some(built) = PLANS.with(|plans| plans.borrow().get(&key).cloned()) {
         return built.map_err(candle_core::Error::Msg);
     }
-    let built = build_plan(&handle(device)?, &key, data_type);
+    let handle = handle(device)?;
+    // Building asks the driver about the device: its context must be current.
+    handle
+        .1
+        .context()
+        .bind_to_thread()
+        .map_err(candle_core::Error::wrap)?;
+    let built = build_plan(&handle, &key, data_type);
     match &built {
         Ok(plan) => tracing::debug!(
             ?key,
@@ -382,9 +395,9 @@ fn build_plan(handle: &Rc<Handle>, key: &PlanKey, data_type: sys::cudnnDataType_
     for config in configs.iter().take(filled) {
         let engine = Descriptor::new(Kind::CUDNN_BACKEND_ENGINE_DESCRIPTOR)?;
         let engines = std::slice::from_ref(&engine);
-        if config.get_descriptors(Attr::CUDNN_ATTR_ENGINECFG_ENGINE, engines)? != 1
-            || engine.compiles_at_run_time()?
-        {
+        // An engine that cannot say what it is, or compiles at run time, is passed over.
+        let found = config.get_descriptors(Attr::CUDNN_ATTR_ENGINECFG_ENGINE, engines);
+        if found.ok() != Some(1) || engine.compiles_at_run_time().unwrap_or(true) {
             continue;
         }
         let plan = Descriptor::new(Kind::CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR)?;
@@ -407,8 +420,8 @@ fn build_plan(handle: &Rc<Handle>, key: &PlanKey, data_type: sys::cudnnDataType_
             plan,
             workspace: usize::try_from(workspace).unwrap_or(0),
             engine: engine_index,
-            handle: handle.clone(),
             _parts: parts,
+            handle: handle.clone(),
         });
     }
     candle_core::bail!(
@@ -483,7 +496,7 @@ where
         let (workspace_ptr, _workspace_write) = workspace.device_ptr_mut(&stream);
         if [x_ptr, w_ptr, y_ptr]
             .iter()
-            .any(|&ptr| ptr as usize % ALIGNMENT != 0)
+            .any(|&ptr| !(ptr as usize).is_multiple_of(ALIGNMENT))
         {
             candle_core::bail!(
                 "the cuDNN graph convolution needs {ALIGNMENT}-byte aligned operands"
