@@ -5,10 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const KERNELS: [&str; 3] = [
+const KERNELS: [&str; 4] = [
     "src/ops/group_norm/group_norm.cu",
     "src/ops/softmax/softmax.cu",
     "src/ops/attention/flash_attention.cu",
+    "src/ops/transpose/transpose.cu",
 ];
 /// Where the kernels' shared header is.
 const INCLUDE: &str = "src/ops";

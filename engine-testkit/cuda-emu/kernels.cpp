@@ -6,6 +6,7 @@
 #include "group_norm/group_norm.cu"
 #include "softmax/softmax.cu"
 #include "attention/flash_attention.cu"
+#include "transpose/transpose.cu"
 
 #include <cstdlib>
 
@@ -60,6 +61,18 @@ GROUP_NORM_ENTRY(__nv_bfloat16, bf16)
 SOFTMAX_ENTRY(float, f32)
 SOFTMAX_ENTRY(__half, f16)
 SOFTMAX_ENTRY(__nv_bfloat16, bf16)
+
+#define TRANSPOSE_ENTRY(T, SUFFIX)                                                              \
+    extern "C" void emu_transpose_##SUFFIX(const T* x, T* y, uint32_t rows, uint32_t cols,     \
+                                           uint32_t grid_x, uint32_t grid_y, uint32_t grid_z,  \
+                                           uint32_t threads) {                                 \
+        emu::launch(transpose_batched_##SUFFIX, dim3{grid_x, grid_y, grid_z}, dim3{threads, 1, 1}, \
+                    x, y, rows, cols);                                                          \
+    }
+
+TRANSPOSE_ENTRY(float, f32)
+TRANSPOSE_ENTRY(__half, f16)
+TRANSPOSE_ENTRY(__nv_bfloat16, bf16)
 
 namespace {
 // A copy of host values where device memory would be: 256-byte aligned, as

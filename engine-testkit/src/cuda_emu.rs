@@ -5,6 +5,7 @@
 //! machines without a GPU; `sd-bench parts` checks them on one.
 
 use half::{bf16, f16};
+use wordup_engine::ops::transpose::{Matrices, launch_dims};
 
 type GroupNormEntry<T> = unsafe extern "C" fn(
     x: *const T,
@@ -22,6 +23,16 @@ type GroupNormEntry<T> = unsafe extern "C" fn(
 );
 type SoftmaxEntry<T> =
     unsafe extern "C" fn(x: *const T, y: *mut T, rows: u32, width: u32, threads: u32);
+type TransposeEntry<T> = unsafe extern "C" fn(
+    x: *const T,
+    y: *mut T,
+    rows: u32,
+    cols: u32,
+    grid_x: u32,
+    grid_y: u32,
+    grid_z: u32,
+    threads: u32,
+);
 
 // The entry points in cuda-emu/kernels.cpp. f16 and bf16 pass as their
 // bits: the `half` types are `repr(transparent)` over u16, and CUDA's are
@@ -73,6 +84,36 @@ unsafe extern "C" {
     fn emu_softmax_f32(x: *const f32, y: *mut f32, rows: u32, width: u32, threads: u32);
     fn emu_softmax_f16(x: *const f16, y: *mut f16, rows: u32, width: u32, threads: u32);
     fn emu_softmax_bf16(x: *const bf16, y: *mut bf16, rows: u32, width: u32, threads: u32);
+    fn emu_transpose_f32(
+        x: *const f32,
+        y: *mut f32,
+        rows: u32,
+        cols: u32,
+        gx: u32,
+        gy: u32,
+        gz: u32,
+        threads: u32,
+    );
+    fn emu_transpose_f16(
+        x: *const f16,
+        y: *mut f16,
+        rows: u32,
+        cols: u32,
+        gx: u32,
+        gy: u32,
+        gz: u32,
+        threads: u32,
+    );
+    fn emu_transpose_bf16(
+        x: *const bf16,
+        y: *mut bf16,
+        rows: u32,
+        cols: u32,
+        gx: u32,
+        gy: u32,
+        gz: u32,
+        threads: u32,
+    );
     fn emu_flash_attention_f16(
         q: *const f16,
         k: *const f16,
@@ -91,21 +132,26 @@ pub trait Element: Copy + Default {
     const GROUP_NORM: GroupNormEntry<Self>;
     #[doc(hidden)]
     const SOFTMAX: SoftmaxEntry<Self>;
+    #[doc(hidden)]
+    const TRANSPOSE: TransposeEntry<Self>;
 }
 
 impl Element for f32 {
     const GROUP_NORM: GroupNormEntry<Self> = emu_group_norm_f32;
     const SOFTMAX: SoftmaxEntry<Self> = emu_softmax_f32;
+    const TRANSPOSE: TransposeEntry<Self> = emu_transpose_f32;
 }
 
 impl Element for f16 {
     const GROUP_NORM: GroupNormEntry<Self> = emu_group_norm_f16;
     const SOFTMAX: SoftmaxEntry<Self> = emu_softmax_f16;
+    const TRANSPOSE: TransposeEntry<Self> = emu_transpose_f16;
 }
 
 impl Element for bf16 {
     const GROUP_NORM: GroupNormEntry<Self> = emu_group_norm_bf16;
     const SOFTMAX: SoftmaxEntry<Self> = emu_softmax_bf16;
+    const TRANSPOSE: TransposeEntry<Self> = emu_transpose_bf16;
 }
 
 /// A GroupNorm call's shape, and how its launches split it.
@@ -167,6 +213,30 @@ pub fn softmax<T: Element>(x: &[T], width: usize, threads: usize) -> Vec<T> {
         )
     };
     y
+}
+
+/// `transpose.cu` on `x`, matrices of `m.rows × m.cols` one after another,
+/// launched as the engine launches it (`ops::transpose::launch_dims`).
+pub fn transpose<T: Element>(x: &[T], m: Matrices) -> candle_core::Result<Vec<T>> {
+    assert_eq!(x.len(), m.batch * m.rows * m.cols);
+    let ((gx, gy, gz), threads) = launch_dims(m)?;
+    let mut y = vec![T::default(); x.len()];
+    #[allow(unsafe_code)]
+    // SAFETY: `x` and `y` hold the matrices' values in the entry point's
+    // type (checked above), which the grid covers.
+    unsafe {
+        T::TRANSPOSE(
+            x.as_ptr(),
+            y.as_mut_ptr(),
+            m.rows as u32,
+            m.cols as u32,
+            gx,
+            gy,
+            gz,
+            threads,
+        )
+    };
+    Ok(y)
 }
 
 /// `flash_attention.cu` on `q` `[heads, queries, 64]`, `k` and `v`

@@ -1,6 +1,6 @@
 //! The engine's CUDA kernels, run on the CPU by the emulation in
 //! `cuda-emu/`, against candle's ops on the host in f32: GroupNorm(+SiLU),
-//! softmax and flash attention, in each dtype they take and over grids of
+//! softmax, flash attention and the NCHW ↔ NHWC transpose, in each dtype they take and over grids of
 //! several sizes (each kernel must be right for any). On a GPU, `sd-bench
 //! parts` runs the same kernels against the same references.
 
@@ -9,6 +9,7 @@ use candle_nn::VarBuilder;
 use half::{bf16, f16};
 use wordup_engine::ops::GroupNorm;
 use wordup_engine::ops::attention::{Mask, attention};
+use wordup_engine::ops::transpose::Matrices;
 use wordup_engine_testkit::cuda_emu::{self, Element, GroupNormCall};
 use wordup_engine_testkit::fixtures::relative_l2;
 
@@ -117,6 +118,50 @@ fn softmax_matches<T: Values>(rows: usize, width: usize, threads: usize) -> Resu
         "{:?} {rows}×{width}, {threads} threads: relative error {error}",
         T::DTYPE
     );
+    Ok(())
+}
+
+fn transpose_matches<T: Values>(m: Matrices) -> Result<()> {
+    let dev = Device::Cpu;
+    let x = Tensor::randn(0f32, 1.0, (m.batch, m.rows, m.cols), &dev)?;
+    let (values, x) = rounded::<T>(&x)?;
+    let expected = x.transpose(1, 2)?.contiguous()?;
+    let got = Tensor::from_vec(
+        cuda_emu::transpose(&values, m)?,
+        (m.batch, m.cols, m.rows),
+        &dev,
+    )?
+    .to_dtype(DType::F32)?;
+    let same = got
+        .eq(&expected)?
+        .flatten_all()?
+        .min(0)?
+        .to_scalar::<u8>()?;
+    assert_eq!(
+        same,
+        1,
+        "{:?} {m:?}: not every value moved to its place",
+        T::DTYPE
+    );
+    Ok(())
+}
+
+#[test]
+fn transpose_moves_every_value_in_every_dtype_whatever_the_tiles_cover() -> Result<()> {
+    // Whole tiles, ragged edges both ways, a matrix smaller than a tile,
+    // and channels × pixels as the convolutions' copies have them.
+    for (batch, rows, cols) in [
+        (1, 32, 32),
+        (2, 33, 70),
+        (3, 5, 7),
+        (2, 64, 9 * 11),
+        (1, 130, 3),
+    ] {
+        let m = Matrices { batch, rows, cols };
+        transpose_matches::<f32>(m)?;
+        transpose_matches::<f16>(m)?;
+        transpose_matches::<bf16>(m)?;
+    }
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! Layers whose CPU paths are ours (f32): convolution, GroupNorm(+SiLU), the
-//! erf GELU and GEGLU, softmax, attention in blocks (flash attention), and
-//! linear layers with weights laid out for gemm.
+//! erf GELU and GEGLU, softmax, attention in blocks (flash attention),
+//! linear layers with weights laid out for gemm, and NCHW ↔ NHWC copies.
 //! On other devices and dtypes they run candle's ops, so a model built from
 //! them behaves the same everywhere.
 
@@ -16,6 +16,8 @@ pub mod gelu;
 pub mod group_norm;
 pub mod linear;
 pub mod softmax;
+/// NCHW ↔ NHWC copies (a batch of tiled transposes on CUDA).
+pub mod transpose;
 
 pub use conv::Conv2d;
 pub use group_norm::GroupNorm;

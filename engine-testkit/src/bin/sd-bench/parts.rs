@@ -20,6 +20,7 @@ use wordup_engine::ops::GroupNorm;
 use wordup_engine::ops::attention::{self, Mask};
 use wordup_engine::ops::conv::PaddingSwitch;
 use wordup_engine::ops::device_conv::{self, Call, ConvArgs, MemoryFormat};
+use wordup_engine::ops::transpose::{to_channels_first, to_channels_last};
 use wordup_engine::sd::resnet::{Config as ResnetConfig, ResnetBlock2D as OurResnetBlock};
 use wordup_engine::sd::vae::SelfAttention;
 
@@ -122,6 +123,17 @@ fn parts(
     list.push(("upsample_nearest2d", Box::new(up), Box::new(up)));
     let softmax = |x: &Tensor| wordup_engine::ops::softmax::softmax_last_dim(x);
     list.push(("softmax", Box::new(softmax), Box::new(softmax)));
+    // Our transposes (a tiled CUDA kernel) against the same on the CPU.
+    list.push((
+        "to_channels_last",
+        Box::new(to_channels_last),
+        Box::new(to_channels_last),
+    ));
+    list.push((
+        "to_channels_first",
+        Box::new(to_channels_first),
+        Box::new(to_channels_first),
+    ));
     let conv = |vb: VarBuilder| {
         let cfg = candle_nn::Conv2dConfig {
             padding: 1,
@@ -225,6 +237,19 @@ pub fn run(args: &PartsArgs, device: &Device) -> Result<()> {
         let ms = synced_median_ms(args.repeats, device, || Ok(part(&full)?))?;
         println!("TIME {name} shape={:?} ms={ms:.3}", full.dims());
     }
+    // The channels-last convolutions' copies: ours against candle's.
+    let ms = synced_median_ms(args.repeats, device, || Ok(to_channels_last(&full)?))?;
+    println!(
+        "TIME to_channels_last (ours) shape={:?} ms={ms:.3}",
+        full.dims()
+    );
+    let ms = synced_median_ms(args.repeats, device, || {
+        Ok(full.permute((0, 2, 3, 1))?.contiguous()?)
+    })?;
+    println!(
+        "TIME to_channels_last (candle's copy) shape={:?} ms={ms:.3}",
+        full.dims()
+    );
     let (_, attention) = twins(device, dtype, |vb: VarBuilder| {
         SelfAttention::new(512, 32, vb)
     })?;

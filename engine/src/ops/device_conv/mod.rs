@@ -35,6 +35,7 @@ use candle_core::conv::CudnnFwdAlgo;
 use candle_core::{DType, DeviceLocation, Result, Tensor};
 
 use super::choice::{Chosen, time_if_accurate};
+use super::transpose::{to_channels_first, to_channels_last};
 
 /// candle's algorithms timed for each new shape; the FFT algorithms are left
 /// out (their workspaces grow with the image, and they are not chosen for
@@ -179,16 +180,13 @@ fn channels_last_with(
     args: ConvArgs,
     conv_nhwc: impl FnOnce(&Tensor, ConvArgs) -> Result<Tensor>,
 ) -> Result<Tensor> {
-    let to_nhwc = |t: &Tensor| t.permute((0, 2, 3, 1))?.contiguous();
-    let (x_nhwc, weight) = (to_nhwc(x)?, to_nhwc(args.weight)?);
+    let (x_nhwc, weight) = (to_channels_last(x)?, to_channels_last(args.weight)?);
     let nhwc_args = ConvArgs {
         weight: &weight,
         residual: None,
         ..args
     };
-    let out = conv_nhwc(&x_nhwc, nhwc_args)?
-        .permute((0, 3, 1, 2))?
-        .contiguous()?;
+    let out = to_channels_first(&conv_nhwc(&x_nhwc, nhwc_args)?)?;
     match args.residual {
         Some(residual) => out + residual,
         None => Ok(out),
