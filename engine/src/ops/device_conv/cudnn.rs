@@ -133,6 +133,26 @@ pub(super) fn tensor<T: CudaDType>(
     Tensor::from_storage(Storage::Cuda(storage), shape, BackpropOp::none(), false)
 }
 
+/// A convolution's output buffer of `out_len` values and its workspace of
+/// `workspace_len` bytes (at least one), both uninitialised.
+///
+/// # Safety
+/// The call they are for must write all of the output before it is read.
+#[allow(unsafe_code)]
+pub(super) unsafe fn output_and_workspace<T: DeviceRepr>(
+    device: &CudaDevice,
+    out_len: usize,
+    workspace_len: usize,
+) -> Result<(CudaSlice<T>, CudaSlice<u8>)> {
+    // SAFETY: per this function's contract.
+    unsafe {
+        Ok((
+            device.alloc::<T>(out_len)?,
+            device.alloc::<u8>(workspace_len.max(1))?,
+        ))
+    }
+}
+
 // The cuDNN calls and uninitialised device buffers are unsafe FFI.
 #[allow(unsafe_code)]
 fn conv2d_as<T>(x: &Tensor, args: ConvArgs, format: MemoryFormat, call: Call) -> Result<Tensor>
@@ -199,12 +219,8 @@ where
         };
         let workspace_len = op.get_workspace_size(algorithm(algo))?;
         // SAFETY: cuDNN writes all of y and uses the workspace as scratch.
-        let (mut y, mut workspace) = unsafe {
-            (
-                device.alloc::<T>(out_len)?,
-                device.alloc::<u8>(workspace_len.max(1))?,
-            )
-        };
+        let (mut y, mut workspace) =
+            unsafe { output_and_workspace::<T>(&device, out_len, workspace_len)? };
         // SAFETY: each buffer matches its descriptor's dtype, shape and
         // contiguous layout, checked or built above.
         unsafe {
@@ -272,12 +288,8 @@ where
         view::<T>(&bias_storage, bias_layout)?,
     );
     // SAFETY: cuDNN writes all of y and uses the workspace as scratch.
-    let (mut y, mut workspace) = unsafe {
-        (
-            device.alloc::<T>(out_len)?,
-            device.alloc::<u8>(workspace_len.max(1))?,
-        )
-    };
+    let (mut y, mut workspace) =
+        unsafe { output_and_workspace::<T>(&device, out_len, workspace_len)? };
     let alpha2 = if residual.is_some() { one } else { zero };
     // SAFETY: each buffer matches its descriptor's dtype, shape and
     // contiguous layout, checked or built above.

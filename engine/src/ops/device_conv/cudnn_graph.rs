@@ -21,7 +21,7 @@ use candle_core::cuda_backend::cudarc::driver::{CudaStream, DevicePtr, DevicePtr
 use candle_core::cuda_backend::{CudaDType, DeviceId};
 use candle_core::{CudaDevice, DType, Result, Tensor};
 
-use super::cudnn::{Dims, dims, tensor, view};
+use super::cudnn::{Dims, dims, output_and_workspace, tensor, view};
 use super::{ConvArgs, MemoryFormat};
 
 use sys::cudnnBackendAttributeName_t as Attr;
@@ -481,12 +481,8 @@ where
         view::<T>(&w_storage, w_layout)?,
     );
     // SAFETY: cuDNN writes all of y and uses the workspace as scratch.
-    let (mut y, mut workspace) = unsafe {
-        (
-            device.alloc::<T>(out_len)?,
-            device.alloc::<u8>(plan.workspace.max(1))?,
-        )
-    };
+    let (mut y, mut workspace) =
+        unsafe { output_and_workspace::<T>(&device, out_len, plan.workspace)? };
     {
         // The guards order the stream after the operands' writers and
         // record the reads and writes: held until the launch is queued.
